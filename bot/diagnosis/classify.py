@@ -1,0 +1,394 @@
+"""Turn what the kubelet says about a failed image pull into a :class:`Cause`.
+
+The kubelet does not interpret pull errors: it wraps whatever the container runtime
+(containerd, CRI-O, or dockerd behind dockershim / cri-dockerd) returned and puts it in an
+event (``Failed to pull image "x": <error>``) or in the container's waiting message. The cause
+is therefore only recoverable from the wording of the runtime and of the registry behind it,
+and that wording differs per runtime and per registry. This module is the one place that knows
+those wordings; everything here is a pure function over strings so it can be tested against a
+corpus of real messages (``tests/data/kubelet_messages.yaml``).
+
+Rules are tried in a fixed order because one message often carries several symptoms, e.g.
+containerd's ``failed to resolve reference ...: 401 Unauthorized`` (auth, not "not found"),
+``dial tcp: lookup X: no such host`` (DNS, not generic network) or
+``no match for platform in manifest: not found`` (platform, not a missing tag). The most
+specific / most actionable explanation wins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from bot.diagnosis.causes import Cause
+
+__all__ = [
+    "TextClass",
+    "classify_text",
+    "failed_pull_image",
+    "is_crash_loop",
+    "pull_back_off_image",
+]
+
+#: Longest evidence phrase we hand back; registries sometimes return whole HTML pages.
+_MAX_PHRASE: Final = 160
+
+_FLAGS: Final = re.IGNORECASE
+
+
+@dataclass(frozen=True)
+class TextClass:
+    """What the pull-error text says, independent of the pod's spec or secrets.
+
+    ``cause`` is the single best reading of the text. ``ambiguous_denied`` is set for the
+    Docker Hub / dockerd / CRI-O "access denied" shapes where the registry deliberately does
+    not say whether the repository is missing or the credentials are: the caller must then use
+    the pod's context (pull secrets, image name) to decide which to tell the user. ``phrase``
+    is the fragment of the text that decided the cause, quoted back to the user as evidence.
+    """
+
+    cause: Cause
+    ambiguous_denied: bool
+    phrase: str
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    """Compile once at import time; every rule is case-insensitive because runtimes disagree
+    on capitalisation (``Error reading manifest`` vs ``reading manifest``, ``DENIED`` vs
+    ``denied``)."""
+    return re.compile(pattern, _FLAGS)
+
+
+# --- shapes that carry no cause at all -------------------------------------------------------
+
+# 'Back-off pulling image "x"' optionally followed by the waiting reason and the last pull error
+# (kubelet >= 1.32 keeps the error: 'Back-off pulling image "x": ErrImagePull: <error>').
+# Kubelet log lines escape the quotes (\"x\"), so accept an optional backslash.
+_BACK_OFF_RX: Final = re.compile(
+    r'Back-off pulling image \\?"(?P<image>[^"\\]+)\\?"(?P<rest>.*)', _FLAGS | re.DOTALL
+)
+_BACK_OFF_SUFFIX_RX: Final = re.compile(
+    r"^\s*:\s*(?:(?:ErrImagePull|ImagePullBackOff)\s*:\s*)?(?P<err>.*)", _FLAGS | re.DOTALL
+)
+
+_CRASH_LOOP_RX: Final = _rx(r"Back-off(?: \S+)? restarting failed container|\bCrashLoopBackOff\b")
+
+# Bare status lines that only name the state, never the reason.
+_NO_CAUSE_RX: Final = _rx(
+    r"^\s*(?:"
+    r"Error:\s*(?:ErrImagePull|ImagePullBackOff)"
+    r"|(?:Pulling|pulling) image \\?\"[^\"\\]*\\?\""
+    r"|Successfully pulled image\b.*"
+    r"|Container image \\?\"[^\"\\]*\\?\" already present on machine"
+    r")\s*\.?\s*$"
+)
+
+# --- where the image name is ----------------------------------------------------------------
+
+_FAILED_PULL_IMAGE_RX: Final = _rx(
+    r'(?:Failed to pull image|Failed to inspect image|Failed to apply default image tag)'
+    r' \\?"(?P<image>[^"\\]*)\\?"'
+    r'|Container image \\?"(?P<never>[^"\\]*)\\?" is not present with pull policy of Never'
+)
+
+# Leading 'Failed to pull image "x": ' prefix. Classification runs on what follows so that the
+# user's own image name (a tag like "v429", a repo called "x509-tools") cannot trigger a rule.
+_FAILED_PULL_PREFIX_RX: Final = _rx(r'^\s*Failed to (?:pull|inspect) image \\?"[^"\\]*\\?"\s*:?\s*')
+
+# Text that is evidently a pull failure even if no rule below explains it -> Cause.UNKNOWN.
+_PULL_FAILURE_RX: Final = _rx(
+    r"Failed to (?:pull|inspect) image"
+    r"|failed to pull and unpack image"
+    r"|failed to resolve (?:reference|image)"
+    r"|PullImage"
+    r"|pulling image\s*:"
+    r"|error pulling image"
+    r"|rpc error"
+    r"|Error response from daemon"
+    r"|initializing source"
+    r"|pinging (?:container|docker) registry"
+    r"|reading manifest"
+    r"|Error determining manifest MIME type"
+    r"|SignatureValidationFailed"
+    r"|failed to (?:copy|extract layer|register layer)"
+)
+
+# Reasons that are themselves a cause, whatever (if anything) the text says.
+_REASON_CAUSES: Final[dict[str, Cause]] = {
+    "errimageneverpull": Cause.NEVER_PULL,
+    "invalidimagename": Cause.INVALID_IMAGE_NAME,
+}
+# Reasons whose message is the raw runtime error, so any text under them is a pull failure.
+_PULL_ERROR_REASONS: Final = frozenset({"errimagepull", "signaturevalidationfailed"})
+
+# --- the rules, in priority order -----------------------------------------------------------
+
+_Rule = tuple[Cause, re.Pattern[str]]
+
+# Local, definitive conditions first: no registry was (successfully) involved.
+_LOCAL_RULES: Final[tuple[_Rule, ...]] = (
+    (Cause.NEVER_PULL, _rx(r"is not present with pull policy of Never|\bErrImageNeverPull\b")),
+    (
+        Cause.INVALID_IMAGE_NAME,
+        _rx(
+            r"invalid reference format(?:: repository name must be lowercase)?"
+            r"|couldn't parse image (?:reference|name) \\?\"[^\"\\]*\\?\""
+            r"|\bInvalidImageName\b"
+        ),
+    ),
+    (Cause.DISK_FULL, _rx(r"no space left on device|disk quota exceeded")),
+    # Before tag_not_found: containerd ends this with ": not found".
+    (
+        Cause.PLATFORM_MISMATCH,
+        _rx(
+            r"no match for platform in manifest"
+            r"|no matching manifest for \S+ in the manifest list entries"
+            r"|no image found in manifest list for architecture [^,\"]*"
+            r"|no supported platform found in manifest list"
+            r"|image operating system \\?\"\w+\\?\" cannot be used on this platform"
+        ),
+    ),
+    (
+        Cause.RATE_LIMITED,
+        _rx(
+            r"toomanyrequests(?::[^.\"\n]*)?"
+            r"|\b429 Too Many Requests"
+            r"|\bStatus 429\b"
+            r"|pull rate limit"
+        ),
+    ),
+    # Before network: a TLS verification failure can be wrapped in a "dial tcp" context, and
+    # "TLS handshake timeout" (a network symptom) is deliberately not matched here.
+    (
+        Cause.TLS_UNTRUSTED,
+        _rx(
+            r"(?:tls: failed to verify certificate: )?x509: [^\"\n,;(]*"
+            r"|server gave HTTP response to HTTPS client"
+            r"|tls: first record does not look like a TLS handshake"
+            r"|remote error: tls: certificate required"
+        ),
+    ),
+)
+
+# Access problems. Ambiguous Docker-Hub-style denials first: they contain words ("denied",
+# "authorization failed", "repository does not exist") that the other rules would take at face
+# value.
+_AMBIGUOUS_DENIED_RX: Final = _rx(
+    r"pull access denied[^\n]{0,200}?may require (?:'docker login'|authorization)"
+    r"|pull access denied"
+    r"|repository \S+ not found: does not exist or no pull access"
+    r"|denied: requested access to the resource is denied"
+    r"|insufficient_scope(?:: authorization failed)?"
+)
+# ECR (and Nexus) say this when no credentials were sent at all: that is not ambiguous.
+_NO_CREDENTIALS_RX: Final = _rx(r"no basic auth credentials")
+
+_ACCESS_RULES: Final[tuple[_Rule, ...]] = (
+    # A registry that refuses to hand out even an anonymous token (403 on the token endpoint,
+    # GCR/Artifact Registry "Unauthenticated request") will not serve anonymous pulls:
+    # credentials are missing, which is auth_required even though the status is 403.
+    (
+        Cause.AUTH_REQUIRED,
+        _rx(
+            r"failed to fetch anonymous token: [^\n]*?\b403\b(?: Forbidden)?"
+            r"|Requesting bear(?:er)? token: invalid status code from registry 403(?: \(Forbidden\))?"
+            r"|Unauthenticated request[^\"\n]*"
+        ),
+    ),
+    (
+        Cause.FORBIDDEN,
+        _rx(
+            r"\b403\s*\(?Forbidden\)?"
+            r"|denied: Permission \\?\"[^\"\\]*\\?\" denied"
+            r"|denied: Permission denied"
+            r"|denied: Caller does not have permission"
+            r"|denied: [^\n\"]{0,120}?not authorized"
+        ),
+    ),
+    (
+        Cause.AUTH_REQUIRED,
+        _rx(
+            r"\b401\s*\(?Unauthorized\)?"
+            r"|no basic auth credentials"
+            r"|unauthorized: (?:authentication required|incorrect username or password"
+            r"|access to the requested resource is not authorized)"
+            r"|invalid username/password"
+            r"|authorization failed"
+            r"|authentication required"
+            r"|\bunauthorized\b"
+        ),
+    ),
+)
+
+_NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
+    # Before tag_not_found: ECR says "repository X not found: name unknown".
+    (
+        Cause.REPOSITORY_NOT_FOUND,
+        _rx(
+            r"name unknown(?:: [^\"\n]*)?"
+            r"|\bNAME_UNKNOWN\b"
+            r"|repository name not known to registry"
+            r"|repository (?:with name \S+ )?does not exist"
+        ),
+    ),
+    (
+        Cause.TAG_NOT_FOUND,
+        _rx(
+            r"manifest for \S+ not found(?:: manifest unknown)?"
+            r"|manifest unknown"
+            r"|\bMANIFEST_UNKNOWN\b"
+            # containerd: 'failed to resolve reference "R": R: not found'
+            r"|\\?\":\s*[^\s\"\\]+:\s*not found"
+            r"|Tag \S+ not found in repository \S+"
+            r"|NOT_FOUND: artifact \S+ not found"
+        ),
+    ),
+)
+
+_CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
+    # Before network: the lookup step is named even when the resolver itself timed out.
+    (
+        Cause.DNS_FAILURE,
+        _rx(
+            r"(?:dial tcp: )?lookup [^\s:]+(?: on \S+)?: [^\"\n]*"
+            r"|no such host"
+            r"|Temporary failure in name resolution"
+            r"|Name or service not known"
+            r"|getaddrinfow?: [^\"\n]*"
+        ),
+    ),
+    (
+        Cause.NETWORK_UNREACHABLE,
+        _rx(
+            r"(?:dial tcp \S+: )?(?:connect: )?connection refused"
+            r"|(?:dial tcp \S+: )?(?:connect: )?connection timed out"
+            r"|(?:dial tcp \S+: )?(?:connect: )?no route to host"
+            r"|(?:dial tcp \S+: )?(?:connect: )?network is unreachable"
+            r"|(?:dial tcp(?: \S+)?: )?i/o timeout"
+            r"|connection reset by peer"
+            r"|TLS handshake timeout"
+            r"|context deadline exceeded(?: \(Client\.Timeout exceeded while awaiting headers\))?"
+            r"|request canceled(?: while waiting for connection)?"
+            r"|Client\.Timeout exceeded[^)\"\n]*"
+            r"|unexpected EOF"
+            r"|(?:Get|Head|Post) \\?\"?https?://\S+?\\?\"?: EOF\b"
+        ),
+    ),
+)
+
+def _phrase(match: re.Match[str]) -> str:
+    """Trim a match to something quotable in one line of a Slack message."""
+    text = " ".join(match.group(0).split()).strip(" :,.\\\"'")
+    if len(text) > _MAX_PHRASE:
+        text = text[: _MAX_PHRASE - 1].rstrip() + "…"
+    return text
+
+
+def _first(rules: tuple[_Rule, ...], text: str) -> TextClass | None:
+    for cause, rx in rules:
+        m = rx.search(text)
+        if m:
+            return TextClass(cause=cause, ambiguous_denied=False, phrase=_phrase(m))
+    return None
+
+
+def _classify_error(text: str) -> TextClass | None:
+    """Apply the ordered rules to an error string; None if no rule explains it."""
+    found = _first(_LOCAL_RULES, text)
+    if found:
+        return found
+
+    ambiguous = _AMBIGUOUS_DENIED_RX.search(text)
+    if ambiguous:
+        no_creds = _NO_CREDENTIALS_RX.search(text)
+        if no_creds:
+            # "pull access denied ...: authorization failed: no basic auth credentials" (ECR):
+            # the registry did say why - nothing was sent.
+            return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase=_phrase(no_creds))
+        return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=True, phrase=_phrase(ambiguous))
+
+    for rules in (_ACCESS_RULES, _NOT_FOUND_RULES, _CONNECTIVITY_RULES):
+        found = _first(rules, text)
+        if found:
+            return found
+    return None
+
+
+def classify_text(text: str, reason: str | None = None) -> TextClass | None:
+    """Classify a kubelet event message or container waiting message.
+
+    ``reason`` is the event reason or the container's waiting reason. ``ErrImageNeverPull`` and
+    ``InvalidImageName`` are causes in themselves (the kubelet never contacted a registry), so
+    they win even over a terse text. Other reasons (``ErrImagePull``, ``ImagePullBackOff``,
+    ``Failed``, ``BackOff``, ``InspectFailed``) carry no cause; ``ErrImagePull`` only tells us
+    the text is a raw runtime error.
+
+    Returns None when the text says nothing about *why* (bare back-off, ``Error: ErrImagePull``,
+    ``Pulling image``, CrashLoopBackOff), so callers can look at other events instead of
+    reporting "unknown". Returns ``Cause.UNKNOWN`` only for texts that are pull failures in a
+    shape no rule knows yet.
+    """
+    reason_key = (reason or "").strip().lower()
+    reason_cause = _REASON_CAUSES.get(reason_key)
+    if reason_cause is not None:
+        found = _classify_error(text) if text else None
+        phrase = found.phrase if found and found.cause is reason_cause else (reason or "").strip()
+        return TextClass(reason_cause, ambiguous_denied=False, phrase=phrase)
+
+    if not text or not text.strip() or is_crash_loop(text):
+        return None
+
+    error = text
+    back_off = _BACK_OFF_RX.search(text)
+    if back_off:
+        suffix = _BACK_OFF_SUFFIX_RX.match(back_off.group("rest"))
+        error = suffix.group("err").strip() if suffix else ""
+        if not error:
+            return None
+    elif _NO_CAUSE_RX.match(text):
+        return None
+
+    error = _FAILED_PULL_PREFIX_RX.sub("", error, count=1)
+    found = _classify_error(error)
+    if found:
+        return found
+
+    if back_off or reason_key in _PULL_ERROR_REASONS or _PULL_FAILURE_RX.search(text):
+        snippet = " ".join(error.split())[:_MAX_PHRASE]
+        return TextClass(Cause.UNKNOWN, ambiguous_denied=False, phrase=snippet)
+    return None
+
+
+def pull_back_off_image(text: str) -> str | None:
+    """Image named by a ``Back-off pulling image "x"`` message (with or without the newer
+    ``: ErrImagePull: <error>`` suffix); None for any other text.
+
+    The back-off event is often the only event left for a pod (older events are compacted), so
+    it is how we learn which container image is stuck even when it carries no cause.
+    """
+    m = _BACK_OFF_RX.search(text)
+    return m.group("image") if m else None
+
+
+def is_crash_loop(text: str) -> bool:
+    """True for CrashLoopBackOff texts (``Back-off restarting failed container``).
+
+    Both are "BackOff" events from the kubelet; this one means the image *was* pulled and the
+    process keeps exiting, so it must never be diagnosed as a pull problem.
+    """
+    return bool(_CRASH_LOOP_RX.search(text))
+
+
+def failed_pull_image(text: str) -> str | None:
+    """Image named by a kubelet pull-failure message, or None.
+
+    Recognises ``Failed to pull image "x": ...``, ``Failed to inspect image "x"``,
+    ``Container image "x" is not present with pull policy of Never`` and
+    ``Failed to apply default image tag "x"`` so the caller can match events to containers.
+    """
+    m = _FAILED_PULL_IMAGE_RX.search(text)
+    if not m:
+        return None
+    image = m.group("image")
+    return image if image is not None else m.group("never")

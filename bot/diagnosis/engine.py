@@ -1,0 +1,394 @@
+"""diagnose(): from what Kubernetes says about a pod to cause, findings and fixes.
+
+Pure: it reads `PodFacts` and returns a `PodDiagnosis`; nothing here talks to a network, so
+every rule is tested from recorded kubelet texts and objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.diagnosis.causes import TRANSIENT_CAUSES, Cause, Finding
+from bot.diagnosis.classify import (
+    TextClass,
+    classify_text,
+    failed_pull_image,
+    is_crash_loop,
+    pull_back_off_image,
+)
+from bot.diagnosis.cloud import ECR_TOKEN_LIFETIME, cloud_registry
+from bot.diagnosis.events import KubeletEvent, events_for_pod
+from bot.diagnosis.explain import EXPLANATIONS, summarize
+from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
+from bot.diagnosis.fixes import FixContext, build_fixes
+from bot.diagnosis.imageref import ImageRef, registry_matches, try_parse_image
+from bot.diagnosis.model import Backoff, ContainerDiagnosis, PodDiagnosis
+from bot.diagnosis.owners import infer_workload
+
+#: containerStatuses[].state.waiting.reason values that mean "cannot get the image".
+PULL_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "RegistryUnavailable",
+        "ImageInspectError",
+    }
+)
+#: Event reasons the kubelet uses around image pulls.
+PULL_EVENT_REASONS = frozenset({"Failed", "BackOff", "ErrImageNeverPull", "InspectFailed"})
+_PULL_ERROR_MARKERS = (
+    "Error: ErrImagePull",
+    "Error: ImagePullBackOff",
+    "Error: ErrImageNeverPull",
+    "Error: InvalidImageName",
+    "Error: ImageInspectError",
+)
+#: Causes where who-has-which-credentials matters.
+CREDENTIAL_CAUSES = frozenset({Cause.AUTH_REQUIRED, Cause.FORBIDDEN})
+#: Causes where the kubelet does not pull at all, so there is no pull back-off to estimate.
+_NO_PULL_CAUSES = frozenset({Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME})
+
+BACKOFF_INITIAL_SECONDS = 10
+BACKOFF_MAX_SECONDS = 300
+MAX_EVIDENCE = 6
+
+_MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
+_HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Container:
+    name: str
+    image: str
+    pull_policy: str | None
+    init: bool
+    status: Mapping[str, Any] | None
+
+
+def diagnose(facts: PodFacts) -> PodDiagnosis:
+    """Diagnose every container of the pod that cannot pull its image (none: empty list)."""
+    meta = facts.pod.get("metadata") or {}
+    events = events_for_pod(facts.events, facts.namespace, facts.name, meta.get("uid"))
+    workload = facts.workload or infer_workload(facts.pod)
+    results = []
+    for container in _containers(facts.pod):
+        own_events = [e for e in events if _belongs_to(e, container)]
+        if _cannot_pull(container, own_events):
+            results.append(_diagnose_container(facts, container, own_events, events, workload))
+    return PodDiagnosis(facts.namespace, facts.name, tuple(results))
+
+
+# -- which containers ------------------------------------------------------------------------
+
+
+def _containers(pod: Mapping[str, Any]) -> Iterator[_Container]:
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    for key, status_key, init in (
+        ("initContainers", "initContainerStatuses", True),
+        ("containers", "containerStatuses", False),
+    ):
+        statuses = {s.get("name"): s for s in status.get(status_key) or []}
+        for c in spec.get(key) or []:
+            yield _Container(
+                name=str(c.get("name")),
+                image=str(c.get("image") or ""),
+                pull_policy=c.get("imagePullPolicy"),
+                init=init,
+                status=statuses.get(c.get("name")),
+            )
+
+
+def _belongs_to(event: KubeletEvent, container: _Container) -> bool:
+    if event.container is not None:
+        return event.container == container.name
+    image = _event_image(event)
+    return image is not None and image == container.image
+
+
+def _event_image(event: KubeletEvent) -> str | None:
+    return failed_pull_image(event.message) or pull_back_off_image(event.message)
+
+
+def _is_pull_failure(event: KubeletEvent) -> bool:
+    if event.reason not in PULL_EVENT_REASONS or is_crash_loop(event.message):
+        return False
+    if event.message.strip() in _PULL_ERROR_MARKERS:
+        return True
+    return _event_image(event) is not None or classify_text(event.message, event.reason) is not None
+
+
+def _waiting(container: _Container) -> Mapping[str, Any] | None:
+    state = (container.status or {}).get("state") or {}
+    waiting = state.get("waiting")
+    return waiting if isinstance(waiting, Mapping) else None
+
+
+def _cannot_pull(container: _Container, events: Sequence[KubeletEvent]) -> bool:
+    """Waiting on an image now, or (no decisive status) failed pulls newer than any success."""
+    waiting = _waiting(container)
+    if waiting is not None and waiting.get("reason") in PULL_WAITING_REASONS:
+        return True
+    state = (container.status or {}).get("state") or {}
+    if "running" in state or "terminated" in state:
+        return False
+    last_failure = max((_stamp(e) for e in events if _is_pull_failure(e)), default=None)
+    if last_failure is None:
+        return False
+    last_success = max((_stamp(e) for e in events if e.reason == "Pulled"), default=None)
+    return last_success is None or last_failure > last_success
+
+
+def _stamp(event: KubeletEvent) -> float:
+    stamp = event.last_seen or event.first_seen
+    return stamp.timestamp() if stamp else 0.0
+
+
+# -- one container ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    cause: Cause
+    evidence: str | None
+    text_class: TextClass | None
+
+
+def _classify(container: _Container, events: Sequence[KubeletEvent]) -> _Verdict:
+    """The newest text that names a cause decides; the waiting message is the newest of all."""
+    candidates: list[tuple[str | None, str]] = []
+    waiting = _waiting(container)
+    if waiting is not None:
+        candidates.append((waiting.get("reason"), str(waiting.get("message") or "")))
+    for event in reversed(events):
+        if not _is_pull_failure(event):
+            continue
+        image = _event_image(event)
+        if image is not None and image != container.image:
+            continue  # an older image of a pod whose image was since changed
+        candidates.append((event.reason, event.message))
+    unknown: _Verdict | None = None
+    for reason, text in candidates:
+        found = classify_text(text, reason)
+        if found is None:
+            continue
+        if found.cause is Cause.UNKNOWN:
+            unknown = unknown or _Verdict(Cause.UNKNOWN, text, found)
+            continue
+        return _Verdict(found.cause, text or str(reason), found)
+    return unknown or _Verdict(Cause.UNKNOWN, None, None)
+
+
+def _diagnose_container(
+    facts: PodFacts,
+    container: _Container,
+    events: Sequence[KubeletEvent],
+    pod_events: Sequence[KubeletEvent],
+    workload: WorkloadRef,
+) -> ContainerDiagnosis:
+    ref = try_parse_image(container.image)
+    verdict = _classify(container, events)
+    secrets = _SecretView.build(facts, pod_events, ref)
+    cause = verdict.cause
+    if verdict.text_class is not None and verdict.text_class.ambiguous_denied:
+        # Docker Hub will not say whether the repo is missing or the caller lacks access:
+        # without a pull secret for that registry, missing credentials is the likely cause.
+        cause = Cause.REPOSITORY_NOT_FOUND if secrets.matching else Cause.AUTH_REQUIRED
+    policy = container.pull_policy or _default_pull_policy(ref)
+    findings = _findings(facts, cause, ref, policy, secrets)
+    node = (facts.pod.get("spec") or {}).get("nodeName")
+    context = FixContext(
+        namespace=facts.namespace,
+        workload=workload,
+        container=container.name,
+        image=container.image,
+        ref=ref,
+        init_container=container.init,
+        service_account=facts.service_account_name,
+        service_account_pull_secrets=facts.service_account_pull_secrets or (),
+        node=str(node) if node else None,
+        findings=frozenset(findings),
+        missing_secret=secrets.missing[0] if secrets.missing else None,
+        wrong_registry_secret=_secret_to_rewrite(findings, secrets),
+        unreferenced_secret=secrets.unreferenced[0].name if secrets.unreferenced else None,
+        plain_http=bool(verdict.evidence and _HTTP_TO_HTTPS.search(verdict.evidence)),
+    )
+    return ContainerDiagnosis(
+        container=container.name,
+        image=container.image,
+        cause=cause,
+        transient=cause in TRANSIENT_CAUSES,
+        summary=summarize(cause, container.image, ref),
+        explanation=EXPLANATIONS[cause],
+        evidence=_evidence(verdict, container, events),
+        workload=workload,
+        findings=tuple(findings),
+        fixes=build_fixes(cause, context),
+        backoff=estimate_backoff(events, facts.now, pulls=cause not in _NO_PULL_CAUSES),
+        init_container=container.init,
+    )
+
+
+def _secret_to_rewrite(findings: Sequence[Finding], secrets: _SecretView) -> str | None:
+    """The referenced secret whose contents must be re-created (expired or wrong host)."""
+    if Finding.ECR_TOKEN_EXPIRED in findings and secrets.matching:
+        return secrets.matching[0].name
+    if Finding.PULL_SECRET_WRONG_REGISTRY in findings and secrets.present:
+        return secrets.present[0].name
+    return None
+
+
+def _default_pull_policy(ref: ImageRef | None) -> str:
+    """The API server's default: Always for :latest or no tag, IfNotPresent otherwise."""
+    if ref is None or ref.digest:
+        return "IfNotPresent"
+    return "Always" if ref.effective_tag == "latest" else "IfNotPresent"
+
+
+def _evidence(verdict: _Verdict, container: _Container,
+              events: Sequence[KubeletEvent]) -> tuple[str, ...]:
+    """The deciding kubelet text first, then the other distinct pull texts, oldest first."""
+    texts: list[str] = []
+    if verdict.evidence:
+        texts.append(verdict.evidence)
+    for event in events:
+        # "Error: ErrImagePull" and friends repeat the state, not the reason: leave them out.
+        if (_is_pull_failure(event) and event.message not in texts
+                and event.message.strip() not in _PULL_ERROR_MARKERS):
+            texts.append(event.message)
+    waiting = _waiting(container)
+    message = str((waiting or {}).get("message") or "")
+    if message and message not in texts:
+        texts.append(message)
+    return tuple(texts[:MAX_EVIDENCE])
+
+
+# -- context: secrets, policy, node ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SecretView:
+    """The pod's pull secrets, seen from the image's registry."""
+
+    referenced: tuple[str, ...]
+    missing: tuple[str, ...]
+    present: tuple[PullSecretInfo, ...]
+    matching: tuple[PullSecretInfo, ...]
+    unreferenced: tuple[PullSecretInfo, ...]
+    contents_known: bool
+
+    @classmethod
+    def build(cls, facts: PodFacts, events: Sequence[KubeletEvent],
+              ref: ImageRef | None) -> _SecretView:
+        referenced = facts.pod_pull_secret_names
+        missing: list[str] = []
+        present: list[PullSecretInfo] = []
+        known = facts.referenced_secrets is not None
+        if facts.referenced_secrets is not None:
+            for name in referenced:
+                info = facts.referenced_secrets.get(name)
+                if info is None:
+                    missing.append(name)
+                else:
+                    present.append(info)
+        for event in events:  # the kubelet's own word, which also works offline
+            if match := _MISSING_SECRETS.search(event.message):
+                for name in (n.strip() for n in match.group("names").split(",")):
+                    if name and name not in missing:
+                        missing.append(name)
+        present = [p for p in present if p.name not in missing]
+        registry = ref.registry if ref else None
+        matching = [p for p in present if registry and _serves(p, registry)]
+        all_referenced = set(referenced) | set(facts.service_account_pull_secrets or ())
+        unreferenced = [
+            s for s in facts.namespace_pull_secrets or ()
+            if s.name not in all_referenced and registry and _serves(s, registry)
+        ]
+        return cls(tuple(referenced), tuple(missing), tuple(present), tuple(matching),
+                   tuple(unreferenced), known)
+
+
+def _serves(secret: PullSecretInfo, registry: str) -> bool:
+    return any(registry_matches(key, registry) for key in secret.registries)
+
+
+def _findings(facts: PodFacts, cause: Cause, ref: ImageRef | None, policy: str,
+              secrets: _SecretView) -> list[Finding]:
+    found: list[Finding] = []
+    credentials = cause in CREDENTIAL_CAUSES
+    if secrets.missing:
+        found.append(Finding.PULL_SECRET_MISSING)
+    if credentials:
+        if not secrets.referenced:
+            found.append(Finding.NO_PULL_SECRET)
+        if secrets.contents_known and secrets.present and not secrets.matching:
+            found.append(Finding.PULL_SECRET_WRONG_REGISTRY)
+        if secrets.unreferenced and not secrets.matching:
+            found.append(Finding.PULL_SECRET_NOT_REFERENCED)
+        cloud = cloud_registry(ref.registry) if ref else None
+        if cloud is not None:
+            found.append(Finding.CLOUD_REGISTRY_CREDENTIALS)
+            if cloud.product == "ECR" and _ecr_expired(secrets.matching, facts.now):
+                found.append(Finding.ECR_TOKEN_EXPIRED)
+        if (policy == "IfNotPresent" and not secrets.matching
+                and _at_least(facts.cluster_version, (1, 33))):
+            found.append(Finding.ENSURE_SECRET_PULLED_IMAGES)
+    if ref is not None and ref.implicit_latest:
+        found.append(Finding.IMPLICIT_LATEST_TAG)
+    if policy == "Never":
+        found.append(Finding.POLICY_NEVER)
+    if _disk_pressure(facts.node):
+        found.append(Finding.NODE_DISK_PRESSURE)
+    return found
+
+
+def _ecr_expired(secrets: Sequence[PullSecretInfo], now: datetime) -> bool:
+    stamps = [s.updated_at for s in secrets if s.updated_at is not None]
+    return bool(stamps) and now - max(stamps) > ECR_TOKEN_LIFETIME
+
+
+_VERSION = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)")
+
+
+def _at_least(version: str | None, wanted: tuple[int, int]) -> bool:
+    match = _VERSION.match(version or "")
+    if not match:
+        return False
+    return (int(match.group("major")), int(match.group("minor"))) >= wanted
+
+
+def _disk_pressure(node: Mapping[str, Any] | None) -> bool:
+    for condition in ((node or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "DiskPressure" and condition.get("status") == "True":
+            return True
+    return False
+
+
+# -- back-off --------------------------------------------------------------------------------
+
+
+def estimate_backoff(events: Sequence[KubeletEvent], now: datetime, *, pulls: bool = True
+                     ) -> Backoff:
+    """Attempts so far and seconds until the kubelet's next pull.
+
+    Each failed pull is one `Failed to pull image` event occurrence (count); after the n-th
+    failure the kubelet waits min(10 s * 2^(n-1), 300 s).
+    """
+    failures = [e for e in events if e.reason == "Failed" and failed_pull_image(e.message)]
+    if not failures:
+        failures = [e for e in events if e.message.strip() == "Error: ErrImagePull"]
+    attempts = sum(e.count for e in failures)
+    last = max((e.last_seen for e in failures if e.last_seen), default=None)
+    if not pulls or attempts == 0 or last is None:
+        return Backoff(attempts, None)
+    delay = BACKOFF_MAX_SECONDS
+    if attempts <= 6:
+        delay = min(BACKOFF_INITIAL_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
+    remaining = (last + timedelta(seconds=delay) - now).total_seconds()
+    return Backoff(attempts, max(0, round(remaining)))

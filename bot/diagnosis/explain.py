@@ -1,0 +1,139 @@
+"""Plain words for each cause: a one-line summary and the why, from the field guide."""
+
+from __future__ import annotations
+
+from bot.diagnosis.causes import Cause, Finding
+from bot.diagnosis.imageref import ImageRef
+
+EXPLANATIONS: dict[Cause, str] = {
+    Cause.TAG_NOT_FOUND: (
+        "The registry has the repository but no manifest for this tag: a typo (nginx:lates), a "
+        "version that was never pushed (v3 when only v2.1 exists), a missing tag defaulting to "
+        ":latest that the registry does not publish, or a tag CI cleaned up. Fix the image on the "
+        "parent workload, not the pod."
+    ),
+    Cause.REPOSITORY_NOT_FOUND: (
+        "The registry does not know this repository: a wrong path (swapped segments like "
+        "myapp/myorg instead of myorg/myapp), a wrong registry host, or a repository that was "
+        "deleted."
+    ),
+    Cause.AUTH_REQUIRED: (
+        "The registry wants credentials and the kubelet had none that work. The kubelet pulls "
+        "anonymously unless the pod (or its service account) names an imagePullSecret of type "
+        "docker-registry for this registry in the pod's own namespace. Docker Hub answers a "
+        "private repository without credentials with the misleading 'repository does not exist "
+        "or may require docker login'."
+    ),
+    Cause.FORBIDDEN: (
+        "The registry accepted the credentials but they lack permission to pull this repository "
+        "(403). Grant the account read/pull access, or use credentials that have it."
+    ),
+    Cause.RATE_LIMITED: (
+        "The registry is rate-limiting pulls (429 toomanyrequests, typically Docker Hub: 100 "
+        "pulls per 6 hours per source IP anonymously, 200 per account authenticated). Nodes "
+        "behind one NAT gateway share one anonymous quota. It clears when the window resets; "
+        "authenticate pulls or add a pull-through cache so it does not return."
+    ),
+    Cause.DNS_FAILURE: (
+        "The node could not resolve the registry host name: a typo in the registry host, or "
+        "DNS on the node (not in the cluster's CoreDNS: the kubelet and runtime use the node's "
+        "resolver)."
+    ),
+    Cause.NETWORK_UNREACHABLE: (
+        "The node could not reach the registry (timeout, connection refused or reset): a "
+        "firewall, a missing proxy setting for containerd, or a registry outage. The kubelet "
+        "keeps retrying, so a brief outage heals by itself."
+    ),
+    Cause.TLS_UNTRUSTED: (
+        "The node does not trust the registry's TLS certificate (self-signed, private CA, "
+        "expired or wrong name), or the registry speaks plain HTTP. containerd reads per-host "
+        "trust from /etc/containerd/certs.d/<host>/hosts.toml; credentials in "
+        "/root/.docker/config.json are not used by containerd."
+    ),
+    Cause.NEVER_PULL: (
+        "imagePullPolicy is Never and the image is not on this node, so the kubelet will not "
+        "pull it. Pre-load the image on every node or let the kubelet pull it."
+    ),
+    Cause.INVALID_IMAGE_NAME: (
+        "The image string is not a valid reference (upper-case letters in the repository, a "
+        "stray space or scheme, a bad tag), so the kubelet never contacts a registry."
+    ),
+    Cause.DISK_FULL: (
+        "The node ran out of disk while unpacking the image (no space left on device). Free "
+        "space under /var/lib/containerd, prune unused images, or move the pod to another node."
+    ),
+    Cause.PLATFORM_MISMATCH: (
+        "The image has no variant for this node's OS/architecture (for example an amd64-only "
+        "image on an arm64 node). Build a multi-arch image or schedule onto matching nodes."
+    ),
+    Cause.UNKNOWN: (
+        "The kubelet's messages do not say why the pull failed (events expire after about an "
+        "hour, leaving only 'Back-off pulling image'). Pull the image from the node with crictl "
+        "to see the runtime's own error."
+    ),
+}
+
+
+def summarize(cause: Cause, image: str, ref: ImageRef | None) -> str:
+    """One line a person reads first in the channel."""
+    registry = ref.registry if ref else "the registry"
+    repo = ref.name if ref else image
+    match cause:
+        case Cause.TAG_NOT_FOUND:
+            if ref and ref.digest:
+                return f"Digest {ref.digest[:19]}… does not exist in {repo}."
+            tag = ref.effective_tag if ref else "?"
+            implicit = " (no tag given, so :latest)" if ref and ref.implicit_latest else ""
+            return f"Tag `{tag}`{implicit} does not exist in {repo}."
+        case Cause.REPOSITORY_NOT_FOUND:
+            return f"Repository {repo} does not exist on {registry} (wrong path or host)."
+        case Cause.AUTH_REQUIRED:
+            return f"{registry} requires credentials the pod does not have for {repo}."
+        case Cause.FORBIDDEN:
+            return f"The pull credentials are valid but not allowed to pull {repo} (403)."
+        case Cause.RATE_LIMITED:
+            return f"{registry} is rate-limiting pulls (429); this clears when the window resets."
+        case Cause.DNS_FAILURE:
+            return f"The node cannot resolve the registry host {registry}."
+        case Cause.NETWORK_UNREACHABLE:
+            return f"The node cannot reach {registry} (timeout / refused); retries continue."
+        case Cause.TLS_UNTRUSTED:
+            return f"The node does not trust the TLS certificate of {registry}."
+        case Cause.NEVER_PULL:
+            return f"imagePullPolicy is Never and {image} is not on the node."
+        case Cause.INVALID_IMAGE_NAME:
+            return f"`{image}` is not a valid image reference."
+        case Cause.DISK_FULL:
+            return "The node ran out of disk space while pulling the image."
+        case Cause.PLATFORM_MISMATCH:
+            return f"{image} has no variant for the node's OS/architecture."
+        case _:
+            return f"The pull of {image} keeps failing and the kubelet does not say why."
+
+
+FINDING_TEXT: dict[Finding, str] = {
+    Finding.NO_PULL_SECRET: "the pod has no imagePullSecrets, so the kubelet pulls anonymously",
+    Finding.PULL_SECRET_MISSING: (
+        "the pod references a pull secret that does not exist in its namespace (secrets are "
+        "namespace-scoped)"
+    ),
+    Finding.PULL_SECRET_WRONG_REGISTRY: (
+        "the pod's pull secret has no credentials for this image's registry (check the "
+        "--docker-server value; Docker Hub wants https://index.docker.io/v1/)"
+    ),
+    Finding.PULL_SECRET_NOT_REFERENCED: (
+        "a pull secret for this registry exists in the namespace but neither the pod nor its "
+        "service account uses it"
+    ),
+    Finding.CLOUD_REGISTRY_CREDENTIALS: (
+        "cloud registry: static pull secrets expire; use the kubelet credential provider"
+    ),
+    Finding.ECR_TOKEN_EXPIRED: "the ECR pull secret is older than 12 hours: its token has expired",
+    Finding.IMPLICIT_LATEST_TAG: "no tag given, so the runtime asks for :latest",
+    Finding.POLICY_NEVER: "imagePullPolicy is Never: the kubelet only uses images already on the node",
+    Finding.ENSURE_SECRET_PULLED_IMAGES: (
+        "Kubernetes ≥ 1.33 with IfNotPresent and no pull secret: with the "
+        "KubeletEnsureSecretPulledImages gate on, cached private images need credentials again"
+    ),
+    Finding.NODE_DISK_PRESSURE: "the node reports DiskPressure",
+}

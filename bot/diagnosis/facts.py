@@ -1,0 +1,104 @@
+"""What the diagnosis is allowed to know, gathered elsewhere (bot/kube.py, bot/offline.py).
+
+Objects are kept in the Kubernetes JSON shape (camelCase dicts, as `kubectl get -o json` prints
+them) so the live API, offline files and the scenario cluster feed the same code. Secrets are
+reduced to what diagnosis needs before they get here: registry keys and age, never a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+JSON = Mapping[str, Any]
+
+#: Workload kinds that `kubectl rollout restart` understands.
+RESTARTABLE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    """The object a person edits to fix a pod: its top-most controller (or the pod itself)."""
+
+    kind: str
+    name: str
+
+    @property
+    def kubectl_ref(self) -> str:
+        """`deployment/web` — the form kubectl's set image / rollout take."""
+        return f"{self.kind.lower()}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PullSecretInfo:
+    """A docker-registry secret, reduced to what a diagnosis may show.
+
+    `registries` are the raw `auths` keys (hosts, not credentials). `updated_at` is the newest of
+    creation and managed-field update times: an ECR token is as old as its last write.
+    """
+
+    name: str
+    type: str
+    registries: tuple[str, ...]
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """Everything known about one pod when it is diagnosed.
+
+    `None` means "not known" (offline input, or the bot's role may not read it) and turns the
+    findings that depend on it off; an empty container means "known to be empty".
+    """
+
+    pod: JSON
+    events: Sequence[JSON] = ()
+    workload: WorkloadRef | None = None
+    #: imagePullSecrets of the pod's service account; None when the account was not read.
+    service_account_pull_secrets: tuple[str, ...] | None = None
+    #: referenced secret name -> info, or None when that secret does not exist in the namespace.
+    referenced_secrets: Mapping[str, PullSecretInfo | None] | None = None
+    #: every docker-registry secret in the pod's namespace.
+    namespace_pull_secrets: Sequence[PullSecretInfo] | None = None
+    node: JSON | None = None
+    cluster_version: str | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.pod.get("metadata", {}).get("namespace") or "default")
+
+    @property
+    def name(self) -> str:
+        return str(self.pod.get("metadata", {}).get("name") or "")
+
+    @property
+    def spec(self) -> JSON:
+        spec = self.pod.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+    @property
+    def pod_pull_secret_names(self) -> tuple[str, ...]:
+        """imagePullSecrets on the pod (admission already copied the service account's in)."""
+        refs = self.spec.get("imagePullSecrets") or []
+        return tuple(str(r.get("name")) for r in refs if isinstance(r, Mapping) and r.get("name"))
+
+    @property
+    def service_account_name(self) -> str:
+        return str(
+            self.spec.get("serviceAccountName") or self.spec.get("serviceAccount") or "default"
+        )
+
+
+def parse_k8s_time(value: object) -> datetime | None:
+    """Parse RFC 3339 timestamps as the API writes them (`Z`, optional fraction)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

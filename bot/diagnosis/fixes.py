@@ -1,0 +1,503 @@
+"""Fix commands: the one place that turns a cause into commands a person pastes.
+
+Every command is namespaced, aimed at the parent workload (never a ReplicaSet or a pod that a
+controller will replace), and every argument goes through `shlex.quote`. Values the bot cannot
+know are `<placeholders>`, and the title names them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bot.diagnosis.causes import Cause, Finding
+from bot.diagnosis.cloud import cloud_registry
+from bot.diagnosis.facts import RESTARTABLE_KINDS, WorkloadRef
+from bot.diagnosis.imageref import ImageRef
+from bot.diagnosis.model import Fix
+
+DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
+DEFAULT_SECRET_NAME = "regcred"
+
+
+@dataclass(frozen=True)
+class FixContext:
+    """What the fix builders need to know about one failing container."""
+
+    namespace: str
+    workload: WorkloadRef
+    container: str
+    image: str
+    ref: ImageRef | None
+    init_container: bool = False
+    service_account: str = "default"
+    service_account_pull_secrets: tuple[str, ...] = ()
+    node: str | None = None
+    findings: frozenset[Finding] = field(default_factory=frozenset)
+    missing_secret: str | None = None
+    wrong_registry_secret: str | None = None
+    unreferenced_secret: str | None = None
+    plain_http: bool = False
+    suggested_image: str | None = None
+
+    @property
+    def registry(self) -> str:
+        return self.ref.registry if self.ref else "<registry>"
+
+    @property
+    def docker_server(self) -> str:
+        """The --docker-server value kubectl needs: Docker Hub wants its legacy v1 URL."""
+        if self.ref is None:
+            return "<registry>"
+        return DOCKER_HUB_SERVER if self.ref.is_docker_hub else self.ref.registry
+
+
+def _cmd(*parts: str) -> str:
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _ns(ctx: FixContext) -> tuple[str, str]:
+    return ("-n", ctx.namespace)
+
+
+# -- building blocks ------------------------------------------------------------------------
+
+
+def set_image(ctx: FixContext, new_image: str, title: str) -> Fix:
+    """`kubectl set image` on the parent workload; a bare Job's template is immutable."""
+    if ctx.workload.kind == "Job":
+        return Fix(
+            f"{title} — a Job's pod template cannot change: delete it and re-create it from "
+            "your manifest with the corrected image",
+            _cmd("kubectl", "delete", ctx.workload.kubectl_ref, *_ns(ctx)),
+        )
+    return Fix(
+        title,
+        _cmd("kubectl", "set", "image", ctx.workload.kubectl_ref,
+             f"{ctx.container}={new_image}", *_ns(ctx)),
+    )
+
+
+def restart_workload(ctx: FixContext) -> Fix:
+    """Clear the back-off timer at once instead of waiting up to 5 minutes."""
+    kind = ctx.workload.kind
+    if kind in RESTARTABLE_KINDS:
+        return Fix(
+            "After fixing the cause, restart so the pods retry now instead of after the back-off",
+            _cmd("kubectl", "rollout", "restart", ctx.workload.kubectl_ref, *_ns(ctx)),
+        )
+    if kind == "CronJob":
+        return Fix(
+            "After fixing the cause, run the CronJob once now instead of waiting for its schedule",
+            _cmd("kubectl", "create", "job", "--from", ctx.workload.kubectl_ref,
+                 f"{ctx.workload.name}-manual", *_ns(ctx)),
+        )
+    return Fix(
+        f"After fixing the cause, delete the {kind} so it is re-created and pulls again "
+        "(re-apply its manifest if nothing re-creates it)",
+        _cmd("kubectl", "delete", ctx.workload.kubectl_ref, *_ns(ctx)),
+    )
+
+
+def create_pull_secret(ctx: FixContext, name: str, title: str | None = None,
+                       placeholder: str = "<token>") -> Fix:
+    server = ctx.docker_server
+    return Fix(
+        title
+        or f"Create pull secret {name} for {ctx.registry} in namespace {ctx.namespace} "
+        "(fill in <username> and <token>; secrets are namespace-scoped)",
+        _cmd("kubectl", "create", "secret", "docker-registry", name,
+             f"--docker-server={server}", "--docker-username=<username>",
+             f"--docker-password={placeholder}", *_ns(ctx)),
+    )
+
+
+def attach_secret_to_service_account(ctx: FixContext, name: str) -> Fix:
+    """Patch the service account, keeping the secrets it already lists.
+
+    imagePullSecrets on a ServiceAccount has no merge key, so a patch replaces the whole list:
+    the existing names are written back alongside the new one.
+    """
+    names = [*ctx.service_account_pull_secrets]
+    if name not in names:
+        names.append(name)
+    patch = json.dumps({"imagePullSecrets": [{"name": n} for n in names]})
+    return Fix(
+        f"Attach {name} to service account {ctx.service_account} (new pods inherit it; "
+        "existing pods need a restart)",
+        _cmd("kubectl", "patch", "serviceaccount", ctx.service_account, "-p", patch, *_ns(ctx)),
+    )
+
+
+def show_secret_registries(ctx: FixContext, name: str) -> Fix:
+    """Show the registry keys of a pull secret without printing its password."""
+    return Fix(
+        f"Check which registries {name} holds credentials for (prints host names only)",
+        f"kubectl get secret {shlex.quote(name)} -n {shlex.quote(ctx.namespace)} "
+        "--output='jsonpath={.data.\\.dockerconfigjson}' | base64 --decode | jq '.auths | keys'",
+    )
+
+
+def hosts_toml(host: str, body: str, title: str) -> Fix:
+    path = f"/etc/containerd/certs.d/{host}/hosts.toml"
+    return Fix(
+        title + f" (on every node; containerd reloads {path} without a restart)",
+        f"sudo mkdir -p /etc/containerd/certs.d/{shlex.quote(host)} && "
+        f"sudo tee {shlex.quote(path)} <<'EOF'\n{body}\nEOF",
+    )
+
+
+def node_pull_check(ctx: FixContext, title: str = "Pull the image on the node to see the "
+                    "runtime's own error") -> Fix:
+    node = ctx.node or "<node>"
+    return Fix(
+        f"{title} (ssh to {node} first)",
+        _cmd("sudo", "crictl", "--debug", "pull", ctx.image),
+    )
+
+
+def list_tags(ctx: FixContext) -> Fix:
+    if ctx.ref is not None and ctx.ref.is_docker_hub:
+        return Fix(
+            "List the tags that exist on Docker Hub",
+            f"curl -s https://registry.hub.docker.com/v2/repositories/{ctx.ref.repository}/tags/"
+            " | jq '.results[].name'",
+        )
+    return Fix("List the tags that exist (crane, from go-containerregistry)",
+               _cmd("crane", "ls", ctx.ref.name if ctx.ref else ctx.image))
+
+
+def _replace_image_title(ctx: FixContext, what: str) -> str:
+    return f"Point {ctx.container} on {ctx.workload.kubectl_ref} at {what}"
+
+
+# -- per cause ------------------------------------------------------------------------------
+
+
+def _tag_not_found(ctx: FixContext) -> list[Fix]:
+    fixes: list[Fix] = []
+    if ctx.suggested_image:
+        fixes.append(set_image(ctx, ctx.suggested_image,
+                               _replace_image_title(ctx, f"{ctx.suggested_image}, which exists")))
+    fixes.append(list_tags(ctx))
+    if not ctx.suggested_image:
+        base = ctx.ref.familiar_repository if ctx.ref else "<image>"
+        fixes.append(set_image(ctx, f"{base}:<tag>",
+                               _replace_image_title(ctx, "a tag that exists (replace <tag>)")))
+    fixes.append(Fix(
+        "Optional: pin by digest so a re-tag or cleanup cannot break it again (replace <digest>)",
+        _cmd("kubectl", "set", "image", ctx.workload.kubectl_ref,
+             f"{ctx.container}={(ctx.ref.familiar_repository if ctx.ref else '<image>')}"
+             "@sha256:<digest>", *_ns(ctx)),
+    ))
+    return fixes
+
+
+def _repository_not_found(ctx: FixContext) -> list[Fix]:
+    fixes: list[Fix] = []
+    if ctx.suggested_image:
+        fixes.append(set_image(ctx, ctx.suggested_image,
+                               _replace_image_title(ctx, f"{ctx.suggested_image}, which exists")))
+    fixes.append(Fix("Check the repository path from a workstation",
+                     _cmd("docker", "pull", ctx.image)))
+    if not ctx.suggested_image:
+        tag = ctx.ref.effective_tag if ctx.ref else "<tag>"
+        fixes.append(set_image(ctx, f"{ctx.registry}/<repository>:{tag}",
+                               _replace_image_title(ctx, "the right repository (replace "
+                                                    "<repository>)")))
+    return fixes
+
+
+def _credentials(ctx: FixContext) -> list[Fix]:
+    """401 and ambiguous denials: make a working secret reach the pod."""
+    fixes: list[Fix] = []
+    if ctx.missing_secret:
+        fixes.append(create_pull_secret(
+            ctx, ctx.missing_secret,
+            f"Create the missing secret {ctx.missing_secret} in namespace {ctx.namespace} — the "
+            "pod references it but it does not exist here (secrets are namespace-scoped); fill "
+            "in <username> and <token>"))
+    elif ctx.wrong_registry_secret:
+        name = ctx.wrong_registry_secret
+        fixes.append(show_secret_registries(ctx, name))
+        fixes.append(Fix(
+            f"Re-create {name} with {ctx.docker_server} as the server (fill in <username> and "
+            "<token>)",
+            _cmd("kubectl", "create", "secret", "docker-registry", name,
+                 f"--docker-server={ctx.docker_server}", "--docker-username=<username>",
+                 "--docker-password=<token>", *_ns(ctx), "--dry-run=client", "-o", "yaml")
+            + " | kubectl apply -f -",
+        ))
+    elif ctx.unreferenced_secret:
+        fixes.append(attach_secret_to_service_account(ctx, ctx.unreferenced_secret))
+    else:
+        fixes.append(create_pull_secret(ctx, DEFAULT_SECRET_NAME))
+        fixes.append(attach_secret_to_service_account(ctx, DEFAULT_SECRET_NAME))
+    fixes.extend(_cloud_fixes(ctx))
+    fixes.append(Fix(
+        "Test the credentials from the node (ssh to it; fill in <username> and <token>)",
+        _cmd("sudo", "crictl", "pull", "--creds", "<username>:<token>", ctx.image),
+    ))
+    fixes.append(restart_workload(ctx))
+    return fixes
+
+
+def _cloud_fixes(ctx: FixContext) -> list[Fix]:
+    cloud = cloud_registry(ctx.registry)
+    if cloud is None:
+        return []
+    fixes: list[Fix] = []
+    if cloud.product == "ECR":
+        region = cloud.region or "<region>"
+        name = ctx.wrong_registry_secret or ctx.missing_secret or DEFAULT_SECRET_NAME
+        fixes.append(Fix(
+            f"Stop-gap: refresh {name} with a new 12-hour ECR token (needs AWS credentials "
+            "where you run it)",
+            _cmd("kubectl", "create", "secret", "docker-registry", name,
+                 f"--docker-server={ctx.registry}", "--docker-username=AWS",
+                 "--docker-password=<output of: aws ecr get-login-password --region "
+                 f"{region}>", *_ns(ctx), "--dry-run=client", "-o", "yaml")
+            + " | kubectl apply -f -",
+        ))
+    fixes.append(Fix(
+        f"Durable fix: configure the kubelet credential provider {cloud.credential_provider} "
+        f"for {cloud.product} so nodes fetch fresh credentials at pull time (GA since 1.26)",
+        f"# kubelet --image-credential-provider-config=<file> "
+        f"--image-credential-provider-bin-dir=<dir>   # {cloud.product}: {ctx.registry}",
+    ))
+    return fixes
+
+
+def _forbidden(ctx: FixContext) -> list[Fix]:
+    fixes: list[Fix] = []
+    cloud = cloud_registry(ctx.registry)
+    repo = ctx.ref.repository if ctx.ref else "<repository>"
+    if cloud is not None and cloud.product == "Artifact Registry":
+        parts = repo.split("/")
+        project = parts[0] if parts else "<project>"
+        repository = parts[1] if len(parts) > 1 else "<repository>"
+        fixes.append(Fix(
+            "Grant the pulling identity read access to the Artifact Registry repository "
+            "(replace <member>)",
+            _cmd("gcloud", "artifacts", "repositories", "add-iam-policy-binding", repository,
+                 f"--project={project}", f"--location={cloud.region or '<location>'}",
+                 "--member=<member>", "--role=roles/artifactregistry.reader"),
+        ))
+    else:
+        fixes.append(Fix(
+            f"Grant the account in the pull secret pull (read) permission on {repo} in "
+            f"{ctx.registry}'s access settings, or use credentials that have it",
+            _cmd("sudo", "crictl", "pull", "--creds", "<username>:<token>", ctx.image),
+        ))
+    fixes.extend(_cloud_fixes(ctx))
+    fixes.append(restart_workload(ctx))
+    return fixes
+
+
+def _rate_limited(ctx: FixContext) -> list[Fix]:
+    repo = ctx.ref.repository if ctx.ref and ctx.ref.is_docker_hub else "library/nginx"
+    tag = ctx.ref.effective_tag if ctx.ref and ctx.ref.is_docker_hub else "latest"
+    fixes = [
+        Fix(
+            "Check the remaining Docker Hub quota from a node (or anything sharing the nodes' "
+            "outbound IP); HEAD requests do not use quota",
+            f'TOKEN=$(curl -s "https://auth.docker.io/token?service=registry.docker.io&scope='
+            f'repository:{repo}:pull" | jq -r .token) && curl -sI -H "Authorization: Bearer '
+            f'$TOKEN" https://registry-1.docker.io/v2/{repo}/manifests/{tag} | grep -i ratelimit',
+        ),
+        create_pull_secret(
+            ctx, "dockerhub-creds",
+            "Authenticate pulls: a free Docker Hub account doubles the quota and decouples it "
+            "from the NAT IP (fill in <username> and <personal-access-token>)",
+            placeholder="<personal-access-token>",
+        ),
+        attach_secret_to_service_account(ctx, "dockerhub-creds"),
+        hosts_toml(
+            "docker.io",
+            'server = "https://registry-1.docker.io"\n\n'
+            '[host."https://<registry-mirror>"]\n  capabilities = ["pull", "resolve"]',
+            "Pull through a cache: point docker.io at your mirror (replace <registry-mirror>)",
+        ),
+    ]
+    fixes.append(Fix(
+        "Avoid needless re-pulls of stable tags: set imagePullPolicy IfNotPresent",
+        _policy_patch(ctx, "IfNotPresent"),
+    ))
+    return fixes
+
+
+def _policy_patch(ctx: FixContext, policy: str) -> str:
+    key = "initContainers" if ctx.init_container else "containers"
+    body = {key: [{"name": ctx.container, "imagePullPolicy": policy}]}
+    patch = {"spec": body} if ctx.workload.kind == "Pod" else {"spec": {"template": {"spec": body}}}
+    if ctx.workload.kind == "CronJob":
+        patch = {"spec": {"jobTemplate": {"spec": {"template": {"spec": body}}}}}
+    return _cmd("kubectl", "patch", ctx.workload.kubectl_ref, *_ns(ctx), "-p", json.dumps(patch))
+
+
+def _dns(ctx: FixContext) -> list[Fix]:
+    host = ctx.registry
+    return [
+        Fix(f"Check the host name resolves from the node (ssh to {ctx.node or '<node>'})",
+            _cmd("nslookup", host)),
+        set_image(ctx, f"<registry-host>/{ctx.ref.repository}:{ctx.ref.effective_tag}"
+                  if ctx.ref else "<image>",
+                  _replace_image_title(ctx, "the correct registry host if it is misspelled "
+                                       "(replace <registry-host>)")),
+        restart_workload(ctx),
+    ]
+
+
+def _network(ctx: FixContext) -> list[Fix]:
+    host = ctx.registry
+    return [
+        Fix(f"Test TCP + TLS from the node (ssh to {ctx.node or '<node>'}); 200 or 401 means "
+            "the registry is reachable",
+            _cmd("curl", "-v", f"https://{host}/v2/")),
+        Fix("Behind a corporate proxy: give containerd the proxy settings "
+            "(systemctl edit containerd, then restart it; replace <proxy>)",
+            "[Service]\nEnvironment=\"HTTPS_PROXY=http://<proxy>:3128\"\n"
+            "Environment=\"NO_PROXY=10.0.0.0/8,192.168.0.0/16,.cluster.local\""),
+        restart_workload(ctx),
+    ]
+
+
+def _tls(ctx: FixContext) -> list[Fix]:
+    host = ctx.registry
+    if ctx.plain_http:
+        return [
+            hosts_toml(host, f'server = "http://{host}"\n\n[host."http://{host}"]\n'
+                       '  capabilities = ["pull", "resolve"]',
+                       f"{host} speaks plain HTTP: tell containerd to use http for it"),
+            restart_workload(ctx),
+        ]
+    ca_path = f"/etc/containerd/certs.d/{host}/ca.crt"
+    return [
+        Fix("Inspect the certificate the registry presents (from the node, "
+            f"{ctx.node or '<node>'})",
+            f"openssl s_client -connect {shlex.quote(_with_port(host))} -servername "
+            f"{shlex.quote(host.split(':')[0])} </dev/null | openssl x509 -noout -subject "
+            "-issuer -dates"),
+        Fix(f"Copy the registry's CA certificate to {ca_path} on every node (replace <ca.crt>)",
+            _cmd("sudo", "cp", "<ca.crt>", ca_path)),
+        hosts_toml(host, f'[host."https://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+                   f'  ca = "{ca_path}"', f"Trust that CA for {host} only"),
+        restart_workload(ctx),
+    ]
+
+
+def _with_port(host: str) -> str:
+    return host if ":" in host else f"{host}:443"
+
+
+def _never_pull(ctx: FixContext) -> list[Fix]:
+    return [
+        Fix("Let the kubelet pull the image: set imagePullPolicy IfNotPresent",
+            _policy_patch(ctx, "IfNotPresent")),
+        Fix(f"Or pre-load it on the node and check it is there (ssh to {ctx.node or '<node>'})",
+            "sudo crictl images | grep "
+            + shlex.quote(ctx.ref.familiar_repository if ctx.ref else ctx.image)),
+    ]
+
+
+def _invalid_name(ctx: FixContext) -> list[Fix]:
+    candidate = ctx.image.strip().lower()
+    for scheme in ("https://", "http://"):
+        candidate = candidate.removeprefix(scheme)
+    from bot.diagnosis.imageref import try_parse_image
+
+    if try_parse_image(candidate) is not None and candidate != ctx.image:
+        return [set_image(ctx, candidate, _replace_image_title(ctx, f"the valid reference "
+                                                              f"{candidate}"))]
+    return [set_image(ctx, "<image>", _replace_image_title(ctx, "a valid image reference "
+                                                          "(lower-case repository; replace "
+                                                          "<image>)"))]
+
+
+def _disk_full(ctx: FixContext) -> list[Fix]:
+    node = ctx.node or "<node>"
+    return [
+        Fix("Check the node's disk conditions", _cmd("kubectl", "describe", "node", node)
+            + " | grep -A5 Conditions"),
+        Fix(f"Check space where images are unpacked (ssh to {node})",
+            _cmd("df", "-h", "/var/lib/containerd")),
+        Fix(f"Prune unused images on {node}", _cmd("sudo", "crictl", "rmi", "--prune")),
+        restart_workload(ctx),
+    ]
+
+
+def _platform(ctx: FixContext) -> list[Fix]:
+    node = ctx.node or "<node>"
+    return [
+        Fix("See which platforms the image provides",
+            _cmd("docker", "buildx", "imagetools", "inspect", ctx.image)),
+        Fix(f"See the node's OS/architecture ({node})",
+            _cmd("kubectl", "get", "node", node, "-o",
+                 "jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}")),
+        Fix("Build and push a multi-arch image (or add a kubernetes.io/arch nodeSelector)",
+            _cmd("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "-t",
+                 ctx.image, "--push", ".")),
+    ]
+
+
+def _unknown(ctx: FixContext) -> list[Fix]:
+    return [
+        Fix("Read the namespace's pull failures (events expire after about an hour)",
+            _cmd("kubectl", "get", "events", *_ns(ctx), "--field-selector", "reason=Failed")),
+        node_pull_check(ctx),
+    ]
+
+
+_BUILDERS = {
+    Cause.TAG_NOT_FOUND: _tag_not_found,
+    Cause.REPOSITORY_NOT_FOUND: _repository_not_found,
+    Cause.AUTH_REQUIRED: _credentials,
+    Cause.FORBIDDEN: _forbidden,
+    Cause.RATE_LIMITED: _rate_limited,
+    Cause.DNS_FAILURE: _dns,
+    Cause.NETWORK_UNREACHABLE: _network,
+    Cause.TLS_UNTRUSTED: _tls,
+    Cause.NEVER_PULL: _never_pull,
+    Cause.INVALID_IMAGE_NAME: _invalid_name,
+    Cause.DISK_FULL: _disk_full,
+    Cause.PLATFORM_MISMATCH: _platform,
+    Cause.UNKNOWN: _unknown,
+}
+
+
+def build_fixes(cause: Cause, ctx: FixContext) -> tuple[Fix, ...]:
+    """The fix steps for `cause`, in the order a person should try them."""
+    fixes = _BUILDERS[cause](ctx)
+    fixes.extend(_finding_fixes(cause, ctx))
+    return tuple(_dedupe(fixes))
+
+
+def _finding_fixes(cause: Cause, ctx: FixContext) -> list[Fix]:
+    """Extra steps that findings call for, whatever the cause."""
+    extra: list[Fix] = []
+    if Finding.NODE_DISK_PRESSURE in ctx.findings and cause is not Cause.DISK_FULL:
+        extra.extend(_disk_full(ctx)[:3])
+    if Finding.IMPLICIT_LATEST_TAG in ctx.findings and cause is not Cause.TAG_NOT_FOUND:
+        base = ctx.ref.familiar_repository if ctx.ref else "<image>"
+        extra.append(set_image(ctx, f"{base}:<tag>",
+                               "The image has no tag, so it floats on :latest: pin an explicit "
+                               "tag (replace <tag>)"))
+    if Finding.ENSURE_SECRET_PULLED_IMAGES in ctx.findings and not (
+        ctx.missing_secret or ctx.wrong_registry_secret or ctx.unreferenced_secret
+    ) and cause not in (Cause.AUTH_REQUIRED, Cause.FORBIDDEN):
+        extra.append(create_pull_secret(ctx, DEFAULT_SECRET_NAME))
+        extra.append(attach_secret_to_service_account(ctx, DEFAULT_SECRET_NAME))
+    return extra
+
+
+def _dedupe(fixes: Iterable[Fix]) -> list[Fix]:
+    seen: set[str] = set()
+    out: list[Fix] = []
+    for fix in fixes:
+        if fix.command in seen:
+            continue
+        seen.add(fix.command)
+        out.append(fix)
+    return out

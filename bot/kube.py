@@ -1,0 +1,206 @@
+"""Every Kubernetes API call the bot makes, and nothing else.
+
+Objects are fetched as raw JSON (`_preload_content=False`) rather than the client's model
+classes: diagnosis reads the same camelCase shape as `kubectl get -o json`, and the code does not
+depend on the generated models, which were regenerated wholesale in kubernetes-client 37.
+Reads are limited to what the bot's Role grants (deploy/ RBAC): pods, events, the owner chain,
+service accounts, docker-registry secrets and nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
+from bot.diagnosis.owners import controller_of, infer_workload
+from bot.diagnosis.secrets import PULL_SECRET_TYPES, pull_secret_info
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = (5, 15)  # connect, read: a diagnosis never hangs on a dead API server
+
+
+
+class KubeError(Exception):
+    """Base class: something about the Kubernetes API stopped a diagnosis."""
+
+
+class KubeUnreachable(KubeError):
+    """The API server did not answer (network, TLS, bad kubeconfig)."""
+
+
+class KubeForbidden(KubeError):
+    """The bot's credentials may not read what the diagnosis needs."""
+
+
+class KubeNotFound(KubeError):
+    """The object asked for does not exist."""
+
+
+@dataclass
+class KubeClient:
+    """A thin, typed wrapper around the official client's API groups."""
+
+    api: client.ApiClient
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None,
+                         context: str | None = None) -> KubeClient:
+        """In-cluster config inside a pod, else the kubeconfig (KUBECONFIG / ~/.kube/config)."""
+        try:
+            if kubeconfig is None and context is None and os.environ.get(
+                    "KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config()
+                return cls(client.ApiClient())
+            return cls(config.new_client_from_config(config_file=kubeconfig, context=context))
+        except (config.ConfigException, OSError, TypeError, ValueError) as exc:
+            raise KubeUnreachable(f"cannot load Kubernetes configuration: {exc}") from exc
+
+    # -- raw access -------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the API and return decoded JSON, mapping failures to KubeError subclasses."""
+        try:
+            response = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
+                          **kwargs)
+            return json.loads(response.data)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KubeNotFound(f"{what} not found") from None
+            if exc.status in (401, 403):
+                raise KubeForbidden(
+                    f"the Kubernetes API refused to let this identity read {what} "
+                    f"({exc.status} {exc.reason})") from None
+            raise KubeUnreachable(f"reading {what} failed: {exc.status} {exc.reason}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            host = self.api.configuration.host
+            raise KubeUnreachable(f"the Kubernetes API at {host} is unreachable: "
+                                  f"{type(exc).__name__}") from None
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api)
+
+    def server_version(self) -> str | None:
+        try:
+            data = self._call("the server version", client.VersionApi(self.api).get_code)
+        except KubeError:
+            return None
+        return str(data.get("gitVersion") or "") or None
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call(f'pod "{namespace}/{name}"', self.core.read_namespaced_pod,
+                               name, namespace))
+
+    def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        data = self._call(f'events of pod "{namespace}/{name}"',
+                          self.core.list_namespaced_event, namespace,
+                          field_selector=f"involvedObject.name={name}")
+        return list(data.get("items") or [])
+
+    # -- facts for a diagnosis --------------------------------------------------------------
+
+    def workload_of(self, pod: Mapping[str, Any]) -> WorkloadRef:
+        """Walk the owner chain: Pod → ReplicaSet → Deployment, Job → CronJob."""
+        meta = pod.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        owner = controller_of(meta)
+        if owner is None:
+            return WorkloadRef("Pod", str(meta.get("name")))
+        kind, name = str(owner.get("kind")), str(owner.get("name"))
+        readers: dict[str, Callable[..., Any]] = {
+            "ReplicaSet": self.apps.read_namespaced_replica_set,
+            "Job": self.batch.read_namespaced_job,
+        }
+        reader = readers.get(kind)
+        if reader is None:
+            return WorkloadRef(kind, name)
+        try:
+            parent = self._call(f'{kind} "{namespace}/{name}"', reader, name, namespace)
+        except (KubeNotFound, KubeForbidden) as exc:
+            log.info("owner chain stops at %s/%s (%s); inferring from names", kind, name, exc)
+            return infer_workload(pod)
+        grand = controller_of(parent.get("metadata") or {})
+        if grand is None:
+            return WorkloadRef(kind, name)
+        return WorkloadRef(str(grand.get("kind")), str(grand.get("name")))
+
+    def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...] | None:
+        try:
+            account = self._call(f'service account "{namespace}/{name}"',
+                                 self.core.read_namespaced_service_account, name, namespace)
+        except (KubeNotFound, KubeForbidden):
+            return None
+        return tuple(str(r.get("name")) for r in account.get("imagePullSecrets") or []
+                     if r.get("name"))
+
+    def referenced_secrets(self, namespace: str, names: tuple[str, ...]
+                           ) -> dict[str, PullSecretInfo | None] | None:
+        """name → registry info, None for absent; None overall if secrets may not be read."""
+        found: dict[str, PullSecretInfo | None] = {}
+        for name in names:
+            try:
+                secret = self._call(f'secret "{namespace}/{name}"',
+                                    self.core.read_namespaced_secret, name, namespace)
+            except KubeNotFound:
+                found[name] = None
+                continue
+            except KubeForbidden:
+                return None
+            found[name] = pull_secret_info(secret)
+        return found
+
+    def namespace_pull_secrets(self, namespace: str) -> list[PullSecretInfo] | None:
+        infos: list[PullSecretInfo] = []
+        for secret_type in PULL_SECRET_TYPES:
+            try:
+                data = self._call(f'secrets in "{namespace}"',
+                                  self.core.list_namespaced_secret, namespace,
+                                  field_selector=f"type={secret_type}")
+            except (KubeForbidden, KubeNotFound):
+                return None
+            infos.extend(pull_secret_info(s) for s in data.get("items") or [])
+        return infos
+
+    def node(self, name: str | None) -> dict[str, Any] | None:
+        if not name:
+            return None
+        try:
+            return dict(self._call(f'node "{name}"', self.core.read_node, name))
+        except (KubeNotFound, KubeForbidden):
+            return None
+
+    def pod_facts(self, namespace: str, name: str) -> PodFacts:
+        """Everything the diagnosis needs about one pod. Raises KubeError subclasses."""
+        pod = self.read_pod(namespace, name)
+        spec = pod.get("spec") or {}
+        names = tuple(str(r.get("name")) for r in spec.get("imagePullSecrets") or []
+                      if r.get("name"))
+        account = str(spec.get("serviceAccountName") or "default")
+        return PodFacts(
+            pod=pod,
+            events=self.pod_events(namespace, name),
+            workload=self.workload_of(pod),
+            service_account_pull_secrets=self.service_account_pull_secrets(namespace, account),
+            referenced_secrets=self.referenced_secrets(namespace, names),
+            namespace_pull_secrets=self.namespace_pull_secrets(namespace),
+            node=self.node(spec.get("nodeName")),
+            cluster_version=self.server_version(),
+        )
