@@ -142,7 +142,7 @@ _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
     (
         Cause.PLATFORM_MISMATCH,
         _rx(
-            r"no match for platform in manifest"
+            r"no match for (?:current )?platform\b[^:\"\n]*?in manifest"
             r"|no matching manifest for \S+ in the manifest list entries"
             r"|no image found in manifest list for architecture [^,\"]*"
             r"|no supported platform found in manifest list"

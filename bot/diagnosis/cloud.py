@@ -21,11 +21,20 @@ _ARTIFACT_REGISTRY = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev$")
 _ACR = re.compile(r"^(?P<name>[a-z0-9]+)\.azurecr\.(io|cn|us)$")
 
 
+_ECR_IMAGES = ("*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn")
+_GCP_IMAGES = ("gcr.io", "*.gcr.io", "*.pkg.dev", "container.cloud.google.com")
+_ACR_IMAGES = ("*.azurecr.io", "*.azurecr.cn", "*.azurecr.us")
+_GCP_PROVIDER = "auth-provider-gcp (cloud-provider-gcp; or Workload Identity)"
+
+
 @dataclass(frozen=True)
 class CloudRegistry:
     provider: str  # "aws", "gcp", "azure"
     product: str  # "ECR", "GCR", "Artifact Registry", "ACR"
     credential_provider: str  # the kubelet credential provider plugin that replaces secrets
+    plugin_binary: str  # its binary name, as a CredentialProviderConfig names it
+    match_images: tuple[str, ...]
+    cache_duration: str
     region: str | None = None
 
 
@@ -34,12 +43,13 @@ def cloud_registry(host: str) -> CloudRegistry | None:
     host = host.lower()
     if m := _ECR.match(host):
         return CloudRegistry("aws", "ECR", "ecr-credential-provider (cloud-provider-aws)",
-                             m.group("region"))
+                             "ecr-credential-provider", _ECR_IMAGES, "12h", m.group("region"))
     if _GCR.match(host):
-        return CloudRegistry("gcp", "GCR", "Workload Identity / gcp-auth-webhook")
+        return CloudRegistry("gcp", "GCR", _GCP_PROVIDER, "auth-provider-gcp", _GCP_IMAGES, "1m")
     if m := _ARTIFACT_REGISTRY.match(host):
-        return CloudRegistry("gcp", "Artifact Registry", "Workload Identity / gcp-auth-webhook",
-                             m.group("location"))
+        return CloudRegistry("gcp", "Artifact Registry", _GCP_PROVIDER, "auth-provider-gcp",
+                             _GCP_IMAGES, "1m", m.group("location"))
     if _ACR.match(host):
-        return CloudRegistry("azure", "ACR", "acr-credential-provider")
+        return CloudRegistry("azure", "ACR", "acr-credential-provider (cloud-provider-azure)",
+                             "acr-credential-provider", _ACR_IMAGES, "10m")
     return None

@@ -130,7 +130,9 @@ FINDING_TEXT: dict[Finding, str] = {
     ),
     Finding.ECR_TOKEN_EXPIRED: "the ECR pull secret is older than 12 hours: its token has expired",
     Finding.IMPLICIT_LATEST_TAG: "no tag given, so the runtime asks for :latest",
-    Finding.POLICY_NEVER: "imagePullPolicy is Never: the kubelet only uses images already on the node",
+    Finding.POLICY_NEVER: (
+        "imagePullPolicy is Never: the kubelet only uses images already on the node"
+    ),
     Finding.ENSURE_SECRET_PULLED_IMAGES: (
         "Kubernetes ≥ 1.33 with IfNotPresent and no pull secret: with the "
         "KubeletEnsureSecretPulledImages gate on, cached private images need credentials again"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bot.diagnosis.causes import Cause, Finding
-from bot.diagnosis.cloud import cloud_registry
+from bot.diagnosis.cloud import CloudRegistry, cloud_registry
 from bot.diagnosis.facts import RESTARTABLE_KINDS, WorkloadRef
 from bot.diagnosis.imageref import ImageRef
 from bot.diagnosis.model import Fix
@@ -54,8 +54,20 @@ class FixContext:
         return DOCKER_HUB_SERVER if self.ref.is_docker_hub else self.ref.registry
 
 
+class _Quoted(str):
+    """A command-line word that is already shell-quoted."""
+
+    __slots__ = ()
+
+
+def _flag(name: str, value: str) -> _Quoted:
+    """`--name=value` with only the value quoted: `--docker-password='<token>'` reads better
+    than quoting the whole word, and is just as safe to paste."""
+    return _Quoted(f"--{name}={shlex.quote(value)}")
+
+
 def _cmd(*parts: str) -> str:
-    return " ".join(shlex.quote(p) for p in parts)
+    return " ".join(p if isinstance(p, _Quoted) else shlex.quote(p) for p in parts)
 
 
 def _ns(ctx: FixContext) -> tuple[str, str]:
@@ -109,8 +121,8 @@ def create_pull_secret(ctx: FixContext, name: str, title: str | None = None,
         or f"Create pull secret {name} for {ctx.registry} in namespace {ctx.namespace} "
         "(fill in <username> and <token>; secrets are namespace-scoped)",
         _cmd("kubectl", "create", "secret", "docker-registry", name,
-             f"--docker-server={server}", "--docker-username=<username>",
-             f"--docker-password={placeholder}", *_ns(ctx)),
+             _flag("docker-server", server), _flag("docker-username", "<username>"),
+             _flag("docker-password", placeholder), *_ns(ctx)),
     )
 
 
@@ -226,8 +238,8 @@ def _credentials(ctx: FixContext) -> list[Fix]:
             f"Re-create {name} with {ctx.docker_server} as the server (fill in <username> and "
             "<token>)",
             _cmd("kubectl", "create", "secret", "docker-registry", name,
-                 f"--docker-server={ctx.docker_server}", "--docker-username=<username>",
-                 "--docker-password=<token>", *_ns(ctx), "--dry-run=client", "-o", "yaml")
+                 _flag("docker-server", ctx.docker_server), _flag("docker-username", "<username>"),
+                 _flag("docker-password", "<token>"), *_ns(ctx), "--dry-run=client", "-o", "yaml")
             + " | kubectl apply -f -",
         ))
     elif ctx.unreferenced_secret:
@@ -256,18 +268,33 @@ def _cloud_fixes(ctx: FixContext) -> list[Fix]:
             f"Stop-gap: refresh {name} with a new 12-hour ECR token (needs AWS credentials "
             "where you run it)",
             _cmd("kubectl", "create", "secret", "docker-registry", name,
-                 f"--docker-server={ctx.registry}", "--docker-username=AWS",
-                 "--docker-password=<output of: aws ecr get-login-password --region "
-                 f"{region}>", *_ns(ctx), "--dry-run=client", "-o", "yaml")
+                 _flag("docker-server", ctx.registry), _flag("docker-username", "AWS"),
+                 _Quoted('--docker-password="$(aws ecr get-login-password --region '
+                         f'{shlex.quote(region)})"'), *_ns(ctx), "--dry-run=client", "-o", "yaml")
             + " | kubectl apply -f -",
         ))
-    fixes.append(Fix(
-        f"Durable fix: configure the kubelet credential provider {cloud.credential_provider} "
-        f"for {cloud.product} so nodes fetch fresh credentials at pull time (GA since 1.26)",
-        f"# kubelet --image-credential-provider-config=<file> "
-        f"--image-credential-provider-bin-dir=<dir>   # {cloud.product}: {ctx.registry}",
-    ))
+    fixes.append(credential_provider_config(cloud))
     return fixes
+
+
+def credential_provider_config(cloud: CloudRegistry) -> Fix:
+    """A kubelet CredentialProviderConfig for the cloud's plugin (GA since Kubernetes 1.26)."""
+    config = (
+        "apiVersion: kubelet.config.k8s.io/v1\n"
+        "kind: CredentialProviderConfig\n"
+        "providers:\n"
+        f"  - name: {cloud.plugin_binary}\n"
+        f"    matchImages: [{', '.join(repr(m) for m in cloud.match_images)}]\n"
+        f"    defaultCacheDuration: {cloud.cache_duration}\n"
+        "    apiVersion: credentialprovider.kubelet.k8s.io/v1"
+    )
+    return Fix(
+        f"Durable fix: let the kubelet fetch fresh {cloud.product} credentials at pull time with "
+        f"{cloud.credential_provider} instead of a static secret (on every node; then start "
+        "the kubelet with --image-credential-provider-config=/etc/kubernetes/"
+        "credential-provider.yaml --image-credential-provider-bin-dir=<plugin-dir>)",
+        f"sudo tee /etc/kubernetes/credential-provider.yaml <<'EOF'\n{config}\nEOF",
+    )
 
 
 def _forbidden(ctx: FixContext) -> list[Fix]:
@@ -282,8 +309,8 @@ def _forbidden(ctx: FixContext) -> list[Fix]:
             "Grant the pulling identity read access to the Artifact Registry repository "
             "(replace <member>)",
             _cmd("gcloud", "artifacts", "repositories", "add-iam-policy-binding", repository,
-                 f"--project={project}", f"--location={cloud.region or '<location>'}",
-                 "--member=<member>", "--role=roles/artifactregistry.reader"),
+                 _flag("project", project), _flag("location", cloud.region or '<location>'),
+                 _flag("member", "<member>"), _flag("role", "roles/artifactregistry.reader")),
         ))
     else:
         fixes.append(Fix(

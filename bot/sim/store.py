@@ -310,8 +310,8 @@ class Store:
         namespace: str | None,
         predicate: Callable[[Obj], bool],
         resource_version: str | None,
-    ) -> tuple[list[tuple[str, Obj]], Watcher]:
-        """Initial events plus a registered watcher, atomically (no gap, no duplicate).
+    ) -> tuple[list[tuple[str, Obj]], Watcher, int]:
+        """Initial events, a registered watcher and the current RV, atomically (no gap).
 
         No RV or "0": synthetic ADDED for every current object (the apiserver's semantics).
         A specific RV: the retained changes after it, or ApiError 410 if it was compacted.
@@ -338,7 +338,7 @@ class Store:
                     if change.rv > since and (event := watcher.translate(change)) is not None:
                         initial.append(event)
             self.watchers.add(watcher)
-            return initial, watcher
+            return initial, watcher, self.rv
 
     def close_watch(self, watcher: Watcher) -> None:
         with self.lock:
