@@ -86,8 +86,8 @@ def run_diagnose(args: argparse.Namespace) -> int:
     if args.pod_json is not None:
         if args.pod:
             raise UsageError("give either NAMESPACE/POD or --pod-json, not both")
-        facts = facts_from_files(args.pod_json, args.events_json)
-        _print_results([diagnose(f) for f in facts], args.output, as_list=len(facts) > 1)
+        offline = facts_from_files(args.pod_json, args.events_json)
+        _print_results([diagnose(f) for f in offline], args.output, as_list=len(offline) > 1)
         return EXIT_OK
     if not args.pod:
         raise UsageError("give NAMESPACE/POD (live) or --pod-json FILE (offline)")

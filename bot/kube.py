@@ -110,9 +110,15 @@ class KubeClient:
                                name, namespace))
 
     def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        data = self._call(f'events of pod "{namespace}/{name}"',
-                          self.core.list_namespaced_event, namespace,
-                          field_selector=f"involvedObject.name={name}")
+        """The pod's events; an identity that may not list events still gets a diagnosis
+        from the pod status alone (the kubelet copies the last error there)."""
+        try:
+            data = self._call(f'events of pod "{namespace}/{name}"',
+                              self.core.list_namespaced_event, namespace,
+                              field_selector=f"involvedObject.name={name}")
+        except KubeForbidden as exc:
+            log.warning("diagnosing without events: %s", exc)
+            return []
         return list(data.get("items") or [])
 
     # -- facts for a diagnosis --------------------------------------------------------------

@@ -87,13 +87,15 @@ _NO_CAUSE_RX: Final = _rx(
 # --- where the image name is ----------------------------------------------------------------
 
 _FAILED_PULL_IMAGE_RX: Final = _rx(
-    r'(?:Failed to pull image|Failed to inspect image|Failed to apply default image tag)'
+    r"(?:Failed to pull image|Failed to inspect image|Failed to apply default image tag)"
     r' \\?"(?P<image>[^"\\]*)\\?"'
     r'|Container image \\?"(?P<never>[^"\\]*)\\?" is not present with pull policy of Never'
 )
 
-# Leading 'Failed to pull image "x": ' prefix. Classification runs on what follows so that the
-# user's own image name (a tag like "v429", a repo called "x509-tools") cannot trigger a rule.
+# Leading 'Failed to pull image "x": ' prefix: dropped before classifying so that the evidence we
+# quote for an unknown error is the runtime's error, not the kubelet's wrapper. (The image name
+# cannot trigger a rule anyway: runtimes repeat it further in, so every rule that could match a
+# bare word of an image reference is anchored to punctuation or is case-sensitive.)
 _FAILED_PULL_PREFIX_RX: Final = _rx(r'^\s*Failed to (?:pull|inspect) image \\?"[^"\\]*\\?"\s*:?\s*')
 
 # Text that is evidently a pull failure even if no rule below explains it -> Cause.UNKNOWN.
@@ -101,7 +103,7 @@ _PULL_FAILURE_RX: Final = _rx(
     r"Failed to (?:pull|inspect) image"
     r"|failed to pull and unpack image"
     r"|failed to resolve (?:reference|image)"
-    r"|PullImage"
+    r"|(?-i:\bPullImage\b)"
     r"|pulling image\s*:"
     r"|error pulling image"
     r"|rpc error"
@@ -110,7 +112,7 @@ _PULL_FAILURE_RX: Final = _rx(
     r"|pinging (?:container|docker) registry"
     r"|reading manifest"
     r"|Error determining manifest MIME type"
-    r"|SignatureValidationFailed"
+    r"|(?-i:\bSignatureValidationFailed\b)"
     r"|failed to (?:copy|extract layer|register layer)"
 )
 
@@ -128,13 +130,19 @@ _Rule = tuple[Cause, re.Pattern[str]]
 
 # Local, definitive conditions first: no registry was (successfully) involved.
 _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
-    (Cause.NEVER_PULL, _rx(r"is not present with pull policy of Never|\bErrImageNeverPull\b")),
+    (
+        Cause.NEVER_PULL,
+        _rx(r"is not present with pull policy of Never|(?-i:\bErrImageNeverPull\b)"),
+    ),
+    # Two rules so that the parser's verdict is quoted in preference to the reference itself.
+    (
+        Cause.INVALID_IMAGE_NAME,
+        _rx(r"invalid reference format(?:: repository name must be lowercase)?"),
+    ),
     (
         Cause.INVALID_IMAGE_NAME,
         _rx(
-            r"invalid reference format(?:: repository name must be lowercase)?"
-            r"|couldn't parse image (?:reference|name) \\?\"[^\"\\]*\\?\""
-            r"|\bInvalidImageName\b"
+            r"couldn't parse image (?:reference|name) \\?\"[^\"\\]*\\?\"|(?-i:\bInvalidImageName\b)"
         ),
     ),
     (Cause.DISK_FULL, _rx(r"no space left on device|disk quota exceeded")),
@@ -152,7 +160,7 @@ _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
     (
         Cause.RATE_LIMITED,
         _rx(
-            r"toomanyrequests(?::[^.\"\n]*)?"
+            r"\btoomanyrequests(?::[^.\"\n]*|(?=\"))"
             r"|\b429 Too Many Requests"
             r"|\bStatus 429\b"
             r"|pull rate limit"
@@ -179,7 +187,7 @@ _AMBIGUOUS_DENIED_RX: Final = _rx(
     r"|pull access denied"
     r"|repository \S+ not found: does not exist or no pull access"
     r"|denied: requested access to the resource is denied"
-    r"|insufficient_scope(?:: authorization failed)?"
+    r"|insufficient_scope: (?:authorization failed)?"
 )
 # ECR (and Nexus) say this when no credentials were sent at all: that is not ambiguous.
 _NO_CREDENTIALS_RX: Final = _rx(r"no basic auth credentials")
@@ -192,7 +200,8 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
         Cause.AUTH_REQUIRED,
         _rx(
             r"failed to fetch anonymous token: [^\n]*?\b403\b(?: Forbidden)?"
-            r"|Requesting bear(?:er)? token: invalid status code from registry 403(?: \(Forbidden\))?"
+            r"|Requesting bear(?:er)? token: invalid status code from registry 403"
+            r"(?: \(Forbidden\))?"
             r"|Unauthenticated request[^\"\n]*"
         ),
     ),
@@ -216,7 +225,7 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
             r"|invalid username/password"
             r"|authorization failed"
             r"|authentication required"
-            r"|\bunauthorized\b"
+            r"|(?:^|: )unauthorized\b(?![/.:\-]\w)"
         ),
     ),
 )
@@ -227,7 +236,7 @@ _NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
         Cause.REPOSITORY_NOT_FOUND,
         _rx(
             r"name unknown(?:: [^\"\n]*)?"
-            r"|\bNAME_UNKNOWN\b"
+            r"|(?-i:\bNAME_UNKNOWN\b)"
             r"|repository name not known to registry"
             r"|repository (?:with name \S+ )?does not exist"
         ),
@@ -237,7 +246,7 @@ _NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
         _rx(
             r"manifest for \S+ not found(?:: manifest unknown)?"
             r"|manifest unknown"
-            r"|\bMANIFEST_UNKNOWN\b"
+            r"|(?-i:\bMANIFEST_UNKNOWN\b)"
             # containerd: 'failed to resolve reference "R": R: not found'
             r"|\\?\":\s*[^\s\"\\]+:\s*not found"
             r"|Tag \S+ not found in repository \S+"
@@ -277,12 +286,22 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
     ),
 )
 
-def _phrase(match: re.Match[str]) -> str:
-    """Trim a match to something quotable in one line of a Slack message."""
-    text = " ".join(match.group(0).split()).strip(" :,.\\\"'")
+# Query strings of token/blob URLs are long and say nothing to a human.
+_URL_QUERY_RX: Final = re.compile(r"(https?://[^\s?\"\\]+)\?[^\s\"\\]*?(?=[:,]?(?:[\s\"\\]|$))")
+
+
+def _shorten(text: str) -> str:
+    """Make a fragment quotable in one line of a Slack message: one line, no URL query
+    strings (elided as "?…"), no dangling separators, at most ``_MAX_PHRASE`` characters."""
+    text = _URL_QUERY_RX.sub(r"\1?…", " ".join(text.split()))
+    text = text.lstrip(" :,\\\"'").rstrip(" :,.;\\")
     if len(text) > _MAX_PHRASE:
         text = text[: _MAX_PHRASE - 1].rstrip() + "…"
     return text
+
+
+def _phrase(match: re.Match[str]) -> str:
+    return _shorten(match.group(0))
 
 
 def _first(rules: tuple[_Rule, ...], text: str) -> TextClass | None:
@@ -355,8 +374,7 @@ def classify_text(text: str, reason: str | None = None) -> TextClass | None:
         return found
 
     if back_off or reason_key in _PULL_ERROR_REASONS or _PULL_FAILURE_RX.search(text):
-        snippet = " ".join(error.split())[:_MAX_PHRASE]
-        return TextClass(Cause.UNKNOWN, ambiguous_denied=False, phrase=snippet)
+        return TextClass(Cause.UNKNOWN, ambiguous_denied=False, phrase=_shorten(error))
     return None
 
 

@@ -11,6 +11,7 @@ import json
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.cloud import CloudRegistry, cloud_registry
@@ -357,10 +358,11 @@ def _rate_limited(ctx: FixContext) -> list[Fix]:
 
 def _policy_patch(ctx: FixContext, policy: str) -> str:
     key = "initContainers" if ctx.init_container else "containers"
-    body = {key: [{"name": ctx.container, "imagePullPolicy": policy}]}
-    patch = {"spec": body} if ctx.workload.kind == "Pod" else {"spec": {"template": {"spec": body}}}
-    if ctx.workload.kind == "CronJob":
-        patch = {"spec": {"jobTemplate": {"spec": {"template": {"spec": body}}}}}
+    patch: dict[str, Any] = {key: [{"name": ctx.container, "imagePullPolicy": policy}]}
+    # wrap the pod spec in the workload's template path, innermost first
+    wrappers = {"Pod": ("spec",), "CronJob": ("spec", "template", "spec", "jobTemplate", "spec")}
+    for level in wrappers.get(ctx.workload.kind, ("spec", "template", "spec")):
+        patch = {level: patch}
     return _cmd("kubectl", "patch", ctx.workload.kubectl_ref, *_ns(ctx), "-p", json.dumps(patch))
 
 
