@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo clean
+.PHONY: install test lint typecheck unit demo clean services
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck
+# Tests run real servers: the CNCF registry (Debian's docker-registry) is installed if missing.
+services:
+	bash scripts/ensure-docker-registry.sh
+
+test: lint typecheck services
 	$(BIN)/pytest -q
 
 demo: $(STAMP)

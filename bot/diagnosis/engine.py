@@ -60,6 +60,10 @@ MAX_EVIDENCE = 6
 
 _MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
 _HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
+#: Wordings that name the manifest (tag) as missing; containerd's bare "<ref>: not found" is
+#: also what a missing repository produces.
+_MANIFEST_MISSING = re.compile(r"manifest unknown|manifest for \S+ not found|MANIFEST_UNKNOWN",
+                               re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -161,11 +165,8 @@ class _Verdict:
 
 
 def _classify(container: _Container, events: Sequence[KubeletEvent]) -> _Verdict:
-    """The newest text that names a cause decides; the waiting message is the newest of all."""
+    """The newest event text that names a cause decides, then the container's waiting message."""
     candidates: list[tuple[str | None, str]] = []
-    waiting = _waiting(container)
-    if waiting is not None:
-        candidates.append((waiting.get("reason"), str(waiting.get("message") or "")))
     for event in reversed(events):
         if not _is_pull_failure(event):
             continue
@@ -173,6 +174,10 @@ def _classify(container: _Container, events: Sequence[KubeletEvent]) -> _Verdict
         if image is not None and image != container.image:
             continue  # an older image of a pod whose image was since changed
         candidates.append((event.reason, event.message))
+    # The waiting message repeats the last error (kubelet >= 1.30) and outlives expired events.
+    waiting = _waiting(container)
+    if waiting is not None:
+        candidates.append((waiting.get("reason"), str(waiting.get("message") or "")))
     unknown: _Verdict | None = None
     for reason, text in candidates:
         found = classify_text(text, reason)
@@ -200,6 +205,8 @@ def _diagnose_container(
         # Docker Hub will not say whether the repo is missing or the caller lacks access:
         # without a pull secret for that registry, missing credentials is the likely cause.
         cause = Cause.REPOSITORY_NOT_FOUND if secrets.matching else Cause.AUTH_REQUIRED
+    repository_uncertain = cause is Cause.TAG_NOT_FOUND and not (
+        verdict.evidence and _MANIFEST_MISSING.search(verdict.evidence))
     policy = container.pull_policy or _default_pull_policy(ref)
     findings = _findings(facts, cause, ref, policy, secrets)
     node = (facts.pod.get("spec") or {}).get("nodeName")
@@ -218,13 +225,15 @@ def _diagnose_container(
         wrong_registry_secret=_secret_to_rewrite(findings, secrets),
         unreferenced_secret=secrets.unreferenced[0].name if secrets.unreferenced else None,
         plain_http=bool(verdict.evidence and _HTTP_TO_HTTPS.search(verdict.evidence)),
+        repository_uncertain=repository_uncertain,
     )
     return ContainerDiagnosis(
         container=container.name,
         image=container.image,
         cause=cause,
         transient=cause in TRANSIENT_CAUSES,
-        summary=summarize(cause, container.image, ref),
+        summary=summarize(cause, container.image, ref,
+                          repository_uncertain=repository_uncertain),
         explanation=EXPLANATIONS[cause],
         evidence=_evidence(verdict, container, events),
         workload=workload,
@@ -264,7 +273,8 @@ def _evidence(verdict: _Verdict, container: _Container,
             texts.append(event.message)
     waiting = _waiting(container)
     message = str((waiting or {}).get("message") or "")
-    if message and message not in texts:
+    repeated = message.partition("ErrImagePull: ")[2]
+    if message and message not in texts and not (repeated and any(repeated in t for t in texts)):
         texts.append(message)
     return tuple(texts[:MAX_EVIDENCE])
 
@@ -336,8 +346,10 @@ def _findings(facts: PodFacts, cause: Cause, ref: ImageRef | None, policy: str,
             found.append(Finding.CLOUD_REGISTRY_CREDENTIALS)
             if cloud.product == "ECR" and _ecr_expired(secrets.matching, facts.now):
                 found.append(Finding.ECR_TOKEN_EXPIRED)
-        if (policy == "IfNotPresent" and not secrets.matching
-                and _at_least(facts.cluster_version, (1, 33))):
+        if (policy == "IfNotPresent" and not secrets.matching and ref is not None
+                and _at_least(facts.cluster_version, (1, 33)) and _on_node(facts.node, ref)):
+            # IfNotPresent with the image already cached would never pull: only the
+            # KubeletEnsureSecretPulledImages gate makes the kubelet re-check credentials.
             found.append(Finding.ENSURE_SECRET_PULLED_IMAGES)
     if ref is not None and ref.implicit_latest:
         found.append(Finding.IMPLICIT_LATEST_TAG)
@@ -361,6 +373,19 @@ def _at_least(version: str | None, wanted: tuple[int, int]) -> bool:
     if not match:
         return False
     return (int(match.group("major")), int(match.group("minor"))) >= wanted
+
+
+def _on_node(node: Mapping[str, Any] | None, ref: ImageRef) -> bool:
+    """Whether the node reports the image as cached (status.images, at most 50 listed)."""
+    for image in ((node or {}).get("status") or {}).get("images") or []:
+        for name in image.get("names") or []:
+            cached = try_parse_image(str(name))
+            if cached is None or cached.name != ref.name:
+                continue
+            if (ref.digest and cached.digest == ref.digest) or (
+                    not ref.digest and cached.tag == ref.effective_tag):
+                return True
+    return False
 
 
 def _disk_pressure(node: Mapping[str, Any] | None) -> bool:

@@ -74,8 +74,13 @@ EXPLANATIONS: dict[Cause, str] = {
 }
 
 
-def summarize(cause: Cause, image: str, ref: ImageRef | None) -> str:
-    """One line a person reads first in the channel."""
+def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
+              repository_uncertain: bool = False) -> str:
+    """One line a person reads first in the channel.
+
+    `repository_uncertain`: the runtime said only "not found" (containerd words a missing
+    repository and a missing tag alike), so the line says both are possible.
+    """
     registry = ref.registry if ref else "the registry"
     repo = ref.name if ref else image
     match cause:
@@ -84,6 +89,9 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None) -> str:
                 return f"Digest {ref.digest[:19]}… does not exist in {repo}."
             tag = ref.effective_tag if ref else "?"
             implicit = " (no tag given, so :latest)" if ref and ref.implicit_latest else ""
+            if repository_uncertain:
+                return (f"Tag `{tag}`{implicit} was not found in {repo} — or the repository "
+                        "path itself is wrong (the runtime reports both as 'not found').")
             return f"Tag `{tag}`{implicit} does not exist in {repo}."
         case Cause.REPOSITORY_NOT_FOUND:
             return f"Repository {repo} does not exist on {registry} (wrong path or host)."

@@ -41,6 +41,7 @@ class FixContext:
     wrong_registry_secret: str | None = None
     unreferenced_secret: str | None = None
     plain_http: bool = False
+    repository_uncertain: bool = False
     suggested_image: str | None = None
 
     @property
@@ -195,6 +196,10 @@ def _tag_not_found(ctx: FixContext) -> list[Fix]:
         fixes.append(set_image(ctx, ctx.suggested_image,
                                _replace_image_title(ctx, f"{ctx.suggested_image}, which exists")))
     fixes.append(list_tags(ctx))
+    if ctx.repository_uncertain:
+        fixes.append(Fix("Check the repository path too (a missing repository also reads "
+                         "'not found'): pull it from a workstation",
+                         _cmd("docker", "pull", ctx.image)))
     if not ctx.suggested_image:
         base = ctx.ref.familiar_repository if ctx.ref else "<image>"
         fixes.append(set_image(ctx, f"{base}:<tag>",

@@ -103,7 +103,11 @@ def _merge_list(target: list[Any], patch: list[Any], key: str) -> list[Any]:
         if not isinstance(item, dict) or key not in item:
             raise PatchError(f"map: {item!r} does not contain declared merge key: {key}")
         index = next(
-            (i for i, cur in enumerate(result) if isinstance(cur, dict) and cur.get(key) == item[key]),
+            (
+                i
+                for i, cur in enumerate(result)
+                if isinstance(cur, dict) and cur.get(key) == item[key]
+            ),
             None,
         )
         if item.get("$patch") == "delete":

@@ -144,7 +144,9 @@ GENERATION_KINDS = frozenset(
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {
     (rt.group, rt.version, rt.plural): rt for rt in RESOURCE_TYPES
 }
-BY_KIND: dict[tuple[str, str], ResourceType] = {(rt.api_version, rt.kind): rt for rt in RESOURCE_TYPES}
+BY_KIND: dict[tuple[str, str], ResourceType] = {
+    (rt.api_version, rt.kind): rt for rt in RESOURCE_TYPES
+}
 BY_PLURAL: dict[str, ResourceType] = {rt.plural: rt for rt in RESOURCE_TYPES}
 
 

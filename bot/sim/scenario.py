@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -122,3 +122,18 @@ def scenario_paths(paths: Iterable[Path | str]) -> list[Path]:
 def bundled_scenarios() -> list[Path]:
     """All scenario files shipped in ``bot/sim/scenarios``."""
     return scenario_paths([SCENARIO_DIR])
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scenario(*ids: str, **kwargs: Any) -> Callable[[F], F]:
+    """Test decorator read by the ``bot.sim.testing`` fixtures: which scenarios to load, and
+    extra ``SimCluster`` keyword arguments. Lives here, not in the plugin module, so importing
+    it does not pre-import the pytest plugin (which would defeat its assertion rewriting)."""
+
+    def decorate(fn: F) -> F:
+        fn._sim_scenario = ids, kwargs  # type: ignore[attr-defined]
+        return fn
+
+    return decorate

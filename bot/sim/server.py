@@ -9,6 +9,7 @@ chunked responses fed from a per-watch queue. ``SimCluster`` is the Python API; 
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import json
 import logging
@@ -177,7 +178,7 @@ class SimCluster:
     def get(self, kind: str, name: str, namespace: str | None = None) -> Obj:
         return self.store.get(self.resource(kind), namespace, name)
 
-    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[Obj]:
         return self.store.list(self.resource(kind), namespace)[0]
 
     def patch(
@@ -248,7 +249,7 @@ class SimCluster:
 
     def requests_matching(
         self, method: str | None = None, path: str | None = None
-    ) -> list[RecordedRequest]:
+    ) -> builtins.list[RecordedRequest]:
         """Recorded requests by method and/or path regex (``re.search``)."""
         with self._requests_lock:
             return [
@@ -273,7 +274,7 @@ class SimCluster:
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},
             name=f"sim-cluster:{self.port}",
             daemon=True,
         )
@@ -281,7 +282,7 @@ class SimCluster:
         return self
 
     def stop(self) -> None:
-        """Stop serving; open watches end within ~0.1 s."""
+        """Stop serving; open watches end within ~0.1 s (their queue poll)."""
         self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
@@ -445,22 +446,22 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "sim-apiserver"
     cluster: SimCluster  # injected per SimCluster by type()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+    def do_GET(self) -> None:
         self._dispatch()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch()
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch()
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._dispatch()
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -657,7 +658,12 @@ class _Handler(BaseHTTPRequestHandler):
         rt = route.rt
         self._send_json(
             200,
-            {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": items},
+            {
+                "kind": f"{rt.kind}List",
+                "apiVersion": rt.api_version,
+                "metadata": meta,
+                "items": items,
+            },
         )
 
     def _create(self, route: _Route, q: dict[str, str], body: Any) -> None:
@@ -770,7 +776,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _bookmark(rt: ResourceType, rv: int) -> Obj:
-        return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(rv)}}
+        meta = {"resourceVersion": str(rv)}
+        return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
 
 
 @contextmanager

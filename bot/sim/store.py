@@ -14,6 +14,7 @@ It behaves like etcd behind the apiserver's watch cache, in the ways clients can
 
 from __future__ import annotations
 
+import builtins
 import copy
 import datetime as dt
 import queue
@@ -310,7 +311,7 @@ class Store:
         namespace: str | None,
         predicate: Callable[[Obj], bool],
         resource_version: str | None,
-    ) -> tuple[list[tuple[str, Obj]], Watcher, int]:
+    ) -> tuple[builtins.list[tuple[str, Obj]], Watcher, int]:
         """Initial events, a registered watcher and the current RV, atomically (no gap).
 
         No RV or "0": synthetic ADDED for every current object (the apiserver's semantics).
@@ -318,7 +319,7 @@ class Store:
         """
         watcher = Watcher(rt, namespace, predicate)
         with self.lock:
-            initial: list[tuple[str, Obj]] = []
+            initial: builtins.list[tuple[str, Obj]] = []
             if resource_version in (None, "", "0"):
                 items, _ = self.list(rt, namespace, predicate)
                 for item in items:
@@ -326,7 +327,7 @@ class Store:
                     initial.append(("ADDED", item))
             else:
                 try:
-                    since = int(resource_version)  # type: ignore[arg-type]
+                    since = int(str(resource_version))
                 except ValueError:
                     raise ApiError.bad_request(
                         f'resourceVersion: Invalid value: "{resource_version}": '

@@ -1,14 +1,20 @@
-"""Pytest fixtures for the scenario cluster (import them into a test module or conftest).
+"""Pytest fixtures for the scenario cluster.
 
-    from bot.sim.testing import sim_cluster, sim_kubeconfig  # noqa: F401
+Load them with ``pytest_plugins = ["bot.sim.testing"]`` in a test module (or the root
+conftest), then pick scenarios per test with the ``scenario`` decorator (a plain attribute,
+not a pytest mark, so nothing needs registering)::
 
-    @pytest.mark.sim_scenario("tag-not-found")
-    def test_x(sim_cluster, sim_kubeconfig): ...
+    from bot.sim.scenario import scenario  # also re-exported here
 
-``sim_cluster`` starts a ``SimCluster`` for the scenarios named by the ``sim_scenario`` marker
-(none: an empty cluster) and stops it after the test; ``sim_kubeconfig`` writes its kubeconfig
-into ``tmp_path``; ``sim_api`` is a ``kubernetes.client.ApiClient`` built from that kubeconfig
-(never touching the global default configuration, so tests cannot leak into each other).
+    @scenario("tag-not-found", forbidden=["secrets"])
+    def test_x(sim_cluster, sim_api): ...
+
+``sim_cluster`` starts a ``SimCluster`` for the test's scenarios (none: an empty cluster; extra
+keyword arguments go to ``SimCluster``) and stops it after the test; ``sim_kubeconfig`` writes
+its kubeconfig into ``tmp_path``; ``sim_api`` is a ``kubernetes.client.ApiClient`` built from
+that kubeconfig only (never the global default configuration, so tests cannot leak into each
+other). A ``sim_scenario`` pytest mark with the same arguments also works if a conftest
+registers it.
 """
 
 from __future__ import annotations
@@ -19,20 +25,29 @@ from typing import Any
 
 import pytest
 
+from bot.sim.scenario import scenario
 from bot.sim.server import SimCluster
 
+__all__ = ["scenario", "sim_api", "sim_cluster", "sim_kubeconfig"]
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "sim_scenario(*ids): scenarios for the sim_cluster fixture")
+_ATTR = "_sim_scenario"
+
+
+def _requested(request: pytest.FixtureRequest) -> tuple[list[str], dict[str, Any]]:
+    found = getattr(request.function, _ATTR, None) if request.function else None
+    if found is not None:
+        return list(found[0]), dict(found[1])
+    marker = request.node.get_closest_marker("sim_scenario")
+    if marker is not None:
+        return list(marker.args), dict(marker.kwargs)
+    return [], {}
 
 
 @pytest.fixture
 def sim_cluster(request: pytest.FixtureRequest) -> Iterator[SimCluster]:
-    """A started scenario cluster for the ``sim_scenario`` marker's scenarios."""
-    marker = request.node.get_closest_marker("sim_scenario")
-    scenarios = list(marker.args) if marker else []
-    kwargs = dict(marker.kwargs) if marker else {}
-    with SimCluster(scenarios, **kwargs) as sim:
+    """A started scenario cluster for the test's ``@scenario(...)``."""
+    ids, kwargs = _requested(request)
+    with SimCluster(ids, **kwargs) as sim:
         yield sim
 
 

@@ -204,7 +204,6 @@ def test_ecr_unauthorized_with_old_secret_is_expired_token() -> None:
              f'failed to resolve reference "{image}": unexpected status from HEAD request to '
              'https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/shop/cart/manifests/5.0: '
              '401 Unauthorized')
-    fresh = NOW - timedelta(hours=2)
     for age, expired in ((timedelta(hours=20), True), (timedelta(hours=2), False)):
         ecr = PullSecretInfo("ecr-pull", "kubernetes.io/dockerconfigjson",
                              ("https://123456789012.dkr.ecr.us-east-1.amazonaws.com",),
@@ -214,20 +213,28 @@ def test_ecr_unauthorized_with_old_secret_is_expired_token() -> None:
         assert d.cause is Cause.AUTH_REQUIRED
         assert (Finding.ECR_TOKEN_EXPIRED in d.findings) is expired
         assert Finding.CLOUD_REGISTRY_CREDENTIALS in d.findings
-        assert any("CredentialProviderConfig" in f.command and "ecr-credential-provider" in f.command
-                   for f in d.fixes)
-    assert fresh < NOW
+        assert any("CredentialProviderConfig" in f.command
+                   and "ecr-credential-provider" in f.command for f in d.fixes)
     refresh = next(f.command for f in d.fixes if "get-login-password" in f.command)
     assert "--docker-username=AWS" in refresh
     assert '--docker-password="$(aws ecr get-login-password --region us-east-1)"' in refresh
 
 
-def test_ensure_secret_pulled_images_on_133_with_if_not_present() -> None:
+def test_ensure_secret_pulled_images_on_133_with_if_not_present_and_a_cached_image() -> None:
     image = "registry.internal/team/billing:v2.1"
+    cached = {"metadata": {"name": "worker-1"}, "status": {"images": [
+        {"names": ["registry.internal/team/billing@sha256:" + "a" * 64,
+                   "registry.internal/team/billing:v2.1"], "sizeBytes": 48213377}]}}
     for version, expected in (("v1.33.2", True), ("v1.32.9-eks-1", False), (None, False)):
-        d = only(facts_for(image, UNAUTHORIZED, cluster_version=version, referenced_secrets={}))
+        d = only(facts_for(image, UNAUTHORIZED, cluster_version=version, referenced_secrets={},
+                           node=cached))
         assert (Finding.ENSURE_SECRET_PULLED_IMAGES in d.findings) is expected, version
-    d = only(facts_for(image, UNAUTHORIZED, cluster_version="v1.33.2", pull_policy="Always"))
+    d = only(facts_for(image, UNAUTHORIZED, cluster_version="v1.33.2", pull_policy="Always",
+                       node=cached))
+    assert Finding.ENSURE_SECRET_PULLED_IMAGES not in d.findings
+    # not cached on the node: an ordinary missing-credentials failure, not the gate
+    d = only(facts_for(image, UNAUTHORIZED, cluster_version="v1.33.2",
+                       node={"status": {"images": []}}))
     assert Finding.ENSURE_SECRET_PULLED_IMAGES not in d.findings
 
 
