@@ -226,6 +226,8 @@ def _diagnose_container(
         unreferenced_secret=secrets.unreferenced[0].name if secrets.unreferenced else None,
         plain_http=bool(verdict.evidence and _HTTP_TO_HTTPS.search(verdict.evidence)),
         repository_uncertain=repository_uncertain,
+        pull_policy=policy,
+        has_registry_secret=bool(secrets.matching),
     )
     return ContainerDiagnosis(
         container=container.name,

@@ -42,6 +42,10 @@ class FixContext:
     unreferenced_secret: str | None = None
     plain_http: bool = False
     repository_uncertain: bool = False
+    #: the effective imagePullPolicy of the container
+    pull_policy: str = "IfNotPresent"
+    #: the pod already uses a pull secret for the image's registry
+    has_registry_secret: bool = False
     suggested_image: str | None = None
 
     @property
@@ -330,35 +334,51 @@ def _forbidden(ctx: FixContext) -> list[Fix]:
 
 
 def _rate_limited(ctx: FixContext) -> list[Fix]:
-    repo = ctx.ref.repository if ctx.ref and ctx.ref.is_docker_hub else "library/nginx"
-    tag = ctx.ref.effective_tag if ctx.ref and ctx.ref.is_docker_hub else "latest"
-    fixes = [
-        Fix(
-            "Check the remaining Docker Hub quota from a node (or anything sharing the nodes' "
-            "outbound IP); HEAD requests do not use quota",
-            f'TOKEN=$(curl -s "https://auth.docker.io/token?service=registry.docker.io&scope='
-            f'repository:{repo}:pull" | jq -r .token) && curl -sI -H "Authorization: Bearer '
-            f'$TOKEN" https://registry-1.docker.io/v2/{repo}/manifests/{tag} | grep -i ratelimit',
-        ),
-        create_pull_secret(
-            ctx, "dockerhub-creds",
-            "Authenticate pulls: a free Docker Hub account doubles the quota and decouples it "
-            "from the NAT IP (fill in <username> and <personal-access-token>)",
-            placeholder="<personal-access-token>",
-        ),
-        attach_secret_to_service_account(ctx, "dockerhub-creds"),
-        hosts_toml(
-            "docker.io",
-            'server = "https://registry-1.docker.io"\n\n'
-            '[host."https://<registry-mirror>"]\n  capabilities = ["pull", "resolve"]',
-            "Pull through a cache: point docker.io at your mirror (replace <registry-mirror>)",
-        ),
-    ]
-    fixes.append(Fix(
-        "Avoid needless re-pulls of stable tags: set imagePullPolicy IfNotPresent",
-        _policy_patch(ctx, "IfNotPresent"),
+    hub = ctx.ref is not None and ctx.ref.is_docker_hub
+    fixes = [_quota_check(ctx) if hub else Fix(
+        f"See how long {ctx.registry} asks you to wait (Retry-After) and its rate-limit headers",
+        _cmd("curl", "-sI", f"https://{ctx.registry}/v2/"),
+    )]
+    if hub and not ctx.has_registry_secret:
+        fixes += [
+            create_pull_secret(
+                ctx, "dockerhub-creds",
+                "Authenticate pulls: a free Docker Hub account doubles the quota and decouples "
+                "it from the NAT IP (fill in <username> and <personal-access-token>)",
+                placeholder="<personal-access-token>",
+            ),
+            attach_secret_to_service_account(ctx, "dockerhub-creds"),
+        ]
+    upstream = "https://registry-1.docker.io" if hub else f"https://{ctx.registry}"
+    host_dir = "docker.io" if hub else ctx.registry
+    fixes.append(hosts_toml(
+        host_dir,
+        f'server = "{upstream}"\n\n'
+        '[host."https://<registry-mirror>"]\n  capabilities = ["pull", "resolve"]',
+        f"Pull through a cache: point {host_dir} at your mirror (replace <registry-mirror>)",
     ))
+    if ctx.pull_policy == "Always":
+        fixes.append(Fix(
+            "Avoid needless re-pulls of a stable tag: set imagePullPolicy IfNotPresent",
+            _policy_patch(ctx, "IfNotPresent"),
+        ))
     return fixes
+
+
+def _quota_check(ctx: FixContext) -> Fix:
+    """Docker's documented check: a token, then a manifest HEAD (HEAD uses no quota)."""
+    repo = ctx.ref.repository if ctx.ref else "library/nginx"
+    tag = ctx.ref.effective_tag if ctx.ref else "latest"
+    login = "-u '<username>:<token>' " if ctx.has_registry_secret else ""
+    whose = ("the account the pod already pulls with (fill in <username> and <token>): a free "
+             "plan allows 200 pulls per 6 hours" if ctx.has_registry_secret else
+             "the nodes' outbound IP — run it from a node or anything behind the same NAT")
+    return Fix(
+        f"Check the remaining Docker Hub quota of {whose}; HEAD requests use no quota",
+        f'TOKEN=$(curl -s {login}"https://auth.docker.io/token?service=registry.docker.io&scope='
+        f'repository:{repo}:pull" | jq -r .token) && curl -sI -H "Authorization: Bearer '
+        f'$TOKEN" https://registry-1.docker.io/v2/{repo}/manifests/{tag} | grep -i ratelimit',
+    )
 
 
 def _policy_patch(ctx: FixContext, policy: str) -> str:

@@ -387,3 +387,38 @@ def test_json_contract_keys() -> None:
     assert set(entry["backoff"]) == {"attempts", "next_retry_seconds"}
     assert all(set(f) == {"title", "command"} for f in entry["fixes"])
     json.dumps(out)
+
+
+RATE_LIMITED = ('rpc error: code = Unknown desc = failed to pull and unpack image '
+                '"docker.io/library/nginx:1.27.3": failed to resolve reference '
+                '"docker.io/library/nginx:1.27.3": unexpected status from HEAD request to '
+                'https://registry-1.docker.io/v2/library/nginx/manifests/1.27.3: 429 Too Many '
+                'Requests')
+
+
+def test_rate_limit_fixes_depend_on_policy_and_existing_credentials() -> None:
+    anonymous = only(facts_for("nginx:1.27.3", RATE_LIMITED, pull_policy="IfNotPresent"))
+    commands = "\n".join(f.command for f in anonymous.fixes)
+    assert "dockerhub-creds" in commands and "-u '<username>:<token>'" not in commands
+    assert "imagePullPolicy" not in commands  # already IfNotPresent: nothing to change
+
+    always = only(facts_for("nginx:1.27.3", RATE_LIMITED, pull_policy="Always"))
+    assert any('"imagePullPolicy": "IfNotPresent"' in f.command for f in always.fixes)
+
+    hub = PullSecretInfo("hub", "kubernetes.io/dockerconfigjson", ("https://index.docker.io/v1/",))
+    authed = only(facts_for("nginx:1.27.3", RATE_LIMITED, pull_secrets=("hub",),
+                            referenced_secrets={"hub": hub}))
+    commands = "\n".join(f.command for f in authed.fixes)
+    assert "create secret" not in commands
+    assert "curl -s -u '<username>:<token>' \"https://auth.docker.io/token" in commands
+
+
+def test_rate_limit_on_another_registry_points_the_mirror_at_that_host() -> None:
+    error = RATE_LIMITED.replace("docker.io/library/nginx", "quay.io/acme/app").replace(
+        "registry-1.docker.io/v2/library/nginx", "quay.io/v2/acme/app")
+    d = only(facts_for("quay.io/acme/app:1.27.3", error))
+    assert d.cause is Cause.RATE_LIMITED
+    commands = "\n".join(f.command for f in d.fixes)
+    assert "auth.docker.io" not in commands and "dockerhub-creds" not in commands
+    assert "/etc/containerd/certs.d/quay.io/hosts.toml" in commands
+    assert 'server = "https://quay.io"' in commands
