@@ -23,7 +23,7 @@ from bot.diagnosis.classify import (
 from bot.diagnosis.cloud import ECR_TOKEN_LIFETIME, cloud_registry
 from bot.diagnosis.events import KubeletEvent, events_for_pod
 from bot.diagnosis.explain import EXPLANATIONS, summarize
-from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
+from bot.diagnosis.facts import PodFacts, PullSecretInfo, RegistryFacts, WorkloadRef
 from bot.diagnosis.fixes import FixContext, build_fixes
 from bot.diagnosis.imageref import ImageRef, registry_matches, try_parse_image
 from bot.diagnosis.model import Backoff, ContainerDiagnosis, PodDiagnosis
@@ -201,14 +201,20 @@ def _diagnose_container(
     verdict = _classify(container, events)
     secrets = _SecretView.build(facts, pod_events, ref)
     cause = verdict.cause
-    if verdict.text_class is not None and verdict.text_class.ambiguous_denied:
+    ambiguous = verdict.text_class is not None and verdict.text_class.ambiguous_denied
+    if ambiguous:
         # Docker Hub will not say whether the repo is missing or the caller lacks access:
         # without a pull secret for that registry, missing credentials is the likely cause.
         cause = Cause.REPOSITORY_NOT_FOUND if secrets.matching else Cause.AUTH_REQUIRED
+    registry = facts.registry.get(container.image)
+    cause = _with_registry(cause, registry, ambiguous=ambiguous)
     repository_uncertain = cause is Cause.TAG_NOT_FOUND and not (
-        verdict.evidence and _MANIFEST_MISSING.search(verdict.evidence))
+        (verdict.evidence and _MANIFEST_MISSING.search(verdict.evidence))
+        or (registry is not None and registry.repository_exists))
     policy = container.pull_policy or _default_pull_policy(ref)
     findings = _findings(facts, cause, ref, policy, secrets)
+    if registry is not None and registry.suggested_image and registry.suggestion_kind:
+        findings.append(registry.suggestion_kind)
     node = (facts.pod.get("spec") or {}).get("nodeName")
     context = FixContext(
         namespace=facts.namespace,
@@ -228,6 +234,8 @@ def _diagnose_container(
         repository_uncertain=repository_uncertain,
         pull_policy=policy,
         has_registry_secret=bool(secrets.matching),
+        suggested_image=registry.suggested_image if registry else None,
+        pin_digest=registry.digest if registry else None,
     )
     return ContainerDiagnosis(
         container=container.name,
@@ -237,13 +245,31 @@ def _diagnose_container(
         summary=summarize(cause, container.image, ref,
                           repository_uncertain=repository_uncertain),
         explanation=EXPLANATIONS[cause],
-        evidence=_evidence(verdict, container, events),
+        evidence=_evidence(verdict, container, events, registry),
         workload=workload,
         findings=tuple(findings),
         fixes=build_fixes(cause, context),
         backoff=estimate_backoff(events, facts.now, pulls=cause not in _NO_PULL_CAUSES),
         init_container=container.init,
     )
+
+
+#: Text causes the bot's own view of the registry must not override: the nodes' network and
+#: quota are not the bot's.
+_NODE_SIDE_CAUSES = frozenset({Cause.RATE_LIMITED, Cause.NETWORK_UNREACHABLE, Cause.DNS_FAILURE,
+                               Cause.TLS_UNTRUSTED, Cause.DISK_FULL, Cause.PLATFORM_MISMATCH,
+                               Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME})
+
+
+def _with_registry(cause: Cause, registry: RegistryFacts | None, *, ambiguous: bool) -> Cause:
+    """Sharpen the kubelet's cause with what the registry answered the pod's credentials."""
+    if registry is None or cause in _NODE_SIDE_CAUSES:
+        return cause
+    if registry.repository_exists is False and (cause is Cause.TAG_NOT_FOUND or ambiguous):
+        return Cause.REPOSITORY_NOT_FOUND
+    if cause is Cause.UNKNOWN and registry.probe_cause is not None:
+        return registry.probe_cause  # the events expired; the registry still knows
+    return cause
 
 
 def _secret_to_rewrite(findings: Sequence[Finding], secrets: _SecretView) -> str | None:
@@ -262,9 +288,10 @@ def _default_pull_policy(ref: ImageRef | None) -> str:
     return "Always" if ref.effective_tag == "latest" else "IfNotPresent"
 
 
-def _evidence(verdict: _Verdict, container: _Container,
-              events: Sequence[KubeletEvent]) -> tuple[str, ...]:
-    """The deciding kubelet text first, then the other distinct pull texts, oldest first."""
+def _evidence(verdict: _Verdict, container: _Container, events: Sequence[KubeletEvent],
+              registry: RegistryFacts | None) -> tuple[str, ...]:
+    """The deciding kubelet text first, then the other distinct pull texts, oldest first;
+    what the registry answered comes last."""
     texts: list[str] = []
     if verdict.evidence:
         texts.append(verdict.evidence)
@@ -278,7 +305,10 @@ def _evidence(verdict: _Verdict, container: _Container,
     repeated = message.partition("ErrImagePull: ")[2]
     if message and message not in texts and not (repeated and any(repeated in t for t in texts)):
         texts.append(message)
-    return tuple(texts[:MAX_EVIDENCE])
+    texts = texts[:MAX_EVIDENCE]
+    if registry is not None and registry.probe_summary:
+        texts.append(f"registry: {registry.probe_summary}")
+    return tuple(texts)
 
 
 # -- context: secrets, policy, node ----------------------------------------------------------

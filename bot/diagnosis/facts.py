@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.diagnosis.causes import Cause, Finding
+
 JSON = Mapping[str, Any]
 
 #: Workload kinds that `kubectl rollout restart` understands.
@@ -46,6 +48,29 @@ class PullSecretInfo:
 
 
 @dataclass(frozen=True)
+class RegistryFacts:
+    """What the registry said about one image, asked with the pod's own pull credentials.
+
+    Gathered by bot/registry_facts.py; every suggestion in here was confirmed to exist.
+    """
+
+    #: the cause the registry itself gives for the image (None: the image pulls fine)
+    probe_cause: Cause | None = None
+    #: one line on what was asked and answered, for the evidence list
+    probe_summary: str | None = None
+    #: whether the repository exists (None: could not tell)
+    repository_exists: bool | None = None
+    #: an existing image reference to use instead (a close tag, a swapped path, a fixed host)
+    suggested_image: str | None = None
+    #: why that suggestion: TAG_SUGGESTION, SWAPPED_PATH or REGISTRY_HOST_TYPO
+    suggestion_kind: Finding | None = None
+    #: the manifest digest of the suggested (or, when it pulls, the current) reference
+    digest: str | None = None
+    #: tags the repository has, newest listing first (only for the record; may be truncated)
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PodFacts:
     """Everything known about one pod when it is diagnosed.
 
@@ -64,6 +89,8 @@ class PodFacts:
     namespace_pull_secrets: Sequence[PullSecretInfo] | None = None
     node: JSON | None = None
     cluster_version: str | None = None
+    #: image string (as in the pod spec) → what its registry said; empty when not asked
+    registry: Mapping[str, RegistryFacts] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property

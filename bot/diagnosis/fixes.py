@@ -16,7 +16,7 @@ from typing import Any
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.cloud import CloudRegistry, cloud_registry
 from bot.diagnosis.facts import RESTARTABLE_KINDS, WorkloadRef
-from bot.diagnosis.imageref import ImageRef
+from bot.diagnosis.imageref import ImageRef, try_parse_image
 from bot.diagnosis.model import Fix
 
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
@@ -47,6 +47,8 @@ class FixContext:
     #: the pod already uses a pull secret for the image's registry
     has_registry_secret: bool = False
     suggested_image: str | None = None
+    #: digest of the working reference (the suggestion, or the current image when it pulls)
+    pin_digest: str | None = None
 
     @property
     def registry(self) -> str:
@@ -208,12 +210,11 @@ def _tag_not_found(ctx: FixContext) -> list[Fix]:
         base = ctx.ref.familiar_repository if ctx.ref else "<image>"
         fixes.append(set_image(ctx, f"{base}:<tag>",
                                _replace_image_title(ctx, "a tag that exists (replace <tag>)")))
-    fixes.append(Fix(
-        "Optional: pin by digest so a re-tag or cleanup cannot break it again (replace <digest>)",
-        _cmd("kubectl", "set", "image", ctx.workload.kubectl_ref,
-             f"{ctx.container}={(ctx.ref.familiar_repository if ctx.ref else '<image>')}"
-             "@sha256:<digest>", *_ns(ctx)),
-    ))
+    if not ctx.pin_digest:
+        base = ctx.ref.familiar_repository if ctx.ref else "<image>"
+        fixes.append(set_image(ctx, f"{base}@sha256:<digest>",
+                               "Optional: pin by digest so a re-tag or cleanup cannot break it "
+                               "again (replace <digest>)"))
     return fixes
 
 
@@ -393,7 +394,12 @@ def _policy_patch(ctx: FixContext, policy: str) -> str:
 
 def _dns(ctx: FixContext) -> list[Fix]:
     host = ctx.registry
+    fixes = []
+    if ctx.suggested_image:
+        fixes.append(set_image(ctx, ctx.suggested_image, _replace_image_title(
+            ctx, f"{ctx.suggested_image} — the registry host looks misspelled")))
     return [
+        *fixes,
         Fix(f"Check the host name resolves from the node (ssh to {ctx.node or '<node>'})",
             _cmd("nslookup", host)),
         set_image(ctx, f"<registry-host>/{ctx.ref.repository}:{ctx.ref.effective_tag}"
@@ -460,8 +466,6 @@ def _invalid_name(ctx: FixContext) -> list[Fix]:
     candidate = ctx.image.strip().lower()
     for scheme in ("https://", "http://"):
         candidate = candidate.removeprefix(scheme)
-    from bot.diagnosis.imageref import try_parse_image
-
     if try_parse_image(candidate) is not None and candidate != ctx.image:
         return [set_image(ctx, candidate, _replace_image_title(ctx, f"the valid reference "
                                                               f"{candidate}"))]
@@ -525,7 +529,18 @@ def build_fixes(cause: Cause, ctx: FixContext) -> tuple[Fix, ...]:
     """The fix steps for `cause`, in the order a person should try them."""
     fixes = _BUILDERS[cause](ctx)
     fixes.extend(_finding_fixes(cause, ctx))
+    if ctx.pin_digest and cause not in (Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME):
+        fixes.append(_pin_by_digest(ctx))
     return tuple(_dedupe(fixes))
+
+
+def _pin_by_digest(ctx: FixContext) -> Fix:
+    """Pin the working reference (the suggestion, else the current image) to its digest."""
+    working = try_parse_image(ctx.suggested_image) if ctx.suggested_image else ctx.ref
+    base = working.familiar_repository if working else "<image>"
+    pinned = f"{base}@{ctx.pin_digest}"
+    return set_image(ctx, pinned, f"Optional: pin {working.original if working else base} by "
+                     "digest so a re-tag or cleanup cannot break it again")
 
 
 def _finding_fixes(cause: Cause, ctx: FixContext) -> list[Fix]:

@@ -422,3 +422,85 @@ def test_rate_limit_on_another_registry_points_the_mirror_at_that_host() -> None
     assert "auth.docker.io" not in commands and "dockerhub-creds" not in commands
     assert "/etc/containerd/certs.d/quay.io/hosts.toml" in commands
     assert 'server = "https://quay.io"' in commands
+
+
+# -- what the registry adds (facts gathered by bot/registry_facts.py) -------------------------
+
+DIGEST = "sha256:" + "4" * 64
+
+
+def test_registry_suggestion_goes_into_the_set_image_fix_and_pins_its_digest() -> None:
+    from bot.diagnosis.facts import RegistryFacts
+
+    reg = RegistryFacts(probe_cause=Cause.TAG_NOT_FOUND, repository_exists=True,
+                        suggested_image="nginx:latest", suggestion_kind=Finding.TAG_SUGGESTION,
+                        digest=DIGEST, probe_summary="docker.io/library/nginx has no tag lates")
+    d = only(facts_for("nginx:lates", NOT_FOUND, registry={"nginx:lates": reg}))
+    assert d.cause is Cause.TAG_NOT_FOUND
+    assert Finding.TAG_SUGGESTION in d.findings
+    assert "— or the repository" not in d.summary  # the registry confirmed the repository
+    assert d.fixes[0].command == "kubectl set image deployment/web web=nginx:latest -n shop"
+    assert f"kubectl set image deployment/web web=nginx@{DIGEST} -n shop" in [
+        f.command for f in d.fixes]
+    assert not any("<digest>" in f.command or "<tag>" in f.command for f in d.fixes)
+    assert d.evidence[-1] == "registry: docker.io/library/nginx has no tag lates"
+
+
+def test_missing_repository_with_a_swapped_path_that_exists() -> None:
+    from bot.diagnosis.facts import RegistryFacts
+
+    image = "registry.internal/myapp/myorg:v1"
+    error = NOT_FOUND.replace("docker.io/library/nginx:lates", image)
+    reg = RegistryFacts(probe_cause=Cause.REPOSITORY_NOT_FOUND, repository_exists=False,
+                        suggested_image="registry.internal/myorg/myapp:v1",
+                        suggestion_kind=Finding.SWAPPED_PATH, digest=DIGEST)
+    d = only(facts_for(image, error, registry={image: reg}))
+    assert d.cause is Cause.REPOSITORY_NOT_FOUND
+    assert Finding.SWAPPED_PATH in d.findings
+    assert d.fixes[0].command == ("kubectl set image deployment/web "
+                                  "web=registry.internal/myorg/myapp:v1 -n shop")
+
+
+def test_expired_events_recovered_from_the_registry() -> None:
+    from bot.diagnosis.facts import RegistryFacts
+
+    image = "registry.internal/team/api:2.0"
+    p = pod(image)
+    events = [event("BackOff", f'Back-off pulling image "{image}"', type_="Normal", count=30)]
+    reg = RegistryFacts(probe_cause=Cause.AUTH_REQUIRED, repository_exists=None,
+                        probe_summary="401 UNAUTHORIZED for registry.internal/team/api:2.0")
+    d = only(PodFacts(pod=p, events=events, now=NOW, registry={image: reg}))
+    assert d.cause is Cause.AUTH_REQUIRED
+    assert "registry: 401 UNAUTHORIZED" in d.evidence[-1]
+
+
+def test_node_side_causes_are_not_overridden_by_the_bots_view() -> None:
+    from bot.diagnosis.facts import RegistryFacts
+
+    error = ('rpc error: code = Unknown desc = failed to pull and unpack image '
+             '"registry.internal/a:1": failed to resolve reference "registry.internal/a:1": '
+             'failed to do request: Head "https://registry.internal/v2/a/manifests/1": dial tcp '
+             '10.0.12.7:443: i/o timeout')
+    reg = RegistryFacts(probe_cause=None, repository_exists=True, digest=DIGEST)
+    d = only(facts_for("registry.internal/a:1", error, registry={"registry.internal/a:1": reg}))
+    assert d.cause is Cause.NETWORK_UNREACHABLE
+    assert f"kubectl set image deployment/web web=registry.internal/a@{DIGEST} -n shop" in [
+        f.command for f in d.fixes]
+
+
+def test_registry_host_typo_fix_comes_first() -> None:
+    from bot.diagnosis.facts import RegistryFacts
+
+    image = "registy.internal/payments:1.0"
+    error = ('rpc error: code = Unknown desc = failed to pull and unpack image '
+             f'"{image}": failed to resolve reference "{image}": failed to do request: Head '
+             '"https://registy.internal/v2/payments/manifests/1.0": dial tcp: lookup '
+             'registy.internal on 10.96.0.10:53: no such host')
+    reg = RegistryFacts(probe_cause=Cause.DNS_FAILURE,
+                        suggested_image="registry.internal/payments:1.0",
+                        suggestion_kind=Finding.REGISTRY_HOST_TYPO)
+    d = only(facts_for(image, error, registry={image: reg}))
+    assert d.cause is Cause.DNS_FAILURE
+    assert Finding.REGISTRY_HOST_TYPO in d.findings
+    assert d.fixes[0].command == ("kubectl set image deployment/web "
+                                  "web=registry.internal/payments:1.0 -n shop")
