@@ -1,7 +1,8 @@
 """`python -m bot` / `imagepull-bot`: the command line.
 
-Exit codes are a contract for scripts: 0 diagnosed (or no pull problem), 2 bad arguments or
-input, 3 Kubernetes API unreachable or forbidden.
+Exit codes are a contract for scripts: 0 done (diagnosed, or no pull problem), 2 bad arguments
+or input, 3 Kubernetes API unreachable or forbidden, 4 the registry could not be asked (quota,
+tags, verify-secret).
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
+
+from bot.config import Settings, load_settings
 from bot.diagnosis.engine import diagnose
+from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.model import PodDiagnosis
 from bot.kube import KubeClient, KubeError, KubeNotFound
 from bot.offline import InputError, facts_from_files
@@ -22,6 +28,7 @@ from bot.render import render_text
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_KUBE = 3
+EXIT_REGISTRY = 4
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -33,18 +40,33 @@ class UsageError(ValueError):
     """Bad command-line input; the message is shown as is."""
 
 
-def parse_pod_ref(value: str) -> tuple[str, str]:
-    """`NAMESPACE/POD`, validated as Kubernetes validates them, before any API call."""
-    namespace, sep, pod = value.partition("/")
-    if not sep or not namespace or not pod:
-        raise UsageError(f"expected NAMESPACE/POD, got {value!r}")
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be asked; the message says why."""
+
+
+def parse_namespaced(value: str, what: str = "POD") -> tuple[str, str]:
+    """`NAMESPACE/NAME`, validated as Kubernetes validates them, before any API call."""
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name:
+        raise UsageError(f"expected NAMESPACE/{what}, got {value!r}")
     if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
         raise UsageError(f"namespace {namespace!r} is not a valid DNS-1123 label "
                          "(lower-case letters, digits and '-', at most 63 characters)")
-    if len(pod) > 253 or not _DNS1123_SUBDOMAIN.match(pod):
-        raise UsageError(f"pod name {pod!r} is not a valid DNS-1123 subdomain "
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        raise UsageError(f"{what.lower()} name {name!r} is not a valid DNS-1123 subdomain "
                          "(lower-case letters, digits, '-' and '.', at most 253 characters)")
-    return namespace, pod
+    return namespace, name
+
+
+def parse_pod_ref(value: str) -> tuple[str, str]:
+    return parse_namespaced(value, "POD")
+
+
+def _image(value: str) -> Any:
+    try:
+        return parse_image(value)
+    except InvalidImageReference as exc:
+        raise UsageError(f"not a valid image reference: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def kube_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, "
+                       "~/.kube/config, or in-cluster)")
+        p.add_argument("--context", help="kubeconfig context to use")
+
+    def output_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+
     diag = sub.add_parser("diagnose", help="diagnose one pod, live or from kubectl JSON files")
     diag.add_argument("pod", nargs="?", metavar="NAMESPACE/POD",
                       help="the pod to diagnose through the Kubernetes API")
@@ -61,13 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
                       help="offline: `kubectl get pod -o json` output (a Pod or a List)")
     diag.add_argument("--events-json", type=Path, metavar="FILE",
                       help="offline: `kubectl get events -o json` output (a List or one Event)")
-    diag.add_argument("--output", "-o", choices=("text", "json"), default="text")
-    diag.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, "
-                      "or in-cluster)")
-    diag.add_argument("--context", help="kubeconfig context to use")
+    diag.add_argument("--no-registry", action="store_true",
+                      help="do not ask registries (live mode asks them unless "
+                      "REGISTRY_PROBE=false)")
+    output_option(diag)
+    kube_options(diag)
+
+    quota = sub.add_parser("quota", help="Docker Hub pull quota, anonymous or of a pull secret")
+    quota.add_argument("--secret", metavar="NAMESPACE/NAME",
+                       help="check the quota of the Docker Hub account in this pull secret")
+    output_option(quota)
+    kube_options(quota)
+
+    verify = sub.add_parser("verify-secret", help="check a pull secret against the registry")
+    verify.add_argument("secret", metavar="NAMESPACE/SECRET")
+    verify.add_argument("--image", required=True, metavar="REF",
+                        help="the image the secret must be able to pull")
+    output_option(verify)
+    kube_options(verify)
+
+    tags = sub.add_parser("tags", help="list a repository's tags and resolve a reference")
+    tags.add_argument("image", metavar="REF", help="an image or repository, e.g. nginx:lates")
+    tags.add_argument("--secret", metavar="NAMESPACE/NAME", help="pull with this secret")
+    output_option(tags)
+    kube_options(tags)
 
     demo = sub.add_parser("demo", help="run the bot against the built-in scenario cluster")
-    demo.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    output_option(demo)
     demo.add_argument("scenarios", nargs="*", help="scenario ids (default: all)")
     return parser
 
@@ -80,7 +130,13 @@ def _print_results(results: Sequence[PodDiagnosis], output: str, as_list: bool) 
         print("\n".join(render_text(r) for r in results), end="")
 
 
-def run_diagnose(args: argparse.Namespace) -> int:
+def _kube(args: argparse.Namespace, settings: Settings) -> KubeClient:
+    return KubeClient.from_environment(args.kubeconfig or settings.kubeconfig, args.context)
+
+
+def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.investigate import investigate_pod, registry_client
+
     if args.pod_json is None and args.events_json is not None:
         raise UsageError("--events-json needs --pod-json")
     if args.pod_json is not None:
@@ -92,31 +148,129 @@ def run_diagnose(args: argparse.Namespace) -> int:
     if not args.pod:
         raise UsageError("give NAMESPACE/POD (live) or --pod-json FILE (offline)")
     namespace, pod = parse_pod_ref(args.pod)
-    kube = KubeClient.from_environment(args.kubeconfig, args.context)
-    try:
-        facts = kube.pod_facts(namespace, pod)
-    except KubeNotFound as exc:
-        raise UsageError(f"{exc} (check the namespace and name: kubectl get pods -n "
-                         f"{namespace})") from None
+    kube = _kube(args, settings)
+    probe = settings.registry_probe and not args.no_registry
+    with registry_client(settings) as registry:
+        try:
+            facts = investigate_pod(kube, namespace, pod, registry if probe else None,
+                                    settings.registry_endpoints)
+        except KubeNotFound as exc:
+            raise UsageError(f"{exc} (check the namespace and name: kubectl get pods -n "
+                             f"{namespace})") from None
     _print_results([diagnose(facts)], args.output, as_list=False)
     return EXIT_OK
+
+
+def _secret_credentials(args: argparse.Namespace, settings: Settings, registry: str) -> Any:
+    from bot.pullsecrets import SecretError, credentials_from_secret, for_registry
+
+    namespace, name = parse_namespaced(args.secret, "SECRET")
+    secret = _kube(args, settings).read_secret(namespace, name)
+    if secret is None:
+        raise UsageError(f'secret "{namespace}/{name}" not found')
+    try:
+        match = for_registry(credentials_from_secret(secret), registry)
+    except SecretError as exc:
+        raise UsageError(str(exc)) from None
+    if match is None:
+        raise UsageError(f"secret {namespace}/{name} has no credentials for {registry}")
+    return match[1]
+
+
+def _emit(payload: dict[str, Any], text: str, output: str) -> None:
+    print(json.dumps(payload, indent=2) if output == "json" else text)
+
+
+def run_quota(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.dockerhub import dockerhub_quota
+
+    credentials = _secret_credentials(args, settings, "docker.io") if args.secret else None
+    quota = dockerhub_quota(credentials, auth_url=settings.dockerhub_auth_url,
+                            registry_url=settings.dockerhub_registry_url,
+                            timeout=settings.registry_timeout_seconds)
+    payload = {"limit": quota.limit, "remaining": quota.remaining,
+               "window_seconds": quota.window_seconds, "source": quota.source,
+               "authenticated": quota.authenticated, "unlimited": quota.unlimited,
+               "error": quota.error, "summary": quota.describe()}
+    _emit(payload, quota.describe(), args.output)
+    return EXIT_OK if quota.ok else EXIT_REGISTRY
+
+
+def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.investigate import registry_client
+    from bot.pullsecrets import SecretError, VerifyStatus, verify_pull_secret
+
+    namespace, name = parse_namespaced(args.secret, "SECRET")
+    image = _image(args.image)
+    with registry_client(settings) as registry:
+        try:
+            result = verify_pull_secret(_kube(args, settings), registry, namespace, name, image)
+        except KubeNotFound as exc:
+            raise UsageError(str(exc)) from None
+        except SecretError as exc:
+            raise UsageError(str(exc)) from None
+    lines = [f"{namespace}/{name} for {image.original}: {result.status.value}",
+             f"  {result.message}"]
+    if result.username:
+        lines.append(f"  username {result.username} (from auths key {result.auths_key}); "
+                     f"registry answered {result.registry_answer}")
+    lines.append(f"  registries in the secret: {', '.join(result.registries) or 'none'}")
+    lines.append("  used by service accounts: " + (", ".join(result.referenced_by) or "none"))
+    lines += [f"  note: {n}" for n in result.notes]
+    _emit(result.to_json(), "\n".join(lines), args.output)
+    return EXIT_REGISTRY if result.status is VerifyStatus.REGISTRY_UNREACHABLE else EXIT_OK
+
+
+def run_tags(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.diagnosis.suggest import closest_tags
+    from bot.investigate import registry_client
+
+    ref = _image(args.image)
+    credentials = _secret_credentials(args, settings, ref.registry) if args.secret else None
+    with registry_client(settings) as registry:
+        listing = registry.list_tags(ref, credentials)
+        if not listing.probe.ok:
+            detail = listing.probe.message or listing.probe.outcome.value
+            raise RegistryUnavailable(f"cannot list tags of {ref.name}: {detail}")
+        wanted = ref.digest or ref.effective_tag
+        exists = wanted in listing.tags if not ref.digest else \
+            registry.head_manifest(ref, credentials).ok
+        closest = [] if exists or ref.digest else closest_tags(wanted, listing.tags)
+    payload = {"repository": ref.name, "tags": list(listing.tags), "complete": listing.complete,
+               "reference": wanted, "exists": exists, "closest": closest}
+    text = [f"{ref.name}: {len(listing.tags)} tags" + ("" if listing.complete else " (partial)"),
+            f"  {wanted}: " + ("exists" if exists else "not found"
+                               + (f"; closest: {', '.join(closest)}" if closest else "")),
+            "  " + " ".join(listing.tags)]
+    _emit(payload, "\n".join(text), args.output)
+    return EXIT_OK
+
+
+COMMANDS = {"diagnose": run_diagnose, "quota": run_quota, "verify-secret": run_verify_secret,
+            "tags": run_tags}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "diagnose":
-            return run_diagnose(args)
         if args.command == "demo":
             from bot.demo import run_demo
 
             return run_demo(args.scenarios, args.output)
+        try:
+            settings = load_settings()
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in exc.errors())
+            raise UsageError(f"invalid configuration: {problems}") from None
+        return COMMANDS[args.command](args, settings)
     except (UsageError, InputError) as exc:
         print(f"imagepull-bot: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KubeError as exc:
         print(f"imagepull-bot: {exc}", file=sys.stderr)
         return EXIT_KUBE
-    parser.error(f"unknown command {args.command}")
-    return EXIT_BAD_INPUT
+    except RegistryUnavailable as exc:
+        print(f"imagepull-bot: {exc}", file=sys.stderr)
+        return EXIT_REGISTRY

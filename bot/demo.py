@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.diagnosis.engine import diagnose
+from bot.investigate import investigate_pod
 from bot.kube import KubeClient
+from bot.registry import RegistryClient, RegistrySettings
 from bot.render import render_text
+from bot.sim.registry import scenario_registries
 from bot.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 from bot.sim.server import SimCluster
 
@@ -41,14 +44,21 @@ def run_demo(ids: Sequence[str], output: str = "text") -> int:
     with tempfile.TemporaryDirectory(prefix="imagepull-demo-") as tmp:
         for scenario_id in ids or scenario_ids():
             scenario = load_scenario(SCENARIO_DIR / f"{scenario_id}.yaml")
-            with SimCluster([scenario]) as sim:
+            with SimCluster([scenario]) as sim, \
+                    scenario_registries(scenario.registries) as endpoints, \
+                    RegistryClient(RegistrySettings(endpoints=endpoints,
+                                                    insecure_hosts=set(endpoints))) as client:
                 kube = KubeClient.from_environment(
                     str(sim.write_kubeconfig(Path(tmp) / f"{scenario_id}.kubeconfig")))
                 if output == "text":
+                    served = "".join(f"\nregistry {h} at {u}" for h, u in endpoints.items())
                     print(f"{_RULE}\nscenario {scenario_id}: {scenario.description}\n"
-                          f"cluster  {sim.url} (Kubernetes {sim.kubernetes_version})\n")
+                          f"cluster  {sim.url} (Kubernetes {sim.kubernetes_version}){served}\n")
+                # only the scenario's own registries are asked: the demo never leaves loopback
+                registry = client if endpoints else None
                 for namespace, pod in _pods(scenario):
-                    result = diagnose(kube.pod_facts(namespace, pod))
+                    facts = investigate_pod(kube, namespace, pod, registry, list(endpoints))
+                    result = diagnose(facts)
                     if output == "text":
                         print(render_text(result))
                     else:

@@ -173,6 +173,22 @@ class KubeClient:
             found[name] = pull_secret_info(secret)
         return found
 
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A secret in full, None when absent. Only bot/pullsecrets.py calls this: it is the
+        one place that turns credentials into RegistryCredentials and drops the rest."""
+        try:
+            return dict(self._call(f'secret "{namespace}/{name}"',
+                                   self.core.read_namespaced_secret, name, namespace))
+        except KubeNotFound:
+            return None
+
+    def service_accounts_using(self, namespace: str, secret: str) -> list[str]:
+        """Names of the namespace's service accounts that list `secret` in imagePullSecrets."""
+        data = self._call(f'service accounts in "{namespace}"',
+                          self.core.list_namespaced_service_account, namespace)
+        return [str(sa["metadata"]["name"]) for sa in data.get("items") or []
+                if any(r.get("name") == secret for r in sa.get("imagePullSecrets") or [])]
+
     def namespace_pull_secrets(self, namespace: str) -> list[PullSecretInfo] | None:
         infos: list[PullSecretInfo] = []
         for secret_type in PULL_SECRET_TYPES:

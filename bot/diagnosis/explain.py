@@ -146,4 +146,11 @@ FINDING_TEXT: dict[Finding, str] = {
         "KubeletEnsureSecretPulledImages gate on, cached private images need credentials again"
     ),
     Finding.NODE_DISK_PRESSURE: "the node reports DiskPressure",
+    Finding.TAG_SUGGESTION: "the registry has a close tag that exists (in the first fix)",
+    Finding.SWAPPED_PATH: (
+        "the repository path with two segments swapped exists (in the first fix)"
+    ),
+    Finding.REGISTRY_HOST_TYPO: (
+        "a known registry host with a similar name serves this image (in the first fix)"
+    ),
 }

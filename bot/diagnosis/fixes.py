@@ -398,16 +398,16 @@ def _dns(ctx: FixContext) -> list[Fix]:
     if ctx.suggested_image:
         fixes.append(set_image(ctx, ctx.suggested_image, _replace_image_title(
             ctx, f"{ctx.suggested_image} — the registry host looks misspelled")))
-    return [
-        *fixes,
-        Fix(f"Check the host name resolves from the node (ssh to {ctx.node or '<node>'})",
-            _cmd("nslookup", host)),
-        set_image(ctx, f"<registry-host>/{ctx.ref.repository}:{ctx.ref.effective_tag}"
-                  if ctx.ref else "<image>",
-                  _replace_image_title(ctx, "the correct registry host if it is misspelled "
-                                       "(replace <registry-host>)")),
-        restart_workload(ctx),
-    ]
+    fixes.append(Fix(f"Check the host name resolves from the node (ssh to "
+                     f"{ctx.node or '<node>'})", _cmd("nslookup", host)))
+    if not ctx.suggested_image:
+        fixes.append(set_image(
+            ctx, f"<registry-host>/{ctx.ref.repository}:{ctx.ref.effective_tag}"
+            if ctx.ref else "<image>",
+            _replace_image_title(ctx, "the correct registry host if it is misspelled "
+                                 "(replace <registry-host>)")))
+        fixes.append(restart_workload(ctx))
+    return fixes
 
 
 def _network(ctx: FixContext) -> list[Fix]:

@@ -67,6 +67,9 @@ class Scenario:
     forbidden: list[str] = field(default_factory=list)
     token: str | None = None
     expected: dict[str, Any] = field(default_factory=dict)
+    #: registry host → {repository: [tags] or {tags: [...], users: {name: password}}}, served by
+    #: bot.sim.registry for the demo (tests use the real CNCF registry instead)
+    registries: dict[str, dict[str, Any]] = field(default_factory=dict)
     objects: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
 
@@ -88,6 +91,7 @@ def _scenario_from_docs(
             scenario.forbidden = list(doc.get("forbidden") or [])
             scenario.token = doc.get("token")
             scenario.expected = dict(doc.get("expected") or {})
+            scenario.registries = dict(doc.get("registries") or {})
         elif doc.get("kind", "").endswith("List") and "items" in doc:
             scenario.objects.extend(doc["items"])  # `kubectl get -o yaml` of several objects
         else:

@@ -15,9 +15,24 @@ import pytest
 
 from bot.cli import EXIT_BAD_INPUT, EXIT_KUBE, EXIT_OK, main
 from bot.sim import SimCluster, bundled_scenarios, load_scenario
+from bot.sim.registry import scenario_registries
 from bot.sim.scenario import Scenario
 
 SCENARIOS = {p.stem: load_scenario(p) for p in bundled_scenarios()}
+
+
+@pytest.fixture(autouse=True)
+def _no_internet_registries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never ask real registries; a test that serves some turns probing back on."""
+    monkeypatch.setenv("REGISTRY_PROBE", "false")
+
+
+def _serve_to_bot(endpoints: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the bot's registry settings at the scenario's registries (as an operator would)."""
+    if endpoints:
+        monkeypatch.setenv("REGISTRY_PROBE", "true")
+        monkeypatch.setenv("REGISTRY_ENDPOINTS", ",".join(f"{h}={u}" for h, u in endpoints.items()))
+        monkeypatch.setenv("REGISTRY_INSECURE_HOSTS", ",".join(endpoints))
 
 
 def _pods(s: Scenario) -> list[tuple[str, str, bool]]:
@@ -55,10 +70,12 @@ def test_every_cause_has_a_scenario() -> None:
 
 @pytest.mark.parametrize("scenario_id", sorted(SCENARIOS))
 def test_scenario_diagnosis_matches_its_stated_intent(
-        scenario_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        scenario_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = SCENARIOS[scenario_id]
     expected = scenario.expected
-    with SimCluster([scenario]) as sim:
+    with SimCluster([scenario]) as sim, scenario_registries(scenario.registries) as endpoints:
+        _serve_to_bot(endpoints, monkeypatch)
         for namespace, pod, failing in _pods(scenario):
             result = _diagnose(sim, tmp_path, capsys, f"{namespace}/{pod}")
             assert (result["namespace"], result["pod"]) == (namespace, pod)
@@ -84,6 +101,22 @@ def test_tag_not_found_names_the_deployment_and_the_exact_fix(
     commands = [f["command"] for f in entry["fixes"]]
     assert "kubectl set image deployment/web 'web=nginx:<tag>' -n shop" in commands
     assert entry["backoff"]["attempts"] >= 1
+
+
+def test_lates_suggests_latest_from_the_scenarios_registry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = SCENARIOS["tag-not-found"]
+    with SimCluster([scenario]) as sim, scenario_registries(scenario.registries) as endpoints:
+        _serve_to_bot(endpoints, monkeypatch)
+        result = _diagnose(sim, tmp_path, capsys, "shop/web-7d9f8b6c5d-x2x9q")
+    [entry] = result["diagnoses"]
+    assert entry["findings"] == ["tag_suggestion"]
+    assert entry["fixes"][0]["command"] == (
+        "kubectl set image deployment/web web=nginx:latest -n shop")
+    pin = [f["command"] for f in entry["fixes"] if "@sha256:" in f["command"]]
+    assert len(pin) == 1 and pin[0].startswith("kubectl set image deployment/web web=nginx@sha256:")
+    assert entry["evidence"][-1].startswith("registry: asked docker.io for library/nginx:lates")
 
 
 @pytest.mark.parametrize(("scenario_id", "pod", "workload", "restart"), [

@@ -504,3 +504,10 @@ def test_registry_host_typo_fix_comes_first() -> None:
     assert Finding.REGISTRY_HOST_TYPO in d.findings
     assert d.fixes[0].command == ("kubectl set image deployment/web "
                                   "web=registry.internal/payments:1.0 -n shop")
+
+
+def test_every_finding_and_cause_has_words() -> None:
+    from bot.diagnosis.explain import EXPLANATIONS, FINDING_TEXT
+
+    assert set(FINDING_TEXT) == set(Finding)
+    assert set(EXPLANATIONS) == set(Cause)
