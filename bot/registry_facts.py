@@ -67,7 +67,12 @@ class RegistryInvestigator:
         if probe.outcome not in _ANSWERS:
             return RegistryFacts(probe_summary=f"{summary} (from the bot's network; the nodes' "
                                                "view may differ)")
-        facts = RegistryFacts(probe_cause=probe.cause, probe_summary=summary)
+        cause = probe.cause
+        if probe.insufficient_scope and credentials is not None:
+            # distribution answers "valid user, no access to this repository" with 401 +
+            # error="insufficient_scope": that is a permission problem, not missing credentials
+            cause = Cause.FORBIDDEN
+        facts = RegistryFacts(probe_cause=cause, probe_summary=summary)
         if probe.outcome is Outcome.MANIFEST_UNKNOWN:
             return self._closest_tag(ref, credentials, replace(facts, repository_exists=True))
         if probe.outcome is Outcome.NAME_UNKNOWN:
