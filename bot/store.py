@@ -1,0 +1,293 @@
+"""Shared state: Redis when `REDIS_URL` is set, an in-process store otherwise.
+
+Everything that decides "who posts" is one atomic Redis command (SET NX, HSETNX, SADD's
+return value, a compare-and-delete script), so any number of replicas and restarts agree
+without a coordinator. The in-process store implements the same primitives under a lock for a
+single replica and for `make demo`; it warns that dedup is then per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached; callers keep their work and retry later."""
+
+
+class Store(ABC):
+    """The primitives incidents, approvals and the watcher need; each one is atomic."""
+
+    prefix: str
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @abstractmethod
+    def get(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def put(self, name: str, value: str, ttl: float | None = None) -> None: ...
+
+    @abstractmethod
+    def set_nx(self, name: str, value: str, ttl: float | None = None) -> bool:
+        """Set only if absent; True if this call set it (the claim primitive)."""
+
+    @abstractmethod
+    def delete(self, *names: str) -> None: ...
+
+    @abstractmethod
+    def delete_if_equals(self, name: str, value: str) -> bool:
+        """Delete only if the value is still `value` (release a claim we own)."""
+
+    @abstractmethod
+    def expire(self, name: str, ttl: float) -> None: ...
+
+    @abstractmethod
+    def hset(self, name: str, mapping: Mapping[str, str]) -> None: ...
+
+    @abstractmethod
+    def hsetnx(self, name: str, field: str, value: str) -> bool: ...
+
+    @abstractmethod
+    def hgetall(self, name: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    def hdel(self, name: str, *fields: str) -> None: ...
+
+    @abstractmethod
+    def sadd(self, name: str, *members: str) -> int:
+        """Add members; returns how many were new."""
+
+    @abstractmethod
+    def srem(self, name: str, *members: str) -> int: ...
+
+    @abstractmethod
+    def smembers(self, name: str) -> set[str]: ...
+
+    @abstractmethod
+    def ping(self) -> bool: ...
+
+    # -- claims -----------------------------------------------------------------------------
+
+    def claim(self, name: str, owner: str, ttl: float) -> bool:
+        """Take the lock `name` for `ttl` seconds if nobody holds it."""
+        return self.set_nx(self.key("lock", name), owner, ttl)
+
+    def release(self, name: str, owner: str) -> None:
+        self.delete_if_equals(self.key("lock", name), owner)
+
+
+_COMPARE_AND_DELETE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class RedisStore(Store):
+    """Redis-backed store: safe across replicas and restarts."""
+
+    def __init__(self, url: str, prefix: str = "ipb", socket_timeout: float = 2.0) -> None:
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(url, decode_responses=True,
+                                           socket_timeout=socket_timeout,
+                                           socket_connect_timeout=socket_timeout,
+                                           health_check_interval=30)
+        self._cad = self.client.register_script(_COMPARE_AND_DELETE)
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.exceptions.ConnectionError as exc:
+            raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
+        except redis.exceptions.TimeoutError:
+            raise StoreUnavailable("Redis timed out") from None
+
+    @staticmethod
+    def _px(ttl: float | None) -> int | None:
+        return None if ttl is None else max(1, int(ttl * 1000))
+
+    def get(self, name: str) -> str | None:
+        value = self._run(self.client.get, name)
+        return None if value is None else str(value)
+
+    def put(self, name: str, value: str, ttl: float | None = None) -> None:
+        self._run(self.client.set, name, value, px=self._px(ttl))
+
+    def set_nx(self, name: str, value: str, ttl: float | None = None) -> bool:
+        return bool(self._run(self.client.set, name, value, nx=True, px=self._px(ttl)))
+
+    def delete(self, *names: str) -> None:
+        if names:
+            self._run(self.client.delete, *names)
+
+    def delete_if_equals(self, name: str, value: str) -> bool:
+        return bool(self._run(self._cad, keys=[name], args=[value]))
+
+    def expire(self, name: str, ttl: float) -> None:
+        self._run(self.client.pexpire, name, self._px(ttl))
+
+    def hset(self, name: str, mapping: Mapping[str, str]) -> None:
+        if mapping:
+            self._run(self.client.hset, name, mapping=dict(mapping))
+
+    def hsetnx(self, name: str, field: str, value: str) -> bool:
+        return bool(self._run(self.client.hsetnx, name, field, value))
+
+    def hgetall(self, name: str) -> dict[str, str]:
+        return dict(self._run(self.client.hgetall, name))
+
+    def hdel(self, name: str, *fields: str) -> None:
+        if fields:
+            self._run(self.client.hdel, name, *fields)
+
+    def sadd(self, name: str, *members: str) -> int:
+        return int(self._run(self.client.sadd, name, *members)) if members else 0
+
+    def srem(self, name: str, *members: str) -> int:
+        return int(self._run(self.client.srem, name, *members)) if members else 0
+
+    def smembers(self, name: str) -> set[str]:
+        return set(self._run(self.client.smembers, name))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.exceptions.RedisError:
+            return False
+
+
+class MemoryStore(Store):
+    """The same primitives in one process (one replica, tests of pure logic, the demo)."""
+
+    def __init__(self, prefix: str = "ipb", clock: Any = time.monotonic) -> None:
+        self.prefix = prefix
+        self._clock = clock
+        self._data: dict[str, Any] = {}
+        self._expires: dict[str, float] = {}
+        self._lock = threading.RLock()
+
+    def _live(self, name: str) -> Any:
+        deadline = self._expires.get(name)
+        if deadline is not None and self._clock() >= deadline:
+            self._data.pop(name, None)
+            self._expires.pop(name, None)
+        return self._data.get(name)
+
+    def _ttl(self, name: str, ttl: float | None) -> None:
+        if ttl is None:
+            self._expires.pop(name, None)
+        else:
+            self._expires[name] = self._clock() + ttl
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            value = self._live(name)
+            return value if isinstance(value, str) else None
+
+    def put(self, name: str, value: str, ttl: float | None = None) -> None:
+        with self._lock:
+            self._data[name] = value
+            self._ttl(name, ttl)
+
+    def set_nx(self, name: str, value: str, ttl: float | None = None) -> bool:
+        with self._lock:
+            if self._live(name) is not None:
+                return False
+            self.put(name, value, ttl)
+            return True
+
+    def delete(self, *names: str) -> None:
+        with self._lock:
+            for name in names:
+                self._data.pop(name, None)
+                self._expires.pop(name, None)
+
+    def delete_if_equals(self, name: str, value: str) -> bool:
+        with self._lock:
+            if self._live(name) == value:
+                self.delete(name)
+                return True
+            return False
+
+    def expire(self, name: str, ttl: float) -> None:
+        with self._lock:
+            if self._live(name) is not None:
+                self._ttl(name, ttl)
+
+    def _hash(self, name: str) -> dict[str, str]:
+        value = self._live(name)
+        if value is None:
+            value = self._data[name] = {}
+        return value
+
+    def hset(self, name: str, mapping: Mapping[str, str]) -> None:
+        with self._lock:
+            self._hash(name).update(mapping)
+
+    def hsetnx(self, name: str, field: str, value: str) -> bool:
+        with self._lock:
+            fields = self._hash(name)
+            if field in fields:
+                return False
+            fields[field] = value
+            return True
+
+    def hgetall(self, name: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._live(name) or {})
+
+    def hdel(self, name: str, *fields: str) -> None:
+        with self._lock:
+            for field in fields:
+                (self._live(name) or {}).pop(field, None)
+
+    def _members(self, name: str) -> set[str]:
+        value = self._live(name)
+        if value is None:
+            value = self._data[name] = set()
+        return value
+
+    def sadd(self, name: str, *members: str) -> int:
+        with self._lock:
+            target = self._members(name)
+            new = [m for m in members if m not in target]
+            target.update(new)
+            return len(new)
+
+    def srem(self, name: str, *members: str) -> int:
+        with self._lock:
+            target = self._members(name)
+            gone = [m for m in members if m in target]
+            target.difference_update(gone)
+            return len(gone)
+
+    def smembers(self, name: str) -> set[str]:
+        with self._lock:
+            return set(self._live(name) or set())
+
+    def ping(self) -> bool:
+        return True
+
+
+def open_store(redis_url: str | None, prefix: str = "ipb") -> Store:
+    """RedisStore for a URL; otherwise MemoryStore, saying what that costs."""
+    if redis_url:
+        return RedisStore(redis_url, prefix)
+    log.warning("REDIS_URL is not set: using an in-process store, so deduplication is per "
+                "process and state is lost on restart; set REDIS_URL for production")
+    return MemoryStore(prefix)
+
+
+def members(values: Iterable[str]) -> list[str]:
+    """Sorted list, for stable output from sets."""
+    return sorted(values)

@@ -1,0 +1,92 @@
+"""Both stores honour the same atomic primitives; Redis is the real server on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from bot.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
+from tests.support.redis import REDIS_URL, redis_store
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore(prefix=f"t{uuid.uuid4().hex[:8]}")
+    else:
+        with redis_store() as s:
+            yield s
+
+
+def test_set_nx_decides_exactly_one_winner_among_threads(store: Store) -> None:
+    name = store.key("claim", "incident-1")
+    wins: list[int] = []
+    barrier = threading.Barrier(16)
+
+    def contender(i: int) -> None:
+        barrier.wait()
+        if store.set_nx(name, f"owner-{i}", ttl=5):
+            wins.append(i)
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.get(name) == f"owner-{wins[0]}"
+
+
+def test_claims_expire_and_only_the_owner_releases(store: Store) -> None:
+    assert store.claim("post", "a", ttl=0.2)
+    assert not store.claim("post", "b", ttl=0.2)
+    store.release("post", "b")  # not the owner: no effect
+    assert not store.claim("post", "b", ttl=0.2)
+    time.sleep(0.3)
+    assert store.claim("post", "b", ttl=5)
+    store.release("post", "b")
+    assert store.claim("post", "c", ttl=5)
+
+
+def test_hashes_and_sets(store: Store) -> None:
+    h, s = store.key("h"), store.key("s")
+    assert store.hsetnx(h, "a", "1") and not store.hsetnx(h, "a", "2")
+    store.hset(h, {"b": "2"})
+    assert store.hgetall(h) == {"a": "1", "b": "2"}
+    store.hdel(h, "a")
+    assert store.hgetall(h) == {"b": "2"}
+    assert store.sadd(s, "x", "y") == 2 and store.sadd(s, "y", "z") == 1
+    assert store.smembers(s) == {"x", "y", "z"}
+    assert store.srem(s, "x", "nope") == 1
+    store.delete(h, s)
+    assert store.hgetall(h) == {} and store.smembers(s) == set()
+
+
+def test_put_with_ttl_and_delete_if_equals(store: Store) -> None:
+    k = store.key("v")
+    store.put(k, "1", ttl=0.2)
+    assert store.get(k) == "1"
+    assert not store.delete_if_equals(k, "2") and store.get(k) == "1"
+    time.sleep(0.3)
+    assert store.get(k) is None
+    store.put(k, "3")
+    assert store.delete_if_equals(k, "3") and store.get(k) is None
+
+
+def test_unreachable_redis_raises_store_unavailable_not_a_driver_error() -> None:
+    dead = RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
+    with pytest.raises(StoreUnavailable):
+        dead.get("x")
+    assert dead.ping() is False
+
+
+def test_open_store_without_url_warns(caplog: pytest.LogCaptureFixture) -> None:
+    assert isinstance(open_store(None), MemoryStore)
+    assert "per process" in caplog.text
+    assert isinstance(open_store(REDIS_URL), RedisStore)
