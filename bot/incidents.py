@@ -1,0 +1,349 @@
+"""Incidents: what a person gets paged about, grouped and deduplicated in the store.
+
+An incident's key is cluster + cause + scope. Scope is the workload for causes that belong to
+one workload (a bad tag, a missing secret) and the registry host for causes that hit whoever
+pulls from it (429, DNS, network, TLS): one registry outage is one alert listing every affected
+workload. Timing follows Alertmanager: `group_wait` gathers a storm before the first post,
+`group_interval` bounds thread updates, `repeat_interval` reminds while unresolved.
+
+Replicas and restarts agree through the store alone: joining an incident is idempotent
+(SET NX on the active key, HSETNX on members) and every Slack post happens under a claim,
+after re-reading the incident, so it is made once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.diagnosis.causes import Cause
+from bot.diagnosis.imageref import try_parse_image
+from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Causes that belong to a registry (or the path to it), not to one workload.
+SHARED_CAUSES = frozenset({Cause.RATE_LIMITED, Cause.DNS_FAILURE, Cause.NETWORK_UNREACHABLE,
+                           Cause.TLS_UNTRUSTED})
+#: How long resolved incidents stay readable (threads, buttons, audit) in the store.
+RESOLVED_RETENTION = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Alertmanager-style timing, in seconds."""
+
+    group_wait: float = 10.0
+    group_interval: float = 60.0
+    repeat_interval: float = 4 * 3600.0
+    claim_ttl: float = 120.0
+
+
+@dataclass(frozen=True)
+class Member:
+    """One failing container of one pod in an incident."""
+
+    namespace: str
+    pod: str
+    container: str
+    image: str
+    workload_kind: str
+    workload_name: str
+    since: float
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.pod}/{self.container}"
+
+    @property
+    def workload(self) -> str:
+        return f"{self.namespace}/{self.workload_kind.lower()}/{self.workload_name}"
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Member:
+        return cls(**json.loads(raw))
+
+
+@dataclass
+class Incident:
+    """A snapshot of one incident as stored."""
+
+    id: str
+    key: str
+    cluster: str
+    cause: Cause
+    scope_kind: str  # "workload" or "registry"
+    scope: str
+    state: str  # "pending", "open", "resolved"
+    created_at: float
+    diagnosis: dict[str, Any]
+    members: dict[str, Member] = field(default_factory=dict)
+    announced: set[str] = field(default_factory=set)
+    recovered: dict[str, Member] = field(default_factory=dict)
+    channel: str | None = None
+    thread_ts: str | None = None
+    root_posted_at: float | None = None
+    last_update_at: float | None = None
+    last_notified_at: float | None = None
+    resolved_at: float | None = None
+
+    @property
+    def pods(self) -> set[str]:
+        return {f"{m.namespace}/{m.pod}" for m in self.members.values()}
+
+    @property
+    def workloads(self) -> Counter[str]:
+        """workload → number of failing pods."""
+        return Counter(m.workload for m in {(m.namespace, m.pod): m
+                                            for m in self.members.values()}.values())
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.diagnosis.get("transient"))
+
+
+class NotifyError(RuntimeError):
+    """Posting failed for now (Slack down, rate-limited past our patience): try next tick."""
+
+
+class Notifier(Protocol):
+    def post_root(self, incident: Incident) -> tuple[str, str]:
+        """Post the root message; return (channel id, ts)."""
+
+    def post_update(self, incident: Incident, new: list[Member],
+                    recovered: list[Member]) -> None: ...
+
+    def post_reminder(self, incident: Incident) -> None: ...
+
+    def post_resolved(self, incident: Incident) -> None: ...
+
+
+def incident_scope(entry: ContainerDiagnosis, namespace: str) -> tuple[str, str]:
+    """("registry", host) for shared causes, ("workload", "ns/kind/name") otherwise."""
+    if entry.cause in SHARED_CAUSES:
+        ref = try_parse_image(entry.image)
+        if ref is not None:
+            return "registry", ref.registry
+    return "workload", f"{namespace}/{entry.workload.kind.lower()}/{entry.workload.name}"
+
+
+class IncidentManager:
+    """Joins diagnoses into incidents and does the due Slack work under claims."""
+
+    def __init__(self, store: Store, notifier: Notifier, *, cluster: str = "default",
+                 timing: Timing | None = None, owner: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.cluster = cluster
+        self.timing = timing or Timing()
+        self.owner = owner or f"bot-{uuid.uuid4().hex[:8]}"
+        self.clock = clock
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def _k(self, *parts: str) -> str:
+        return self.store.key(*parts)
+
+    def _active_set(self) -> str:
+        return self._k("incidents", "active")
+
+    def _pod_index(self, namespace: str, pod: str) -> str:
+        return self._k("pod", namespace, pod)
+
+    # -- intake -------------------------------------------------------------------------------
+
+    def observe(self, result: PodDiagnosis, now: float | None = None) -> list[str]:
+        """Join each failing container of the pod to its incident; returns incident ids."""
+        now = self.clock() if now is None else now
+        touched: list[str] = []
+        current: dict[str, str] = {}  # member id → incident id
+        for entry in result.diagnoses:
+            scope_kind, scope = incident_scope(entry, result.namespace)
+            key = f"{self.cluster}|{entry.cause.value}|{scope}"
+            incident_id = self._join(key, entry, result, scope_kind, scope, now)
+            member = Member(result.namespace, result.pod, entry.container, entry.image,
+                            entry.workload.kind, entry.workload.name, now)
+            members_key = self._k("incident", incident_id, "members")
+            if self.store.hsetnx(members_key, member.id, member.to_json()):
+                log.info("incident %s: %s joins (%s)", incident_id, member.id, entry.cause)
+                self.store.hdel(self._k("incident", incident_id, "recovered"), member.id)
+            self.store.sadd(self._pod_index(result.namespace, result.pod), incident_id)
+            current[member.id] = incident_id
+            touched.append(incident_id)
+        self._drop_stale_members(result.namespace, result.pod, current)
+        return touched
+
+    def pod_recovered(self, namespace: str, pod: str) -> None:
+        """The pod runs (or is gone): it leaves every incident it was in."""
+        self._drop_stale_members(namespace, pod, {})
+
+    def _join(self, key: str, entry: ContainerDiagnosis, result: PodDiagnosis,
+              scope_kind: str, scope: str, now: float) -> str:
+        active_key = self._k("active", key)
+        candidate = f"inc-{uuid.uuid4().hex[:12]}"
+        if self.store.set_nx(active_key, candidate):
+            incident_id = candidate
+        else:
+            incident_id = self.store.get(active_key) or candidate
+            if incident_id == candidate:  # the key vanished in between: take it
+                self.store.put(active_key, candidate)
+        hkey = self._k("incident", incident_id)
+        diagnosis = {**entry.to_json(), "namespace": result.namespace, "pod": result.pod}
+        static = {"id": incident_id, "key": key, "cluster": self.cluster,
+                  "cause": entry.cause.value, "scope_kind": scope_kind, "scope": scope,
+                  "state": "pending", "created_at": repr(now),
+                  "diagnosis": json.dumps(diagnosis)}
+        for name, value in static.items():
+            self.store.hsetnx(hkey, name, value)
+        self.store.sadd(self._active_set(), incident_id)
+        return incident_id
+
+    def _drop_stale_members(self, namespace: str, pod: str, current: dict[str, str]) -> None:
+        """Members of this pod that are no longer failing (or moved cause) leave."""
+        index = self._pod_index(namespace, pod)
+        for incident_id in self.store.smembers(index):
+            members_key = self._k("incident", incident_id, "members")
+            members = self.store.hgetall(members_key)
+            prefix = f"{namespace}/{pod}/"
+            stale = [mid for mid in members if mid.startswith(prefix)
+                     and current.get(mid) != incident_id]
+            if stale:
+                self.store.hdel(members_key, *stale)
+                recovered = self._k("incident", incident_id, "recovered")
+                self.store.hset(recovered, {mid: members[mid] for mid in stale})
+                log.info("incident %s: %s recovered or moved", incident_id, ", ".join(stale))
+            if incident_id not in current.values():
+                self.store.srem(index, incident_id)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def active_ids(self) -> set[str]:
+        return self.store.smembers(self._active_set())
+
+    def load(self, incident_id: str) -> Incident | None:
+        raw = self.store.hgetall(self._k("incident", incident_id))
+        if not raw.get("key"):
+            return None
+
+        def number(name: str) -> float | None:
+            return float(raw[name]) if raw.get(name) else None
+
+        members = {mid: Member.from_json(v) for mid, v in
+                   self.store.hgetall(self._k("incident", incident_id, "members")).items()}
+        recovered = {mid: Member.from_json(v) for mid, v in
+                     self.store.hgetall(self._k("incident", incident_id, "recovered")).items()}
+        return Incident(
+            id=incident_id, key=raw["key"], cluster=raw.get("cluster", self.cluster),
+            cause=Cause(raw["cause"]), scope_kind=raw.get("scope_kind", "workload"),
+            scope=raw.get("scope", ""), state=raw.get("state", "pending"),
+            created_at=float(raw.get("created_at") or 0), diagnosis=json.loads(
+                raw.get("diagnosis") or "{}"),
+            members=members, recovered=recovered,
+            announced=self.store.smembers(self._k("incident", incident_id, "announced")),
+            channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,
+            root_posted_at=number("root_posted_at"), last_update_at=number("last_update_at"),
+            last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"))
+
+    # -- the due work -------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        """Do what is due for every active incident: root, update, reminder, resolution."""
+        now = self.clock() if now is None else now
+        for incident_id in sorted(self.active_ids()):
+            incident = self.load(incident_id)
+            if incident is None:
+                self.store.srem(self._active_set(), incident_id)
+                continue
+            action = self._due(incident, now)
+            if action is not None:
+                self._under_claim(incident_id, action, now)
+
+    def _due(self, incident: Incident, now: float) -> str | None:
+        t = self.timing
+        if incident.state == "pending":
+            if not incident.members:
+                return "discard"
+            return "root" if now - incident.created_at >= t.group_wait else None
+        if incident.state != "open":
+            return None
+        if not incident.members:
+            return "resolve"
+        changed = bool(set(incident.members) - incident.announced or incident.recovered)
+        if changed and now - (incident.last_update_at or 0) >= t.group_interval:
+            return "update"
+        if now - (incident.last_notified_at or 0) >= t.repeat_interval:
+            return "remind"
+        return None
+
+    def _under_claim(self, incident_id: str, action: str, now: float) -> None:
+        claim = f"incident:{incident_id}"
+        if not self.store.claim(claim, self.owner, self.timing.claim_ttl):
+            return  # another replica is on it
+        try:
+            incident = self.load(incident_id)  # re-read under the claim: it may be done
+            if incident is None or self._due(incident, now) != action:
+                return
+            getattr(self, f"_do_{action}")(incident, now)
+        except NotifyError as exc:
+            log.warning("incident %s: %s postponed: %s", incident_id, action, exc)
+        finally:
+            self.store.release(claim, self.owner)
+
+    def _set(self, incident: Incident, **fields: object) -> None:
+        self.store.hset(self._k("incident", incident.id),
+                        {k: "" if v is None else (repr(v) if isinstance(v, float) else str(v))
+                         for k, v in fields.items()})
+
+    def _announce(self, incident: Incident, members: Iterable[str]) -> None:
+        ids = list(members)
+        if ids:
+            self.store.sadd(self._k("incident", incident.id, "announced"), *ids)
+        if incident.recovered:
+            self.store.hdel(self._k("incident", incident.id, "recovered"),
+                            *incident.recovered)
+
+    def _do_root(self, incident: Incident, now: float) -> None:
+        channel, ts = self.notifier.post_root(incident)
+        self._set(incident, state="open", channel=channel, thread_ts=ts, root_posted_at=now,
+                  last_update_at=now, last_notified_at=now)
+        self._announce(incident, incident.members)
+
+    def _do_update(self, incident: Incident, now: float) -> None:
+        new = [m for mid, m in sorted(incident.members.items()) if mid not in incident.announced]
+        self.notifier.post_update(incident, new, sorted(incident.recovered.values(),
+                                                        key=lambda m: m.id))
+        self._set(incident, last_update_at=now, last_notified_at=now)
+        self._announce(incident, [m.id for m in new])
+
+    def _do_remind(self, incident: Incident, now: float) -> None:
+        self.notifier.post_reminder(incident)
+        self._set(incident, last_notified_at=now)
+
+    def _do_resolve(self, incident: Incident, now: float) -> None:
+        incident.resolved_at = now
+        self.notifier.post_resolved(incident)
+        self._set(incident, state="resolved", resolved_at=now)
+        self._retire(incident)
+
+    def _do_discard(self, incident: Incident, now: float) -> None:
+        """Every pod recovered inside group_wait: nobody needs to hear about it."""
+        log.info("incident %s recovered before it was posted; discarded", incident.id)
+        self._retire(incident)
+        self.store.delete(self._k("incident", incident.id))
+
+    def _retire(self, incident: Incident) -> None:
+        self.store.srem(self._active_set(), incident.id)
+        self.store.delete_if_equals(self._k("active", incident.key), incident.id)
+        for suffix in ((), ("members",), ("announced",), ("recovered",)):
+            self.store.expire(self._k("incident", incident.id, *suffix), RESOLVED_RETENTION)
