@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -42,6 +42,28 @@ class Settings(BaseSettings):
 
     cluster_name: str = Field(default="default", alias="CLUSTER_NAME")
     kubeconfig: str | None = Field(default=None, alias="KUBECONFIG")
+    #: namespaces to watch; empty: the whole cluster
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                              alias="WATCH_NAMESPACES")
+
+    # -- Slack ---------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_alert_channel: str | None = Field(default=None, alias="SLACK_ALERT_CHANNEL")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    #: Slack user IDs (U…/W…) and/or user group IDs (S…) allowed to approve remediation
+    approvers: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="APPROVERS")
+    port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
+
+    # -- state and timing ----------------------------------------------------------------------
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    group_wait_seconds: float = Field(default=10.0, ge=0, alias="GROUP_WAIT_SECONDS")
+    group_interval_seconds: float = Field(default=60.0, ge=0, alias="GROUP_INTERVAL_SECONDS")
+    repeat_interval_seconds: float = Field(default=4 * 3600.0, gt=0,
+                                           alias="REPEAT_INTERVAL_SECONDS")
+    sweep_interval_seconds: float = Field(default=30.0, gt=0, alias="SWEEP_INTERVAL_SECONDS")
+    start_window_seconds: float = Field(default=300.0, ge=0, alias="START_WINDOW_SECONDS")
 
     #: ask registries what the kubelet could not tell (tags, repository existence, digests)
     registry_probe: bool = Field(default=True, alias="REGISTRY_PROBE")
@@ -68,8 +90,22 @@ class Settings(BaseSettings):
 
     @field_validator("registry_insecure_hosts", mode="before")
     @classmethod
-    def _parse_items(cls, value: object) -> list[str]:
+    def _parse_hosts(cls, value: object) -> list[str]:
         return [v.lower() for v in _items(value)]
+
+    @field_validator("watch_namespaces", "approvers", mode="before")
+    @classmethod
+    def _parse_items(cls, value: object) -> list[str]:
+        return _items(value)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_ends_with_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def alert_channel(self) -> str:
+        return (self.slack_alert_channel or "").lstrip("#") or "imagepull-alerts"
 
     @field_validator("registry_ca_bundles")
     @classmethod
@@ -83,3 +119,35 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read and validate the environment (raises pydantic.ValidationError with every problem)."""
     return Settings()
+
+
+def config_problems(settings: Settings, mode: str) -> list[str]:
+    """What a newcomer must still set for `mode` ("serve" or "socket"), in plain words."""
+    problems: list[str] = []
+
+    def secret(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value is not None else ""
+
+    token = secret(settings.slack_bot_token)
+    if not token:
+        problems.append("SLACK_BOT_TOKEN is not set: the bot token (xoxb-…) from your Slack app's "
+                        "OAuth & Permissions page")
+    elif not token.startswith("xoxb-"):
+        problems.append("SLACK_BOT_TOKEN should be a bot token starting with xoxb-")
+    if mode == "serve" and not secret(settings.slack_signing_secret):
+        problems.append("SLACK_SIGNING_SECRET is not set: Basic Information → App Credentials → "
+                        "Signing Secret (HTTP mode verifies every request with it)")
+    if mode == "socket":
+        app_token = secret(settings.slack_app_token)
+        if not app_token:
+            problems.append("SLACK_APP_TOKEN is not set: an app-level token (xapp-…) with "
+                            "connections:write, for Socket Mode")
+        elif not app_token.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN should be an app-level token starting with xapp-")
+    if not settings.slack_alert_channel:
+        problems.append("SLACK_ALERT_CHANNEL is not set: the channel for alerts (name or ID); "
+                        "invite the bot to it")
+    if not settings.redis_url:
+        problems.append("REDIS_URL is not set: without it deduplication is per process and "
+                        "state is lost on restart (fine for a try-out, not for production)")
+    return problems

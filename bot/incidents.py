@@ -123,7 +123,7 @@ class Notifier(Protocol):
     def post_update(self, incident: Incident, new: list[Member],
                     recovered: list[Member]) -> None: ...
 
-    def post_reminder(self, incident: Incident) -> None: ...
+    def post_reminder(self, incident: Incident, now: float) -> None: ...
 
     def post_resolved(self, incident: Incident) -> None: ...
 
@@ -327,7 +327,7 @@ class IncidentManager:
         self._announce(incident, [m.id for m in new])
 
     def _do_remind(self, incident: Incident, now: float) -> None:
-        self.notifier.post_reminder(incident)
+        self.notifier.post_reminder(incident, now)
         self._set(incident, last_notified_at=now)
 
     def _do_resolve(self, incident: Incident, now: float) -> None:

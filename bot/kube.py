@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,3 +226,112 @@ class KubeClient:
             node=self.node(spec.get("nodeName")),
             cluster_version=self.server_version(),
         )
+
+    # -- watching (bot/watch.py) ------------------------------------------------------------
+    # Appended for the event watcher and the pod sweep; same raw-JSON and error conventions
+    # as `_call`. Lists are paginated (`limit`/`continue`): a cluster-wide event list can hold
+    # tens of thousands of items, and every page of one list shares the first page's snapshot.
+
+    LIST_PAGE_SIZE = 500
+
+    def _list_all(self, what: str, fn: Callable[..., Any], *args: Any,
+                  **kwargs: Any) -> tuple[list[dict[str, Any]], str]:
+        """Every item of a paginated list, and the list's resourceVersion."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        rv = ""
+        while True:
+            page_args = dict(kwargs, limit=self.LIST_PAGE_SIZE)
+            if token:
+                page_args["_continue"] = token
+            data = self._call(what, fn, *args, **page_args)
+            meta = data.get("metadata") or {}
+            rv = rv or str(meta.get("resourceVersion") or "")
+            items.extend(data.get("items") or [])
+            token = meta.get("continue") or None
+            if not token:
+                return items, rv
+
+    def list_events(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        """All core/v1 events (of one namespace, or of all), and the list's resourceVersion:
+        watching from it afterwards misses nothing and repeats nothing."""
+        if namespace is None:
+            return self._list_all("events in all namespaces",
+                                  self.core.list_event_for_all_namespaces)
+        return self._list_all(f'events in "{namespace}"', self.core.list_namespaced_event,
+                              namespace)
+
+    def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        """All pods (of one namespace, or of all)."""
+        if namespace is None:
+            return self._list_all("pods in all namespaces",
+                                  self.core.list_pod_for_all_namespaces)[0]
+        return self._list_all(f'pods in "{namespace}"', self.core.list_namespaced_pod,
+                              namespace)[0]
+
+    def watch_events(self, namespace: str | None, resource_version: str | None,
+                     timeout_seconds: int, *, idle_timeout: float | None = None,
+                     ) -> Iterator[dict[str, Any]]:
+        """Watch core/v1 events from `resource_version`, with bookmarks; yields each watch
+        event raw: ``{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": {...}}``.
+
+        The server ends the stream after `timeout_seconds`; the iterator also just ends when
+        nothing arrived for `idle_timeout` seconds (a quiet stream, or a dead connection that
+        sends nothing: either way the caller reopens from its last RV). An expired RV arrives
+        as an ``ERROR`` event whose object is a Status with ``code: 410`` — the apiserver
+        sends it inside a 200 stream; a plain HTTP 410 is turned into the same event.
+        A connection that breaks mid-stream raises KubeUnreachable, like a failed open.
+        """
+        what = f'events in "{namespace}"' if namespace else "events in all namespaces"
+        read = float(idle_timeout) if idle_timeout else float(timeout_seconds) + 30.0
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": int(timeout_seconds),
+            "_preload_content": False,
+            "_request_timeout": (REQUEST_TIMEOUT[0], read),
+        }
+        if resource_version:
+            kwargs["resource_version"] = resource_version
+        try:
+            if namespace is None:
+                response = self.core.list_event_for_all_namespaces(**kwargs)
+            else:
+                response = self.core.list_namespaced_event(namespace, **kwargs)
+        except ApiException as exc:
+            if exc.status == 410:
+                yield {"type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
+                    "reason": "Expired", "message": str(exc.reason or "Gone")}}
+                return
+            if exc.status == 404:
+                raise KubeNotFound(f"{what} not found") from None
+            if exc.status in (401, 403):
+                raise KubeForbidden(
+                    f"the Kubernetes API refused to let this identity watch {what} "
+                    f"({exc.status} {exc.reason})") from None
+            raise KubeUnreachable(f"watching {what} failed: {exc.status} {exc.reason}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeUnreachable(f"the Kubernetes API at {self.api.configuration.host} is "
+                                  f"unreachable: {type(exc).__name__}") from None
+        try:
+            buffer = b""
+            for chunk in response.stream(amt=None, decode_content=False):
+                buffer += chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        log.warning("skipping an unreadable line in the watch of %s", what)
+                        continue
+                    if isinstance(event, dict) and "type" in event:
+                        yield {"type": event["type"], "object": event.get("object") or {}}
+        except urllib3.exceptions.ReadTimeoutError:
+            return  # idle: nothing for `idle_timeout` seconds
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeUnreachable(f"the watch of {what} broke: {type(exc).__name__}") from None
+        finally:
+            response.close()

@@ -76,7 +76,7 @@ def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds}s"
     minutes = seconds // 60
-    if minutes < 120:
+    if minutes < 60:
         return f"{minutes}m"
     return f"{minutes // 60}h {minutes % 60:02d}m"
 
@@ -88,19 +88,23 @@ def _header(incident: Incident, resolved: bool) -> Block:
                                        "emoji": True}}
 
 
-def _fields(incident: Incident) -> Block:
+def _fields(incident: Incident, resolved: bool = False) -> Block:
     d = incident.diagnosis
     pods = len(incident.pods)
+    if resolved:  # nobody fails any more: show how many were hit
+        pods = len({mid.rsplit("/", 1)[0] for mid in incident.announced})
     workloads = incident.workloads
     fields = [("Cluster", incident.cluster)]
     if incident.scope_kind == "registry":
-        fields += [("Registry", incident.scope), ("Workloads", str(len(workloads)))]
+        fields += [("Registry", incident.scope),
+                   ("Workloads", str(len(workloads)) if not resolved else "—")]
     else:
         workload = d.get("workload", {})
         fields += [("Namespace", str(d.get("namespace", ""))),
                    ("Workload", f"{workload.get('kind')}/{workload.get('name')}"),
                    ("Container", str(d.get("container", "")))]
-    fields += [("Image", f"`{d.get('image', '')}`"), ("Pods failing", str(pods)),
+    fields += [("Image", f"`{d.get('image', '')}`"),
+               ("Pods affected" if resolved else "Pods failing", str(pods)),
                ("Since", _date(incident.created_at)),
                ("Outlook", "Transient — may clear on the next retry" if incident.transient
                 else "Permanent — needs a change")]
@@ -196,7 +200,7 @@ def root_message(incident: Incident, *, resolved: bool = False,
         text = f"Resolved: {text}"
     else:
         blocks.append(_mrkdwn(summary))
-    blocks.append(_fields(incident))
+    blocks.append(_fields(incident, resolved))
     listing = _workload_list(incident)
     if listing:
         blocks.append(listing)

@@ -109,8 +109,8 @@ class SlackNotifier:
         self._thread(incident, text, blocks)
         self._refresh_root(incident)
 
-    def post_reminder(self, incident: Incident) -> None:
-        text, blocks = reminder_message(incident, time.time())
+    def post_reminder(self, incident: Incident, now: float) -> None:
+        text, blocks = reminder_message(incident, now)
         self._thread(incident, text, blocks)
 
     def post_resolved(self, incident: Incident) -> None:

@@ -7,7 +7,7 @@ skip exactly what breaks in production: how the SDK encodes a call (JSON bodies 
 retry handlers read ``Retry-After``. So this is an HTTP server that speaks Slack's wire format;
 point a client at it with ``WebClient(token=..., base_url=standin.api_url)``.
 
-What it follows from Slack's documentation (checked, see the README of this module's tests):
+What it follows from Slack's documentation (each limit below cites its page):
 
 - Every method answers HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``
   (https://api.slack.com/web, https://docs.slack.dev/apis/web-api). Only rate limiting (429 with
@@ -120,6 +120,7 @@ class SlackCall:
     at: float  # time.time() when the request arrived
     status: int  # HTTP status returned
     response: Any  # the JSON body returned (or the text body for response_url)
+    verb: str = "POST"  # slack_sdk always POSTs; aiohttp's AsyncWebClient GETs read methods
 
     @property
     def ok(self) -> bool:
@@ -420,7 +421,9 @@ class SlackStandIn:
             )
 
     def set_latency(self, method: str, seconds: float) -> None:
-        """Delay every answer of ``method`` (``"*"`` for all) by ``seconds``."""
+        """Delay every answer of ``method`` (``"*"`` for all) by ``seconds``. The call takes
+        effect at once and only the answer is late, as with a slow Slack: a client that times
+        out and retries posts twice, which is what a test of that path needs to see."""
         with self._lock:
             self._latency[method] = seconds
 
@@ -1102,7 +1105,6 @@ def _decode_json_args(params: JSON) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     standin: SlackStandIn  # set on the per-server subclass
-    server_version = "Apache"  # Slack's edge says so; nothing depends on it
     disable_nagle_algorithm = True  # small JSON answers would otherwise wait ~40 ms for ACKs
     protocol_version = "HTTP/1.1"
 
@@ -1139,7 +1141,9 @@ class _Handler(BaseHTTPRequestHandler):
         method = unquote(parts.path[len("/api/") :])
         params: JSON = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         token: str | None = None
-        status, body, extra = 200, {}, {}  # type: JSON
+        status: int = 200
+        body: JSON = {}
+        extra: dict[str, str] = {}
         try:
             is_json = False
             if raw:
@@ -1163,7 +1167,8 @@ class _Handler(BaseHTTPRequestHandler):
         delay = standin._latency_for(method)
         if delay:
             time.sleep(delay)
-        standin._record(SlackCall(method, params, headers, token, at, status, body))
+        call = SlackCall(method, params, headers, token, at, status, body, self.command)
+        standin._record(call)
         payload = json.dumps(body).encode("utf-8")
         self._send(status, payload, "application/json; charset=utf-8", extra)
 
@@ -1186,6 +1191,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, name: str, raw: bytes, headers: dict[str, str], at: float
     ) -> None:
         standin = self.standin
+        extra: dict[str, str] = {}
         try:
             body = json.loads(raw.decode("utf-8") or "{}")
         except ValueError:
@@ -1193,7 +1199,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.standin._down == "503":
             status, text = 503, "service_unavailable"
         elif (failure := standin._take_failure("response_url")) is not None:
-            status, text = failure.status, failure.error or "internal_error"
+            status = failure.status
+            text = failure.error or ("rate_limited" if status == 429 else "internal_error")
+            if status == 429:
+                extra["Retry-After"] = str(failure.retry_after or 1)
         elif not isinstance(body, dict):
             status, text = 400, "invalid_payload"
         else:
@@ -1203,8 +1212,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(delay)
         params = dict(body) if isinstance(body, dict) else {}
         params["response_url"] = name
-        standin._record(SlackCall("response_url", params, headers, None, at, status, text))
-        self._send(status, text.encode("utf-8"), "text/html")
+        call = SlackCall("response_url", params, headers, None, at, status, text, self.command)
+        standin._record(call)
+        self._send(status, text.encode("utf-8"), "text/html", extra)
 
     def _send(
         self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
@@ -1224,4 +1234,3 @@ def _mask(auth: str | None) -> str | None:
         return None
     scheme, _, value = auth.partition(" ")
     return f"{scheme} {value[:5]}…" if value else scheme
-

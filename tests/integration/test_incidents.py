@@ -1,0 +1,271 @@
+"""Incidents end to end through Slack: real Redis, the real slack_sdk, the Slack stand-in.
+
+Diagnoses come from the real engine on kubelet-shaped pods and events; time is passed to
+`tick(now=...)` explicitly, so group_wait / group_interval are exact rather than slept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from bot.diagnosis.engine import diagnose
+from bot.diagnosis.facts import PodFacts
+from bot.diagnosis.model import PodDiagnosis
+from bot.incidents import IncidentManager, Timing
+from bot.sim.slack import SlackStandIn
+from bot.slack_out import SlackNotifier, web_client
+from bot.store import Store
+from tests.support.redis import redis_store
+from tests.unit.diagnosis.kubelet import NOW, event, pod, pull_failure
+
+pytestmark = pytest.mark.integration
+
+CHANNEL = "imagepull-alerts"
+TIMING = Timing(group_wait=10, group_interval=60, repeat_interval=3600)
+T0 = NOW.timestamp()
+RATE_LIMITED = ('rpc error: code = Unknown desc = failed to pull and unpack image '
+                '"docker.io/library/{repo}:1.0": failed to copy: httpReadSeeker: failed open: '
+                'unexpected status code https://registry-1.docker.io/v2/library/{repo}/manifests/'
+                'sha256:abc: 429 Too Many Requests - Server message: toomanyrequests: You have '
+                'reached your pull rate limit. You may increase the limit by authenticating and '
+                'upgrading: https://www.docker.com/increase-rate-limit')
+NOT_FOUND = ('rpc error: code = NotFound desc = failed to pull and unpack image '
+             '"docker.io/library/{repo}:lates": failed to resolve reference '
+             '"docker.io/library/{repo}:lates": docker.io/library/{repo}:lates: not found')
+
+
+def failing(deployment: str, index: int, image: str, error: str) -> PodDiagnosis:
+    name = f"{deployment}-7d9f8b6c5d-{index:05d}"
+    facts = PodFacts(pod=pod(image, name=name, container=deployment,
+                             owner=("ReplicaSet", f"{deployment}-7d9f8b6c5d")),
+                     events=pull_failure(image, error, pod_name=name, container=deployment),
+                     now=NOW)
+    result = diagnose(facts)
+    assert result.diagnoses, name
+    return result
+
+
+def outage(deployment: str, index: int) -> PodDiagnosis:
+    return failing(deployment, index, f"{deployment}:1.0", RATE_LIMITED.format(repo=deployment))
+
+
+def bad_tag(deployment: str) -> PodDiagnosis:
+    return failing(deployment, 0, f"{deployment}:lates", NOT_FOUND.format(repo=deployment))
+
+
+@dataclass
+class Bot:
+    """One bot process's incident side: its own manager and Slack client, shared store."""
+
+    manager: IncidentManager
+
+    def observe(self, *results: PodDiagnosis, at: float = T0) -> None:
+        for result in results:
+            self.manager.observe(result, now=at)
+
+    def tick(self, at: float) -> None:
+        self.manager.tick(now=at)
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    with redis_store() as s:
+        yield s
+
+
+def new_bot(slack: SlackStandIn, store: Store, timing: Timing = TIMING) -> Bot:
+    client = web_client(slack.token, slack.api_url)
+    notifier = SlackNotifier(client, CHANNEL, store, min_interval=0.01)
+    return Bot(IncidentManager(store, notifier, cluster="prod", timing=timing))
+
+
+def roots(slack: SlackStandIn) -> list[dict]:
+    return [c.params for c in slack.calls_to("chat.postMessage")
+            if c.ok and not c.params.get("thread_ts")]
+
+
+def replies(slack: SlackStandIn) -> list[dict]:
+    return [c.params for c in slack.calls_to("chat.postMessage")
+            if c.ok and c.params.get("thread_ts")]
+
+
+def test_registry_outage_is_one_alert_with_bounded_thread_updates(
+        slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    deployments = [f"svc{i}" for i in range(10)]
+    first_wave = [outage(d, i) for d in deployments for i in range(4)]  # 40 pods
+    bot.observe(*first_wave)
+    bot.tick(T0 + 5)  # inside group_wait: gather the storm
+    assert roots(slack) == []
+    bot.tick(T0 + 10)
+    assert len(roots(slack)) == 1
+    root = roots(slack)[0]
+    text = str(root["blocks"])
+    assert "Registry rate limit" in root["text"] and "docker.io" in text
+    assert "10" in text  # 10 workloads
+    bot.observe(*(outage(d, 4) for d in deployments), at=T0 + 20)  # 10 more pods
+    for at in (T0 + 20, T0 + 40, T0 + 69):
+        bot.tick(at)
+    assert replies(slack) == []  # not before group_interval
+    bot.tick(T0 + 71)
+    bot.tick(T0 + 72)
+    assert len(replies(slack)) == 1
+    assert "10 more failing" in replies(slack)[0]["text"]
+    assert "50 pods" in replies(slack)[0]["text"]
+    assert len(roots(slack)) == 1
+    edits = [c for c in slack.calls_to("chat.update") if c.ok]
+    assert edits and "50" in str(edits[-1].params["blocks"])
+
+
+def test_bad_tag_on_three_deployments_is_three_alerts(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(*(bad_tag(d) for d in ("web", "api", "worker")))
+    bot.tick(T0 + 11)
+    posted = roots(slack)
+    assert len(posted) == 3
+    for name in ("web", "api", "worker"):
+        [message] = [p for p in posted if f"deployment/{name} " in str(p["blocks"])]
+        assert f"kubectl set image deployment/{name} '{name}=" in str(message["blocks"])
+
+
+def test_restart_mid_incident_continues_the_thread(slack: SlackStandIn, store: Store) -> None:
+    first = new_bot(slack, store)
+    first.observe(bad_tag("web"))
+    first.tick(T0 + 11)
+    [root] = [c for c in slack.calls_to("chat.postMessage") if c.ok]
+    restarted = new_bot(slack, store)  # new process: new owner id, same Redis
+    restarted.observe(bad_tag("web"), failing("web", 1, "web:lates",
+                                              NOT_FOUND.format(repo="web")), at=T0 + 30)
+    restarted.tick(T0 + 100)
+    assert len(roots(slack)) == 1
+    [reply] = replies(slack)
+    assert reply["thread_ts"] == root.response["ts"]
+
+
+def test_two_processes_post_each_incident_exactly_once(slack: SlackStandIn,
+                                                       store: Store) -> None:
+    slack.set_latency("chat.postMessage", 0.05)  # widen the race window
+    bots = [new_bot(slack, store) for _ in range(2)]
+    results = [bad_tag(d) for d in ("a", "b", "c")] + [outage("x", i) for i in range(5)]
+    barrier = threading.Barrier(2)
+
+    def run(bot: Bot) -> None:
+        bot.observe(*results)
+        barrier.wait()
+        for step in range(5):
+            bot.tick(T0 + 11 + step)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(roots(slack)) == 4  # three bad tags + one registry incident
+
+
+def test_slack_429_then_500s_delays_the_alert_but_sends_it_once(
+        slack: SlackStandIn, store: Store) -> None:
+    slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    slack.fail_next("chat.postMessage", status=500, count=2)
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    started = time.monotonic()
+    bot.tick(T0 + 11)
+    assert time.monotonic() - started >= 1.0  # waited out Retry-After
+    assert len(roots(slack)) == 1
+    statuses = [c.status for c in slack.calls_to("chat.postMessage")]
+    assert statuses == [429, 500, 500, 200]
+    bot.tick(T0 + 12)
+    assert len(roots(slack)) == 1
+
+
+def test_slack_down_loses_nothing_and_posts_once_when_back(slack: SlackStandIn,
+                                                           store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    slack.down(refuse=True)  # connection refused: retries run out, the post is postponed
+    bot.tick(T0 + 11)
+    assert roots(slack) == []
+    assert bot.manager.load(next(iter(bot.manager.active_ids()))).state == "pending"
+    slack.up()
+    bot.tick(T0 + 12)
+    bot.tick(T0 + 13)
+    assert len(roots(slack)) == 1
+
+
+def test_fix_applied_resolves_the_thread_and_the_root(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    results = [failing("web", i, "web:lates", NOT_FOUND.format(repo="web")) for i in range(3)]
+    bot.observe(*results)
+    bot.tick(T0 + 11)
+    for r in results:
+        bot.manager.pod_recovered(r.namespace, r.pod)
+    bot.tick(T0 + 300)
+    [reply] = replies(slack)
+    assert "Resolved after" in reply["text"]
+    final = [c for c in slack.calls_to("chat.update") if c.ok][-1].params
+    assert final["text"].startswith("Resolved:")
+    assert not any(b["type"] == "actions" for b in final["blocks"])  # no buttons left
+    fields = [f["text"] for b in final["blocks"] for f in b.get("fields", [])]
+    assert "*Pods affected*\n3" in fields
+    assert bot.manager.active_ids() == set()
+    bot.observe(failing("web", 9, "web:lates", NOT_FOUND.format(repo="web")), at=T0 + 400)
+    bot.tick(T0 + 411)
+    assert len(roots(slack)) == 2  # a recurrence is a new incident with a new thread
+
+
+def test_pods_that_recover_inside_group_wait_are_never_posted(slack: SlackStandIn,
+                                                              store: Store) -> None:
+    bot = new_bot(slack, store)
+    result = bad_tag("web")
+    bot.observe(result)
+    bot.manager.pod_recovered(result.namespace, result.pod)
+    bot.tick(T0 + 11)
+    bot.tick(T0 + 500)
+    assert slack.calls_to("chat.postMessage") == []
+
+
+def test_crash_loop_produces_no_alert(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    crash = pod("web:1.0", waiting_reason="CrashLoopBackOff",
+                waiting_message="back-off 5m0s restarting failed container=web")
+    events = [event("BackOff", "Back-off restarting failed container web in pod web_shop",
+                    count=30)]
+    result = diagnose(PodFacts(pod=crash, events=events, now=NOW))
+    bot.observe(result)
+    bot.tick(T0 + 100)
+    assert slack.calls == [] or slack.calls_to("chat.postMessage") == []
+
+
+def test_reminder_after_repeat_interval(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    bot.tick(T0 + 11)
+    bot.tick(T0 + 11 + 3599)
+    assert replies(slack) == []
+    bot.tick(T0 + 11 + 3601)
+    [reminder] = replies(slack)
+    assert "Still failing after 1h 00m" in reminder["text"]
+
+
+def test_root_message_respects_slack_limits(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(*(outage(f"svc{i}", j) for i in range(40) for j in range(2)))
+    bot.tick(T0 + 11)
+    [root] = roots(slack)
+    assert len(root["blocks"]) <= 50
+    for block in root["blocks"]:
+        if block["type"] == "section" and "text" in block:
+            assert len(block["text"]["text"]) <= 3000
+    assert "…and 25 more" in str(root["blocks"])
