@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -115,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--secret", metavar="NAMESPACE/NAME", help="pull with this secret")
     output_option(tags)
     kube_options(tags)
+
+    serve = sub.add_parser("serve", help="run the bot: HTTP for Slack (/slack/events), "
+                           "/healthz, /readyz, plus the watcher and scheduler")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    sub.add_parser("socket", help="run the bot over Slack Socket Mode (no public ingress)")
+    check = sub.add_parser("check-config", help="say what is missing or wrong in the "
+                           "environment, and test the connections")
+    check.add_argument("--mode", choices=("serve", "socket"), default="serve")
+    check.add_argument("--offline", action="store_true",
+                       help="only check the settings, do not contact anything")
 
     demo = sub.add_parser("demo", help="run the bot against the built-in scenario cluster")
     output_option(demo)
@@ -246,13 +258,82 @@ def run_tags(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _require(settings: Settings, mode: str) -> None:
+    from bot.config import config_problems
+
+    blocking = [p for p in config_problems(settings, mode) if not p.startswith("REDIS_URL")]
+    if blocking:
+        raise UsageError(f"cannot start ({mode}): " + "; ".join(blocking)
+                         + " — run `python -m bot check-config` for details")
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import build_bolt_app, build_runtime
+    from bot.server import make_http_server
+
+    _require(settings, "serve")
+    runtime = build_runtime(settings)
+    bolt = build_bolt_app(settings, runtime)
+    server = make_http_server(bolt, runtime, args.host, settings.port)
+    runtime.start()
+    print(f"imagepull-bot: listening on {args.host}:{settings.port} (/slack/events, /healthz, "
+          "/readyz)", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        runtime.stop()
+    return EXIT_OK
+
+
+def run_socket(args: argparse.Namespace, settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import build_bolt_app, build_runtime
+
+    _require(settings, "socket")
+    runtime = build_runtime(settings)
+    bolt = build_bolt_app(settings, runtime)
+    runtime.start()
+    app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    try:
+        SocketModeHandler(bolt, app_token).start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+    return EXIT_OK
+
+
+def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.checks import live_checks
+    from bot.config import config_problems
+
+    problems = config_problems(settings, args.mode)
+    results = [] if args.offline else live_checks(settings)
+    for problem in problems:
+        print(f"✗ {problem}")
+    for ok, line in results:
+        print(f"{'✓' if ok else '✗'} {line}")
+    blocking = [p for p in problems if not p.startswith("REDIS_URL")]
+    failed = [line for ok, line in results if not ok]
+    if not problems and not failed:
+        print(f"✓ ready to run `python -m bot {args.mode}`")
+    return EXIT_BAD_INPUT if blocking or failed else EXIT_OK
+
+
 COMMANDS = {"diagnose": run_diagnose, "quota": run_quota, "verify-secret": run_verify_secret,
-            "tags": run_tags}
+            "tags": run_tags, "serve": run_serve, "socket": run_socket,
+            "check-config": run_check_config}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "demo":
             from bot.demo import run_demo

@@ -1,0 +1,138 @@
+"""Wiring: settings → services → the Bolt app, the watcher and the scheduler.
+
+Nothing here decides anything; it builds the objects the other modules define and starts them
+in the right order (store and clients first, listeners last) so a failure at start names the
+setting that is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.incidents import IncidentManager, Timing
+from bot.investigate import registry_client
+from bot.kube import KubeClient
+from bot.pipeline import Pipeline
+from bot.registry import RegistryClient
+from bot.slack_out import SlackNotifier, web_client
+from bot.store import Store, open_store
+from bot.watch import EventWatcher, PodSignal, PodSweeper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The running bot's services; handlers reach them through this object."""
+
+    settings: Settings
+    store: Store
+    kube: KubeClient
+    slack: WebClient
+    registry: RegistryClient | None
+    manager: IncidentManager
+    pipeline: Pipeline
+    watchers: list[EventWatcher] = field(default_factory=list)
+    sweeper: PodSweeper | None = None
+    scheduler: BackgroundScheduler | None = None
+    started: threading.Event = field(default_factory=threading.Event)
+
+    def on_signal(self, signal: PodSignal) -> None:
+        self.pipeline.submit(signal.namespace, signal.pod)
+
+    def sweep(self) -> None:
+        """Catch what the watch missed and re-check every pod of an open incident."""
+        if self.sweeper is not None:
+            self.sweeper.sweep()
+        self.pipeline.recheck_incident_members()
+
+    def tick(self) -> None:
+        self.manager.tick()
+
+    def start(self, *, watch: bool = True, schedule: bool = True) -> None:
+        self.pipeline.start()
+        if watch:
+            for watcher in self.watchers:
+                watcher.start()
+        if schedule:
+            scheduler = BackgroundScheduler(job_defaults={"coalesce": True,
+                                                          "max_instances": 1})
+            scheduler.add_job(_logged(self.tick), "interval", seconds=1, id="tick")
+            scheduler.add_job(_logged(self.sweep), "interval",
+                              seconds=self.settings.sweep_interval_seconds, id="sweep")
+            scheduler.start()
+            self.scheduler = scheduler
+            _logged(self.sweep)()  # first sweep now, not after one interval
+        self.started.set()
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for watcher in self.watchers:
+            watcher.stop()
+        self.pipeline.stop()
+        if self.registry is not None:
+            self.registry.close()
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: the store answers and the watchers run."""
+        if not self.started.is_set():
+            return False, "starting"
+        if not self.store.ping():
+            return False, "store unreachable"
+        return True, "ok"
+
+
+def _logged(job: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("scheduled job %s failed", getattr(job, "__name__", job))
+
+    return run
+
+
+def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
+                  slack: WebClient | None = None, store: Store | None = None) -> Runtime:
+    store = store or open_store(settings.redis_url, prefix=f"ipb:{settings.cluster_name}")
+    kube = kube or KubeClient.from_environment(settings.kubeconfig)
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+    slack = slack or web_client(token, settings.slack_api_url)
+    registry = registry_client(settings) if settings.registry_probe else None
+    notifier = SlackNotifier(slack, settings.alert_channel, store)
+    timing = Timing(group_wait=settings.group_wait_seconds,
+                    group_interval=settings.group_interval_seconds,
+                    repeat_interval=settings.repeat_interval_seconds)
+    manager = IncidentManager(store, notifier, cluster=settings.cluster_name, timing=timing)
+    pipeline = Pipeline(kube, manager, registry=registry,
+                        known_hosts=settings.registry_endpoints)
+    runtime = Runtime(settings, store, kube, slack, registry, manager, pipeline)
+    namespaces: Iterable[str | None] = settings.watch_namespaces or [None]
+    runtime.watchers = [EventWatcher(kube, store, runtime.on_signal, namespace=ns,
+                                     start_window=settings.start_window_seconds)
+                        for ns in namespaces]
+    runtime.sweeper = PodSweeper(kube, runtime.on_signal,
+                                 namespaces=settings.watch_namespaces or None)
+    return runtime
+
+
+def build_bolt_app(settings: Settings, runtime: Runtime, **kwargs: Any) -> App:
+    """The Bolt app with the bot's listeners (handlers/ registers them)."""
+    signing = settings.slack_signing_secret
+    app = App(client=runtime.slack,
+              signing_secret=signing.get_secret_value() if signing else None,
+              token_verification_enabled=False, **kwargs)
+    from handlers import register
+
+    register(app, runtime)
+    return app

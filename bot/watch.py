@@ -1,0 +1,442 @@
+"""Where signals come from: the core/v1 event watch and the periodic pod sweep.
+
+`EventWatcher` follows the kubelet's events the way a reflector does — list once, then watch
+from the list's resourceVersion — and turns the ones about image pulls into `PodSignal`s:
+"look at this pod (again)". It never diagnoses; the consumer does, and deduplicates by
+incident, so a signal delivered twice costs one extra diagnosis while a lost one costs a missed
+alert. Every rule below leans that way.
+
+* **Resume.** The RV of every processed event and bookmark is kept in the store
+  (``<prefix>:watch:rv:<namespace or *>``), with the newest event time seen
+  (``...:watch:seen:...``). A restarted bot watches from there: nothing is replayed, nothing in
+  between is missed.
+* **First start** (no stored RV): list, signal only events last seen within ``start_window``
+  seconds, watch from the list's RV. Installing the bot into a cluster with an hour of old
+  failures must not page anyone for all of them (kubewatch#88).
+* **410 Gone** (the RV fell out of the apiserver's watch cache, e.g. after a long outage):
+  relist and signal listed pull events last seen after ``min(newest seen - 30 s skew,
+  now - start_window)`` — the older of the two cut-offs, so the gap's events are never lost
+  (the skew margin covers kubelets whose clocks lag the one that wrote the newest event), at
+  the price of re-signalling some recent ones. Events this process already handled at the same
+  resourceVersion are skipped, so a relist inside one run re-signals nothing.
+* **Drops** (reset, timeout, 5xx, bad gateway): reconnect from the last RV after a full-jitter
+  exponential back-off (``backoff_base`` doubling to ``backoff_max``), reset once a stream
+  works again. Nothing kills the thread; unexpected errors are logged and backed off too.
+* **Stop** is checked between events and at least every ``idle_timeout`` seconds: a watch that
+  delivers nothing for that long is reopened from the same RV (a cheap request served from the
+  apiserver's watch cache).
+* **Store outages** do not stop the watch: the RV stays in memory, persisting is retried at
+  most once a second, and the outage is logged once.
+
+`PodSweeper` is the fallback for what events cannot say: events expire after about an hour
+and the kubelet's spam filter drops some, but a pod stuck in ImagePullBackOff says so in its
+status for as long as it is stuck.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from bot.diagnosis.classify import failed_pull_image, is_crash_loop, pull_back_off_image
+from bot.diagnosis.events import read_event
+from bot.diagnosis.facts import parse_k8s_time
+from bot.kube import KubeClient, KubeError
+from bot.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EventWatcher", "PodSignal", "PodSweeper", "pull_signal"]
+
+#: `Failed` events whose whole text is the kubelet naming a pull-related waiting reason.
+_PULL_ERROR_TEXTS: Final = frozenset({
+    "Error: ErrImagePull", "Error: ImagePullBackOff", "Error: ErrImageNeverPull",
+    "Error: InvalidImageName",
+})
+#: Reasons that are about image pulls whatever their text.
+_PULL_REASONS: Final = frozenset({
+    "ErrImageNeverPull", "InspectFailed", "FailedToRetrieveImagePullSecret",
+})
+#: Waiting reasons of a container that cannot get its image.
+PULL_WAITING_REASONS: Final = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
+                               "InvalidImageName")
+_KUBELET: Final = "kubelet"
+#: How far a kubelet's clock may lag the newest event's when cutting off a relist.
+_CLOCK_SKEW: Final = timedelta(seconds=30)
+#: (uid, resourceVersion) of recently processed events, to skip them on a relist.
+_SEEN_LIMIT: Final = 20_000
+
+
+@dataclass(frozen=True)
+class PodSignal:
+    """One observation that a pod should be (re)looked at."""
+
+    namespace: str
+    pod: str
+    kind: str  # "pull_failure" | "pulled" | "sweep"
+    reason: str  # event reason or waiting reason
+    message: str
+    observed_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reporter(raw: Mapping[str, Any]) -> str | None:
+    """Which component wrote the event, from either dialect; None if it does not say."""
+    source = raw.get("source") or {}
+    for value in (source.get("component"), raw.get("reportingComponent"),
+                  raw.get("reportingController")):
+        if value:
+            return str(value)
+    return None
+
+
+def event_time(raw: Mapping[str, Any]) -> datetime | None:
+    """When the event was last seen: lastTimestamp, series.lastObservedTime, eventTime (then
+    firstTimestamp, creationTimestamp) — both core/v1 dialects."""
+    return read_event(raw).last_seen
+
+
+def pull_signal(raw_event: Mapping[str, Any]) -> PodSignal | None:
+    """The signal in one core/v1 Event, or None if it is not the kubelet talking about an
+    image pull of a pod.
+
+    Pull failures: ``Failed`` with ``Failed to pull image "x": ...`` (and the kubelet's other
+    pull texts: inspect, never-pull, default tag) or ``Error: ErrImagePull`` /
+    ``ImagePullBackOff`` / ``ErrImageNeverPull`` / ``InvalidImageName``; ``BackOff`` with
+    ``Back-off pulling image`` (the kubelet writes it as Normal); ``ErrImageNeverPull``,
+    ``InspectFailed``, ``FailedToRetrieveImagePullSecret``. ``Pulled`` is a signal of kind
+    ``pulled``: the pod may have recovered. ``Back-off restarting failed container`` is
+    CrashLoopBackOff and never a signal. Events that name a reporting component other than
+    the kubelet are ignored; events that name none (stripped copies) are judged by text.
+    """
+    involved = raw_event.get("involvedObject") or raw_event.get("regarding") or {}
+    if involved.get("kind") != "Pod" or not involved.get("name"):
+        return None
+    reporter = _reporter(raw_event)
+    if reporter is not None and reporter != _KUBELET:
+        return None
+    reason = str(raw_event.get("reason") or "")
+    message = str(raw_event.get("message") or raw_event.get("note") or "")
+    text = message.strip()
+    kind: str | None = None
+    if reason == "Pulled":
+        kind = "pulled"
+    elif reason in _PULL_REASONS:
+        kind = "pull_failure"
+    elif reason == "Failed":
+        if text in _PULL_ERROR_TEXTS or failed_pull_image(text) is not None:
+            kind = "pull_failure"
+    elif (reason == "BackOff" and not is_crash_loop(text)
+          and pull_back_off_image(text) is not None):
+        kind = "pull_failure"
+    if kind is None:
+        return None
+    namespace = involved.get("namespace") or (raw_event.get("metadata") or {}).get("namespace")
+    return PodSignal(
+        namespace=str(namespace or "default"),
+        pod=str(involved["name"]),
+        kind=kind,
+        reason=reason,
+        message=message,
+        observed_at=event_time(raw_event) or _now(),
+    )
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is gone (410): relist."""
+
+
+class _StreamError(Exception):
+    """The stream reported an error other than 410 (back off and reconnect)."""
+
+
+class EventWatcher:
+    """Watches core/v1 events (one namespace or all) and calls `on_signal` for pull events.
+
+    ``run(stop)`` blocks until ``stop`` is set; ``start()`` runs it in a daemon thread and
+    ``stop()`` ends it. `on_signal` is called on the watcher's thread, in event order; an
+    exception in it is logged and the watch goes on.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        store: Store,
+        on_signal: Callable[[PodSignal], None],
+        *,
+        namespace: str | None = None,
+        start_window: float = 300.0,
+        watch_timeout: int = 300,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        idle_timeout: float = 5.0,
+        persist_interval: float = 1.0,
+    ) -> None:
+        self.kube = kube
+        self.store = store
+        self.on_signal = on_signal
+        self.namespace = namespace
+        self.start_window = start_window
+        self.watch_timeout = watch_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.idle_timeout = idle_timeout
+        self.persist_interval = persist_interval
+        scope = namespace or "*"
+        self.rv_key = store.key("watch", "rv", scope)
+        self.seen_key = store.key("watch", "seen", scope)
+        self.resource_version: str | None = None
+        self.last_seen: datetime | None = None  # newest event time processed
+        self.failures = 0  # consecutive failed attempts (drives the back-off)
+        self.relists = 0
+        self._processed: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._dirty = False
+        self._last_persist = float("-inf")
+        self._store_down = False
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> threading.Thread:
+        if self._thread is not None and self._thread.is_alive():
+            return self._thread
+        self._stop_event.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop_event,),
+                                        name=f"event-watcher:{self.namespace or '*'}",
+                                        daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("event watcher did not stop within %.1f s", timeout)
+
+    def run(self, stop: threading.Event) -> None:
+        """List/watch until `stop` is set; never raises."""
+        self._load_state()
+        try:
+            while not stop.is_set():
+                try:
+                    if self.resource_version is None:
+                        self._relist(after_gap=self.last_seen is not None)
+                    self._watch_once(stop)
+                except _Expired:
+                    self.relists += 1
+                    log.info("watch of %s expired (410 Gone): relisting", self._what)
+                    self.resource_version = None
+                    if self.relists > 1:  # expired again before any event: do not spin
+                        self._back_off(stop, "the watch expired again")
+                except KubeError as exc:
+                    self._back_off(stop, str(exc))
+                except Exception:
+                    log.exception("event watcher: unexpected error on %s", self._what)
+                    self._back_off(stop, "unexpected error")
+                self._persist()
+        finally:
+            self._persist(force=True)
+
+    @property
+    def _what(self) -> str:
+        return f'events in "{self.namespace}"' if self.namespace else "events in all namespaces"
+
+    def _back_off(self, stop: threading.Event, why: str) -> None:
+        self.failures += 1
+        cap = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 30))
+        delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        level = logging.WARNING if self.failures in (1, 5) or self.failures % 20 == 0 else \
+            logging.DEBUG
+        log.log(level, "watch of %s interrupted (%s); reconnecting in %.2f s (attempt %d)",
+                self._what, why, delay, self.failures)
+        stop.wait(delay)
+
+    # -- list and watch -------------------------------------------------------------------------
+    def _relist(self, *, after_gap: bool) -> None:
+        items, rv = self.kube.list_events(self.namespace)
+        cutoff = _now() - timedelta(seconds=self.start_window)
+        if after_gap and self.last_seen is not None:
+            cutoff = min(cutoff, self.last_seen - _CLOCK_SKEW)
+        listed = sorted(((event_time(i), i) for i in items),
+                        key=lambda p: p[0] or datetime.min.replace(tzinfo=UTC))
+        emitted = 0
+        for when, item in listed:
+            if when is None or when < cutoff or self._already_processed(item):
+                continue
+            emitted += self._handle(item)
+        log.info("listed %d %s at resourceVersion %s; %d signal(s) since %s",
+                 len(items), self._what, rv, emitted, cutoff.isoformat(timespec="seconds"))
+        self.resource_version = rv or None
+        self._dirty = True
+        self._persist(force=True)
+
+    def _watch_once(self, stop: threading.Event) -> None:
+        opened = time.monotonic()
+        delivered = 0
+        stream = self.kube.watch_events(self.namespace, self.resource_version,
+                                        self.watch_timeout, idle_timeout=self.idle_timeout)
+        try:
+            for event in stream:
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    code = obj.get("code")
+                    if code == 410:
+                        raise _Expired()
+                    raise _StreamError(f"watch ERROR {code} {obj.get('reason')}: "
+                                       f"{obj.get('message')}")
+                delivered += 1
+                self.failures = 0
+                self.relists = 0
+                rv = (obj.get("metadata") or {}).get("resourceVersion")
+                if kind in ("ADDED", "MODIFIED"):
+                    self._handle(obj)
+                if rv:
+                    self.resource_version = str(rv)
+                    self._dirty = True
+                self._persist()
+                if stop.is_set():
+                    return
+        except _StreamError as exc:
+            self._back_off(stop, str(exc))
+            return
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        # A clean end (server timeout, idle). Only an instantly empty stream counts against
+        # the back-off: a server that closes every watch at once must not make us spin.
+        if delivered == 0 and time.monotonic() - opened < 0.5:
+            self._back_off(stop, "the watch ended at once")
+        else:
+            self.failures = 0
+            self.relists = 0
+
+    def _handle(self, obj: Mapping[str, Any]) -> int:
+        """Signal one event if it is about a pull; remember it as processed."""
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("uid") or meta.get("name")), str(meta.get("resourceVersion")))
+        self._processed[key] = None
+        self._processed.move_to_end(key)
+        while len(self._processed) > _SEEN_LIMIT:
+            self._processed.popitem(last=False)
+        when = event_time(obj)
+        if when is not None and (self.last_seen is None or when > self.last_seen):
+            self.last_seen = when
+        signal = pull_signal(obj)
+        if signal is None:
+            return 0
+        try:
+            self.on_signal(signal)
+        except Exception:
+            log.exception("signal handler failed for pod %s/%s", signal.namespace, signal.pod)
+        return 1
+
+    def _already_processed(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("uid") or meta.get("name")), str(meta.get("resourceVersion")))
+        return key in self._processed
+
+    # -- state ----------------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        try:
+            self.resource_version = self.resource_version or self.store.get(self.rv_key)
+            seen = self.store.get(self.seen_key)
+        except StoreUnavailable as exc:
+            log.warning("cannot read the watch position (%s): starting as on first install "
+                        "(signals for events of the last %.0f s)", exc, self.start_window)
+            return
+        self.last_seen = self.last_seen or parse_k8s_time(seen)
+        if self.resource_version:
+            log.info("resuming the watch of %s from resourceVersion %s", self._what,
+                     self.resource_version)
+
+    def _persist(self, force: bool = False) -> None:
+        """Write the RV (and newest event time) if it changed, at most once per interval."""
+        if not self._dirty or self.resource_version is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_persist < self.persist_interval:
+            return
+        self._last_persist = now
+        try:
+            self.store.put(self.rv_key, self.resource_version)
+            if self.last_seen is not None:
+                self.store.put(self.seen_key, self.last_seen.isoformat())
+        except StoreUnavailable as exc:
+            if not self._store_down:
+                log.warning("cannot save the watch position (%s); keeping it in memory and "
+                            "retrying", exc)
+            self._store_down = True
+            return
+        if self._store_down:
+            log.info("the store is back: watch position saved")
+        self._store_down = False
+        self._dirty = False
+
+
+class PodSweeper:
+    """Lists pods and signals those with a container (init containers included) waiting in
+    ErrImagePull / ImagePullBackOff / ErrImageNeverPull / InvalidImageName."""
+
+    def __init__(self, kube: KubeClient, on_signal: Callable[[PodSignal], None], *,
+                 namespaces: Sequence[str] | None = None) -> None:
+        self.kube = kube
+        self.on_signal = on_signal
+        self.namespaces = list(namespaces) if namespaces else None
+
+    def sweep(self) -> list[PodSignal]:
+        """One pass: a signal per stuck pod (for its first stuck container, init containers
+        first), handed to `on_signal` and returned. A namespace that cannot be listed is
+        logged and skipped."""
+        signals: list[PodSignal] = []
+        scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
+        for namespace in scopes:
+            try:
+                pods = self.kube.list_pods(namespace)
+            except KubeError as exc:
+                log.warning("pod sweep of %s skipped: %s", namespace or "all namespaces", exc)
+                continue
+            now = _now()
+            for pod in pods:
+                signal = stuck_pod_signal(pod, now)
+                if signal is None:
+                    continue
+                signals.append(signal)
+                try:
+                    self.on_signal(signal)
+                except Exception:
+                    log.exception("signal handler failed for pod %s/%s", signal.namespace,
+                                  signal.pod)
+        return signals
+
+
+def stuck_pod_signal(pod: Mapping[str, Any], now: datetime | None = None) -> PodSignal | None:
+    """A ``sweep`` signal if a container of `pod` waits for its image, else None."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+        for st in status.get(key) or []:
+            waiting = (st.get("state") or {}).get("waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            if reason in PULL_WAITING_REASONS:
+                return PodSignal(
+                    namespace=str(meta.get("namespace") or "default"),
+                    pod=str(meta.get("name")),
+                    kind="sweep",
+                    reason=reason,
+                    message=str(waiting.get("message") or ""),
+                    observed_at=now or _now(),
+                )
+    return None

@@ -1,0 +1,19 @@
+"""The app_mention listener: a quick "are you there" answer in the channel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App, Say
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+
+def register(app: App, runtime: Runtime) -> None:
+    @app.event("app_mention")
+    def mentioned(event: dict[str, Any], say: Say) -> None:
+        active = len(runtime.manager.active_ids())
+        say(text=f"imagepull-bot watching cluster `{runtime.settings.cluster_name}`: "
+                 f"{active} open incident(s). Try `/imagepull help`.",
+            thread_ts=event.get("thread_ts") or event.get("ts"))
