@@ -7,18 +7,22 @@ incident, so a signal delivered twice costs one extra diagnosis while a lost one
 alert. Every rule below leans that way.
 
 * **Resume.** The RV of every processed event and bookmark is kept in the store
-  (``<prefix>:watch:rv:<namespace or *>``), with the newest event time seen
-  (``...:watch:seen:...``). A restarted bot watches from there: nothing is replayed, nothing in
-  between is missed.
+  (``<prefix>:watch:rv:<namespace or *>``), with the time up to which the watcher has seen
+  everything (``...:watch:seen:...``: the newest event time processed, or the time of a list or
+  of a watch that ended with nothing left to send). A restarted bot watches from the RV:
+  nothing is replayed, nothing in between is missed.
 * **First start** (no stored RV): list, signal only events last seen within ``start_window``
   seconds, watch from the list's RV. Installing the bot into a cluster with an hour of old
   failures must not page anyone for all of them (kubewatch#88).
 * **410 Gone** (the RV fell out of the apiserver's watch cache, e.g. after a long outage):
-  relist and signal listed pull events last seen after ``min(newest seen - 30 s skew,
-  now - start_window)`` — the older of the two cut-offs, so the gap's events are never lost
-  (the skew margin covers kubelets whose clocks lag the one that wrote the newest event), at
-  the price of re-signalling some recent ones. Events this process already handled at the same
-  resourceVersion are skipped, so a relist inside one run re-signals nothing.
+  relist and signal listed pull events last seen after ``min(seen - 2 min, now -
+  start_window)`` — the older of the two cut-offs, so the gap's events are never lost, at the
+  price of re-signalling some recent ones. The 2 minutes cover an event written late: the
+  kubelet's recorder retries a failed write for up to 2 minutes (12 tries, 10 s apart, exactly
+  when the apiserver is in trouble), and node clocks drift. Events this process already
+  handled at the same resourceVersion are skipped, so a relist inside one run re-signals
+  nothing; after a restart the recent ones may be signalled again, which the incident layer
+  absorbs.
 * **Drops** (reset, timeout, 5xx, bad gateway): reconnect from the last RV after a full-jitter
   exponential back-off (``backoff_base`` doubling to ``backoff_max``), reset once a stream
   works again. Nothing kills the thread; unexpected errors are logged and backed off too.
@@ -46,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bot.diagnosis.classify import failed_pull_image, is_crash_loop, pull_back_off_image
+from bot.diagnosis.engine import PULL_WAITING_REASONS
 from bot.diagnosis.events import read_event
 from bot.diagnosis.facts import parse_k8s_time
 from bot.kube import KubeClient, KubeError
@@ -58,18 +63,16 @@ __all__ = ["EventWatcher", "PodSignal", "PodSweeper", "pull_signal"]
 #: `Failed` events whose whole text is the kubelet naming a pull-related waiting reason.
 _PULL_ERROR_TEXTS: Final = frozenset({
     "Error: ErrImagePull", "Error: ImagePullBackOff", "Error: ErrImageNeverPull",
-    "Error: InvalidImageName",
+    "Error: InvalidImageName", "Error: ImageInspectError", "Error: RegistryUnavailable",
 })
 #: Reasons that are about image pulls whatever their text.
 _PULL_REASONS: Final = frozenset({
     "ErrImageNeverPull", "InspectFailed", "FailedToRetrieveImagePullSecret",
 })
-#: Waiting reasons of a container that cannot get its image.
-PULL_WAITING_REASONS: Final = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
-                               "InvalidImageName")
 _KUBELET: Final = "kubelet"
-#: How far a kubelet's clock may lag the newest event's when cutting off a relist.
-_CLOCK_SKEW: Final = timedelta(seconds=30)
+#: How long before `last_seen` an event written in a gap may be stamped: client-go's recorder
+#: retries a write 12 times, 10 s apart; plus some clock drift between nodes.
+_LATE_WRITE: Final = timedelta(seconds=120)
 #: (uid, resourceVersion) of recently processed events, to skip them on a relist.
 _SEEN_LIMIT: Final = 20_000
 
@@ -196,11 +199,15 @@ class EventWatcher:
         self.rv_key = store.key("watch", "rv", scope)
         self.seen_key = store.key("watch", "seen", scope)
         self.resource_version: str | None = None
-        self.last_seen: datetime | None = None  # newest event time processed
+        #: up to when this watcher has seen everything: the newest event time processed, or
+        #: the time of a list or of a watch that ended with nothing left to send
+        self.last_seen: datetime | None = None
         self.failures = 0  # consecutive failed attempts (drives the back-off)
-        self.relists = 0
+        self.relists = 0  # relists after 410 Gone, in total
+        self._expired_in_row = 0
         self._processed: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._dirty = False
+        self._dirty = False  # the RV changed since it was saved
+        self._seen_dirty = False  # only last_seen changed (saved with the RV, or on exit)
         self._last_persist = float("-inf")
         self._store_down = False
         self._stop_event = threading.Event()
@@ -235,9 +242,10 @@ class EventWatcher:
                     self._watch_once(stop)
                 except _Expired:
                     self.relists += 1
+                    self._expired_in_row += 1
                     log.info("watch of %s expired (410 Gone): relisting", self._what)
                     self.resource_version = None
-                    if self.relists > 1:  # expired again before any event: do not spin
+                    if self._expired_in_row > 1:  # expired again before any event: no spin
                         self._back_off(stop, "the watch expired again")
                 except KubeError as exc:
                     self._back_off(stop, str(exc))
@@ -267,9 +275,10 @@ class EventWatcher:
         items, rv = self.kube.list_events(self.namespace)
         cutoff = _now() - timedelta(seconds=self.start_window)
         if after_gap and self.last_seen is not None:
-            cutoff = min(cutoff, self.last_seen - _CLOCK_SKEW)
+            cutoff = min(cutoff, self.last_seen - _LATE_WRITE)
         listed = sorted(((event_time(i), i) for i in items),
                         key=lambda p: p[0] or datetime.min.replace(tzinfo=UTC))
+        listed_at = _now()
         emitted = 0
         for when, item in listed:
             if when is None or when < cutoff or self._already_processed(item):
@@ -278,6 +287,7 @@ class EventWatcher:
         log.info("listed %d %s at resourceVersion %s; %d signal(s) since %s",
                  len(items), self._what, rv, emitted, cutoff.isoformat(timespec="seconds"))
         self.resource_version = rv or None
+        self._advance(listed_at)
         self._dirty = True
         self._persist(force=True)
 
@@ -298,11 +308,11 @@ class EventWatcher:
                                        f"{obj.get('message')}")
                 delivered += 1
                 self.failures = 0
-                self.relists = 0
+                self._expired_in_row = 0
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if kind in ("ADDED", "MODIFIED"):
                     self._handle(obj)
-                if rv:
+                if rv and str(rv) != self.resource_version:
                     self.resource_version = str(rv)
                     self._dirty = True
                 self._persist()
@@ -321,7 +331,8 @@ class EventWatcher:
             self._back_off(stop, "the watch ended at once")
         else:
             self.failures = 0
-            self.relists = 0
+            self._expired_in_row = 0
+            self._advance(_now())  # the server had nothing more to send
 
     def _handle(self, obj: Mapping[str, Any]) -> int:
         """Signal one event if it is about a pull; remember it as processed."""
@@ -332,8 +343,8 @@ class EventWatcher:
         while len(self._processed) > _SEEN_LIMIT:
             self._processed.popitem(last=False)
         when = event_time(obj)
-        if when is not None and (self.last_seen is None or when > self.last_seen):
-            self.last_seen = when
+        if when is not None:
+            self._advance(when)
         signal = pull_signal(obj)
         if signal is None:
             return 0
@@ -342,6 +353,11 @@ class EventWatcher:
         except Exception:
             log.exception("signal handler failed for pod %s/%s", signal.namespace, signal.pod)
         return 1
+
+    def _advance(self, when: datetime) -> None:
+        if self.last_seen is None or when > self.last_seen:
+            self.last_seen = when
+            self._seen_dirty = True
 
     def _already_processed(self, obj: Mapping[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
@@ -364,7 +380,7 @@ class EventWatcher:
 
     def _persist(self, force: bool = False) -> None:
         """Write the RV (and newest event time) if it changed, at most once per interval."""
-        if not self._dirty or self.resource_version is None:
+        if self.resource_version is None or not (self._dirty or (force and self._seen_dirty)):
             return
         now = time.monotonic()
         if not force and now - self._last_persist < self.persist_interval:
@@ -383,7 +399,7 @@ class EventWatcher:
         if self._store_down:
             log.info("the store is back: watch position saved")
         self._store_down = False
-        self._dirty = False
+        self._dirty = self._seen_dirty = False
 
 
 class PodSweeper:

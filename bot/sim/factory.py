@@ -43,11 +43,6 @@ RATE_LIMIT_TEXT: Final = (
     "https://www.docker.com/increase-rate-limit"
 )
 
-#: the kubelet's waiting reasons for a container that cannot get its image
-PULL_WAITING_REASONS: Final = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
-)
-
 # A failing pod's history, in seconds before `now` (the scenario files' timeline): created 12
 # minutes ago, 7 pulls so far (the last a minute ago), 45 back-off reports (the last 20 s ago).
 _CREATED = 12 * 60
