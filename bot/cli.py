@@ -128,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--offline", action="store_true",
                        help="only check the settings, do not contact anything")
 
-    demo = sub.add_parser("demo", help="run the bot against the built-in scenario cluster")
-    output_option(demo)
-    demo.add_argument("scenarios", nargs="*", help="scenario ids (default: all)")
+    sub.add_parser("demo", help="play an incident timeline against the real pipeline and "
+                   "show what the Slack channel receives")
+    scenarios = sub.add_parser("scenarios", help="diagnose every pod of the built-in "
+                               "scenarios (one per cause)")
+    output_option(scenarios)
+    scenarios.add_argument("ids", nargs="*", help="scenario ids (default: all)")
     return parser
 
 
@@ -332,13 +335,21 @@ COMMANDS = {"diagnose": run_diagnose, "quota": run_quota, "verify-secret": run_v
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+    default_level = "WARNING" if args.command in ("demo", "scenarios") else "INFO"
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", default_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("apscheduler", "httpx", "kubernetes.client.rest"):  # a line per request/job
+        logging.getLogger(chatty).setLevel(logging.WARNING if chatty != "apscheduler"
+                                           else logging.ERROR)
     try:
         if args.command == "demo":
+            from bot.demo_story import run_story
+
+            return run_story()
+        if args.command == "scenarios":
             from bot.demo import run_demo
 
-            return run_demo(args.scenarios, args.output)
+            return run_demo(args.ids, args.output)
         try:
             settings = load_settings()
         except ValidationError as exc:

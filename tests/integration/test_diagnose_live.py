@@ -217,8 +217,8 @@ def test_unknown_pod_exits_2_with_a_hint(tmp_path: Path,
     assert 'pod "shop/nope" not found' in err and "kubectl get pods -n shop" in err
 
 
-def test_demo_runs_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == EXIT_OK
+def test_scenarios_command_runs_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios"]) == EXIT_OK
     out = capsys.readouterr().out
     for scenario_id in SCENARIOS:
         assert f"scenario {scenario_id}:" in out

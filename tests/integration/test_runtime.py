@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from bot.kube import KubeClient
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
-from bot.store import Store
 from tests.support.redis import redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -109,7 +109,7 @@ def test_registry_outage_of_50_pods_is_one_alert(env: dict[str, Any], bot: Runti
              what="a thread update reaching 50 pods")
     assert len(roots(slack)) == 1
     updates = sorted(c.at for c in thread_posts(slack))
-    gaps = [b - a for a, b in zip(updates, updates[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(updates)]
     assert all(gap >= 1.9 for gap in gaps), gaps  # at most one per group_interval (2 s)
     wait_for(lambda: slack.calls_to("chat.update"), what="the root refreshed (paced 1/s)")
     updates = slack.calls_to("chat.update")
