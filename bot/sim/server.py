@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,6 +121,10 @@ class SimCluster:
         self.default_watch_timeout = default_watch_timeout
         self.requests: list[RecordedRequest] = []
         self._forbidden: set[tuple[str, str]] = set()
+        self._rbac: list[dict[str, Any]] | None = None
+        #: (verb, API group, resource) of every resource request, and those RBAC refused
+        self.access_log: list[tuple[str, str, str]] = []
+        self.denied: list[tuple[str, str, str]] = []
         self._latency: list[tuple[re.Pattern[str], float]] = []
         self._requests_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -347,9 +351,30 @@ class SimCluster:
     def _latency_for(self, path: str) -> float:
         return sum(seconds for pattern, seconds in self._latency if pattern.search(path))
 
+    def enforce_rbac(self, rules: Iterable[Mapping[str, Any]]) -> None:
+        """Allow only what these ClusterRole `rules` grant (a least-privilege check): every
+        other request gets the apiserver's 403, and is listed in `denied`."""
+        self._rbac = [dict(r) for r in rules]
+
+    def _rbac_allows(self, verb: str, group: str, plural: str) -> bool:
+        def matches(values: Iterable[str], value: str) -> bool:
+            return "*" in values or value in values
+
+        return any(matches(r.get("apiGroups") or [], group)
+                   and matches(r.get("resources") or [], plural)
+                   and matches(r.get("verbs") or [], verb) for r in self._rbac or [])
+
     def _check_access(self, verb: str, route: _Route) -> None:
         rt = route.rt
-        if ("*", rt.plural) not in self._forbidden and (verb, rt.plural) not in self._forbidden:
+        with self._requests_lock:
+            self.access_log.append((verb, rt.group, rt.plural))
+        denied_by_rbac = self._rbac is not None and not self._rbac_allows(verb, rt.group,
+                                                                          rt.plural)
+        if denied_by_rbac:
+            with self._requests_lock:
+                self.denied.append((verb, rt.group, rt.plural))
+        if (not denied_by_rbac and ("*", rt.plural) not in self._forbidden
+                and (verb, rt.plural) not in self._forbidden):
             return
         what = f'{rt.qualified} "{route.name}"' if route.name else rt.qualified
         where = (

@@ -1,0 +1,70 @@
+"""deploy/base/rbac.yaml grants exactly what the bot uses: no call is refused, no rule unused.
+
+The scenario cluster enforces the ClusterRole's rules like the apiserver's RBAC authorizer;
+then the bot does everything it does in production: diagnose every scenario (owner chains,
+secrets, nodes), verify a pull secret, and run the watcher and sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.cli import main
+from bot.kube import KubeClient
+from bot.sim import SimCluster, bundled_scenarios, load_scenario
+from bot.store import MemoryStore
+from bot.watch import EventWatcher, PodSweeper
+
+pytestmark = pytest.mark.integration
+
+RBAC = Path(__file__).parents[2] / "deploy" / "base" / "rbac.yaml"
+
+
+def cluster_role_rules() -> list[dict[str, Any]]:
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        if doc and doc.get("kind") == "ClusterRole":
+            return list(doc["rules"])
+    raise AssertionError("no ClusterRole in deploy/base/rbac.yaml")
+
+
+def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(verb, group, resource) for r in rules for group in r["apiGroups"]
+            for resource in r["resources"] for verb in r["verbs"]}
+
+
+def test_the_bot_needs_every_granted_permission_and_no_other(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_PROBE", "false")
+    rules = cluster_role_rules()
+    used: set[tuple[str, str, str]] = set()
+    denied: list[tuple[str, str, str]] = []
+    for path in bundled_scenarios():
+        scenario = load_scenario(path)
+        with SimCluster([scenario]) as sim:
+            sim.enforce_rbac(rules)
+            kubeconfig = str(sim.write_kubeconfig(tmp_path / "kubeconfig"))
+            for obj in scenario.objects:
+                if obj["kind"] == "Pod":
+                    ref = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+                    assert main(["diagnose", ref, "--kubeconfig", kubeconfig]) == 0
+                if obj["kind"] == "Secret" and obj["metadata"]["namespace"] == "shop":
+                    main(["verify-secret", f"shop/{obj['metadata']['name']}", "--image",
+                          "127.0.0.1:1/team/app:1", "--kubeconfig", kubeconfig])
+            kube = KubeClient.from_environment(kubeconfig)
+            watcher = EventWatcher(kube, MemoryStore(), lambda s: None, idle_timeout=0.3)
+            watcher.start()
+            PodSweeper(kube, lambda s: None).sweep()
+            time.sleep(0.4)
+            watcher.stop()
+            used |= set(sim.access_log)
+            denied += sim.denied
+    capsys.readouterr()
+    assert denied == [], f"the code needs more than deploy/base/rbac.yaml grants: {denied}"
+    unused = granted(rules) - used
+    assert unused == set(), f"deploy/base/rbac.yaml grants what the code never uses: {unused}"
