@@ -17,8 +17,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.approvals import ApprovalService
+from bot.approvers import Approvers
 from bot.config import Settings
 from bot.incidents import IncidentManager, Timing
+from bot.interactive import Interactive
 from bot.investigate import registry_client
 from bot.kube import KubeClient
 from bot.pipeline import Pipeline
@@ -44,6 +47,8 @@ class Runtime:
     watchers: list[EventWatcher] = field(default_factory=list)
     sweeper: PodSweeper | None = None
     scheduler: BackgroundScheduler | None = None
+    approvals: ApprovalService = field(init=False)
+    interactive: Interactive = field(init=False)
     started: threading.Event = field(default_factory=threading.Event)
 
     def on_signal(self, signal: PodSignal) -> None:
@@ -117,6 +122,12 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     pipeline = Pipeline(kube, manager, registry=registry,
                         known_hosts=settings.registry_endpoints)
     runtime = Runtime(settings, store, kube, slack, registry, manager, pipeline)
+    runtime.approvals = ApprovalService(
+        store, kube, slack, Approvers(settings.approvers, slack),
+        ttl=settings.approval_ttl_seconds,
+        require_second_approver=settings.require_second_approver,
+        allowed_namespaces=settings.watch_namespaces or None)
+    runtime.interactive = Interactive(runtime)
     namespaces: Iterable[str | None] = settings.watch_namespaces or [None]
     runtime.watchers = [EventWatcher(kube, store, runtime.on_signal, namespace=ns,
                                      start_window=settings.start_window_seconds)

@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,8 @@ from bot.diagnosis.engine import diagnose
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.model import PodDiagnosis
 from bot.kube import KubeClient, KubeError, KubeNotFound
+from bot.names import DNS1123_LABEL as _DNS1123_LABEL
+from bot.names import DNS1123_SUBDOMAIN as _DNS1123_SUBDOMAIN
 from bot.offline import InputError, facts_from_files
 from bot.render import render_text
 
@@ -31,11 +32,6 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_KUBE = 3
 EXIT_REGISTRY = 4
-
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 
 
 class UsageError(ValueError):

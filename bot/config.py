@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
     #: Slack user IDs (U…/W…) and/or user group IDs (S…) allowed to approve remediation
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="APPROVERS")
+    #: the two-person rule: whoever asked for a remediation may not approve it
+    require_second_approver: bool = Field(default=False, alias="REQUIRE_SECOND_APPROVER")
+    approval_ttl_seconds: float = Field(default=900.0, gt=0, alias="APPROVAL_TTL_SECONDS")
+    #: channel IDs where /imagepull may be used; empty: anywhere
+    command_channels: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                              alias="COMMAND_CHANNELS")
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
 
     # -- state and timing ----------------------------------------------------------------------
@@ -93,7 +99,7 @@ class Settings(BaseSettings):
     def _parse_hosts(cls, value: object) -> list[str]:
         return [v.lower() for v in _items(value)]
 
-    @field_validator("watch_namespaces", "approvers", mode="before")
+    @field_validator("watch_namespaces", "approvers", "command_channels", mode="before")
     @classmethod
     def _parse_items(cls, value: object) -> list[str]:
         return _items(value)

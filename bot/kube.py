@@ -335,3 +335,99 @@ class KubeClient:
             raise KubeUnreachable(f"the watch of {what} broke: {type(exc).__name__}") from None
         finally:
             response.close()
+
+    # -- remediation (bot/remediation.py) ---------------------------------------------------
+    # Appended for the approved fixes. The only writes the bot makes: strategic-merge PATCHes
+    # of a workload's pod template, like `kubectl rollout restart` and `kubectl set image`.
+
+    STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+    def _workload_calls(self, kind: str) -> tuple[str, Callable[..., Any],
+                                                  Callable[..., Any] | None]:
+        """(resource label, reader, patcher or None) for a canonical Kind."""
+        apps, batch = self.apps, self.batch
+        calls: dict[str, tuple[str, Callable[..., Any], Callable[..., Any] | None]] = {
+            "Deployment": ("deployment", apps.read_namespaced_deployment,
+                           apps.patch_namespaced_deployment),
+            "StatefulSet": ("statefulset", apps.read_namespaced_stateful_set,
+                            apps.patch_namespaced_stateful_set),
+            "DaemonSet": ("daemonset", apps.read_namespaced_daemon_set,
+                          apps.patch_namespaced_daemon_set),
+            "CronJob": ("cronjob", batch.read_namespaced_cron_job,
+                        batch.patch_namespaced_cron_job),
+            # read only: to say which object to act on instead
+            "ReplicaSet": ("replicaset", apps.read_namespaced_replica_set, None),
+            "Job": ("job", batch.read_namespaced_job, None),
+        }
+        try:
+            return calls[kind]
+        except KeyError:
+            raise ValueError(f"unsupported workload kind {kind!r}") from None
+
+    def read_workload(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        """A Deployment, StatefulSet, DaemonSet, CronJob, ReplicaSet or Job as raw JSON."""
+        label, reader, _ = self._workload_calls(kind)
+        return dict(self._call(f'{label} "{namespace}/{name}"', reader, name, namespace))
+
+    def patch_workload(self, namespace: str, kind: str, name: str,
+                       body: dict[str, Any]) -> dict[str, Any]:
+        """Strategic-merge PATCH of a Deployment, StatefulSet, DaemonSet or CronJob; returns
+        the object as the API server stored it.
+
+        The generated ``patch_namespaced_*`` methods of kubernetes-client <= 35 offer the
+        content types ``[json-patch, merge-patch, strategic-merge-patch, ...]`` and have no
+        ``_content_type`` parameter (passing one raises ApiTypeError before any request);
+        their rest layer sends ``application/strategic-merge-patch+json`` for a body that is
+        not a list. Newer generated clients take ``_content_type``: it is passed where
+        accepted, so the content type never depends on the client's default choice.
+        """
+        label, _, patcher = self._workload_calls(kind)
+        if patcher is None:
+            raise ValueError(f"{kind} is not patched by the bot")
+        if not isinstance(body, dict):
+            raise TypeError("a strategic-merge patch body is a JSON object")
+        what = f'{label} "{namespace}/{name}"'
+        kwargs: dict[str, Any] = {"_preload_content": False,
+                                  "_request_timeout": REQUEST_TIMEOUT}
+        try:
+            try:
+                response = patcher(name, namespace, body,
+                                   _content_type=self.STRATEGIC_MERGE_PATCH, **kwargs)
+            except client.ApiTypeError:  # raised before sending: client <= 35
+                response = patcher(name, namespace, body, **kwargs)
+            return dict(json.loads(response.data))
+        except ApiException as exc:
+            message = self._api_message(exc)
+            detail = f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
+            if exc.status == 404:
+                raise KubeNotFound(f"{what} not found") from None
+            if exc.status in (401, 403):
+                raise KubeForbidden(
+                    f"the Kubernetes API refused to let this identity patch {what} ({detail}); "
+                    f"the bot's ClusterRole (deploy/base/rbac.yaml) must grant \"patch\" on "
+                    f"{label}s") from None
+            if exc.status == 409:
+                raise KubeError(f"{what} changed while it was being patched ({detail}); "
+                                "try again") from None
+            if exc.status == 422:
+                raise KubeError(f"the Kubernetes API rejected the change to {what} "
+                                f"({detail})") from None
+            raise KubeUnreachable(f"patching {what} failed: {detail}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            host = self.api.configuration.host
+            raise KubeUnreachable(f"the Kubernetes API at {host} is unreachable: "
+                                  f"{type(exc).__name__}") from None
+
+    @staticmethod
+    def _api_message(exc: ApiException) -> str:
+        """The ``message`` of the Status the API server answered with, if any."""
+        body = exc.body
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        try:
+            status = json.loads(body) if body else None
+        except ValueError:
+            return str(body).strip()[:500]
+        if isinstance(status, dict):
+            return str(status.get("message") or "").strip()
+        return ""

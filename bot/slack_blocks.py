@@ -122,18 +122,26 @@ def _workload_list(incident: Incident) -> Block | None:
     return _mrkdwn("*Affected workloads*\n" + "\n".join(shown))
 
 
-def _fix_blocks(incident: Incident) -> list[Block]:
+def _fix_blocks(diagnosis: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = []
-    fixes = incident.diagnosis.get("fixes") or []
+    fixes = diagnosis.get("fixes") or []
     for number, fix in enumerate(fixes[:MAX_FIXES], start=1):
         title = f"*{number}.* {fix.get('title', '')}\n"
         blocks.append(_mrkdwn(title + _code(str(fix.get("command", "")),
                                             MAX_SECTION_TEXT - len(title))))
     if len(fixes) > MAX_FIXES:
         blocks.append(_context(f"{len(fixes) - MAX_FIXES} more steps: "
-                               f"`/imagepull diagnose {incident.diagnosis.get('namespace')}/"
-                               f"{incident.diagnosis.get('pod')}`"))
+                               f"`/imagepull diagnose {diagnosis.get('namespace')}/"
+                               f"{diagnosis.get('pod')}`"))
     return blocks
+
+
+def _evidence_block(diagnosis: dict[str, Any]) -> Block | None:
+    evidence = diagnosis.get("evidence") or []
+    if not evidence:
+        return None
+    return _mrkdwn("*Evidence* (the kubelet's own words)\n"
+                   + _code(str(evidence[0]), MAX_SECTION_TEXT - 60))
 
 
 def _buttons(incident: Incident) -> Block | None:
@@ -159,7 +167,7 @@ def _buttons(incident: Incident) -> Block | None:
         button("Check Docker Hub quota", ACTION_QUOTA)
     if incident.cause in _CREDENTIAL_CAUSES:
         button("Verify pull secret", ACTION_VERIFY_SECRET)
-    suggestion = _suggested_image(d)
+    suggestion = suggested_image(d)
     workload = d.get("workload") or {}
     kind = str(workload.get("kind", "")).lower()
     if suggestion and incident.scope_kind == "workload":
@@ -174,7 +182,7 @@ def _buttons(incident: Incident) -> Block | None:
             "elements": elements} if elements else None
 
 
-def _suggested_image(diagnosis: dict[str, Any]) -> str | None:
+def suggested_image(diagnosis: dict[str, Any]) -> str | None:
     """The registry-confirmed image of the first fix, when there is one."""
     findings = set(diagnosis.get("findings") or [])
     if not findings & {"tag_suggestion", "swapped_path", "registry_host_typo"}:
@@ -205,11 +213,10 @@ def root_message(incident: Incident, *, resolved: bool = False,
     if listing:
         blocks.append(listing)
     if not resolved:
-        evidence = d.get("evidence") or []
+        evidence = _evidence_block(d)
         if evidence:
-            blocks.append(_mrkdwn("*Evidence* (the kubelet's own words)\n"
-                                  + _code(str(evidence[0]), MAX_SECTION_TEXT - 60)))
-        blocks.extend(_fix_blocks(incident))
+            blocks.append(evidence)
+        blocks.extend(_fix_blocks(d))
         actions = _buttons(incident)
         if actions:
             blocks.append(actions)
@@ -250,3 +257,86 @@ def resolved_message(incident: Incident) -> tuple[str, list[Block]]:
     took = duration((incident.resolved_at or time.time()) - incident.created_at)
     text = f"✅ Resolved after {took}: every affected pod now pulls its image (or is gone)."
     return text, [_mrkdwn(text)]
+
+
+# -- /imagepull answers -------------------------------------------------------------------------
+
+
+def diagnosis_message(result: dict[str, Any]) -> tuple[str, list[Block]]:
+    """A PodDiagnosis (JSON form) as the same blocks an alert uses, one part per container."""
+    namespace, pod = result.get("namespace"), result.get("pod")
+    entries = result.get("diagnoses") or []
+    if not entries:
+        text = f"`{namespace}/{pod}`: no image-pull problem found."
+        return text, [_mrkdwn(f"✅ {text}")]
+    blocks: list[Block] = []
+    for entry in entries:
+        d = {**entry, "namespace": namespace, "pod": pod}
+        cause = Cause(entry["cause"])
+        workload = entry.get("workload") or {}
+        kind = "init container" if entry.get("init_container") else "container"
+        blocks.append(_mrkdwn(f"*{TITLES[cause]}* — `{namespace}/{pod}` {kind} "
+                              f"`{entry.get('container')}`\n{entry.get('summary', '')}"))
+        blocks.append({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": cut(f"*{k}*\n{v}", MAX_FIELD_TEXT)} for k, v in (
+                ("Workload", f"{workload.get('kind')}/{workload.get('name')}"),
+                ("Image", f"`{entry.get('image')}`"),
+                ("Outlook", "Transient" if entry.get("transient") else "Permanent"),
+                ("Findings", ", ".join(entry.get("findings") or []) or "—"))]})
+        evidence = _evidence_block(d)
+        if evidence:
+            blocks.append(evidence)
+        blocks.extend(_fix_blocks(d))
+        blocks.append({"type": "divider"})
+    text = f"`{namespace}/{pod}`: {len(entries)} container(s) cannot pull their image"
+    return text, blocks[:MAX_BLOCKS]
+
+
+def text_message(text: str) -> tuple[str, list[Block]]:
+    return cut(text, 3000), [_mrkdwn(text)]
+
+
+# -- approvals ----------------------------------------------------------------------------------
+
+
+def approval_message(request: Any, approvers: str,
+                     two_person: bool) -> tuple[str, list[Block]]:
+    """The approval request; once decided, the same message without buttons."""
+    from bot.approvals import ACTION_APPROVE, ACTION_DENY
+
+    if request.state == "pending":
+        rule = " (not the requester: two-person rule)" if two_person else ""
+        text = f"Approval needed: {request.describe()}"
+        blocks: list[Block] = [
+            _mrkdwn(f"🛂 *Approval needed* — {request.describe()}\nRequested by "
+                    f"<@{request.requester}> · expires {_date(request.expires_at)}\n"
+                    f"Approvers{rule}: {approvers}"),
+            {"type": "actions", "block_id": f"ipb-approval-{request.id}", "elements": [
+                {"type": "button", "action_id": ACTION_APPROVE, "value": request.id,
+                 "style": "primary", "text": {"type": "plain_text", "text": "Approve"},
+                 "confirm": {
+                     "title": {"type": "plain_text", "text": "Run it now?"},
+                     "text": {"type": "mrkdwn", "text": cut(request.describe(), 300)},
+                     "confirm": {"type": "plain_text", "text": "Approve"},
+                     "deny": {"type": "plain_text", "text": "Cancel"}}},
+                {"type": "button", "action_id": ACTION_DENY, "value": request.id,
+                 "style": "danger", "text": {"type": "plain_text", "text": "Deny"}}]},
+            _context(f"request `{request.id}`")]
+        return text, blocks
+    outcome = {"approved": "✅ Approved", "denied": "🚫 Denied", "failed": "⚠️ Approved, failed",
+               "expired": "⌛ Expired"}.get(request.state, request.state)
+    who = f" by <@{request.decided_by}>" if request.decided_by else ""
+    result = f"\n{request.result}" if request.result else ""
+    text = f"{outcome}{who}: {request.describe()}"
+    return text, [_mrkdwn(f"{outcome}{who} — {request.describe()}{result}"),
+                  _context(f"request `{request.id}` · requested by <@{request.requester}>")]
+
+
+def approval_audit_line(request: Any, outcome: str, user: str) -> str:
+    """One line for the incident thread: who, what, when, result."""
+    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(request.decided_at or time.time()))
+    verbs = {"approved": "approved", "denied": "denied", "failed": "approved (it failed)",
+             "expired": "let expire"}
+    line = (f"🧾 <@{user}> {verbs.get(outcome, outcome)} the {request.describe()} requested by "
+            f"<@{request.requester}> at {at}")
+    return line + (f" — {request.result}" if request.result else "")

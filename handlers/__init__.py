@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 def register(app: App, runtime: Runtime) -> None:
     """Attach every listener to `app`."""
-    from handlers import health
+    from handlers import actions, commands, dedupe, health
 
+    dedupe.register(app, runtime)
     health.register(app, runtime)
+    commands.register(app, runtime)
+    actions.register(app, runtime)

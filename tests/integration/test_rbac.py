@@ -2,7 +2,9 @@
 
 The scenario cluster enforces the ClusterRole's rules like the apiserver's RBAC authorizer;
 then the bot does everything it does in production: diagnose every scenario (owner chains,
-secrets, nodes), verify a pull secret, and run the watcher and sweep.
+secrets, nodes), verify a pull secret, run the watcher and sweep, and run every approved
+remediation on every workload (rollout restart, set image, and the refusals that read a
+ReplicaSet's or Job's owner).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 
 from bot.cli import main
 from bot.kube import KubeClient
+from bot.remediation import RemediationRefused, rollout_restart, set_image
 from bot.sim import SimCluster, bundled_scenarios, load_scenario
 from bot.store import MemoryStore
 from bot.watch import EventWatcher, PodSweeper
@@ -44,6 +47,7 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
     rules = cluster_role_rules()
     used: set[tuple[str, str, str]] = set()
     denied: list[tuple[str, str, str]] = []
+    remediated: list[str] = []
     for path in bundled_scenarios():
         scenario = load_scenario(path)
         with SimCluster([scenario]) as sim:
@@ -62,9 +66,32 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
             PodSweeper(kube, lambda s: None).sweep()
             time.sleep(0.4)
             watcher.stop()
+            remediated += remediate_everything(kube, scenario.objects)
             used |= set(sim.access_log)
             denied += sim.denied
     capsys.readouterr()
+    assert {"Deployment", "StatefulSet", "DaemonSet", "CronJob", "ReplicaSet", "Job"} <= {
+        line.split()[0] for line in remediated}, remediated
     assert denied == [], f"the code needs more than deploy/base/rbac.yaml grants: {denied}"
     unused = granted(rules) - used
     assert unused == set(), f"deploy/base/rbac.yaml grants what the code never uses: {unused}"
+
+
+def remediate_everything(kube: KubeClient, objects: list[dict[str, Any]]) -> list[str]:
+    """Every remediation call on every workload of a scenario; what was done, for the test."""
+    done: list[str] = []
+    for obj in objects:
+        kind, meta = obj["kind"], obj["metadata"]
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob"):
+            template = obj["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else obj["spec"]
+            container = template["template"]["spec"]["containers"][0]["name"]
+            if kind != "CronJob":
+                rollout_restart(kube, namespace, kind, name)
+            set_image(kube, namespace, kind, name, container, "registry.internal/fixed/app:1")
+            done.append(f"{kind} {namespace}/{name}")
+        elif kind in ("ReplicaSet", "Job"):  # refused, after reading the owner to name it
+            with pytest.raises(RemediationRefused, match=r"(deployment|cronjob)/"):
+                set_image(kube, namespace, kind, name, "app", "registry.internal/fixed/app:1")
+            done.append(f"{kind} {namespace}/{name}")
+    return done

@@ -1,0 +1,237 @@
+"""Remediation with approval: requested by anyone, run once, by an authorised approver.
+
+A request is a record in the store with a TTL (default 15 minutes). Deciding it is one atomic
+SET NX on the request's decision key: double clicks, two approvers clicking together, Slack
+retries and several replicas all race for that key and exactly one wins, so the PATCH runs
+once. Every decision leaves an audit line in the thread, a structured `bot.audit` log record,
+and an edit of the approval message that removes its buttons.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.approvers import Approvers
+from bot.kube import KubeClient, KubeError
+from bot.remediation import RemediationRefused, check_target, rollout_restart, set_image
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("bot.audit")
+
+ACTION_APPROVE = "ipb_approve"
+ACTION_DENY = "ipb_deny"
+
+
+@dataclass
+class ApprovalRequest:
+    id: str
+    action: str  # "rollout_restart" or "set_image"
+    namespace: str
+    kind: str
+    name: str
+    requester: str
+    channel: str
+    created_at: float
+    expires_at: float
+    state: str = "pending"  # pending, approved, denied, failed, expired
+    container: str = ""
+    image: str = ""
+    incident_id: str = ""
+    thread_ts: str = ""
+    message_ts: str = ""
+    decided_by: str = ""
+    decided_at: float = 0.0
+    result: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+    def describe(self) -> str:
+        if self.action == "set_image":
+            return (f"set image of container `{self.container}` in `{self.target}` "
+                    f"(namespace `{self.namespace}`) to `{self.image}`")
+        return f"rollout restart of `{self.target}` in namespace `{self.namespace}`"
+
+    def to_store(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_store(cls, raw: dict[str, str]) -> ApprovalRequest:
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name in raw:
+                values[f.name] = float(raw[f.name]) if f.type == "float" else raw[f.name]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the clicking user is told (ephemeral), and whether anything happened."""
+
+    ok: bool
+    message: str
+    request: ApprovalRequest | None = None
+
+
+class ApprovalService:
+    def __init__(self, store: Store, kube: KubeClient, slack: WebClient, approvers: Approvers,
+                 *, ttl: float = 900.0, require_second_approver: bool = False,
+                 allowed_namespaces: Sequence[str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.kube = kube
+        self.slack = slack
+        self.approvers = approvers
+        self.ttl = ttl
+        self.require_second_approver = require_second_approver
+        self.allowed_namespaces = list(allowed_namespaces) if allowed_namespaces else None
+        self.clock = clock
+
+    def _key(self, request_id: str, *parts: str) -> str:
+        return self.store.key("approval", request_id, *parts)
+
+    def load(self, request_id: str) -> ApprovalRequest | None:
+        raw = self.store.hgetall(self._key(request_id))
+        return ApprovalRequest.from_store(raw) if raw.get("id") else None
+
+    def _save(self, request: ApprovalRequest) -> None:
+        self.store.hset(self._key(request.id), request.to_store())
+        self.store.expire(self._key(request.id), self.ttl + 7 * 24 * 3600)
+
+    # -- asking ---------------------------------------------------------------------------------
+
+    def request(self, action: str, namespace: str, kind: str, name: str, requester: str,
+                channel: str, *, container: str = "", image: str = "", incident_id: str = "",
+                thread_ts: str = "") -> tuple[ApprovalRequest, bool]:
+        """Create (or return the pending twin of) a request and post it for approval.
+
+        Raises RemediationRefused before anything is posted when the target can never be
+        remediated (a bare pod, a Job, a namespace outside WATCH_NAMESPACES...).
+        """
+        check_target(action, namespace, kind, name, allowed_namespaces=self.allowed_namespaces)
+        now = self.clock()
+        twin_key = self.store.key("approval", "pending", action, namespace, kind.lower(), name,
+                                  container, image)
+        request = ApprovalRequest(
+            id=f"apr-{uuid.uuid4().hex[:12]}", action=action, namespace=namespace, kind=kind,
+            name=name, requester=requester, channel=channel, created_at=now,
+            expires_at=now + self.ttl, container=container, image=image,
+            incident_id=incident_id, thread_ts=thread_ts)
+        if not self.store.set_nx(twin_key, request.id, ttl=self.ttl):
+            existing = self.load(self.store.get(twin_key) or "")
+            if existing is not None and existing.state == "pending":
+                return existing, False
+            self.store.put(twin_key, request.id, ttl=self.ttl)
+        self._save(request)
+        from bot.slack_blocks import approval_message
+
+        text, blocks = approval_message(request, self.approvers.mention(),
+                                        self.require_second_approver)
+        try:
+            response = self.slack.chat_postMessage(
+                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts or None)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            self.store.delete(twin_key, self._key(request.id))
+            raise RemediationRefused(f"could not post the approval request: {exc}") from None
+        request.channel = str(response.get("channel") or channel)
+        request.message_ts = str(response.get("ts") or "")
+        self._save(request)
+        self._audit(request, "requested", requester)
+        return request, True
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def decide(self, request_id: str, user: str, approve: bool) -> Decision:
+        request = self.load(request_id)
+        if request is None:
+            return Decision(False, "This request no longer exists (it expired or was cleaned "
+                                   "up). Ask again from the alert.")
+        if request.state != "pending":
+            who = f" by <@{request.decided_by}>" if request.decided_by else ""
+            return Decision(False, f"Already {request.state}{who}.", request)
+        if self.clock() >= request.expires_at:
+            if self.store.set_nx(self._key(request.id, "decision"), "expired"):
+                request.state = "expired"
+                self._save(request)
+                self._finish(request, "expired", user)
+            return Decision(False, "This request expired "
+                                   f"({int(self.ttl // 60)} minutes). Ask again.", request)
+        withdrawing = not approve and user == request.requester
+        if not withdrawing and not self.approvers.allows(user):
+            self._audit(request, "refused_not_approver", user)
+            return Decision(False, "You are not an approver for remediation (APPROVERS: "
+                                   f"{self.approvers.mention()}). Nothing was changed.", request)
+        if approve and self.require_second_approver and user == request.requester:
+            self._audit(request, "refused_own_request", user)
+            return Decision(False, "Two-person rule: you asked for this, so someone else must "
+                                   "approve it. Nothing was changed.", request)
+        if not self.store.set_nx(self._key(request.id, "decision"), user):
+            current = self.load(request.id) or request
+            return Decision(False, f"Already decided by <@{current.decided_by or '?'}>.",
+                            current)
+        request.decided_by, request.decided_at = user, self.clock()
+        if not approve:
+            request.state = "denied"
+            self._save(request)
+            self._finish(request, "denied", user)
+            return Decision(True, f"Denied: {request.describe()}.", request)
+        request.state = "approved"
+        self._save(request)
+        return self._execute(request, user)
+
+    def _execute(self, request: ApprovalRequest, user: str) -> Decision:
+        try:
+            if request.action == "set_image":
+                result = set_image(self.kube, request.namespace, request.kind, request.name,
+                                   request.container, request.image,
+                                   allowed_namespaces=self.allowed_namespaces)
+            else:
+                result = rollout_restart(self.kube, request.namespace, request.kind,
+                                         request.name, allowed_namespaces=self.allowed_namespaces)
+        except (RemediationRefused, KubeError) as exc:
+            request.state, request.result = "failed", str(exc)
+            self._save(request)
+            self._finish(request, "failed", user)
+            return Decision(False, f"Approved, but it failed: {exc}", request)
+        request.result = result.summary
+        self._save(request)
+        self._finish(request, "approved", user)
+        return Decision(True, f"Done: {result.summary}", request)
+
+    # -- the record -----------------------------------------------------------------------------
+
+    def _finish(self, request: ApprovalRequest, outcome: str, user: str) -> None:
+        """Audit line in the thread, the approval message without buttons, a log record."""
+        from bot.slack_blocks import approval_audit_line, approval_message
+
+        self._audit(request, outcome, user)
+        text, blocks = approval_message(request, self.approvers.mention(),
+                                        self.require_second_approver)
+        thread = request.thread_ts or request.message_ts
+        try:
+            if request.message_ts:
+                self.slack.chat_update(channel=request.channel, ts=request.message_ts,
+                                       text=text, blocks=blocks)
+            self.slack.chat_postMessage(channel=request.channel, thread_ts=thread or None,
+                                        text=approval_audit_line(request, outcome, user))
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("approval %s: Slack record not written: %s", request.id, exc)
+
+    def _audit(self, request: ApprovalRequest, event: str, user: str) -> None:
+        audit.info(json.dumps({
+            "event": event, "request": request.id, "action": request.action,
+            "namespace": request.namespace, "target": request.target,
+            "container": request.container or None, "image": request.image or None,
+            "requester": request.requester, "user": user, "incident": request.incident_id or None,
+            "result": request.result or None, "at": round(self.clock(), 3),
+        }, sort_keys=True))

@@ -1,0 +1,189 @@
+"""What `/imagepull` and the alert buttons do, behind the thin listeners in handlers/.
+
+Each method returns Slack (text, blocks) or posts into the incident's thread; none of them
+raises for ordinary trouble (unknown pod, forbidden read, unreachable registry): the person
+gets a sentence saying what went wrong instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bot.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
+from bot.diagnosis.engine import diagnose
+from bot.diagnosis.imageref import InvalidImageReference, parse_image
+from bot.incidents import Incident
+from bot.investigate import investigate_pod
+from bot.kube import KubeError, KubeNotFound
+from bot.pullsecrets import SecretError, SecretVerification, verify_pull_secret
+from bot.remediation import RemediationRefused
+from bot.slack_blocks import diagnosis_message, suggested_image, text_message
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+log = logging.getLogger(__name__)
+
+Message = tuple[str, list[dict[str, Any]]]
+
+
+class Interactive:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def settings(self) -> Any:
+        return self.runtime.settings
+
+    def allowed_channel(self, channel_id: str) -> bool:
+        channels = self.settings.command_channels
+        return not channels or channel_id in channels
+
+    # -- slash command ------------------------------------------------------------------------
+
+    def run(self, command: Command, user: str, channel: str) -> Message:
+        try:
+            match command:
+                case Help():
+                    return text_message(HELP)
+                case Diagnose(namespace, pod):
+                    return self.diagnose(namespace, pod)
+                case Quota(secret):
+                    return self.quota(secret)
+                case VerifySecret(namespace, name, image):
+                    return self.verify(namespace, name, image)
+                case Restart(namespace, kind, name):
+                    return self.request("rollout_restart", namespace, kind, name, user, channel)
+        except KubeNotFound as exc:
+            return text_message(f"⚠️ {exc}.")
+        except KubeError as exc:
+            return text_message(f"⚠️ Kubernetes: {exc}")
+        except (RemediationRefused, SecretError) as exc:
+            return text_message(f"🚫 {exc}")
+        return text_message(HELP)
+
+    def diagnose(self, namespace: str, pod: str) -> Message:
+        facts = investigate_pod(self.runtime.kube, namespace, pod, self.runtime.registry,
+                                self.settings.registry_endpoints)
+        return diagnosis_message(diagnose(facts).to_json())
+
+    def quota(self, secret: tuple[str, str] | None) -> Message:
+        from bot.dockerhub import dockerhub_quota
+        from bot.pullsecrets import credentials_from_secret, for_registry
+
+        credentials = None
+        if secret is not None:
+            raw = self.runtime.kube.read_secret(*secret)
+            if raw is None:
+                raise KubeNotFound(f'secret "{secret[0]}/{secret[1]}" not found')
+            match = for_registry(credentials_from_secret(raw), "docker.io")
+            if match is None:
+                return text_message(f"🚫 `{secret[0]}/{secret[1]}` has no Docker Hub "
+                                    "credentials (no auths key for docker.io in any spelling).")
+            credentials = match[1]
+        result = dockerhub_quota(credentials, auth_url=self.settings.dockerhub_auth_url,
+                                 registry_url=self.settings.dockerhub_registry_url,
+                                 timeout=self.settings.registry_timeout_seconds)
+        return text_message(f"🐳 {result.describe()}")
+
+    def verify(self, namespace: str, name: str, image: str | None) -> Message:
+        registry = self.runtime.registry or self._registry()
+        if image is not None:
+            result = verify_pull_secret(self.runtime.kube, registry, namespace, name,
+                                        parse_image(image))
+            return text_message(_verification_line(result))
+        pod = self.runtime.kube.read_pod(namespace, name)  # NS/POD form
+        spec = pod.get("spec") or {}
+        secrets = [str(r.get("name")) for r in spec.get("imagePullSecrets") or []]
+        images = [str(c.get("image")) for key in ("initContainers", "containers")
+                  for c in spec.get(key) or []]
+        if not secrets:
+            return text_message(f"🔎 `{namespace}/{name}` uses no pull secret: the kubelet "
+                                "pulls its images anonymously.")
+        lines = []
+        for secret in secrets:
+            for img in dict.fromkeys(images):
+                try:
+                    ref = parse_image(img)
+                    lines.append(_verification_line(verify_pull_secret(
+                        self.runtime.kube, registry, namespace, secret, ref, pod)))
+                except (KubeNotFound, SecretError, InvalidImageReference) as exc:
+                    lines.append(f"🚫 `{namespace}/{secret}` for `{img}`: {exc}")
+        return text_message("\n".join(lines))
+
+    def _registry(self) -> Any:
+        from bot.investigate import registry_client
+
+        return registry_client(self.settings)
+
+    def request(self, action: str, namespace: str, kind: str, name: str, user: str,
+                channel: str, *, container: str = "", image: str = "",
+                incident: Incident | None = None) -> Message:
+        request, new = self.runtime.approvals.request(
+            action, namespace, kind, name, user,
+            incident.channel if incident and incident.channel else channel,
+            container=container, image=image, incident_id=incident.id if incident else "",
+            thread_ts=incident.thread_ts if incident and incident.thread_ts else "")
+        verb = "Asked for approval of" if new else "Already waiting for approval:"
+        return text_message(f"🛂 {verb} the {request.describe()} (request `{request.id}`, "
+                            f"expires in {int(self.runtime.approvals.ttl // 60)} min).")
+
+    # -- alert buttons ------------------------------------------------------------------------
+
+    def incident(self, incident_id: str) -> Incident | None:
+        return self.runtime.manager.load(incident_id)
+
+    def button(self, action: str, incident_id: str, user: str, channel: str) -> Message:
+        """The four alert buttons; the button's value is only an incident id."""
+        incident = self.incident(incident_id)
+        if incident is None:
+            return text_message("This alert's incident is no longer in the store.")
+        d = incident.diagnosis
+        workload = d.get("workload") or {}
+        try:
+            if action == "quota":
+                return self._to_thread(incident, self.quota(None))
+            if action == "verify_secret":
+                return self._to_thread(incident, self.verify(str(d["namespace"]), str(d["pod"]),
+                                                             None))
+            if action == "restart":
+                return self.request("rollout_restart", str(d["namespace"]),
+                                    str(workload.get("kind")), str(workload.get("name")), user,
+                                    channel, incident=incident)
+            if action == "set_image":
+                image = suggested_image(d)
+                if image is None:
+                    return text_message("No registry-confirmed image to set.")
+                return self.request("set_image", str(d["namespace"]), str(workload.get("kind")),
+                                    str(workload.get("name")), user, channel,
+                                    container=str(d.get("container")), image=image,
+                                    incident=incident)
+        except KubeNotFound as exc:
+            return text_message(f"⚠️ {exc} (the pod may have been replaced since the alert).")
+        except KubeError as exc:
+            return text_message(f"⚠️ Kubernetes: {exc}")
+        except (RemediationRefused, SecretError) as exc:
+            return text_message(f"🚫 {exc}")
+        return text_message(f"Unknown action {action}.")
+
+    def _to_thread(self, incident: Incident, message: Message) -> Message:
+        """Answers to alert buttons go into the incident's thread, for everyone on call."""
+        text, blocks = message
+        if incident.channel and incident.thread_ts:
+            self.runtime.slack.chat_postMessage(channel=incident.channel,
+                                                thread_ts=incident.thread_ts, text=text,
+                                                blocks=blocks)
+            return text_message("Posted in the alert's thread.")
+        return message
+
+
+def _verification_line(result: SecretVerification) -> str:
+    icon = {"valid": "✅", "unauthorized": "🔑", "forbidden": "⛔",
+            "registry_unreachable": "📡", "no_entry_for_registry": "❓"}[result.status.value]
+    who = f" as `{result.username}`" if result.username else ""
+    used = (", used by service account(s) " + ", ".join(f"`{a}`" for a in result.referenced_by)
+            if result.referenced_by else "")
+    notes = "".join(f"\n   _{n}_" for n in result.notes)
+    return (f"{icon} `{result.namespace}/{result.secret}` for `{result.image}`{who}: "
+            f"*{result.status.value}* — {result.message}{used}{notes}")

@@ -1,0 +1,27 @@
+"""Kubernetes object-name rules, checked before any API call (shared by the CLI and the
+remediation actions).
+
+The patterns are the apiserver's (k8s.io/apimachinery validation): namespaces and container
+names are DNS-1123 labels, most object names DNS-1123 subdomains.
+"""
+
+from __future__ import annotations
+
+import re
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+DNS1123_LABEL_MAX = 63
+DNS1123_SUBDOMAIN_MAX = 253
+
+
+def is_dns1123_label(value: str) -> bool:
+    """Lower-case letters, digits and '-', starting and ending alphanumeric, at most 63."""
+    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    """Dot-separated DNS-1123 labels, at most 253 characters."""
+    return len(value) <= DNS1123_SUBDOMAIN_MAX and DNS1123_SUBDOMAIN.match(value) is not None

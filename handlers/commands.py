@@ -1,0 +1,33 @@
+"""`/imagepull`: validate, ack within Slack's 3 seconds, then answer through response_url."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.commands import HELP, CommandError, Help, parse_command
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+
+def register(app: App, runtime: Runtime) -> None:
+    @app.command("/imagepull")
+    def imagepull(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        interactive = runtime.interactive
+        if not interactive.allowed_channel(str(command.get("channel_id"))):
+            ack(text="`/imagepull` is not enabled in this channel (COMMAND_CHANNELS).")
+            return
+        try:
+            parsed = parse_command(str(command.get("text") or ""))
+        except CommandError as exc:
+            ack(text=f"⚠️ {exc}\n\n{HELP}")
+            return
+        if isinstance(parsed, Help):
+            ack(text=HELP)
+            return
+        ack(text=f"⏳ `/imagepull {command.get('text', '').strip()}` — working on it…")
+        text, blocks = interactive.run(parsed, str(command.get("user_id")),
+                                       str(command.get("channel_id")))
+        respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)

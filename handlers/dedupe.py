@@ -1,0 +1,37 @@
+"""Slack redelivers an Events API event it thinks timed out (X-Slack-Retry-Num); Bolt's HTTP
+mode runs the listener again (bolt-python#731). One claim per event_id in the store makes
+every delivery after the first a no-op, on any replica."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from slack_bolt import App, BoltRequest, BoltResponse
+
+from bot.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+log = logging.getLogger(__name__)
+EVENT_CLAIM_TTL = 3600.0  # Slack retries for minutes, not hours
+
+
+def register(app: App, runtime: Runtime) -> None:
+    @app.middleware
+    def first_delivery_only(request: BoltRequest, response: BoltResponse,
+                            next: Callable[[], BoltResponse]) -> BoltResponse:
+        event_id = request.body.get("event_id") if isinstance(request.body, dict) else None
+        if event_id:
+            try:
+                first = runtime.store.set_nx(runtime.store.key("slack", "event", str(event_id)),
+                                             "1", ttl=EVENT_CLAIM_TTL)
+            except StoreUnavailable:
+                first = True  # better a rare double answer than a lost event
+            if not first:
+                log.info("event %s already handled (retry %s): skipped", event_id,
+                         request.headers.get("x-slack-retry-num", ["?"])[0])
+                return BoltResponse(status=200, body="")
+        return next()
