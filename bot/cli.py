@@ -18,13 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot import names
 from bot.config import Settings, load_settings
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.model import PodDiagnosis
 from bot.kube import KubeClient, KubeError, KubeNotFound
-from bot.names import DNS1123_LABEL as _DNS1123_LABEL
-from bot.names import DNS1123_SUBDOMAIN as _DNS1123_SUBDOMAIN
 from bot.offline import InputError, facts_from_files
 from bot.render import render_text
 
@@ -44,16 +43,10 @@ class RegistryUnavailable(RuntimeError):
 
 def parse_namespaced(value: str, what: str = "POD") -> tuple[str, str]:
     """`NAMESPACE/NAME`, validated as Kubernetes validates them, before any API call."""
-    namespace, sep, name = value.partition("/")
-    if not sep or not namespace or not name:
-        raise UsageError(f"expected NAMESPACE/{what}, got {value!r}")
-    if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
-        raise UsageError(f"namespace {namespace!r} is not a valid DNS-1123 label "
-                         "(lower-case letters, digits and '-', at most 63 characters)")
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
-        raise UsageError(f"{what.lower()} name {name!r} is not a valid DNS-1123 subdomain "
-                         "(lower-case letters, digits, '-' and '.', at most 253 characters)")
-    return namespace, name
+    try:
+        return names.parse_namespaced(value, what)
+    except names.InvalidName as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_pod_ref(value: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
+from bot.names import InvalidName, parse_namespaced
 
 HELP = """*`/imagepull` — image-pull help from imagepull-bot*
 • `/imagepull diagnose NAMESPACE/POD` — why the pod cannot pull its image, and the fix
@@ -67,11 +68,9 @@ Command = Diagnose | Quota | VerifySecret | Restart | Help
 
 
 def _namespaced(value: str, what: str) -> tuple[str, str]:
-    from bot.cli import UsageError, parse_namespaced
-
     try:
         return parse_namespaced(value, what)
-    except UsageError as exc:
+    except InvalidName as exc:
         raise CommandError(str(exc)) from None
 
 

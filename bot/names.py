@@ -25,3 +25,21 @@ def is_dns1123_label(value: str) -> bool:
 def is_dns1123_subdomain(value: str) -> bool:
     """Dot-separated DNS-1123 labels, at most 253 characters."""
     return len(value) <= DNS1123_SUBDOMAIN_MAX and DNS1123_SUBDOMAIN.match(value) is not None
+
+
+class InvalidName(ValueError):
+    """A name Kubernetes would reject; the message says which rule it breaks."""
+
+
+def parse_namespaced(value: str, what: str = "POD") -> tuple[str, str]:
+    """`NAMESPACE/NAME`, validated as Kubernetes validates them, before any API call."""
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name:
+        raise InvalidName(f"expected NAMESPACE/{what}, got {value!r}")
+    if not is_dns1123_label(namespace):
+        raise InvalidName(f"namespace {namespace!r} is not a valid DNS-1123 label "
+                          "(lower-case letters, digits and '-', at most 63 characters)")
+    if not is_dns1123_subdomain(name):
+        raise InvalidName(f"{what.lower()} name {name!r} is not a valid DNS-1123 subdomain "
+                          "(lower-case letters, digits, '-' and '.', at most 253 characters)")
+    return namespace, name
