@@ -67,6 +67,27 @@ class KubeClient:
 
     # -- raw access -------------------------------------------------------------------------
 
+    def _api_error(self, exc: ApiException, verb: str, what: str) -> KubeError:
+        """One mapping of API refusals to KubeError subclasses, for reads, watches and
+        patches alike; `verb` (read, watch, patch) words the message."""
+        message = self._api_message(exc)
+        detail = f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
+        if exc.status == 404:
+            return KubeNotFound(f"{what} not found")
+        if exc.status in (401, 403):
+            return KubeForbidden(f"the Kubernetes API refused to let this identity {verb} "
+                                 f"{what} ({detail}); see the bot's ClusterRole in "
+                                 "deploy/base/rbac.yaml")
+        if exc.status == 409:
+            return KubeError(f"{what} changed in the meantime ({detail}); try again")
+        if exc.status == 422:
+            return KubeError(f"the Kubernetes API rejected the change to {what} ({detail})")
+        return KubeUnreachable(f"{verb} of {what} failed: {detail}")
+
+    def _unreachable(self, exc: BaseException) -> KubeUnreachable:
+        return KubeUnreachable(f"the Kubernetes API at {self.api.configuration.host} is "
+                               f"unreachable: {type(exc).__name__}")
+
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the API and return decoded JSON, mapping failures to KubeError subclasses."""
         try:
@@ -74,17 +95,9 @@ class KubeClient:
                           **kwargs)
             return json.loads(response.data)
         except ApiException as exc:
-            if exc.status == 404:
-                raise KubeNotFound(f"{what} not found") from None
-            if exc.status in (401, 403):
-                raise KubeForbidden(
-                    f"the Kubernetes API refused to let this identity read {what} "
-                    f"({exc.status} {exc.reason})") from None
-            raise KubeUnreachable(f"reading {what} failed: {exc.status} {exc.reason}") from None
+            raise self._api_error(exc, "read", what) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            host = self.api.configuration.host
-            raise KubeUnreachable(f"the Kubernetes API at {host} is unreachable: "
-                                  f"{type(exc).__name__}") from None
+            raise self._unreachable(exc) from None
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -304,16 +317,9 @@ class KubeClient:
                     "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
                     "reason": "Expired", "message": str(exc.reason or "Gone")}}
                 return
-            if exc.status == 404:
-                raise KubeNotFound(f"{what} not found") from None
-            if exc.status in (401, 403):
-                raise KubeForbidden(
-                    f"the Kubernetes API refused to let this identity watch {what} "
-                    f"({exc.status} {exc.reason})") from None
-            raise KubeUnreachable(f"watching {what} failed: {exc.status} {exc.reason}") from None
+            raise self._api_error(exc, "watch", what) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeUnreachable(f"the Kubernetes API at {self.api.configuration.host} is "
-                                  f"unreachable: {type(exc).__name__}") from None
+            raise self._unreachable(exc) from None
         try:
             buffer = b""
             for chunk in response.stream(amt=None, decode_content=False):
@@ -397,26 +403,9 @@ class KubeClient:
                 response = patcher(name, namespace, body, **kwargs)
             return dict(json.loads(response.data))
         except ApiException as exc:
-            message = self._api_message(exc)
-            detail = f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
-            if exc.status == 404:
-                raise KubeNotFound(f"{what} not found") from None
-            if exc.status in (401, 403):
-                raise KubeForbidden(
-                    f"the Kubernetes API refused to let this identity patch {what} ({detail}); "
-                    f"the bot's ClusterRole (deploy/base/rbac.yaml) must grant \"patch\" on "
-                    f"{label}s") from None
-            if exc.status == 409:
-                raise KubeError(f"{what} changed while it was being patched ({detail}); "
-                                "try again") from None
-            if exc.status == 422:
-                raise KubeError(f"the Kubernetes API rejected the change to {what} "
-                                f"({detail})") from None
-            raise KubeUnreachable(f"patching {what} failed: {detail}") from None
+            raise self._api_error(exc, "patch", what) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            host = self.api.configuration.host
-            raise KubeUnreachable(f"the Kubernetes API at {host} is unreachable: "
-                                  f"{type(exc).__name__}") from None
+            raise self._unreachable(exc) from None
 
     @staticmethod
     def _api_message(exc: ApiException) -> str:

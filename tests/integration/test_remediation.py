@@ -387,6 +387,6 @@ def test_patch_workload_maps_a_conflict_to_a_kube_error_with_the_apis_message(
     sim.clear_requests()
     stale = {"metadata": {"resourceVersion": rv},
              "spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}}
-    with pytest.raises(KubeError, match=r"changed while it was being patched \(409 Conflict: "):
+    with pytest.raises(KubeError, match=r"changed in the meantime \(409 Conflict: "):
         kube.patch_workload("shop", "Deployment", "web", copy.deepcopy(stale))
     assert only_patch(sim).content_type == SMP
