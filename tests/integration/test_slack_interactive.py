@@ -331,3 +331,52 @@ def test_verify_secret_button_answers_in_the_thread(bot: BotUnderTest) -> None:
     wait_for(lambda: any("uses no pull secret" in r.text
                          for r in bot.slack.channel_history(ALERTS[0])[0].replies),
              what="the thread answer")
+
+
+# -- quota and verify-secret through Slack -----------------------------------------------------
+
+
+def test_quota_command(registry: SimRegistry) -> None:
+    from tests.support.stubs import DockerHubStub
+
+    with DockerHubStub() as hub, start(registry, DOCKERHUB_AUTH_URL=f"{hub.url}/token",
+                                       DOCKERHUB_REGISTRY_URL=hub.url) as bot:
+        reply, name = command(bot, "quota")
+        assert reply.status == 200 and reply.elapsed < ACK_DEADLINE
+        text = answer(bot, name)["text"]
+        assert "76 of 100 pulls left" in text and "NAT" in text
+
+
+def test_ack_stays_under_3s_when_the_registry_never_answers(registry: SimRegistry) -> None:
+    from tests.support.stubs import BlackholeServer
+
+    hole = BlackholeServer().start()
+    try:
+        with start(registry, DOCKERHUB_AUTH_URL=f"http://127.0.0.1:{hole.port}/token",
+                   DOCKERHUB_REGISTRY_URL=f"http://127.0.0.1:{hole.port}",
+                   REGISTRY_TIMEOUT_SECONDS="4") as bot:
+            reply, name = command(bot, "quota")
+            assert reply.status == 200 and reply.elapsed < ACK_DEADLINE, reply.elapsed
+            text = answer(bot, name, timeout=20)["text"]
+            assert "Could not read the Docker Hub pull quota" in text
+    finally:
+        hole.stop()
+
+
+def test_verify_secret_command_with_an_image(bot: BotUnderTest) -> None:
+    import base64
+    import json
+
+    auth = base64.b64encode(b"ci-puller:s3cr3t-do-not-print").decode()
+    config = {"auths": {"registry.internal": {"auth": auth}}}
+    bot.sim.apply({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                   "metadata": {"name": "regcred", "namespace": "shop"},
+                   "data": {".dockerconfigjson": base64.b64encode(
+                       json.dumps(config).encode()).decode()}})
+    reply, name = command(bot, "verify-secret shop/regcred --image registry.internal/shop/web:v2.1")
+    assert reply.status == 200
+    text = answer(bot, name)["text"]
+    assert "*valid*" in text and "`ci-puller`" in text  # the sim registry lets anyone pull
+    assert "s3cr3t-do-not-print" not in text and auth not in text
+    reply, name = command(bot, "verify-secret shop/nope --image nginx:1.27")
+    assert "not found" in answer(bot, name)["text"]
