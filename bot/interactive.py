@@ -88,7 +88,14 @@ class Interactive:
         return text_message(f"🐳 {result.describe()}")
 
     def verify(self, namespace: str, name: str, image: str | None) -> Message:
-        registry = self.runtime.registry or self._registry()
+        if self.runtime.registry is not None:
+            return self._verify(self.runtime.registry, namespace, name, image)
+        from bot.investigate import registry_client
+
+        with registry_client(self.settings) as registry:  # REGISTRY_PROBE=false: ad hoc
+            return self._verify(registry, namespace, name, image)
+
+    def _verify(self, registry: Any, namespace: str, name: str, image: str | None) -> Message:
         if image is not None:
             result = verify_pull_secret(self.runtime.kube, registry, namespace, name,
                                         parse_image(image))
@@ -111,11 +118,6 @@ class Interactive:
                 except (KubeNotFound, SecretError, InvalidImageReference) as exc:
                     lines.append(f"🚫 `{namespace}/{secret}` for `{img}`: {exc}")
         return text_message("\n".join(lines))
-
-    def _registry(self) -> Any:
-        from bot.investigate import registry_client
-
-        return registry_client(self.settings)
 
     def request(self, action: str, namespace: str, kind: str, name: str, user: str,
                 channel: str, *, container: str = "", image: str = "",
