@@ -27,7 +27,7 @@ from bot.kube import KubeClient
 from bot.pipeline import Pipeline
 from bot.registry import RegistryClient
 from bot.slack_out import SlackNotifier, web_client
-from bot.store import Store, open_store
+from bot.store import Store, StoreUnavailable, open_store
 from bot.watch import EventWatcher, PodSignal, PodSweeper
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,19 @@ class Runtime:
 
 
 def _logged(job: Callable[[], None]) -> Callable[[], None]:
+    """Run a scheduled job; a store outage is one warning per outage, not a traceback a
+    second (the job simply runs again at its next interval)."""
+    outage = False
+
     def run() -> None:
+        nonlocal outage
         try:
             job()
+            outage = False
+        except StoreUnavailable as exc:
+            if not outage:
+                log.warning("%s waits for the store: %s", getattr(job, "__name__", job), exc)
+            outage = True
         except Exception:
             log.exception("scheduled job %s failed", getattr(job, "__name__", job))
 

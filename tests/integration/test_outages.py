@@ -1,0 +1,137 @@
+"""Outages lose nothing: Redis going away mid-incident, Slack refusing connections.
+
+Redis here is a private redis-server on its own port (the shared one must stay up for other
+tests), stopped and restarted by the test; the rest is the real bot against the stand-ins.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import Runtime, build_runtime
+from bot.config import load_settings
+from bot.kube import KubeClient
+from bot.sim import factory
+from bot.sim.server import SimCluster
+from bot.sim.slack import SlackStandIn
+from bot.store import RedisStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.workdir = workdir
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        redis_server: PrivateRedis) -> Iterator[dict[str, Any]]:
+    with SimCluster() as sim, SlackStandIn() as slack:
+        for name, value in {
+            "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc")),
+            "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.api_url,
+            "SLACK_ALERT_CHANNEL": "#imagepull-alerts", "REDIS_URL": redis_server.url,
+            "GROUP_WAIT_SECONDS": "1", "GROUP_INTERVAL_SECONDS": "2",
+            "SWEEP_INTERVAL_SECONDS": "1", "REGISTRY_PROBE": "false",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield {"sim": sim, "slack": slack, "redis": redis_server}
+
+
+def start_bot() -> Runtime:
+    settings = load_settings()
+    runtime = build_runtime(settings, kube=KubeClient.from_environment(settings.kubeconfig))
+    for watcher in runtime.watchers:
+        watcher.idle_timeout = 0.5
+    runtime.start()
+    return runtime
+
+
+def bad_tag(name: str) -> list[dict[str, Any]]:
+    image = f"registry.internal/shop/{name}:v9"
+    return factory.failing_deployment("shop", name, image,
+                                      factory.containerd_error("not_found", image))
+
+
+def test_redis_outage_delays_the_alert_and_loses_nothing(env: dict[str, Any]) -> None:
+    sim, slack, redis_server = env["sim"], env["slack"], env["redis"]
+    runtime = start_bot()
+    try:
+        redis_server.stop()
+        for obj in bad_tag("web"):
+            sim.apply(obj)
+        time.sleep(2.5)  # signals arrive while Redis is down: kept and retried
+        assert slack.channel_history("imagepull-alerts") == []
+        redis_server.start()  # back, and empty (no persistence)
+        wait_for(lambda: slack.channel_history("imagepull-alerts"), what="the alert after Redis")
+        time.sleep(1.5)
+        assert len(slack.channel_history("imagepull-alerts")) == 1
+    finally:
+        runtime.stop()
+
+
+def test_slack_unreachable_then_back_posts_once(env: dict[str, Any]) -> None:
+    sim, slack = env["sim"], env["slack"]
+    runtime = start_bot()
+    try:
+        slack.down(refuse=True)
+        for obj in bad_tag("api"):
+            sim.apply(obj)
+        time.sleep(3)
+        slack.up()
+        wait_for(lambda: slack.channel_history("imagepull-alerts"), what="the alert")
+        time.sleep(1.5)
+        assert len(slack.channel_history("imagepull-alerts")) == 1
+    finally:
+        runtime.stop()
