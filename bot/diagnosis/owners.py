@@ -13,8 +13,11 @@ from typing import Any
 
 from bot.diagnosis.facts import WorkloadRef
 
-#: CronJob controller names Jobs `<cronjob>-<unix time in minutes>`: 8+ digits today.
-_CRONJOB_JOB_SUFFIX = re.compile(r"^(?P<cronjob>.+)-\d{8,}$")
+#: CronJob controller names Jobs `<cronjob>-<scheduled time in minutes since the epoch>`.
+_CRONJOB_JOB_SUFFIX = re.compile(r"^(?P<cronjob>.+)-(?P<minutes>\d{8,9})$")
+#: Scheduled minutes a CronJob can carry (2020-01-01 .. 2100-01-01): keeps a date-stamped
+#: Job such as `backup-20261128` from being taken for a CronJob's.
+_PLAUSIBLE_MINUTES = range(26_297_280, 68_374_080)
 
 
 def controller_of(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -34,7 +37,9 @@ def deployment_name_from_replicaset(rs_name: str, template_hash: str | None) -> 
 
 def cronjob_name_from_job(job_name: str) -> str | None:
     match = _CRONJOB_JOB_SUFFIX.match(job_name)
-    return match.group("cronjob") if match else None
+    if match is None or int(match.group("minutes")) not in _PLAUSIBLE_MINUTES:
+        return None
+    return match.group("cronjob")
 
 
 def infer_workload(pod: Mapping[str, Any]) -> WorkloadRef:

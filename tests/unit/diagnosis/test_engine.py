@@ -296,6 +296,8 @@ def test_init_container_failure_is_reported_for_the_init_container_only() -> Non
     (("Job", "nightly-report-29383920"), None, "nightly-report-29383920-abcde",
      WorkloadRef("CronJob", "nightly-report")),
     (("Job", "migrate-db"), None, "migrate-db-abcde", WorkloadRef("Job", "migrate-db")),
+    (("Job", "backup-20261128"), None, "backup-20261128-abcde",
+     WorkloadRef("Job", "backup-20261128")),  # a date, not a CronJob's scheduled minutes
     (None, None, "debug", WorkloadRef("Pod", "debug")),
 ])
 def test_offline_workload_inference(owner: tuple[str, str] | None, hash_: str | None, name: str,
