@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo clean services
+.PHONY: install test lint typecheck unit demo scenarios clean services
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: lint typecheck services
 
 demo: $(STAMP)
 	$(BIN)/python -m bot demo
+
+scenarios: $(STAMP)
+	$(BIN)/python -m bot scenarios
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
