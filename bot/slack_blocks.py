@@ -103,7 +103,10 @@ def _fields(incident: Incident, resolved: bool = False) -> Block:
         fields += [("Namespace", str(d.get("namespace", ""))),
                    ("Workload", f"{workload.get('kind')}/{workload.get('name')}"),
                    ("Container", str(d.get("container", "")))]
-    fields += [("Image", f"`{d.get('image', '')}`"),
+    images = sorted({m.image for m in incident.members.values()})
+    image = (f"{len(images)} images, e.g. `{images[0]}`" if len(images) > 1
+             else f"`{d.get('image', '')}`")
+    fields += [("Images" if len(images) > 1 else "Image", image),
                ("Pods affected" if resolved else "Pods failing", str(pods)),
                ("Since", _date(incident.created_at)),
                ("Outlook", "Transient — may clear on the next retry" if incident.transient

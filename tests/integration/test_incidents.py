@@ -269,3 +269,12 @@ def test_root_message_respects_slack_limits(slack: SlackStandIn, store: Store) -
         if block["type"] == "section" and "text" in block:
             assert len(block["text"]["text"]) <= 3000
     assert "…and 25 more" in str(root["blocks"])
+
+
+def test_registry_alert_counts_the_images_it_hits(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(outage("web", 0), outage("cache", 0), outage("web", 1))
+    bot.tick(T0 + 11)
+    [root] = roots(slack)
+    fields = [f["text"] for b in root["blocks"] for f in b.get("fields", [])]
+    assert "*Images*\n2 images, e.g. `cache:1.0`" in fields
