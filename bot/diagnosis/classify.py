@@ -249,6 +249,10 @@ _NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
             r"|(?-i:\bMANIFEST_UNKNOWN\b)"
             # containerd: 'failed to resolve reference "R": R: not found'
             r"|\\?\":\s*[^\s\"\\]+:\s*not found"
+            # crictl / ctr: 'failed to resolve image: R: not found'
+            r"|failed to resolve (?:reference|image):\s*[^\s\"\\]+:\s*not found"
+            # containerd 2.x: 'pulling from host H failed with status code [manifests T]: 404'
+            r"|failed with status code \[manifests [^\]]+\]: 404 Not Found"
             r"|Tag \S+ not found in repository \S+"
             r"|NOT_FOUND: artifact \S+ not found"
         ),
