@@ -259,6 +259,17 @@ def _require(settings: Settings, mode: str) -> None:
                          + " — run `python -m bot check-config` for details")
 
 
+def _stop_on_sigterm() -> None:
+    """Kubernetes stops pods with SIGTERM: treat it like Ctrl-C so the watcher, scheduler and
+    workers shut down cleanly (and in-flight work is not cut mid-post)."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import build_bolt_app, build_runtime
     from bot.server import make_http_server
@@ -267,6 +278,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     runtime = build_runtime(settings)
     bolt = build_bolt_app(settings, runtime)
     server = make_http_server(bolt, runtime, args.host, settings.port)
+    _stop_on_sigterm()
     runtime.start()
     print(f"imagepull-bot: listening on {args.host}:{settings.port} (/slack/events, /healthz, "
           "/readyz)", file=sys.stderr)
@@ -288,6 +300,7 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     _require(settings, "socket")
     runtime = build_runtime(settings)
     bolt = build_bolt_app(settings, runtime)
+    _stop_on_sigterm()
     runtime.start()
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
     try:
