@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bot.sim.lifecycle import LoopbackService
+
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _TAGS = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
 _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
@@ -56,18 +58,19 @@ def _repositories(spec: Mapping[str, Any]) -> dict[str, Repository]:
     return repos
 
 
-class SimRegistry:
+class SimRegistry(LoopbackService):
     """One registry host's repositories, served on a free loopback port."""
 
-    def __init__(self, host: str, repositories: Mapping[str, Any]) -> None:
-        self.host = host
+    def __init__(self, name: str, repositories: Mapping[str, Any]) -> None:
+        self.name = name  # the registry host it stands in for, e.g. docker.io
         self.repositories = _repositories(repositories)
         self._server: ThreadingHTTPServer | None = None
 
     @property
-    def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("SimRegistry is not started")
+        return int(self._server.server_address[1])
 
     def start(self) -> SimRegistry:
         registry = self
@@ -75,10 +78,10 @@ class SimRegistry:
         class Handler(_Handler):
             sim = registry
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name=f"sim-registry-{self.host}").start()
+                         name=f"sim-registry-{self.name}").start()
         return self
 
     def stop(self) -> None:
@@ -86,12 +89,6 @@ class SimRegistry:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> SimRegistry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -125,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self.sim.repositories.get(name)
         if repo is not None and repo.users and not self._authorised(repo):
             self._error(401, "UNAUTHORIZED", "authentication required", head,
-                        {"WWW-Authenticate": f'Basic realm="{self.sim.host}"'})
+                        {"WWW-Authenticate": f'Basic realm="{self.sim.name}"'})
             return
         if tags:
             if repo is None:

@@ -23,13 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
 from bot.sim import patching, resources
+from bot.sim.lifecycle import LoopbackService
 from bot.sim.resources import ResourceType
 from bot.sim.scenario import DEFAULT_VERSION, Scenario, load_scenario, scenario_paths
 from bot.sim.selectors import SelectorError, compile_selectors
@@ -83,7 +83,7 @@ def _parse_forbidden(entries: Iterable[str]) -> set[tuple[str, str]]:
     return rules
 
 
-class SimCluster:
+class SimCluster(LoopbackService):
     """A fake apiserver loaded from scenarios, reachable by any Kubernetes client.
 
     Usage::
@@ -295,26 +295,11 @@ class SimCluster:
             self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> SimCluster:
-        return self.start() if self._server is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("not started")
         return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def write_kubeconfig(
         self, path: Path | str, namespace: str = "shop", context: str = "sim"

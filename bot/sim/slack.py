@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from bot.sim.lifecycle import LoopbackService
 
 JSON = dict[str, Any]
 
@@ -271,7 +272,7 @@ def _ts_key(ts: str) -> tuple[int, int]:
 
 
 # -- the stand-in ------------------------------------------------------------------------------
-class SlackStandIn:
+class SlackStandIn(LoopbackService):
     """A fake Slack workspace reachable by ``slack_sdk``/``slack_bolt`` over HTTP.
 
     Usage::
@@ -469,26 +470,16 @@ class SlackStandIn:
         self._close_server()
         self._down = None
 
-    def __enter__(self) -> SlackStandIn:
-        return self.start() if self._server is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def running(self) -> bool:
+        return self._server is not None
 
     @property
     def port(self) -> int:
+        """The bound port (kept across down(refuse=True)/up(), which reopen it)."""
         if not self._port:
             raise RuntimeError("not started")
         return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
