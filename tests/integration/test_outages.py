@@ -23,17 +23,13 @@ from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.store import RedisStore
+from tests.support.waiting import wait_for as _wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return _wait_for(condition, timeout, what)
 
 
 class PrivateRedis:

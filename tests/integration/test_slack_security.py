@@ -33,6 +33,7 @@ from tests.support.slack_requests import (
     slash_command,
     url_verification,
 )
+from tests.support.waiting import wait_for as _wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -41,13 +42,7 @@ ACK_DEADLINE = 3.0
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
+    return _wait_for(condition, timeout, what)
 
 
 def answers_to(slack: SlackStandIn, ts: str) -> list[Any]:
