@@ -285,6 +285,11 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             r"|request canceled(?: while waiting for connection)?"
             r"|Client\.Timeout exceeded[^)\"\n]*"
             r"|unexpected EOF"
+            # the registry itself failing (an outage, an overloaded proxy or mirror): shared
+            # by everyone pulling from it, and the kubelet's retries pick it up once it heals
+            r"|\b50[0234] (?:Internal Server Error|Bad Gateway|Service Unavailable"
+            r"|Gateway Timeout)\b"
+            r"|: (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\s*$"
             r"|(?:Get|Head|Post) \\?\"?https?://\S+?\\?\"?: EOF\b"
         ),
     ),

@@ -40,9 +40,10 @@ EXPLANATIONS: dict[Cause, str] = {
         "resolver)."
     ),
     Cause.NETWORK_UNREACHABLE: (
-        "The node could not reach the registry (timeout, connection refused or reset): a "
-        "firewall, a missing proxy setting for containerd, or a registry outage. The kubelet "
-        "keeps retrying, so a brief outage heals by itself."
+        "The node could not reach the registry (timeout, connection refused or reset) or the "
+        "registry answered with a server error (500/502/503/504): a firewall, a missing proxy "
+        "setting for containerd, or a registry outage. The kubelet keeps retrying, so a brief "
+        "outage heals by itself."
     ),
     Cause.TLS_UNTRUSTED: (
         "The node does not trust the registry's TLS certificate (self-signed, private CA, "
@@ -104,7 +105,8 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
         case Cause.DNS_FAILURE:
             return f"The node cannot resolve the registry host {registry}."
         case Cause.NETWORK_UNREACHABLE:
-            return f"The node cannot reach {registry} (timeout / refused); retries continue."
+            return (f"The node cannot get the image from {registry} (timeout, refused, or the "
+                    "registry failing with 5xx); retries continue.")
         case Cause.TLS_UNTRUSTED:
             return f"The node does not trust the TLS certificate of {registry}."
         case Cause.NEVER_PULL:

@@ -411,7 +411,9 @@ def _dns(ctx: FixContext) -> list[Fix]:
 
 
 def _network(ctx: FixContext) -> list[Fix]:
-    host = ctx.registry
+    # Docker Hub's API lives on registry-1.docker.io, not on docker.io itself
+    host = "registry-1.docker.io" if ctx.ref is not None and ctx.ref.is_docker_hub \
+        else ctx.registry
     return [
         Fix(f"Test TCP + TLS from the node (ssh to {ctx.node or '<node>'}); 200 or 401 means "
             "the registry is reachable",

@@ -513,3 +513,14 @@ def test_every_finding_and_cause_has_words() -> None:
 
     assert set(FINDING_TEXT) == set(Finding)
     assert set(EXPLANATIONS) == set(Cause)
+
+
+def test_registry_5xx_is_a_transient_registry_problem_grouped_by_host() -> None:
+    error = ('rpc error: code = Unknown desc = failed to pull and unpack image '
+             '"docker.io/library/nginx:1.27": failed to resolve reference '
+             '"docker.io/library/nginx:1.27": pulling from host mirror.internal failed with '
+             'status code [manifests 1.27]: 502 Bad Gateway')
+    d = only(facts_for("nginx:1.27", error))
+    assert d.cause is Cause.NETWORK_UNREACHABLE and d.transient
+    assert "5xx" in d.summary
+    assert d.fixes[0].command == "curl -v https://registry-1.docker.io/v2/"
