@@ -24,6 +24,7 @@ from bot.incidents import IncidentManager, Timing
 from bot.interactive import Interactive
 from bot.investigate import registry_client
 from bot.kube import KubeClient
+from bot.metrics import Metrics
 from bot.pipeline import Pipeline
 from bot.registry import RegistryClient
 from bot.slack_out import SlackNotifier, web_client
@@ -47,6 +48,7 @@ class Runtime:
     watchers: list[EventWatcher] = field(default_factory=list)
     sweeper: PodSweeper | None = None
     scheduler: BackgroundScheduler | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     approvals: ApprovalService = field(init=False)
     interactive: Interactive = field(init=False)
     started: threading.Event = field(default_factory=threading.Event)
@@ -132,11 +134,12 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     pipeline = Pipeline(kube, manager, registry=registry,
                         known_hosts=settings.registry_endpoints)
     runtime = Runtime(settings, store, kube, slack, registry, manager, pipeline)
+    manager.metrics = pipeline.metrics = runtime.metrics
     runtime.approvals = ApprovalService(
         store, kube, slack, Approvers(settings.approvers, slack),
         ttl=settings.approval_ttl_seconds,
         require_second_approver=settings.require_second_approver,
-        allowed_namespaces=settings.watch_namespaces or None)
+        allowed_namespaces=settings.watch_namespaces or None, metrics=runtime.metrics)
     runtime.interactive = Interactive(runtime)
     namespaces: Iterable[str | None] = settings.watch_namespaces or [None]
     runtime.watchers = [EventWatcher(kube, store, runtime.on_signal, namespace=ns,
@@ -144,7 +147,26 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                         for ns in namespaces]
     runtime.sweeper = PodSweeper(kube, runtime.on_signal,
                                  namespaces=settings.watch_namespaces or None)
+    _gauges(runtime)
     return runtime
+
+
+def _gauges(runtime: Runtime) -> None:
+    """Gauges read at scrape time; a store outage reads as NaN rather than a failed scrape."""
+
+    def open_incidents() -> float:
+        try:
+            return float(len(runtime.manager.active_ids()))
+        except StoreUnavailable:
+            return float("nan")
+
+    runtime.metrics.gauge("imagepull_bot_incidents_open", "Incidents not yet resolved",
+                          open_incidents)
+    runtime.metrics.gauge("imagepull_bot_watch_relists", "Event relists after 410 Gone",
+                          lambda: float(sum(w.relists for w in runtime.watchers)))
+    runtime.metrics.gauge("imagepull_bot_watch_failures",
+                          "Consecutive failed watch attempts (0 while the watch is healthy)",
+                          lambda: float(sum(w.failures for w in runtime.watchers)))
 
 
 def build_bolt_app(settings: Settings, runtime: Runtime, **kwargs: Any) -> App:

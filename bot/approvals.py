@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.approvers import Approvers
 from bot.kube import KubeClient, KubeError
+from bot.metrics import Metrics
 from bot.remediation import RemediationRefused, check_target, rollout_restart, set_image
 from bot.store import Store
 
@@ -87,7 +88,7 @@ class ApprovalService:
     def __init__(self, store: Store, kube: KubeClient, slack: WebClient, approvers: Approvers,
                  *, ttl: float = 900.0, require_second_approver: bool = False,
                  allowed_namespaces: Sequence[str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self.store = store
         self.kube = kube
         self.slack = slack
@@ -96,6 +97,7 @@ class ApprovalService:
         self.require_second_approver = require_second_approver
         self.allowed_namespaces = list(allowed_namespaces) if allowed_namespaces else None
         self.clock = clock
+        self.metrics = metrics
 
     def _key(self, request_id: str, *parts: str) -> str:
         return self.store.key("approval", request_id, *parts)
@@ -228,6 +230,8 @@ class ApprovalService:
             log.warning("approval %s: Slack record not written: %s", request.id, exc)
 
     def _audit(self, request: ApprovalRequest, event: str, user: str) -> None:
+        if self.metrics is not None:
+            self.metrics.approvals.labels(event).inc()
         audit.info(json.dumps({
             "event": event, "request": request.id, "action": request.action,
             "namespace": request.namespace, "target": request.target,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from bot.diagnosis.causes import Cause
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
+from bot.metrics import Metrics
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,14 @@ class IncidentManager:
 
     def __init__(self, store: Store, notifier: Notifier, *, cluster: str = "default",
                  timing: Timing | None = None, owner: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self.store = store
         self.notifier = notifier
         self.cluster = cluster
         self.timing = timing or Timing()
         self.owner = owner or f"bot-{uuid.uuid4().hex[:8]}"
         self.clock = clock
+        self.metrics = metrics
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -295,8 +297,12 @@ class IncidentManager:
             if incident is None or self._due(incident, now) != action:
                 return
             getattr(self, f"_do_{action}")(incident, now)
+            if self.metrics is not None and action != "discard":
+                self.metrics.posts.labels(action).inc()
         except NotifyError as exc:
             log.warning("incident %s: %s postponed: %s", incident_id, action, exc)
+            if self.metrics is not None:
+                self.metrics.post_failures.inc()
         finally:
             self.store.release(claim, self.owner)
 

@@ -17,6 +17,7 @@ from bot.diagnosis.engine import diagnose
 from bot.incidents import IncidentManager
 from bot.investigate import investigate_pod
 from bot.kube import KubeClient, KubeError, KubeNotFound
+from bot.metrics import Metrics
 from bot.registry import RegistryClient
 from bot.store import StoreUnavailable
 
@@ -30,12 +31,13 @@ class Pipeline:
 
     def __init__(self, kube: KubeClient, manager: IncidentManager, *,
                  registry: RegistryClient | None = None, known_hosts: Iterable[str] = (),
-                 workers: int = 2) -> None:
+                 workers: int = 2, metrics: Metrics | None = None) -> None:
         self.kube = kube
         self.manager = manager
         self.registry = registry
         self.known_hosts = list(known_hosts)
         self.workers = workers
+        self.metrics = metrics
         self._queue: deque[tuple[str, str]] = deque()
         self._queued: set[tuple[str, str]] = set()
         self._busy = 0
@@ -78,6 +80,9 @@ class Pipeline:
             self.manager.pod_recovered(namespace, pod)  # deleted: rolled forward or removed
             return
         result = diagnose(facts)
+        if self.metrics is not None:
+            for entry in result.diagnoses:
+                self.metrics.diagnoses.labels(entry.cause.value).inc()
         if result.diagnoses:
             self.manager.observe(result)
         else:

@@ -16,6 +16,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import Runtime
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ def wsgi_app(bolt: App, runtime: Runtime) -> Callable[[dict[str, Any], StartResp
             start_response("200 OK" if ready else "503 Service Unavailable",
                            [("Content-Type", "text/plain")])
             return [f"{why}\n".encode()]
+        if path == "/metrics":
+            start_response("200 OK", [("Content-Type", METRICS_CONTENT_TYPE)])
+            return [runtime.metrics.render()]
         if path == "/slack/events":
             return slack(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])

@@ -61,6 +61,12 @@ def test_serve_alerts_answers_probes_and_stops_cleanly_on_sigterm(tmp_path: Path
             assert "Image tag not found" in alert.text
             assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200
             assert get(f"http://127.0.0.1:{port}/nope")[0] == 404
+            status, metrics = get(f"http://127.0.0.1:{port}/metrics")
+            text = metrics.decode()
+            assert status == 200
+            assert 'imagepull_bot_slack_posts_total{kind="root"} 1.0' in text
+            assert 'imagepull_bot_diagnoses_total{cause="tag_not_found"}' in text
+            assert "imagepull_bot_incidents_open 1.0" in text
         finally:
             process.send_signal(signal.SIGTERM)
             output = process.communicate(timeout=15)[0].decode()

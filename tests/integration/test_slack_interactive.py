@@ -205,6 +205,9 @@ def test_restart_needs_an_approver_and_runs_once(bot: BotUnderTest) -> None:
                        what="the approval message edited")
     assert not any(b["type"] == "actions" for b in updated[0].blocks)
     assert updated[0].text.startswith(f"✅ Approved by <@{CAROL}>")
+    metrics = bot.runtime.metrics.render().decode()
+    assert 'imagepull_bot_approval_decisions_total{outcome="approved"} 1.0' in metrics
+    assert 'imagepull_bot_approval_decisions_total{outcome="refused_not_approver"} 1.0' in metrics
 
 
 def all_messages(bot: BotUnderTest) -> list[Any]:
