@@ -166,19 +166,16 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _secret_credentials(args: argparse.Namespace, settings: Settings, registry: str) -> Any:
-    from bot.pullsecrets import SecretError, credentials_from_secret, for_registry
+    from bot.pullsecrets import SecretError, secret_credentials
 
     namespace, name = parse_namespaced(args.secret, "SECRET")
-    secret = _kube(args, settings).read_secret(namespace, name)
-    if secret is None:
-        raise UsageError(f'secret "{namespace}/{name}" not found')
     try:
-        match = for_registry(credentials_from_secret(secret), registry)
-    except SecretError as exc:
+        credentials = secret_credentials(_kube(args, settings), namespace, name, registry)
+    except (KubeNotFound, SecretError) as exc:
         raise UsageError(str(exc)) from None
-    if match is None:
+    if credentials is None:
         raise UsageError(f"secret {namespace}/{name} has no credentials for {registry}")
-    return match[1]
+    return credentials
 
 
 def _emit(payload: dict[str, Any], text: str, output: str) -> None:

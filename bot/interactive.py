@@ -70,18 +70,14 @@ class Interactive:
 
     def quota(self, secret: tuple[str, str] | None) -> Message:
         from bot.dockerhub import dockerhub_quota
-        from bot.pullsecrets import credentials_from_secret, for_registry
+        from bot.pullsecrets import secret_credentials
 
         credentials = None
         if secret is not None:
-            raw = self.runtime.kube.read_secret(*secret)
-            if raw is None:
-                raise KubeNotFound(f'secret "{secret[0]}/{secret[1]}" not found')
-            match = for_registry(credentials_from_secret(raw), "docker.io")
-            if match is None:
+            credentials = secret_credentials(self.runtime.kube, *secret, "docker.io")
+            if credentials is None:
                 return text_message(f"🚫 `{secret[0]}/{secret[1]}` has no Docker Hub "
                                     "credentials (no auths key for docker.io in any spelling).")
-            credentials = match[1]
         result = dockerhub_quota(credentials, auth_url=self.settings.dockerhub_auth_url,
                                  registry_url=self.settings.dockerhub_registry_url,
                                  timeout=self.settings.registry_timeout_seconds)

@@ -66,6 +66,20 @@ def for_registry(credentials: Mapping[str, RegistryCredentials],
     return None
 
 
+def secret_credentials(kube: KubeClient, namespace: str, name: str,
+                       registry: str) -> RegistryCredentials | None:
+    """The credentials one named pull secret holds for `registry` (None: no entry for it).
+
+    Raises KubeNotFound when the secret does not exist, SecretError when it is not a usable
+    docker-registry secret.
+    """
+    secret = kube.read_secret(namespace, name)
+    if secret is None:
+        raise KubeNotFound(f'secret "{namespace}/{name}" not found')
+    match = for_registry(credentials_from_secret(secret), registry)
+    return match[1] if match else None
+
+
 def pod_credentials(kube: KubeClient, namespace: str,
                     secret_names: Sequence[str]) -> dict[str, RegistryCredentials]:
     """All credentials a pod's pull secrets hold, in the order the kubelet tries them."""
