@@ -23,6 +23,8 @@ from bot.approvers import Approvers
 from bot.kube import KubeClient, KubeError
 from bot.metrics import Metrics
 from bot.remediation import RemediationRefused, check_target, rollout_restart, set_image
+from bot.slack_text import Mrkdwn, code, sentence
+from bot.slack_text import user as mention
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,11 +59,13 @@ class ApprovalRequest:
     def target(self) -> str:
         return f"{self.kind.lower()}/{self.name}"
 
-    def describe(self) -> str:
+    def describe(self) -> Mrkdwn:
+        """What is asked, as Slack mrkdwn (every name escaped, in code spans)."""
         if self.action == "set_image":
-            return (f"set image of container `{self.container}` in `{self.target}` "
-                    f"(namespace `{self.namespace}`) to `{self.image}`")
-        return f"rollout restart of `{self.target}` in namespace `{self.namespace}`"
+            return Mrkdwn("set image of container {} in {} (namespace {}) to {}").format(
+                code(self.container), code(self.target), code(self.namespace), code(self.image))
+        return Mrkdwn("rollout restart of {} in namespace {}").format(code(self.target),
+                                                                     code(self.namespace))
 
     def to_store(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items()}
@@ -80,7 +84,7 @@ class Decision:
     """What the clicking user is told (ephemeral), and whether anything happened."""
 
     ok: bool
-    message: str
+    message: Mrkdwn
     request: ApprovalRequest | None = None
 
 
@@ -156,37 +160,38 @@ class ApprovalService:
     def decide(self, request_id: str, user: str, approve: bool) -> Decision:
         request = self.load(request_id)
         if request is None:
-            return Decision(False, "This request no longer exists (it expired or was cleaned "
-                                   "up). Ask again from the alert.")
+            return Decision(False, Mrkdwn("This request no longer exists (it expired or was "
+                                          "cleaned up). Ask again from the alert."))
         if request.state != "pending":
-            who = f" by <@{request.decided_by}>" if request.decided_by else ""
-            return Decision(False, f"Already {request.state}{who}.", request)
+            who = Mrkdwn(" by {}").format(mention(request.decided_by)) if request.decided_by else ""
+            return Decision(False, Mrkdwn("Already {}{}.").format(request.state, who), request)
         if self.clock() >= request.expires_at:
             if self.store.set_nx(self._key(request.id, "decision"), "expired"):
                 request.state = "expired"
                 self._save(request)
                 self._finish(request, "expired", user)
-            return Decision(False, "This request expired "
-                                   f"({int(self.ttl // 60)} minutes). Ask again.", request)
+            return Decision(False, Mrkdwn("This request expired ({} minutes). Ask again.")
+                            .format(int(self.ttl // 60)), request)
         withdrawing = not approve and user == request.requester
         if not withdrawing and not self.approvers.allows(user):
             self._audit(request, "refused_not_approver", user)
-            return Decision(False, "You are not an approver for remediation (APPROVERS: "
-                                   f"{self.approvers.mention()}). Nothing was changed.", request)
+            return Decision(False, Mrkdwn("You are not an approver for remediation (APPROVERS: "
+                                          "{}). Nothing was changed.")
+                            .format(self.approvers.mention()), request)
         if approve and self.require_second_approver and user == request.requester:
             self._audit(request, "refused_own_request", user)
-            return Decision(False, "Two-person rule: you asked for this, so someone else must "
-                                   "approve it. Nothing was changed.", request)
+            return Decision(False, Mrkdwn("Two-person rule: you asked for this, so someone else "
+                                          "must approve it. Nothing was changed."), request)
         if not self.store.set_nx(self._key(request.id, "decision"), user):
             current = self.load(request.id) or request
-            return Decision(False, f"Already decided by <@{current.decided_by or '?'}>.",
-                            current)
+            return Decision(False, Mrkdwn("Already decided by {}.").format(
+                mention(current.decided_by) if current.decided_by else "someone else"), current)
         request.decided_by, request.decided_at = user, self.clock()
         if not approve:
             request.state = "denied"
             self._save(request)
             self._finish(request, "denied", user)
-            return Decision(True, f"Denied: {request.describe()}.", request)
+            return Decision(True, Mrkdwn("Denied: {}.").format(request.describe()), request)
         request.state = "approved"
         self._save(request)
         return self._execute(request, user)
@@ -204,11 +209,12 @@ class ApprovalService:
             request.state, request.result = "failed", str(exc)
             self._save(request)
             self._finish(request, "failed", user)
-            return Decision(False, f"Approved, but it failed: {exc}", request)
+            return Decision(False, Mrkdwn("Approved, but it failed: {}").format(sentence(exc)),
+                            request)
         request.result = result.summary
         self._save(request)
         self._finish(request, "approved", user)
-        return Decision(True, f"Done: {result.summary}", request)
+        return Decision(True, Mrkdwn("Done: {}").format(sentence(result.summary)), request)
 
     # -- the record -----------------------------------------------------------------------------
 

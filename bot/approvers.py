@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.slack_text import Mrkdwn, user, usergroup
+
 log = logging.getLogger(__name__)
 
 
@@ -59,8 +61,8 @@ class Approvers:
             return True
         return any(user_id in self._members(group) for group in self.groups)
 
-    def mention(self) -> str:
-        """How to name the approvers in a message."""
+    def mention(self) -> Mrkdwn:
+        """How to name the approvers in a message (live mentions only for valid Slack ids)."""
         if not self.entries:
-            return "nobody (APPROVERS is not set)"
-        return ", ".join(f"<!subteam^{e}>" if is_group(e) else f"<@{e}>" for e in self.entries)
+            return Mrkdwn("nobody (APPROVERS is not set)")
+        return Mrkdwn(", ").join(usergroup(e) if is_group(e) else user(e) for e in self.entries)

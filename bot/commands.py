@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
+from bot.diagnosis.markup import code_span
 from bot.names import InvalidName, parse_namespaced
 
 HELP = """*`/imagepull` — image-pull help from imagepull-bot*
@@ -141,4 +142,4 @@ def parse_command(text: str) -> Command:
                                "deployments, statefulsets and daemonsets")
         namespace, name = _namespaced(f"{parts[0]}/{parts[2]}", "NAME")
         return Restart(namespace, kind, name)
-    raise CommandError(f"unknown sub-command `{words[0]}`. Try `/imagepull help`.")
+    raise CommandError(f"unknown sub-command {code_span(words[0])}. Try `/imagepull help`.")

@@ -3,6 +3,9 @@
 Each method returns Slack (text, blocks) or posts into the incident's thread; none of them
 raises for ordinary trouble (unknown pod, forbidden read, unreachable registry): the person
 gets a sentence saying what went wrong instead of a stack trace.
+
+Sentences are `Mrkdwn` templates (bot/slack_text.py): names, exception texts and registry
+answers are escaped into them, because any of them can carry a hostile pod or secret name.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bot.kube import KubeError, KubeNotFound
 from bot.pullsecrets import SecretError, SecretVerification, verify_pull_secret
 from bot.remediation import RemediationRefused
 from bot.slack_blocks import diagnosis_message, suggested_image, text_message
+from bot.slack_text import Mrkdwn, code, sentence
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -56,11 +60,11 @@ class Interactive:
                 case Restart(namespace, kind, name):
                     return self.request("rollout_restart", namespace, kind, name, user, channel)
         except KubeNotFound as exc:
-            return text_message(f"⚠️ {exc}.")
+            return text_message(Mrkdwn("⚠️ {}.").format(sentence(exc)))
         except KubeError as exc:
-            return text_message(f"⚠️ Kubernetes: {exc}")
+            return text_message(Mrkdwn("⚠️ Kubernetes: {}").format(sentence(exc)))
         except (RemediationRefused, SecretError) as exc:
-            return text_message(f"🚫 {exc}")
+            return text_message(Mrkdwn("🚫 {}").format(sentence(exc)))
         return text_message(HELP)
 
     def diagnose(self, namespace: str, pod: str) -> Message:
@@ -76,12 +80,13 @@ class Interactive:
         if secret is not None:
             credentials = secret_credentials(self.runtime.kube, *secret, "docker.io")
             if credentials is None:
-                return text_message(f"🚫 `{secret[0]}/{secret[1]}` has no Docker Hub "
-                                    "credentials (no auths key for docker.io in any spelling).")
+                return text_message(Mrkdwn("🚫 {} has no Docker Hub credentials (no auths key "
+                                           "for docker.io in any spelling).")
+                                    .format(code(f"{secret[0]}/{secret[1]}")))
         result = dockerhub_quota(credentials, auth_url=self.settings.dockerhub_auth_url,
                                  registry_url=self.settings.dockerhub_registry_url,
                                  timeout=self.settings.registry_timeout_seconds)
-        return text_message(f"🐳 {result.describe()}")
+        return text_message(Mrkdwn("🐳 {}").format(sentence(result.describe())))
 
     def verify(self, namespace: str, name: str, image: str | None) -> Message:
         if self.runtime.registry is not None:
@@ -102,9 +107,9 @@ class Interactive:
         images = [str(c.get("image")) for key in ("initContainers", "containers")
                   for c in spec.get(key) or []]
         if not secrets:
-            return text_message(f"🔎 `{namespace}/{name}` uses no pull secret: the kubelet "
-                                "pulls its images anonymously.")
-        lines = []
+            return text_message(Mrkdwn("🔎 {} uses no pull secret: the kubelet pulls its "
+                                       "images anonymously.").format(code(f"{namespace}/{name}")))
+        lines: list[Mrkdwn] = []
         for secret in secrets:
             for img in dict.fromkeys(images):
                 try:
@@ -112,8 +117,9 @@ class Interactive:
                     lines.append(_verification_line(verify_pull_secret(
                         self.runtime.kube, registry, namespace, secret, ref, pod)))
                 except (KubeNotFound, SecretError, InvalidImageReference) as exc:
-                    lines.append(f"🚫 `{namespace}/{secret}` for `{img}`: {exc}")
-        return text_message("\n".join(lines))
+                    lines.append(Mrkdwn("🚫 {} for {}: {}").format(
+                        code(f"{namespace}/{secret}"), code(img), sentence(exc)))
+        return text_message(Mrkdwn("\n").join(lines))
 
     def request(self, action: str, namespace: str, kind: str, name: str, user: str,
                 channel: str, *, container: str = "", image: str = "",
@@ -124,8 +130,8 @@ class Interactive:
             container=container, image=image, incident_id=incident.id if incident else "",
             thread_ts=incident.thread_ts if incident and incident.thread_ts else "")
         verb = "Asked for approval of" if new else "Already waiting for approval:"
-        return text_message(f"🛂 {verb} the {request.describe()} (request `{request.id}`, "
-                            f"expires in {int(self.runtime.approvals.ttl // 60)} min).")
+        return text_message(Mrkdwn("🛂 {} the {} (request {}, expires in {} min).").format(
+            verb, request.describe(), code(request.id), int(self.runtime.approvals.ttl // 60)))
 
     # -- alert buttons ------------------------------------------------------------------------
 
@@ -158,12 +164,13 @@ class Interactive:
                                     container=str(d.get("container")), image=image,
                                     incident=incident)
         except KubeNotFound as exc:
-            return text_message(f"⚠️ {exc} (the pod may have been replaced since the alert).")
+            return text_message(Mrkdwn("⚠️ {} (the pod may have been replaced since the "
+                                       "alert).").format(sentence(exc)))
         except KubeError as exc:
-            return text_message(f"⚠️ Kubernetes: {exc}")
+            return text_message(Mrkdwn("⚠️ Kubernetes: {}").format(sentence(exc)))
         except (RemediationRefused, SecretError) as exc:
-            return text_message(f"🚫 {exc}")
-        return text_message(f"Unknown action {action}.")
+            return text_message(Mrkdwn("🚫 {}").format(sentence(exc)))
+        return text_message(Mrkdwn("Unknown action {}.").format(code(action)))
 
     def _to_thread(self, incident: Incident, message: Message) -> Message:
         """Answers to alert buttons go into the incident's thread, for everyone on call."""
@@ -176,12 +183,14 @@ class Interactive:
         return message
 
 
-def _verification_line(result: SecretVerification) -> str:
+def _verification_line(result: SecretVerification) -> Mrkdwn:
     icon = {"valid": "✅", "unauthorized": "🔑", "forbidden": "⛔",
             "registry_unreachable": "📡", "no_entry_for_registry": "❓"}[result.status.value]
-    who = f" as `{result.username}`" if result.username else ""
-    used = (", used by service account(s) " + ", ".join(f"`{a}`" for a in result.referenced_by)
-            if result.referenced_by else "")
-    notes = "".join(f"\n   _{n}_" for n in result.notes)
-    return (f"{icon} `{result.namespace}/{result.secret}` for `{result.image}`{who}: "
-            f"*{result.status.value}* — {result.message}{used}{notes}")
+    who = Mrkdwn(" as {}").format(code(result.username)) if result.username else Mrkdwn("")
+    used = (Mrkdwn(", used by service account(s) ")
+            + Mrkdwn(", ").join(code(a) for a in result.referenced_by)
+            if result.referenced_by else Mrkdwn(""))
+    notes = Mrkdwn("").join(Mrkdwn("\n   _{}_").format(n) for n in result.notes)
+    return Mrkdwn("{} {} for {}{}: *{}* — {}{}{}").format(
+        icon, code(f"{result.namespace}/{result.secret}"), code(result.image), who,
+        result.status.value, sentence(result.message), used, notes)

@@ -3,6 +3,12 @@
 Slack's limits are respected here, where the text is made: at most 50 blocks per message,
 3,000 characters per section text, 10 fields per section (2,000 characters each) and 150 per
 header. Long evidence and commands are cut with a visible marker, never silently.
+
+Every value (pod, image, container, event text, summary, registry answer...) reaches Slack
+through bot/slack_text.py: templates are `Mrkdwn` literals, values are escaped by `format` /
+`code` / `code_block`, and the block builders below (`_mrkdwn`, `_context`, `_field`,
+`message`) escape any plain `str` that still reaches them. So no value can ping a channel or
+hide a link, and a backtick in a value cannot break a code span.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 
 from bot.diagnosis.causes import Cause
 from bot.incidents import Incident, Member
+from bot.slack_text import Mrkdwn, code, code_block, cut, date, escape, plain, user
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -21,6 +28,7 @@ MAX_FIXES = 6
 MAX_LISTED = 15
 
 Block = dict[str, Any]
+M = Mrkdwn  # the bot's own mrkdwn literals, short for templates
 
 TITLES: dict[Cause, str] = {
     Cause.TAG_NOT_FOUND: "Image tag not found",
@@ -47,28 +55,23 @@ _CREDENTIAL_CAUSES = {Cause.AUTH_REQUIRED, Cause.FORBIDDEN, Cause.REPOSITORY_NOT
 _RESTARTABLE = {"deployment", "statefulset", "daemonset"}
 
 
-def cut(text: str, limit: int) -> str:
-    """Trim to Slack's limit with a visible marker."""
-    return text if len(text) <= limit else text[: limit - 12] + " …(truncated)"
-
-
 def _mrkdwn(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_SECTION_TEXT)}}
-
-
-def _code(text: str, limit: int) -> str:
-    body = text.replace("```", "'''")
-    return f"```{cut(body, limit - 6)}```"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(escape(text),
+                                                                      MAX_SECTION_TEXT)}}
 
 
 def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, 3000)}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn",
+                                             "text": cut(escape(text), 3000)}]}
 
 
-def _date(epoch: float) -> str:
-    """Slack renders this in each reader's time zone; the fallback is UTC."""
-    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
-    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>"
+def _field(name: str, value: str) -> Block:
+    return {"type": "mrkdwn", "text": cut(M("*{}*\n{}").format(name, value), MAX_FIELD_TEXT)}
+
+
+def message(text: str, blocks: list[Block]) -> tuple[Mrkdwn, list[Block]]:
+    """(fallback `text`, blocks): the fallback is mrkdwn too, so it is escaped like a block."""
+    return cut(escape(text), 3000), blocks[:MAX_BLOCKS]
 
 
 def duration(seconds: float) -> str:
@@ -84,8 +87,18 @@ def duration(seconds: float) -> str:
 def _header(incident: Incident, resolved: bool) -> Block:
     title = TITLES[incident.cause]
     text = f"✅ Resolved: {title}" if resolved else f"🔴 {title}"
-    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, MAX_HEADER),
+    return {"type": "header", "text": {"type": "plain_text", "text": plain(text, MAX_HEADER),
                                        "emoji": True}}
+
+
+def _summary(diagnosis: dict[str, Any]) -> Mrkdwn:
+    """The diagnosis summary: its code spans are built backtick-safe (bot/diagnosis/markup.py),
+    so escaping the three control characters is all Slack needs."""
+    return escape(str(diagnosis.get("summary", "")))
+
+
+def _workload_name(workload: dict[str, Any]) -> str:
+    return f"{workload.get('kind')}/{workload.get('name')}"
 
 
 def _fields(incident: Incident, resolved: bool = False) -> Block:
@@ -94,48 +107,50 @@ def _fields(incident: Incident, resolved: bool = False) -> Block:
     if resolved:  # nobody fails any more: show how many were hit
         pods = len({mid.rsplit("/", 1)[0] for mid in incident.announced})
     workloads = incident.workloads
-    fields = [("Cluster", incident.cluster)]
+    fields: list[tuple[str, str]] = [("Cluster", incident.cluster)]
     if incident.scope_kind == "registry":
         fields += [("Registry", incident.scope),
                    ("Workloads", str(len(workloads)) if not resolved else "—")]
     else:
         workload = d.get("workload", {})
         fields += [("Namespace", str(d.get("namespace", ""))),
-                   ("Workload", f"{workload.get('kind')}/{workload.get('name')}"),
+                   ("Workload", _workload_name(workload)),
                    ("Container", str(d.get("container", "")))]
     images = sorted({m.image for m in incident.members.values()})
-    image = (f"{len(images)} images, e.g. `{images[0]}`" if len(images) > 1
-             else f"`{d.get('image', '')}`")
+    image = (M("{} images, e.g. {}").format(len(images), code(images[0])) if len(images) > 1
+             else code(d.get("image", "")))
     fields += [("Images" if len(images) > 1 else "Image", image),
                ("Pods affected" if resolved else "Pods failing", str(pods)),
-               ("Since", _date(incident.created_at)),
+               ("Since", date(incident.created_at)),
                ("Outlook", "Transient — may clear on the next retry" if incident.transient
                 else "Permanent — needs a change")]
-    return {"type": "section", "fields": [
-        {"type": "mrkdwn", "text": cut(f"*{k}*\n{v}", MAX_FIELD_TEXT)} for k, v in fields[:10]]}
+    return {"type": "section", "fields": [_field(k, v) for k, v in fields[:10]]}
 
 
 def _workload_list(incident: Incident) -> Block | None:
     if incident.scope_kind != "registry" or not incident.members:
         return None
-    lines = [f"• `{w}` — {n} pod{'s' if n != 1 else ''}"
+    lines = [M("• {} — {} pod{}").format(code(w), n, "s" if n != 1 else "")
              for w, n in sorted(incident.workloads.items())]
     more = len(lines) - MAX_LISTED
-    shown = lines[:MAX_LISTED] + ([f"…and {more} more"] if more > 0 else [])
-    return _mrkdwn("*Affected workloads*\n" + "\n".join(shown))
+    shown = lines[:MAX_LISTED] + ([M("…and {} more").format(more)] if more > 0 else [])
+    return _mrkdwn(M("*Affected workloads*\n") + M("\n").join(shown))
+
+
+def _diagnose_hint(diagnosis: dict[str, Any]) -> Mrkdwn:
+    return code(f"/imagepull diagnose {diagnosis.get('namespace')}/{diagnosis.get('pod')}")
 
 
 def _fix_blocks(diagnosis: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     fixes = diagnosis.get("fixes") or []
     for number, fix in enumerate(fixes[:MAX_FIXES], start=1):
-        title = f"*{number}.* {fix.get('title', '')}\n"
-        blocks.append(_mrkdwn(title + _code(str(fix.get("command", "")),
-                                            MAX_SECTION_TEXT - len(title))))
+        title = M("*{}.* {}\n").format(number, fix.get("title", ""))
+        blocks.append(_mrkdwn(title + code_block(fix.get("command", ""),
+                                                 MAX_SECTION_TEXT - len(title))))
     if len(fixes) > MAX_FIXES:
-        blocks.append(_context(f"{len(fixes) - MAX_FIXES} more steps: "
-                               f"`/imagepull diagnose {diagnosis.get('namespace')}/"
-                               f"{diagnosis.get('pod')}`"))
+        blocks.append(_context(M("{} more steps: {}").format(len(fixes) - MAX_FIXES,
+                                                            _diagnose_hint(diagnosis))))
     return blocks
 
 
@@ -143,8 +158,8 @@ def _evidence_block(diagnosis: dict[str, Any]) -> Block | None:
     evidence = diagnosis.get("evidence") or []
     if not evidence:
         return None
-    return _mrkdwn("*Evidence* (the kubelet's own words)\n"
-                   + _code(str(evidence[0]), MAX_SECTION_TEXT - 60))
+    return _mrkdwn(M("*Evidence* (the kubelet's own words)\n")
+                   + code_block(evidence[0], MAX_SECTION_TEXT - 60))
 
 
 def _buttons(incident: Incident) -> Block | None:
@@ -152,9 +167,9 @@ def _buttons(incident: Incident) -> Block | None:
     elements: list[Block] = []
 
     def button(label: str, action: str, style: str | None = None,
-               confirm: str | None = None) -> None:
+               confirm: Mrkdwn | None = None) -> None:
         element: Block = {"type": "button", "action_id": action, "value": incident.id,
-                          "text": {"type": "plain_text", "text": cut(label, 75)}}
+                          "text": {"type": "plain_text", "text": plain(label, 75)}}
         if style:
             element["style"] = style
         if confirm:
@@ -173,14 +188,15 @@ def _buttons(incident: Incident) -> Block | None:
     suggestion = suggested_image(d)
     workload = d.get("workload") or {}
     kind = str(workload.get("kind", "")).lower()
+    target = f"{kind}/{workload.get('name')}"
     if suggestion and incident.scope_kind == "workload":
         button(f"Set image to {suggestion}", ACTION_SET_IMAGE, "primary",
-               f"Set `{d.get('container')}` of `{kind}/{workload.get('name')}` from "
-               f"`{image}` to `{suggestion}`? An approver must confirm.")
+               M("Set {} of {} from {} to {}? An approver must confirm.").format(
+                   code(d.get("container")), code(target), code(image), code(suggestion)))
     if kind in _RESTARTABLE and incident.scope_kind == "workload":
         button("Rollout restart", ACTION_RESTART, None,
-               f"Restart `{kind}/{workload.get('name')}` in `{d.get('namespace')}`? "
-               "An approver must confirm.")
+               M("Restart {} in {}? An approver must confirm.").format(
+                   code(target), code(d.get("namespace"))))
     return {"type": "actions", "block_id": f"ipb-actions-{incident.id}",
             "elements": elements} if elements else None
 
@@ -202,13 +218,13 @@ def root_message(incident: Incident, *, resolved: bool = False,
                  now: float | None = None) -> tuple[str, list[Block]]:
     """The root alert (also its resolved form, used by chat.update)."""
     d = incident.diagnosis
-    summary = str(d.get("summary", ""))
-    text = f"{TITLES[incident.cause]}: {summary}"
+    summary = _summary(d)
+    text = M("{}: {}").format(TITLES[incident.cause], summary)
     blocks: list[Block] = [_header(incident, resolved)]
     if resolved and incident.resolved_at is not None:
         took = duration(incident.resolved_at - incident.created_at)
-        blocks.append(_mrkdwn(f"*Resolved* after {took}. ~{cut(summary, 2500)}~"))
-        text = f"Resolved: {text}"
+        blocks.append(_mrkdwn(M("*Resolved* after {}. ~{}~").format(took, cut(summary, 2500))))
+        text = M("Resolved: ") + text
     else:
         blocks.append(_mrkdwn(summary))
     blocks.append(_fields(incident, resolved))
@@ -223,43 +239,45 @@ def root_message(incident: Incident, *, resolved: bool = False,
         actions = _buttons(incident)
         if actions:
             blocks.append(actions)
-    blocks.append(_context(f"imagepull-bot · incident `{incident.id}` · cause "
-                           f"`{incident.cause.value}` · "
-                           f"`/imagepull diagnose {d.get('namespace')}/{d.get('pod')}`"))
-    return text, blocks[:MAX_BLOCKS]
+    blocks.append(_context(M("imagepull-bot · incident {} · cause {} · {}").format(
+        code(incident.id), code(incident.cause.value), _diagnose_hint(d))))
+    return message(text, blocks)
 
 
-def _member_lines(members: list[Member]) -> str:
-    lines = [f"• `{m.namespace}/{m.pod}` ({m.workload_kind}/{m.workload_name})"
+def _member_lines(members: list[Member]) -> Mrkdwn:
+    lines = [M("• {} ({}/{})").format(code(f"{m.namespace}/{m.pod}"), m.workload_kind,
+                                      m.workload_name)
              for m in members[:MAX_LISTED]]
     if len(members) > MAX_LISTED:
-        lines.append(f"…and {len(members) - MAX_LISTED} more")
-    return "\n".join(lines)
+        lines.append(M("…and {} more").format(len(members) - MAX_LISTED))
+    return M("\n").join(lines)
 
 
 def update_message(incident: Incident, new: list[Member],
                    recovered: list[Member]) -> tuple[str, list[Block]]:
-    parts: list[str] = []
+    parts: list[Mrkdwn] = []
     if new:
-        parts.append(f":heavy_plus_sign: *{len(new)} more failing* (now "
-                     f"{len(incident.pods)} pods in {len(incident.workloads)} workload(s))\n"
-                     f"{_member_lines(new)}")
+        parts.append(M(":heavy_plus_sign: *{} more failing* (now {} pods in {} workload(s))\n{}")
+                     .format(len(new), len(incident.pods), len(incident.workloads),
+                             _member_lines(new)))
     if recovered:
-        parts.append(f"✅ *{len(recovered)} recovered*\n{_member_lines(recovered)}")
-    text = "\n\n".join(parts) or "No change."
-    return cut(text, 3000), [_mrkdwn(p) for p in parts][:MAX_BLOCKS]
+        parts.append(M("✅ *{} recovered*\n{}").format(len(recovered),
+                                                        _member_lines(recovered)))
+    text = M("\n\n").join(parts) or M("No change.")
+    return message(text, [_mrkdwn(p) for p in parts])
 
 
 def reminder_message(incident: Incident, now: float) -> tuple[str, list[Block]]:
-    text = (f"⏰ Still failing after {duration(now - incident.created_at)}: "
-            f"{len(incident.pods)} pod(s) in {len(incident.workloads)} workload(s).")
-    return text, [_mrkdwn(text)]
+    text = M("⏰ Still failing after {}: {} pod(s) in {} workload(s).").format(
+        duration(now - incident.created_at), len(incident.pods), len(incident.workloads))
+    return message(text, [_mrkdwn(text)])
 
 
 def resolved_message(incident: Incident) -> tuple[str, list[Block]]:
     took = duration((incident.resolved_at or time.time()) - incident.created_at)
-    text = f"✅ Resolved after {took}: every affected pod now pulls its image (or is gone)."
-    return text, [_mrkdwn(text)]
+    text = M("✅ Resolved after {}: every affected pod now pulls its image (or is gone).").format(
+        took)
+    return message(text, [_mrkdwn(text)])
 
 
 # -- /imagepull answers -------------------------------------------------------------------------
@@ -268,35 +286,36 @@ def resolved_message(incident: Incident) -> tuple[str, list[Block]]:
 def diagnosis_message(result: dict[str, Any]) -> tuple[str, list[Block]]:
     """A PodDiagnosis (JSON form) as the same blocks an alert uses, one part per container."""
     namespace, pod = result.get("namespace"), result.get("pod")
+    where = code(f"{namespace}/{pod}")
     entries = result.get("diagnoses") or []
     if not entries:
-        text = f"`{namespace}/{pod}`: no image-pull problem found."
-        return text, [_mrkdwn(f"✅ {text}")]
+        text = M("{}: no image-pull problem found.").format(where)
+        return message(text, [_mrkdwn(M("✅ ") + text)])
     blocks: list[Block] = []
     for entry in entries:
         d = {**entry, "namespace": namespace, "pod": pod}
         cause = Cause(entry["cause"])
         workload = entry.get("workload") or {}
         kind = "init container" if entry.get("init_container") else "container"
-        blocks.append(_mrkdwn(f"*{TITLES[cause]}* — `{namespace}/{pod}` {kind} "
-                              f"`{entry.get('container')}`\n{entry.get('summary', '')}"))
-        blocks.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": cut(f"*{k}*\n{v}", MAX_FIELD_TEXT)} for k, v in (
-                ("Workload", f"{workload.get('kind')}/{workload.get('name')}"),
-                ("Image", f"`{entry.get('image')}`"),
-                ("Outlook", "Transient" if entry.get("transient") else "Permanent"),
-                ("Findings", ", ".join(entry.get("findings") or []) or "—"))]})
+        blocks.append(_mrkdwn(M("*{}* — {} {} {}\n{}").format(
+            TITLES[cause], where, kind, code(entry.get("container")), _summary(entry))))
+        blocks.append({"type": "section", "fields": [_field(k, v) for k, v in (
+            ("Workload", _workload_name(workload)),
+            ("Image", code(entry.get("image"))),
+            ("Outlook", "Transient" if entry.get("transient") else "Permanent"),
+            ("Findings", ", ".join(entry.get("findings") or []) or "—"))]})
         evidence = _evidence_block(d)
         if evidence:
             blocks.append(evidence)
         blocks.extend(_fix_blocks(d))
         blocks.append({"type": "divider"})
-    text = f"`{namespace}/{pod}`: {len(entries)} container(s) cannot pull their image"
-    return text, blocks[:MAX_BLOCKS]
+    text = M("{}: {} container(s) cannot pull their image").format(where, len(entries))
+    return message(text, blocks)
 
 
 def text_message(text: str) -> tuple[str, list[Block]]:
-    return cut(text, 3000), [_mrkdwn(text)]
+    """A sentence as (fallback, one section); plain `str` is escaped, `Mrkdwn` kept."""
+    return message(text, [_mrkdwn(text)])
 
 
 # -- approvals ----------------------------------------------------------------------------------
@@ -304,42 +323,47 @@ def text_message(text: str) -> tuple[str, list[Block]]:
 
 def approval_message(request: Any, approvers: str,
                      two_person: bool) -> tuple[str, list[Block]]:
-    """The approval request; once decided, the same message without buttons."""
+    """The approval request; once decided, the same message without buttons.
+
+    `approvers` is `Approvers.mention()`: `Mrkdwn` mentions built from validated ids.
+    """
     from bot.approvals import ACTION_APPROVE, ACTION_DENY
 
+    what = request.describe()
     if request.state == "pending":
         rule = " (not the requester: two-person rule)" if two_person else ""
-        text = f"Approval needed: {request.describe()}"
+        text = M("Approval needed: {}").format(what)
         blocks: list[Block] = [
-            _mrkdwn(f"🛂 *Approval needed* — {request.describe()}\nRequested by "
-                    f"<@{request.requester}> · expires {_date(request.expires_at)}\n"
-                    f"Approvers{rule}: {approvers}"),
+            _mrkdwn(M("🛂 *Approval needed* — {}\nRequested by {} · expires {}\n"
+                      "Approvers{}: {}").format(what, user(request.requester),
+                                               date(request.expires_at), rule, approvers)),
             {"type": "actions", "block_id": f"ipb-approval-{request.id}", "elements": [
                 {"type": "button", "action_id": ACTION_APPROVE, "value": request.id,
                  "style": "primary", "text": {"type": "plain_text", "text": "Approve"},
                  "confirm": {
                      "title": {"type": "plain_text", "text": "Run it now?"},
-                     "text": {"type": "mrkdwn", "text": cut(request.describe(), 300)},
+                     "text": {"type": "mrkdwn", "text": cut(what, 300)},
                      "confirm": {"type": "plain_text", "text": "Approve"},
                      "deny": {"type": "plain_text", "text": "Cancel"}}},
                 {"type": "button", "action_id": ACTION_DENY, "value": request.id,
                  "style": "danger", "text": {"type": "plain_text", "text": "Deny"}}]},
-            _context(f"request `{request.id}`")]
-        return text, blocks
+            _context(M("request {}").format(code(request.id)))]
+        return message(text, blocks)
     outcome = {"approved": "✅ Approved", "denied": "🚫 Denied", "failed": "⚠️ Approved, failed",
                "expired": "⌛ Expired"}.get(request.state, request.state)
-    who = f" by <@{request.decided_by}>" if request.decided_by else ""
-    result = f"\n{request.result}" if request.result else ""
-    text = f"{outcome}{who}: {request.describe()}"
-    return text, [_mrkdwn(f"{outcome}{who} — {request.describe()}{result}"),
-                  _context(f"request `{request.id}` · requested by <@{request.requester}>")]
+    who = M(" by {}").format(user(request.decided_by)) if request.decided_by else M("")
+    result = M("\n{}").format(request.result) if request.result else M("")
+    text = M("{}{}: {}").format(outcome, who, what)
+    return message(text, [_mrkdwn(M("{}{} — {}{}").format(outcome, who, what, result)),
+                          _context(M("request {} · requested by {}").format(
+                              code(request.id), user(request.requester)))])
 
 
-def approval_audit_line(request: Any, outcome: str, user: str) -> str:
+def approval_audit_line(request: Any, outcome: str, by: str) -> Mrkdwn:
     """One line for the incident thread: who, what, when, result."""
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(request.decided_at or time.time()))
     verbs = {"approved": "approved", "denied": "denied", "failed": "approved (it failed)",
              "expired": "let expire"}
-    line = (f"🧾 <@{user}> {verbs.get(outcome, outcome)} the {request.describe()} requested by "
-            f"<@{request.requester}> at {at}")
-    return line + (f" — {request.result}" if request.result else "")
+    line = M("🧾 {} {} the {} requested by {} at {}").format(
+        user(by), verbs.get(outcome, outcome), request.describe(), user(request.requester), at)
+    return line + (M(" — {}").format(request.result) if request.result else M(""))

@@ -1,4 +1,9 @@
-"""`/imagepull`: validate, ack within Slack's 3 seconds, then answer through response_url."""
+"""`/imagepull`: validate, ack within Slack's 3 seconds, then answer through response_url.
+
+Every answer is Slack mrkdwn built through bot/slack_text.py: the user's own command text is
+echoed only inside a backtick-safe, escaped code span, so typing `<!channel>` after
+`/imagepull` cannot make the bot ping a channel.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 
 from bot.commands import HELP, CommandError, Help, parse_command
+from bot.slack_text import Mrkdwn, code, sentence
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -17,17 +23,18 @@ def register(app: App, runtime: Runtime) -> None:
     def imagepull(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         interactive = runtime.interactive
         if not interactive.allowed_channel(str(command.get("channel_id"))):
-            ack(text="`/imagepull` is not enabled in this channel (COMMAND_CHANNELS).")
+            ack(text=Mrkdwn("`/imagepull` is not enabled in this channel (COMMAND_CHANNELS)."))
             return
         try:
             parsed = parse_command(str(command.get("text") or ""))
         except CommandError as exc:
-            ack(text=f"⚠️ {exc}\n\n{HELP}")
+            ack(text=Mrkdwn("⚠️ {}\n\n{}").format(sentence(exc), Mrkdwn(HELP)))
             return
         if isinstance(parsed, Help):
-            ack(text=HELP)
+            ack(text=Mrkdwn(HELP))
             return
-        ack(text=f"⏳ `/imagepull {command.get('text', '').strip()}` — working on it…")
+        typed = f"/imagepull {str(command.get('text') or '').strip()}"
+        ack(text=Mrkdwn("⏳ {} — working on it…").format(code(typed)))
         text, blocks = interactive.run(parsed, str(command.get("user_id")),
                                        str(command.get("channel_id")))
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)

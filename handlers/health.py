@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, Say
 
+from bot.slack_text import Mrkdwn, code
+
 if TYPE_CHECKING:
     from bot.app import Runtime
 
@@ -14,6 +16,7 @@ def register(app: App, runtime: Runtime) -> None:
     @app.event("app_mention")
     def mentioned(event: dict[str, Any], say: Say) -> None:
         active = len(runtime.manager.active_ids())
-        say(text=f"imagepull-bot watching cluster `{runtime.settings.cluster_name}`: "
-                 f"{active} open incident(s). Try `/imagepull help`.",
+        say(text=Mrkdwn("imagepull-bot watching cluster {}: {} open incident(s). "
+                        "Try `/imagepull help`.").format(code(runtime.settings.cluster_name),
+                                                         active),
             thread_ts=event.get("thread_ts") or event.get("ts"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.imageref import ImageRef
+from bot.diagnosis.markup import code_span
 
 EXPLANATIONS: dict[Cause, str] = {
     Cause.TAG_NOT_FOUND: (
@@ -80,7 +81,8 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
     """One line a person reads first in the channel.
 
     `repository_uncertain`: the runtime said only "not found" (containerd words a missing
-    repository and a missing tag alike), so the line says both are possible.
+    repository and a missing tag alike), so the line says both are possible. Values in code
+    spans go through `code_span`, so a backtick in a hostile image cannot end the span.
     """
     registry = ref.registry if ref else "the registry"
     repo = ref.name if ref else image
@@ -91,9 +93,10 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
             tag = ref.effective_tag if ref else "?"
             implicit = " (no tag given, so :latest)" if ref and ref.implicit_latest else ""
             if repository_uncertain:
-                return (f"Tag `{tag}`{implicit} was not found in {repo} — or the repository "
-                        "path itself is wrong (the runtime reports both as 'not found').")
-            return f"Tag `{tag}`{implicit} does not exist in {repo}."
+                return (f"Tag {code_span(tag)}{implicit} was not found in {repo} — or the "
+                        "repository path itself is wrong (the runtime reports both as "
+                        "'not found').")
+            return f"Tag {code_span(tag)}{implicit} does not exist in {repo}."
         case Cause.REPOSITORY_NOT_FOUND:
             return f"Repository {repo} does not exist on {registry} (wrong path or host)."
         case Cause.AUTH_REQUIRED:
@@ -112,7 +115,7 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
         case Cause.NEVER_PULL:
             return f"imagePullPolicy is Never and {image} is not on the node."
         case Cause.INVALID_IMAGE_NAME:
-            return f"`{image}` is not a valid image reference."
+            return f"{code_span(image)} is not a valid image reference."
         case Cause.DISK_FULL:
             return "The node ran out of disk space while pulling the image."
         case Cause.PLATFORM_MISMATCH:

@@ -1,0 +1,151 @@
+"""The one sink for text the bot sends to Slack: every value is escaped on its way in.
+
+Slack reads `&`, `<` and `>` as control characters in mrkdwn (blocks' mrkdwn text objects,
+section fields, context elements, confirm dialogs) and in a message's top-level `text`:
+`<!channel>` pings everyone, `<https://evil|Re-authenticate>` is a disguised link. Its rule
+(https://api.slack.com/reference/surfaces/formatting#escaping) is to replace exactly those three
+with `&amp;`, `&lt;` and `&gt;` and nothing else ("Slack will take care of the rest"; other
+entities are shown literally). Pod names, images, event messages, registry answers, secret
+names and a user's command text all come from people who are not the bot, so all of them go
+through `escape`.
+
+`Mrkdwn` is text that is already safe to send (markupsafe's `Markup` idea): the bot's own
+literals are marked with `Mrkdwn("*bold*")`, and every way of combining it (`+`, `join`,
+`format`) escapes the parts that are not `Mrkdwn` yet. So forgetting to escape a value is
+hard (the sinks in bot/slack_blocks.py escape whatever plain `str` reaches them) and escaping
+twice is impossible (`escape` leaves `Mrkdwn` alone).
+
+`plain_text` objects (headers, button labels, confirm titles) are not parsed at all: Slack
+shows them as written, stores `&`, `<`, `>` entity-escaped itself (they come back as `&amp;`
+in interaction payloads) and would show our own `&amp;` literally, so `plain` only trims.
+
+The markup the bot writes on purpose stays live: `<!date^…>` (`date`) and user / user-group
+mentions (`user`, `usergroup`), built only from ids that look like Slack's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from string import Formatter
+from typing import Any
+
+from bot.diagnosis.markup import BACKTICK_LOOKALIKE, span_body
+
+__all__ = ["BACKTICK_LOOKALIKE", "Mrkdwn", "code", "code_block", "cut", "date", "escape",
+           "plain", "sentence", "user",
+           "usergroup"]
+
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+_GROUP_ID = re.compile(r"S[A-Z0-9]{2,20}")
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+TRUNCATED = " …(truncated)"
+
+
+class Mrkdwn(str):
+    """Slack mrkdwn that is safe to send as it is.
+
+    Construct it directly only from the bot's own literals; values join through `+`, `join`
+    and `format`, which escape anything that is not `Mrkdwn` already.
+    """
+
+    __slots__ = ()
+
+    def __add__(self, other: str) -> Mrkdwn:
+        return Mrkdwn(str.__add__(self, escape(other)))
+
+    def __radd__(self, other: str) -> Mrkdwn:
+        return Mrkdwn(str.__add__(escape(other), self))
+
+    def join(self, parts: Iterable[str]) -> Mrkdwn:
+        return Mrkdwn(str.join(self, [escape(p) for p in parts]))
+
+    def format(self, *args: Any, **kwargs: Any) -> Mrkdwn:
+        return Mrkdwn(_FORMATTER.vformat(self, args, kwargs))
+
+
+class _EscapingFormatter(Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, Mrkdwn):
+            return str.__format__(value, format_spec)
+        return escape(format(value, format_spec))
+
+
+_FORMATTER = _EscapingFormatter()
+
+
+def escape(value: object) -> Mrkdwn:
+    """`value` as literal text in mrkdwn (Slack's three escapes); `Mrkdwn` passes unchanged."""
+    if isinstance(value, Mrkdwn):
+        return value
+    return Mrkdwn(str(value).translate(_ESCAPES))
+
+
+def code(value: object) -> Mrkdwn:
+    """`value` as an inline code span that no value can close early.
+
+    Slack has no backtick escape, so a backtick in the value becomes its look-alike U+02CB
+    (see bot/diagnosis/markup.py, the same rule the diagnosis summary uses); the three
+    control characters are escaped inside the span too (Slack decodes them there as well).
+    """
+    return Mrkdwn(f"`{span_body(value).translate(_ESCAPES)}`")
+
+
+def code_block(value: object, limit: int) -> Mrkdwn:
+    """`value` as a ``` block of at most `limit` characters (cut with a visible marker).
+
+    A value's own backticks become U+02CB: ``` inside it would close the block, and one
+    next to the closing fence would make a fence of four. Line breaks stay (it is a block).
+    """
+    body = str(value).replace("`", BACKTICK_LOOKALIKE).translate(_ESCAPES)
+    return Mrkdwn(f"```{_cut(body, limit - 6)}```")
+
+
+def sentence(value: object) -> Mrkdwn:
+    """Text written by a lower layer (an exception, a registry verdict) for people to read.
+
+    It is escaped; its own code spans are kept when they pair up, but when a value inside it
+    carried a backtick (an odd count), every backtick becomes U+02CB so nothing after it is
+    read as code or formatting.
+    """
+    text = str(value)
+    if text.count("`") % 2:
+        text = text.replace("`", BACKTICK_LOOKALIKE)
+    return escape(text)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = _PARTIAL_ENTITY.sub("", text[: max(0, limit - len(TRUNCATED))])
+    return head + TRUNCATED
+
+
+def cut(text: Mrkdwn, limit: int) -> Mrkdwn:
+    """Trim safe text to Slack's limit with a visible marker, never inside an `&…;` entity."""
+    return Mrkdwn(_cut(escape(text), limit))
+
+
+def plain(value: object, limit: int) -> str:
+    """Text for a `plain_text` object: Slack parses no markup there, so it is only trimmed."""
+    return _cut(str(value), limit)
+
+
+def user(user_id: object) -> Mrkdwn:
+    """A live mention of a Slack user id; anything not shaped like one is shown as code."""
+    text = str(user_id)
+    return Mrkdwn(f"<@{text}>") if _USER_ID.fullmatch(text) else code(text)
+
+
+def usergroup(group_id: object) -> Mrkdwn:
+    """A live mention of a Slack user group (subteam) id; anything else is shown as code."""
+    text = str(group_id)
+    return Mrkdwn(f"<!subteam^{text}>") if _GROUP_ID.fullmatch(text) else code(text)
+
+
+def date(epoch: float) -> Mrkdwn:
+    """Slack renders this in each reader's time zone; the fallback is UTC."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+    return Mrkdwn(f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>")
