@@ -11,9 +11,9 @@ through `escape`.
 
 `Mrkdwn` is text that is already safe to send (markupsafe's `Markup` idea): the bot's own
 literals are marked with `Mrkdwn("*bold*")`, and every way of combining it (`+`, `join`,
-`format`) escapes the parts that are not `Mrkdwn` yet. So forgetting to escape a value is
-hard (the sinks in bot/slack_blocks.py escape whatever plain `str` reaches them) and escaping
-twice is impossible (`escape` leaves `Mrkdwn` alone).
+`format`) turns the parts that are not `Mrkdwn` yet into `literal` values. So forgetting to
+escape a value is hard (the sinks in bot/slack_blocks.py escape whatever plain `str` reaches
+them) and escaping twice is impossible (`escape` leaves `Mrkdwn` alone).
 
 `plain_text` objects (headers, button labels, confirm titles) are not parsed at all: Slack
 shows them as written, stores `&`, `<`, `>` entity-escaped itself (they come back as `&amp;`
@@ -31,9 +31,9 @@ from collections.abc import Iterable
 from string import Formatter
 from typing import Any
 
-from bot.diagnosis.markup import BACKTICK_LOOKALIKE, span_body
+from bot.diagnosis.markup import BACKTICK_LOOKALIKE, outside_span, span_body
 
-__all__ = ["BACKTICK_LOOKALIKE", "Mrkdwn", "code", "code_block", "cut", "date", "escape",
+__all__ = ["BACKTICK_LOOKALIKE", "Mrkdwn", "code", "code_block", "cut", "date", "escape", "literal",
            "plain", "sentence", "user",
            "usergroup"]
 
@@ -54,13 +54,13 @@ class Mrkdwn(str):
     __slots__ = ()
 
     def __add__(self, other: str) -> Mrkdwn:
-        return Mrkdwn(str.__add__(self, escape(other)))
+        return Mrkdwn(str.__add__(self, literal(other)))
 
     def __radd__(self, other: str) -> Mrkdwn:
-        return Mrkdwn(str.__add__(escape(other), self))
+        return Mrkdwn(str.__add__(literal(other), self))
 
     def join(self, parts: Iterable[str]) -> Mrkdwn:
-        return Mrkdwn(str.join(self, [escape(p) for p in parts]))
+        return Mrkdwn(str.join(self, [literal(p) for p in parts]))
 
     def format(self, *args: Any, **kwargs: Any) -> Mrkdwn:
         return Mrkdwn(_FORMATTER.vformat(self, args, kwargs))
@@ -70,7 +70,7 @@ class _EscapingFormatter(Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
         if isinstance(value, Mrkdwn):
             return str.__format__(value, format_spec)
-        return escape(format(value, format_spec))
+        return literal(format(value, format_spec))
 
 
 _FORMATTER = _EscapingFormatter()
@@ -81,6 +81,18 @@ def escape(value: object) -> Mrkdwn:
     if isinstance(value, Mrkdwn):
         return value
     return Mrkdwn(str(value).translate(_ESCAPES))
+
+
+def literal(value: object) -> Mrkdwn:
+    """A value put into the bot's own text: escaped, and its backticks made inert (U+02CB),
+    so it can neither open a code span nor close one around it. `Mrkdwn` passes unchanged.
+
+    (`escape` alone is Slack's rule for whole texts whose own code spans must stay: a
+    diagnosis summary, built backtick-safe where it is made.)
+    """
+    if isinstance(value, Mrkdwn):
+        return value
+    return escape(outside_span(value))
 
 
 def code(value: object) -> Mrkdwn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.imageref import ImageRef
-from bot.diagnosis.markup import code_span
+from bot.diagnosis.markup import code_span, outside_span
 
 EXPLANATIONS: dict[Cause, str] = {
     Cause.TAG_NOT_FOUND: (
@@ -82,8 +82,11 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
 
     `repository_uncertain`: the runtime said only "not found" (containerd words a missing
     repository and a missing tag alike), so the line says both are possible. Values in code
-    spans go through `code_span`, so a backtick in a hostile image cannot end the span.
+    spans go through `code_span`, and the raw image elsewhere through `outside_span`, so a
+    backtick in a hostile (unparsable) image cannot open or end a span. A parsed reference's
+    parts follow the reference grammar and never hold one.
     """
+    image = outside_span(image)
     registry = ref.registry if ref else "the registry"
     repo = ref.name if ref else image
     match cause:

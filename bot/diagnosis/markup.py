@@ -16,6 +16,12 @@ from __future__ import annotations
 BACKTICK_LOOKALIKE = "\u02cb"
 
 
+def outside_span(value: object) -> str:
+    """A value written outside a code span: its backticks become U+02CB, so it can neither
+    open a span nor close one of the text around it (e.g. an unparsable image in a summary)."""
+    return str(value).replace("`", BACKTICK_LOOKALIKE)
+
+
 def span_body(value: object) -> str:
     """The value as it may stand between two backticks."""
     text = str(value).replace("`", BACKTICK_LOOKALIKE)

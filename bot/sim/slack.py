@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.sim.lifecycle import LoopbackService
@@ -283,6 +283,10 @@ class SlackStandIn(LoopbackService):
             assert len(slack.calls_to("chat.postMessage")) == 1
             print(slack.render_transcript())
     """
+
+    #: Called with every call any stand-in records (the test session scans them for leaked
+    #: secrets, tests/conftest.py). Observers must be quick and must not raise.
+    observers: ClassVar[list[Callable[[SlackCall], None]]] = []
 
     def __init__(
         self,
@@ -613,6 +617,8 @@ class SlackStandIn(LoopbackService):
     def _record(self, call: SlackCall) -> None:
         with self._lock:
             self.calls.append(call)
+        for observer in list(SlackStandIn.observers):
+            observer(call)
 
     def _latency_for(self, method: str) -> float:
         with self._lock:

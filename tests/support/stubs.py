@@ -29,6 +29,7 @@ from tests.support._http import (
     parse_basic,
     parse_bearer,
 )
+from tests.support.leaks import SECRETS
 
 TOOMANYREQUESTS_MESSAGE = (
     "You have reached your pull rate limit. You may increase the limit by authenticating and "
@@ -109,6 +110,8 @@ class DockerHubStub(StubServer):
     ) -> None:
         super().__init__()
         self._users = dict(users or {})
+        for user, password in self._users.items():
+            SECRETS.add(password, f"Docker Hub stub password of {user}")
         self.anonymous_limit = anonymous_limit
         self.authenticated_limit = authenticated_limit
         self.remaining = remaining
@@ -139,6 +142,7 @@ class DockerHubStub(StubServer):
             ):
                 repos.add(name)
         token = secrets.token_urlsafe(24)
+        SECRETS.add(token, f"Docker Hub stub token for {user or 'anonymous'}")
         with self._state_lock:
             self._tokens[token] = _HubToken(user, frozenset(repos))
         return token

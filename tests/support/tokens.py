@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tests.support._http import StubHandler, StubServer, parse_basic
+from tests.support.leaks import SECRETS
 from tests.support.tls import make_ca
 
 ISSUER = "imagepull-bot-test-token-issuer"
@@ -104,6 +105,8 @@ class TokenServer(StubServer):
         self.issuer = issuer
         self.service = service
         self._users = dict(users)
+        for user, password in self._users.items():
+            SECRETS.add(password, f"token server password of {user}")
         self.acl = list(acl)
         self._key, cert = make_ca("imagepull-bot test token signer")
         self.key_id = libtrust_key_id(self._key.public_key())
@@ -160,7 +163,9 @@ class TokenServer(StubServer):
         der = self._key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        return f"{signing_input}.{_b64url(signature)}"
+        token = f"{signing_input}.{_b64url(signature)}"
+        SECRETS.add(token, f"registry JWT minted for {user or 'anonymous'}")
+        return token
 
     class Handler(StubHandler):
         """`GET /token` only."""

@@ -1,0 +1,95 @@
+"""Session-wide guard: no test secret may appear in any log line or any Slack call.
+
+Installed for the whole session (see tests/support/leaks.py for the why and what is known):
+- a logging handler on the root logger that formats and scans every record, traceback
+  included; the root level is lowered to INFO (what `python -m bot serve` logs by default) so
+  the bot's INFO lines are scanned too;
+- an observer on every `SlackStandIn` (`SlackStandIn.observers`) that scans each recorded call:
+  chat.postMessage, chat.update, response_url posts, ephemerals, views...
+
+At the end of the session any finding fails the run (exit status 1) and the summary says where,
+naming the secret by its label only. `tests/security/test_leak_scanner.py` proves the scanner
+catches a planted leak, so this guard cannot silently be a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+
+import pytest
+
+from bot.sim.slack import DEFAULT_TOKEN, SlackStandIn
+from tests.support import leaks
+from tests.support.leaks import SECRETS, LeakLogHandler, LeakScanner
+
+_current = {"test": "collection"}
+SCANNER = LeakScanner(SECRETS)
+
+
+def _collect_known_secrets() -> None:
+    from tests.support.fixtures import _SEED_PASSWORD, SEED_USER
+    from tests.support.registry import DEPLOY_PASSWORD, DEPLOY_USER
+    from tests.support.slack_requests import SIGNING_SECRET
+    from tests.support.stubs import HUB_PASSWORD, HUB_USER
+
+    SECRETS.add(DEPLOY_PASSWORD, f"password of {DEPLOY_USER} (tests/support/registry.py)")
+    SECRETS.add(HUB_PASSWORD, f"password of {HUB_USER} (tests/support/stubs.py)")
+    SECRETS.add(_SEED_PASSWORD, f"password of {SEED_USER} (tests/support/fixtures.py)")
+    SECRETS.add(DEFAULT_TOKEN, "the Slack stand-in's bot token")
+    SECRETS.add(SIGNING_SECRET, "the Slack signing secret of the tests")
+    for value, label in leaks.scenario_secrets():
+        SECRETS.add(value, label)
+
+
+def _where() -> str:
+    return _current["test"]
+
+
+def _observe(call: object) -> None:
+    SCANNER.scan(leaks.slack_call_text(call),
+                 f"Slack {getattr(call, 'method', '?')} call ({_where()})")
+
+
+_HANDLER = LeakLogHandler(SCANNER, _where)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _collect_known_secrets()
+    root = logging.getLogger()
+    root.addHandler(_HANDLER)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    SlackStandIn.observers.append(_observe)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    _current["test"] = item.nodeid
+    try:
+        return (yield)
+    finally:
+        _current["test"] = f"after {item.nodeid}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(_HANDLER)
+    if _observe in SlackStandIn.observers:
+        SlackStandIn.observers.remove(_observe)
+    if SCANNER.findings and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    findings = SCANNER.findings
+    if not findings:
+        terminalreporter.write_line(
+            f"secret-leak scan: {len(SECRETS)} test secrets, none in any log line or Slack call")
+        return
+    terminalreporter.section("SECRET LEAKS (the session fails)", red=True)
+    shown = sorted(set(findings))
+    for line in shown[:50]:
+        terminalreporter.write_line(line, red=True)
+    if len(shown) > 50:
+        terminalreporter.write_line(f"…and {len(shown) - 50} more", red=True)
