@@ -24,6 +24,8 @@ from tests.support import leaks
 from tests.support.leaks import SECRETS, LeakLogHandler, LeakScanner
 
 _current = {"test": "collection"}
+_CHATTY = {"apscheduler": logging.ERROR, "httpx": logging.WARNING,
+           "kubernetes.client.rest": logging.WARNING}
 SCANNER = LeakScanner(SECRETS)
 
 
@@ -60,6 +62,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     root.addHandler(_HANDLER)
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
+        for chatty, level in _CHATTY.items():  # as bot/cli.py quiets them in production
+            if logging.getLogger(chatty).level == logging.NOTSET:
+                logging.getLogger(chatty).setLevel(level)
     SlackStandIn.observers.append(_observe)
 
 

@@ -191,9 +191,6 @@ def test_hostile_values_never_become_live_markup(bot: BotUnderTest) -> None:
     web = root_with(bot, "web:v2")
     api = root_with(bot, "Registry credentials")
     root_with(bot, "Affected workloads")
-    # The attack is shown (escaped), not dropped: the alert reads as the pod says.
-    assert "&lt;!channel&gt; *URGENT* &lt;https://evil.example/sso|Re-authenticate here&gt;" \
-        in str(web.blocks)
 
     # A registry-wide incident grows (thread update + root refresh) ...
     image = "docker.io/library/busybox:1"
@@ -241,6 +238,9 @@ def test_hostile_values_never_become_live_markup(bot: BotUnderTest) -> None:
     assert {"chat.postMessage", "chat.update", "response_url", "ack"} <= methods, methods
     assert len(texts) > 100, len(texts)
     assert_inert(texts)
+    # The attack is shown (escaped), not dropped: the alert reads as the pod says.
+    assert "&lt;!channel&gt; *URGENT* &lt;https://evil.example/sso|Re-authenticate here&gt;" \
+        in str(web.blocks)
     # The bot's own live markup survived: dates, the approver and requester mentions.
     joined = "\n".join(t for _, _, t in texts)
     assert "<!date^" in joined and f"<@{CAROL}>" in joined and f"<@{ALICE}>" in joined
