@@ -30,14 +30,14 @@ SCANNER = LeakScanner(SECRETS)
 
 
 def _collect_known_secrets() -> None:
-    from tests.support.fixtures import _SEED_PASSWORD, SEED_USER
+    """The constants; tests/support/fixtures.py adds the seed password itself when imported
+    (importing it here would keep pytest from rewriting its asserts)."""
     from tests.support.registry import DEPLOY_PASSWORD, DEPLOY_USER
     from tests.support.slack_requests import SIGNING_SECRET
     from tests.support.stubs import HUB_PASSWORD, HUB_USER
 
     SECRETS.add(DEPLOY_PASSWORD, f"password of {DEPLOY_USER} (tests/support/registry.py)")
     SECRETS.add(HUB_PASSWORD, f"password of {HUB_USER} (tests/support/stubs.py)")
-    SECRETS.add(_SEED_PASSWORD, f"password of {SEED_USER} (tests/support/fixtures.py)")
     SECRETS.add(DEFAULT_TOKEN, "the Slack stand-in's bot token")
     SECRETS.add(SIGNING_SECRET, "the Slack signing secret of the tests")
     for value, label in leaks.scenario_secrets():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.leaks import SECRETS
 from tests.support.registry import (
     DEPLOY_PASSWORD,
     DEPLOY_USER,
@@ -45,6 +46,7 @@ from tests.support.tokens import AclEntry, TokenServer
 SEED_USER = "seed-admin"
 #: seed-admin's password: random per run, only ever held in memory.
 _SEED_PASSWORD = secrets.token_urlsafe(16)
+SECRETS.add(_SEED_PASSWORD, f"password of {SEED_USER} (tests/support/fixtures.py)")
 
 #: Token-registry ACL: deploy-bot may pull team/*, anyone may pull public/*, seed-admin may
 #: push and pull everything. So `private/...` is the "valid user, no access" case.
