@@ -16,8 +16,9 @@ escape a value is hard (the sinks in bot/slack_blocks.py escape whatever plain `
 them) and escaping twice is impossible (`escape` leaves `Mrkdwn` alone).
 
 `plain_text` objects (headers, button labels, confirm titles) are not parsed at all: Slack
-shows them as written, stores `&`, `<`, `>` entity-escaped itself (they come back as `&amp;`
-in interaction payloads) and would show our own `&amp;` literally, so `plain` only trims.
+shows them as written and entity-escapes `&`, `<`, `>` itself when it stores them (they come
+back as `&amp;` in interaction payloads: slackapi/bolt-python#513), so escaping them here
+would show a literal `&amp;`; `plain` only trims.
 
 The markup the bot writes on purpose stays live: `<!date^…>` (`date`) and user / user-group
 mentions (`user`, `usergroup`), built only from ids that look like Slack's.

@@ -3,8 +3,8 @@
 The whole bot runs as `serve` runs it (tests/support/slack_requests.running_bot): scenario
 cluster → watch → diagnosis → incidents (real Redis) → Block Kit → real slack_sdk → the Slack
 stand-in, and /imagepull, buttons and approvals through the signed HTTP endpoint. The cluster
-holds pods whose image, kubelet event text, container name, pull secret name and workload
-name carry Slack markup: channel-wide mentions, user and channel mentions, disguised links,
+holds pods whose image, kubelet event text, container name and pull secret name carry Slack
+markup: channel-wide mentions, user and channel mentions, disguised links,
 backticks (an odd number, so a naive code span breaks), code fences, bold / italic / strike
 and entities. Then every text the bot sent (every chat.postMessage, chat.update, response_url
 post, and the slash-command acks) is walked: top-level `text`, every mrkdwn text object of
@@ -16,6 +16,8 @@ and mentions of the workspace's real people (the requester, the approvers).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from tests.support.slack_requests import (
     running_bot,
     slash_command,
 )
+from tests.support.stubs import DockerHubStub
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.security, pytest.mark.integration, pytest.mark.timeout(120)]
@@ -50,6 +53,9 @@ HOSTILE = ("` <!channel> *URGENT* <https://evil.example/sso|Re-authenticate here
 #: For fields the scenario cluster keys by name (no `/` or spaces; still markup).
 HOSTILE_NAME = "<!channel>*x*`y<@U123>&z<#C123>"
 
+#: A Docker Hub user name read from a pull secret (secret data is the cluster's, not ours).
+HOSTILE_USER = "<!channel>`robot*"
+HOSTILE_USER_PASSWORD = "hostile-hub-pass-do-not-print"
 WEB_IMAGE = "registry.internal/shop/web:v2"
 API_IMAGE = "registry.internal/shop/api:1.0"
 
@@ -169,19 +175,31 @@ def hostile_cluster() -> list[dict[str, Any]]:
     objects += factory.failing_deployment(
         "shop", "api", API_IMAGE, factory.containerd_error("unauthorized", API_IMAGE),
         container=HOSTILE_NAME, pull_secrets=[HOSTILE_NAME])
-    # A workload name inside a registry-wide outage (the affected-workloads list).
-    for name in (HOSTILE_NAME, "cache"):
-        image = f"docker.io/library/{'redis' if name == 'cache' else 'nginx'}:1"
-        objects += factory.failing_deployment("shop", name, image,
-                                              factory.containerd_error("rate_limited", image))
+    # A registry-wide outage (the affected-workloads list, updates as it grows). Workload
+    # names cannot carry markup here: the API server (and the scenario cluster's URL routing)
+    # only know DNS-1123 names, so the list is exercised with ordinary ones.
+    image = "docker.io/library/redis:1"
+    objects += factory.failing_deployment("shop", "cache", image,
+                                          factory.containerd_error("rate_limited", image))
     return objects
+
+
+def hub_secret() -> dict[str, Any]:
+    auth = base64.b64encode(f"{HOSTILE_USER}:{HOSTILE_USER_PASSWORD}".encode()).decode()
+    config = {"auths": {"https://index.docker.io/v1/": {
+        "username": HOSTILE_USER, "password": HOSTILE_USER_PASSWORD, "auth": auth}}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "hubcred", "namespace": "shop"},
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}}
 
 
 @pytest.fixture
 def bot() -> Iterator[BotUnderTest]:
-    with running_bot(env={"APPROVERS": f"{CAROL},{ONCALL_GROUP}"}) as running:
+    with DockerHubStub(users={HOSTILE_USER: HOSTILE_USER_PASSWORD}) as hub, running_bot(env={
+            "APPROVERS": f"{CAROL},{ONCALL_GROUP}", "DOCKERHUB_AUTH_URL": f"{hub.url}/token",
+            "DOCKERHUB_REGISTRY_URL": hub.url}) as running:
         running.slack.add_usergroup(ONCALL_GROUP, [CAROL])
-        for obj in hostile_cluster():
+        for obj in [*hostile_cluster(), hub_secret()]:
             running.sim.apply(obj)
         yield running
 
@@ -212,7 +230,7 @@ def test_hostile_values_never_become_live_markup(bot: BotUnderTest) -> None:
     # through approval, and the alert buttons.
     api_pod = factory.pod_names("shop", "api", API_IMAGE)[0]
     for text in (f"diagnose shop/{api_pod}", f"verify-secret shop/{api_pod}",
-                 "restart shop/deployment/api"):
+                 "restart shop/deployment/api", "quota --secret shop/hubcred"):
         ack, name = command(bot, text)
         acks.append(ack)
         answered(bot, name)
