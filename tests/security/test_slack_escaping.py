@@ -209,6 +209,10 @@ def test_hostile_values_never_become_live_markup(bot: BotUnderTest) -> None:
     web = root_with(bot, "web:v2")
     api = root_with(bot, "Registry credentials")
     root_with(bot, "Affected workloads")
+    web_pod = factory.pod_names("shop", "web", f"{WEB_IMAGE} {HOSTILE}")[0]
+    ack, name = command(bot, f"diagnose shop/{web_pod}")  # the hostile image, on demand
+    acks.append(ack)
+    assert "&lt;!channel&gt;" in str(answered(bot, name)["blocks"])
 
     # A registry-wide incident grows (thread update + root refresh) ...
     image = "docker.io/library/busybox:1"
@@ -218,7 +222,6 @@ def test_hostile_values_never_become_live_markup(bot: BotUnderTest) -> None:
     wait_for(lambda: any("more failing" in str(c.params.get("text"))
                          for c in bot.slack.calls_to("chat.postMessage")), 20, "an update")
     # ... and the hostile web pod recovers (resolved reply + resolved root).
-    web_pod = factory.pod_names("shop", "web", f"{WEB_IMAGE} {HOSTILE}")[0]
     pod, events = factory.recovered(bot.sim.get("Pod", web_pod, "shop"))
     for obj in [pod, *events]:
         bot.sim.apply(obj)
