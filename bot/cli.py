@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -26,6 +26,9 @@ from bot.kube import KubeClient, KubeError, KubeNotFound
 from bot.offline import InputError, facts_from_files
 from bot.render import render_text
 from bot.terminal import TerminalFormatter, write, write_error, write_json
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -60,8 +63,17 @@ def _image(value: str) -> Any:
         raise UsageError(f"not a valid image reference: {exc}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage, help and error lines echo arguments: they go through the terminal
+    sink like every other output (sub-commands' parsers inherit this class)."""
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            write(message, end="", file=file or sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imagepull-bot",
         description="Explain Kubernetes image-pull failures and the exact command that fixes them.",
     )

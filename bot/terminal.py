@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 #: Bidirectional formatting characters (Unicode TR9 explicit embeddings, overrides, isolates and
 #: marks) plus the line/paragraph separators: invisible, and they reorder or break what a
@@ -48,11 +51,17 @@ def for_terminal(text: str, *, one_line: bool = False) -> str:
     return text.translate(_ONE_LINE_TABLE if one_line else _TABLE)
 
 
-def write(text: str = "", *, end: str = "\n", file: TextIO | None = None) -> None:
+def write(text: str = "", *, end: str = "\n", file: SupportsWrite[str] | None = None) -> None:
     """Print human-readable text, made safe for a terminal (see the module docstring)."""
+    _put(for_terminal(text) + end, file)
+
+
+def _put(text: str, file: SupportsWrite[str] | None) -> None:
     stream = file if file is not None else sys.stdout
-    stream.write(for_terminal(text) + end)
-    stream.flush()
+    stream.write(text)
+    flush = getattr(stream, "flush", None)
+    if flush is not None:
+        flush()
 
 
 def write_error(message: str) -> None:
@@ -66,12 +75,10 @@ def dumps_json(payload: Any) -> str:
     return json.dumps(payload, indent=2, ensure_ascii=True)
 
 
-def write_json(payload: Any, *, file: TextIO | None = None) -> None:
+def write_json(payload: Any, *, file: SupportsWrite[str] | None = None) -> None:
     """Print JSON output (machine-readable: not passed through `for_terminal`, which would
     turn `\\u001b` into an invalid `\\x1b` escape)."""
-    stream = file if file is not None else sys.stdout
-    stream.write(dumps_json(payload) + "\n")
-    stream.flush()
+    _put(dumps_json(payload) + "\n", file)
 
 
 class TerminalFormatter(logging.Formatter):

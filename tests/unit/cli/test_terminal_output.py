@@ -104,3 +104,11 @@ def test_human_output_goes_through_the_one_terminal_sink(module: str) -> None:
             and isinstance(node.func.value, ast.Attribute)
             and node.func.value.attr in ("stdout", "stderr")))]
     assert bypass == [], f"{module} prints around bot.terminal at lines {bypass}"
+
+
+def test_argparse_errors_echoing_arguments_are_escaped(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["scenarios", "--output", "text", f"--bogus{HOSTILE}"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and not RAW_CONTROL.search(err)
