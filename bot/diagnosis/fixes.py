@@ -93,9 +93,19 @@ def _cmd(*words: str, args: Sequence[str] = ()) -> str:
     pflag (kubectl, docker, docker buildx, crane), Go's flag package (crictl, through
     urfave/cli) and POSIX utilities (grep). nslookup, openssl and gcloud get no `--`: they
     only receive registry hosts and repository paths of parsed image references.
+
+    One exception, `_create`: `kubectl create <kind> NAME` takes NAME only *before* `--`
+    (NameFromCommandArgs counts the arguments before the dash; what follows is a container
+    command for `create job`), so there NAME comes first, without `--`. It is always a name
+    `_checked` admitted (DNS-1123 cannot start with `-`) or one of this module's constants.
     """
     line = " ".join(w if isinstance(w, _Quoted) else shlex.quote(w) for w in words)
     return f"{line} -- {' '.join(shlex.quote(a) for a in args)}" if args else line
+
+
+def _create(kind: str, name: str, *options: str) -> str:
+    """`kubectl create KIND NAME OPTIONS…` (see `_cmd` for why NAME has no `--` here)."""
+    return _cmd("kubectl", "create", *kind.split(), name, *options)
 
 
 def _ns(ctx: FixContext) -> tuple[str, str]:
@@ -131,8 +141,8 @@ def restart_workload(ctx: FixContext) -> Fix:
     if kind == "CronJob":
         return Fix(
             "After fixing the cause, run the CronJob once now instead of waiting for its schedule",
-            _cmd("kubectl", "create", "job", "--from", ctx.workload.kubectl_ref, *_ns(ctx),
-                 args=[f"{ctx.workload.name}-manual"]),
+            _create("job", f"{ctx.workload.name}-manual", "--from", ctx.workload.kubectl_ref,
+                    *_ns(ctx)),
         )
     return Fix(
         f"After fixing the cause, delete the {kind} so it is re-created and pulls again "
@@ -148,9 +158,9 @@ def create_pull_secret(ctx: FixContext, name: str, title: str | None = None,
         title
         or f"Create pull secret {name} for {ctx.registry} in namespace {ctx.namespace} "
         "(fill in <username> and <token>; secrets are namespace-scoped)",
-        _cmd("kubectl", "create", "secret", "docker-registry",
-             _flag("docker-server", server), _flag("docker-username", "<username>"),
-             _flag("docker-password", placeholder), *_ns(ctx), args=[name]),
+        _create("secret docker-registry", name,
+                _flag("docker-server", server), _flag("docker-username", "<username>"),
+                _flag("docker-password", placeholder), *_ns(ctx)),
     )
 
 
@@ -270,10 +280,10 @@ def _credentials(ctx: FixContext) -> list[Fix]:
         fixes.append(Fix(
             f"Re-create {name} with {ctx.docker_server} as the server (fill in <username> and "
             "<token>)",
-            _cmd("kubectl", "create", "secret", "docker-registry",
-                 _flag("docker-server", ctx.docker_server), _flag("docker-username", "<username>"),
-                 _flag("docker-password", "<token>"), *_ns(ctx), "--dry-run=client", "-o", "yaml",
-                 args=[name])
+            _create("secret docker-registry", name,
+                    _flag("docker-server", ctx.docker_server),
+                    _flag("docker-username", "<username>"), _flag("docker-password", "<token>"),
+                    *_ns(ctx), "--dry-run=client", "-o", "yaml")
             + " | kubectl apply -f -",
         ))
     elif ctx.unreferenced_secret:
@@ -301,11 +311,11 @@ def _cloud_fixes(ctx: FixContext) -> list[Fix]:
         fixes.append(Fix(
             f"Stop-gap: refresh {name} with a new 12-hour ECR token (needs AWS credentials "
             "where you run it)",
-            _cmd("kubectl", "create", "secret", "docker-registry",
-                 _flag("docker-server", ctx.registry), _flag("docker-username", "AWS"),
-                 _Quoted('--docker-password="$(aws ecr get-login-password --region '
-                         f'{shlex.quote(region)})"'), *_ns(ctx), "--dry-run=client", "-o", "yaml",
-                 args=[name])
+            _create("secret docker-registry", name,
+                    _flag("docker-server", ctx.registry), _flag("docker-username", "AWS"),
+                    _Quoted('--docker-password="$(aws ecr get-login-password --region '
+                            f'{shlex.quote(region)})"'), *_ns(ctx), "--dry-run=client",
+                    "-o", "yaml")
             + " | kubectl apply -f -",
         ))
     fixes.append(credential_provider_config(cloud))

@@ -150,8 +150,8 @@ def test_missing_secret_is_read_from_the_namespace_not_guessed(
     entry = result["diagnoses"][0]
     assert "pull_secret_missing" in entry["findings"]
     assert entry["fixes"][0]["command"].startswith(
-        "kubectl create secret docker-registry --docker-server=registry.internal ")
-    assert entry["fixes"][0]["command"].endswith("-n shop -- regcred")
+        "kubectl create secret docker-registry regcred --docker-server=registry.internal ")
+    assert entry["fixes"][0]["command"].endswith("-n shop")
 
 
 def _event_named(sim: SimCluster, reason: str) -> str:

@@ -127,9 +127,8 @@ def test_unauthorized_without_secret_suggests_secret_and_service_account_patch()
     assert d.cause is Cause.AUTH_REQUIRED
     assert d.findings == (Finding.NO_PULL_SECRET,)
     commands = [f.command for f in d.fixes]
-    assert ("kubectl create secret docker-registry --docker-server=registry.internal "
-            "--docker-username='<username>' --docker-password='<token>' -n shop -- regcred"
-            ) in commands
+    assert ("kubectl create secret docker-registry regcred --docker-server=registry.internal "
+            "--docker-username='<username>' --docker-password='<token>' -n shop") in commands
     assert ("kubectl patch serviceaccount -p "
             "'{\"imagePullSecrets\": [{\"name\": \"regcred\"}]}' -n shop -- default") in commands
     assert "kubectl rollout restart -n shop -- deployment/web" in commands
@@ -148,8 +147,7 @@ def test_referenced_secret_absent_from_namespace() -> None:
                        pull_secrets=("regcred",), referenced_secrets={"regcred": None}))
     assert Finding.PULL_SECRET_MISSING in d.findings
     assert Finding.NO_PULL_SECRET not in d.findings
-    assert d.fixes[0].command.startswith("kubectl create secret docker-registry ")
-    assert d.fixes[0].command.endswith(" -- regcred")
+    assert d.fixes[0].command.startswith("kubectl create secret docker-registry regcred ")
     assert "namespace-scoped" in d.fixes[0].title
 
 

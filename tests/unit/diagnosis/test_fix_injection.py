@@ -124,8 +124,7 @@ def test_secret_name_from_a_kubelet_warning_is_refused_and_explained() -> None:
     assert Finding.PULL_SECRET_MISSING in d.findings
     _assert_safe(d.fixes)
     create = d.fixes[0]
-    assert create.command.startswith("kubectl create secret docker-registry ")
-    assert create.command.endswith(" -n shop -- '<secret-name>'")
+    assert create.command.startswith("kubectl create secret docker-registry '<secret-name>' ")
     assert "not a valid Kubernetes name" in create.title and "<secret-name>" in create.title
     assert all(SECRET not in f.command for f in d.fixes)
 
@@ -193,10 +192,10 @@ def test_valid_names_are_used_as_they_are() -> None:
                      container="web", image="nginx:lates", ref=try_parse_image("nginx:lates"),
                      missing_secret="regcred.v2", node="worker-1.example")
     fixes = build_fixes(Cause.AUTH_REQUIRED, ctx)
-    assert fixes[0].command == ("kubectl create secret docker-registry "
+    assert fixes[0].command == ("kubectl create secret docker-registry regcred.v2 "
                                 "--docker-server=https://index.docker.io/v1/ "
                                 "--docker-username='<username>' --docker-password='<token>' "
-                                "-n shop -- regcred.v2")
+                                "-n shop")
     assert "not a valid" not in " ".join(f.title for f in fixes)
 
 
