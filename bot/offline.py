@@ -79,10 +79,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-class _NoAliases(Exception):
-    pass
-
-
 def _parse(path: Path, text: str) -> Any:
     """JSON when it looks like JSON (kubectl -o json), else YAML (kubectl -o yaml)."""
     if text.lstrip().startswith(("{", "[")):
@@ -114,7 +110,7 @@ def _check_yaml_events(path: Path, text: str) -> None:
     try:
         for event in yaml.parse(text, Loader=_YAML_LOADER):
             if isinstance(event, yaml.AliasEvent):
-                raise InputError(f"{path} uses YAML aliases (*{event.anchor}); kubectl never "
+                raise InputError(f"{path} uses YAML aliases (*{event.anchor:.40}); kubectl never "
                                  "writes them: give plain `kubectl get -o yaml` output")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
