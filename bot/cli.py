@@ -8,13 +8,12 @@ tags, verify-secret).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -26,6 +25,10 @@ from bot.diagnosis.model import PodDiagnosis
 from bot.kube import KubeClient, KubeError, KubeNotFound
 from bot.offline import InputError, facts_from_files
 from bot.render import render_text
+from bot.terminal import TerminalFormatter, write, write_error, write_json
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -60,8 +63,17 @@ def _image(value: str) -> Any:
         raise UsageError(f"not a valid image reference: {exc}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage, help and error lines echo arguments: they go through the terminal
+    sink like every other output (sub-commands' parsers inherit this class)."""
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            write(message, end="", file=file or sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imagepull-bot",
         description="Explain Kubernetes image-pull failures and the exact command that fixes them.",
     )
@@ -128,10 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_results(results: Sequence[PodDiagnosis], output: str, as_list: bool) -> None:
     if output == "json":
-        payload = [r.to_json() for r in results] if as_list else results[0].to_json()
-        print(json.dumps(payload, indent=2))
+        write_json([r.to_json() for r in results] if as_list else results[0].to_json())
     else:
-        print("\n".join(render_text(r) for r in results), end="")
+        write("\n".join(render_text(r) for r in results), end="")
 
 
 def _kube(args: argparse.Namespace, settings: Settings) -> KubeClient:
@@ -179,7 +190,10 @@ def _secret_credentials(args: argparse.Namespace, settings: Settings, registry: 
 
 
 def _emit(payload: dict[str, Any], text: str, output: str) -> None:
-    print(json.dumps(payload, indent=2) if output == "json" else text)
+    if output == "json":
+        write_json(payload)
+    else:
+        write(text)
 
 
 def run_quota(args: argparse.Namespace, settings: Settings) -> int:
@@ -277,7 +291,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     server = make_http_server(bolt, runtime, args.host, settings.port)
     _stop_on_sigterm()
     runtime.start()
-    print(f"imagepull-bot: listening on {args.host}:{settings.port} (/slack/events, /healthz, "
+    write(f"imagepull-bot: listening on {args.host}:{settings.port} (/slack/events, /healthz, "
           "/readyz)", file=sys.stderr)
     try:
         server.serve_forever()
@@ -316,13 +330,13 @@ def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
     problems = config_problems(settings, args.mode)
     results = [] if args.offline else live_checks(settings)
     for problem in problems:
-        print(f"✗ {problem}")
+        write(f"✗ {problem}")
     for ok, line in results:
-        print(f"{'✓' if ok else '✗'} {line}")
+        write(f"{'✓' if ok else '✗'} {line}")
     blocking = [p for p in problems if not p.startswith("REDIS_URL")]
     failed = [line for ok, line in results if not ok]
     if not problems and not failed:
-        print(f"✓ ready to run `python -m bot {args.mode}`")
+        write(f"✓ ready to run `python -m bot {args.mode}`")
     return EXIT_BAD_INPUT if blocking or failed else EXIT_OK
 
 
@@ -335,8 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     default_level = "WARNING" if args.command in ("demo", "scenarios") else "INFO"
+    handler = logging.StreamHandler()
+    handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", default_level).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        handlers=[handler])
     for chatty in ("apscheduler", "httpx", "kubernetes.client.rest"):  # a line per request/job
         logging.getLogger(chatty).setLevel(logging.WARNING if chatty != "apscheduler"
                                            else logging.ERROR)
@@ -357,11 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"invalid configuration: {problems}") from None
         return COMMANDS[args.command](args, settings)
     except (UsageError, InputError) as exc:
-        print(f"imagepull-bot: {exc}", file=sys.stderr)
+        write_error(str(exc))
         return EXIT_BAD_INPUT
     except KubeError as exc:
-        print(f"imagepull-bot: {exc}", file=sys.stderr)
+        write_error(str(exc))
         return EXIT_KUBE
     except RegistryUnavailable as exc:
-        print(f"imagepull-bot: {exc}", file=sys.stderr)
+        write_error(str(exc))
         return EXIT_REGISTRY

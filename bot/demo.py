@@ -6,7 +6,6 @@ code a real cluster would: kubeconfig → official client → bot.kube → diagn
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from bot.render import render_text
 from bot.sim.registry import scenario_registries
 from bot.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 from bot.sim.server import SimCluster
+from bot.terminal import write, write_json
 
 _RULE = "─" * 100
 
@@ -52,7 +52,7 @@ def run_demo(ids: Sequence[str], output: str = "text") -> int:
                     str(sim.write_kubeconfig(Path(tmp) / f"{scenario_id}.kubeconfig")))
                 if output == "text":
                     served = "".join(f"\nregistry {h} at {u}" for h, u in endpoints.items())
-                    print(f"{_RULE}\nscenario {scenario_id}: {scenario.description}\n"
+                    write(f"{_RULE}\nscenario {scenario_id}: {scenario.description}\n"
                           f"cluster  {sim.url} (Kubernetes {sim.kubernetes_version}){served}\n")
                 # only the scenario's own registries are asked: the demo never leaves loopback
                 registry = client if endpoints else None
@@ -60,9 +60,9 @@ def run_demo(ids: Sequence[str], output: str = "text") -> int:
                     facts = investigate_pod(kube, namespace, pod, registry, list(endpoints))
                     result = diagnose(facts)
                     if output == "text":
-                        print(render_text(result))
+                        write(render_text(result))
                     else:
                         results.append({"scenario": scenario_id, **result.to_json()})
     if output == "json":
-        print(json.dumps(results, indent=2))
+        write_json(results)
     return 0

@@ -24,6 +24,7 @@ from bot.sim.registry import scenario_registries
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.store import MemoryStore
+from bot.terminal import write
 
 Obj = dict[str, Any]
 NS = "shop"
@@ -33,7 +34,7 @@ REGISTRIES = {"registry.internal": {"shop/checkout": ["v2.1", "v2.0", "v1.9"],
 
 
 def _say(started: float, text: str) -> None:
-    print(f"[t+{time.monotonic() - started:4.1f}s] {text}", flush=True)
+    write(f"[t+{time.monotonic() - started:4.1f}s] {text}")
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
@@ -70,15 +71,15 @@ def run_story(out_dir: Path = Path("demo-out")) -> int:
             _play(sim, slack, runtime, started)
         finally:
             runtime.stop()
-        print("\n" + "═" * 100 + "\n#imagepull-alerts after the fixes (roots edited, "
+        write("\n" + "═" * 100 + "\n#imagepull-alerts after the fixes (roots edited, "
               "threads resolved):\n" + "═" * 100)
-        print(slack.render_transcript())
+        write(slack.render_transcript())
         out_dir.mkdir(parents=True, exist_ok=True)
         path = slack.save_blocks(out_dir / "slack-messages.json")
         calls = [{"method": c.method, "status": c.status, "at": round(c.at - time.time(), 1)}
                  for c in slack.calls]
         (out_dir / "slack-calls.json").write_text(json.dumps(calls, indent=2))
-        print(f"\nBlock Kit JSON saved to {path} (paste a message into Block Kit Builder).")
+        write(f"\nBlock Kit JSON saved to {path} (paste a message into Block Kit Builder).")
     return 0
 
 
@@ -129,8 +130,8 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
     _wait(lambda: any("more failing" in c.params.get("text", "")
                       for c in slack.calls_to("chat.postMessage")), timeout=8)
     _say(started, f"alerts in the channel: {_roots(slack)}; later pods went into the thread")
-    print("\n" + "═" * 100 + "\n#imagepull-alerts before the fixes:\n" + "═" * 100)
-    print(slack.render_transcript())
+    write("\n" + "═" * 100 + "\n#imagepull-alerts before the fixes:\n" + "═" * 100)
+    write(slack.render_transcript())
 
     _say(started, "fixes: the rate-limit window resets, checkout is set to v2.1, regcred is "
                   "created in shop")

@@ -119,13 +119,33 @@ class PodFacts:
         )
 
 
+#: Times the diagnosis believes. Anything outside is a broken clock or hostile input, and a
+#: datetime near year 9999 overflows the first `+ timedelta` (the back-off estimate adds 300 s).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class TimeOutOfRange(ValueError):
+    """A well-formed time outside EARLIEST_TIME..LATEST_TIME."""
+
+
+def read_k8s_time(text: str) -> datetime:
+    """An RFC 3339 timestamp as the API writes it (`Z`, optional fraction), timezone-aware.
+
+    Raises ValueError when it is not one, TimeOutOfRange when it is not a believable time.
+    """
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise TimeOutOfRange(f"{text} is outside {EARLIEST_TIME.year}..{LATEST_TIME.year - 1}")
+    return parsed
+
+
 def parse_k8s_time(value: object) -> datetime | None:
-    """Parse RFC 3339 timestamps as the API writes them (`Z`, optional fraction)."""
+    """`read_k8s_time`, or None for anything that is not a believable timestamp string."""
     if not isinstance(value, str) or not value:
         return None
-    text = value.strip().replace("Z", "+00:00")
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return read_k8s_time(value)
+    except ValueError:  # also TimeOutOfRange: an unbelievable time is an unknown time
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

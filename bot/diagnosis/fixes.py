@@ -3,16 +3,27 @@
 Every command is namespaced, aimed at the parent workload (never a ReplicaSet or a pod that a
 controller will replace), and every argument goes through `shlex.quote`. Values the bot cannot
 know are `<placeholders>`, and the title names them.
+
+Quoting stops the shell, not the tool: a secret name `--kubeconfig=/tmp/x` from a kubelet
+warning, quoted, is still an option to kubectl. So (1) positional arguments, which carry names
+and images from the cluster, always follow `--`, the end-of-options marker (see `_cmd`), and
+(2) every Kubernetes name is checked against the apiserver's rules before it is used at all
+(`_checked`): a name the apiserver would refuse becomes a `<placeholder>` and the fix's title
+says why — it is never a live argument. Option values (`-n NS`, `--docker-server=HOST`) are
+either such checked names, or host/repository parts of a parsed image reference, whose grammar
+cannot start with `-`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot import names
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.cloud import CloudRegistry, cloud_registry
 from bot.diagnosis.facts import RESTARTABLE_KINDS, WorkloadRef
@@ -74,8 +85,27 @@ def _flag(name: str, value: str) -> _Quoted:
     return _Quoted(f"--{name}={shlex.quote(value)}")
 
 
-def _cmd(*parts: str) -> str:
-    return " ".join(p if isinstance(p, _Quoted) else shlex.quote(p) for p in parts)
+def _cmd(*words: str, args: Sequence[str] = ()) -> str:
+    """One command line: `words` are the program, its subcommands and its options (written
+    here), `args` its positional arguments, which carry cluster text and so come after `--`.
+
+    `--` ends option parsing in every tool a positional from the cluster is given to: cobra's
+    pflag (kubectl, docker, docker buildx, crane), Go's flag package (crictl, through
+    urfave/cli) and POSIX utilities (grep). nslookup, openssl and gcloud get no `--`: they
+    only receive registry hosts and repository paths of parsed image references.
+
+    One exception, `_create`: `kubectl create <kind> NAME` takes NAME only *before* `--`
+    (NameFromCommandArgs counts the arguments before the dash; what follows is a container
+    command for `create job`), so there NAME comes first, without `--`. It is always a name
+    `_checked` admitted (DNS-1123 cannot start with `-`) or one of this module's constants.
+    """
+    line = " ".join(w if isinstance(w, _Quoted) else shlex.quote(w) for w in words)
+    return f"{line} -- {' '.join(shlex.quote(a) for a in args)}" if args else line
+
+
+def _create(kind: str, name: str, *options: str) -> str:
+    """`kubectl create KIND NAME OPTIONS…` (see `_cmd` for why NAME has no `--` here)."""
+    return _cmd("kubectl", "create", *kind.split(), name, *options)
 
 
 def _ns(ctx: FixContext) -> tuple[str, str]:
@@ -91,12 +121,12 @@ def set_image(ctx: FixContext, new_image: str, title: str) -> Fix:
         return Fix(
             f"{title} — a Job's pod template cannot change: delete it and re-create it from "
             "your manifest with the corrected image",
-            _cmd("kubectl", "delete", ctx.workload.kubectl_ref, *_ns(ctx)),
+            _cmd("kubectl", "delete", *_ns(ctx), args=[ctx.workload.kubectl_ref]),
         )
     return Fix(
         title,
-        _cmd("kubectl", "set", "image", ctx.workload.kubectl_ref,
-             f"{ctx.container}={new_image}", *_ns(ctx)),
+        _cmd("kubectl", "set", "image", *_ns(ctx),
+             args=[ctx.workload.kubectl_ref, f"{ctx.container}={new_image}"]),
     )
 
 
@@ -106,18 +136,18 @@ def restart_workload(ctx: FixContext) -> Fix:
     if kind in RESTARTABLE_KINDS:
         return Fix(
             "After fixing the cause, restart so the pods retry now instead of after the back-off",
-            _cmd("kubectl", "rollout", "restart", ctx.workload.kubectl_ref, *_ns(ctx)),
+            _cmd("kubectl", "rollout", "restart", *_ns(ctx), args=[ctx.workload.kubectl_ref]),
         )
     if kind == "CronJob":
         return Fix(
             "After fixing the cause, run the CronJob once now instead of waiting for its schedule",
-            _cmd("kubectl", "create", "job", "--from", ctx.workload.kubectl_ref,
-                 f"{ctx.workload.name}-manual", *_ns(ctx)),
+            _create("job", f"{ctx.workload.name}-manual", "--from", ctx.workload.kubectl_ref,
+                    *_ns(ctx)),
         )
     return Fix(
         f"After fixing the cause, delete the {kind} so it is re-created and pulls again "
         "(re-apply its manifest if nothing re-creates it)",
-        _cmd("kubectl", "delete", ctx.workload.kubectl_ref, *_ns(ctx)),
+        _cmd("kubectl", "delete", *_ns(ctx), args=[ctx.workload.kubectl_ref]),
     )
 
 
@@ -128,9 +158,9 @@ def create_pull_secret(ctx: FixContext, name: str, title: str | None = None,
         title
         or f"Create pull secret {name} for {ctx.registry} in namespace {ctx.namespace} "
         "(fill in <username> and <token>; secrets are namespace-scoped)",
-        _cmd("kubectl", "create", "secret", "docker-registry", name,
-             _flag("docker-server", server), _flag("docker-username", "<username>"),
-             _flag("docker-password", placeholder), *_ns(ctx)),
+        _create("secret docker-registry", name,
+                _flag("docker-server", server), _flag("docker-username", "<username>"),
+                _flag("docker-password", placeholder), *_ns(ctx)),
     )
 
 
@@ -147,7 +177,8 @@ def attach_secret_to_service_account(ctx: FixContext, name: str) -> Fix:
     return Fix(
         f"Attach {name} to service account {ctx.service_account} (new pods inherit it; "
         "existing pods need a restart)",
-        _cmd("kubectl", "patch", "serviceaccount", ctx.service_account, "-p", patch, *_ns(ctx)),
+        _cmd("kubectl", "patch", "serviceaccount", "-p", patch, *_ns(ctx),
+             args=[ctx.service_account]),
     )
 
 
@@ -155,8 +186,9 @@ def show_secret_registries(ctx: FixContext, name: str) -> Fix:
     """Show the registry keys of a pull secret without printing its password."""
     return Fix(
         f"Check which registries {name} holds credentials for (prints host names only)",
-        f"kubectl get secret {shlex.quote(name)} -n {shlex.quote(ctx.namespace)} "
-        "--output='jsonpath={.data.\\.dockerconfigjson}' | base64 --decode | jq '.auths | keys'",
+        _cmd("kubectl", "get", "secret", *_ns(ctx),
+             _Quoted("--output='jsonpath={.data.\\.dockerconfigjson}'"), args=[name])
+        + " | base64 --decode | jq '.auths | keys'",
     )
 
 
@@ -174,7 +206,7 @@ def node_pull_check(ctx: FixContext, title: str = "Pull the image on the node to
     node = ctx.node or "<node>"
     return Fix(
         f"{title} (ssh to {node} first)",
-        _cmd("sudo", "crictl", "--debug", "pull", ctx.image),
+        _cmd("sudo", "crictl", "--debug", "pull", args=[ctx.image]),
     )
 
 
@@ -186,7 +218,7 @@ def list_tags(ctx: FixContext) -> Fix:
             " | jq '.results[].name'",
         )
     return Fix("List the tags that exist (crane, from go-containerregistry)",
-               _cmd("crane", "ls", ctx.ref.name if ctx.ref else ctx.image))
+               _cmd("crane", "ls", args=[ctx.ref.name if ctx.ref else ctx.image]))
 
 
 def _replace_image_title(ctx: FixContext, what: str) -> str:
@@ -205,7 +237,7 @@ def _tag_not_found(ctx: FixContext) -> list[Fix]:
     if ctx.repository_uncertain:
         fixes.append(Fix("Check the repository path too (a missing repository also reads "
                          "'not found'): pull it from a workstation",
-                         _cmd("docker", "pull", ctx.image)))
+                         _cmd("docker", "pull", args=[ctx.image])))
     if not ctx.suggested_image:
         base = ctx.ref.familiar_repository if ctx.ref else "<image>"
         fixes.append(set_image(ctx, f"{base}:<tag>",
@@ -224,7 +256,7 @@ def _repository_not_found(ctx: FixContext) -> list[Fix]:
         fixes.append(set_image(ctx, ctx.suggested_image,
                                _replace_image_title(ctx, f"{ctx.suggested_image}, which exists")))
     fixes.append(Fix("Check the repository path from a workstation",
-                     _cmd("docker", "pull", ctx.image)))
+                     _cmd("docker", "pull", args=[ctx.image])))
     if not ctx.suggested_image:
         tag = ctx.ref.effective_tag if ctx.ref else "<tag>"
         fixes.append(set_image(ctx, f"{ctx.registry}/<repository>:{tag}",
@@ -248,9 +280,10 @@ def _credentials(ctx: FixContext) -> list[Fix]:
         fixes.append(Fix(
             f"Re-create {name} with {ctx.docker_server} as the server (fill in <username> and "
             "<token>)",
-            _cmd("kubectl", "create", "secret", "docker-registry", name,
-                 _flag("docker-server", ctx.docker_server), _flag("docker-username", "<username>"),
-                 _flag("docker-password", "<token>"), *_ns(ctx), "--dry-run=client", "-o", "yaml")
+            _create("secret docker-registry", name,
+                    _flag("docker-server", ctx.docker_server),
+                    _flag("docker-username", "<username>"), _flag("docker-password", "<token>"),
+                    *_ns(ctx), "--dry-run=client", "-o", "yaml")
             + " | kubectl apply -f -",
         ))
     elif ctx.unreferenced_secret:
@@ -261,7 +294,7 @@ def _credentials(ctx: FixContext) -> list[Fix]:
     fixes.extend(_cloud_fixes(ctx))
     fixes.append(Fix(
         "Test the credentials from the node (ssh to it; fill in <username> and <token>)",
-        _cmd("sudo", "crictl", "pull", "--creds", "<username>:<token>", ctx.image),
+        _cmd("sudo", "crictl", "pull", "--creds", "<username>:<token>", args=[ctx.image]),
     ))
     fixes.append(restart_workload(ctx))
     return fixes
@@ -278,10 +311,11 @@ def _cloud_fixes(ctx: FixContext) -> list[Fix]:
         fixes.append(Fix(
             f"Stop-gap: refresh {name} with a new 12-hour ECR token (needs AWS credentials "
             "where you run it)",
-            _cmd("kubectl", "create", "secret", "docker-registry", name,
-                 _flag("docker-server", ctx.registry), _flag("docker-username", "AWS"),
-                 _Quoted('--docker-password="$(aws ecr get-login-password --region '
-                         f'{shlex.quote(region)})"'), *_ns(ctx), "--dry-run=client", "-o", "yaml")
+            _create("secret docker-registry", name,
+                    _flag("docker-server", ctx.registry), _flag("docker-username", "AWS"),
+                    _Quoted('--docker-password="$(aws ecr get-login-password --region '
+                            f'{shlex.quote(region)})"'), *_ns(ctx), "--dry-run=client",
+                    "-o", "yaml")
             + " | kubectl apply -f -",
         ))
     fixes.append(credential_provider_config(cloud))
@@ -327,7 +361,7 @@ def _forbidden(ctx: FixContext) -> list[Fix]:
         fixes.append(Fix(
             f"Grant the account in the pull secret pull (read) permission on {repo} in "
             f"{ctx.registry}'s access settings, or use credentials that have it",
-            _cmd("sudo", "crictl", "pull", "--creds", "<username>:<token>", ctx.image),
+            _cmd("sudo", "crictl", "pull", "--creds", "<username>:<token>", args=[ctx.image]),
         ))
     fixes.extend(_cloud_fixes(ctx))
     fixes.append(restart_workload(ctx))
@@ -389,7 +423,8 @@ def _policy_patch(ctx: FixContext, policy: str) -> str:
     wrappers = {"Pod": ("spec",), "CronJob": ("spec", "template", "spec", "jobTemplate", "spec")}
     for level in wrappers.get(ctx.workload.kind, ("spec", "template", "spec")):
         patch = {level: patch}
-    return _cmd("kubectl", "patch", ctx.workload.kubectl_ref, *_ns(ctx), "-p", json.dumps(patch))
+    return _cmd("kubectl", "patch", *_ns(ctx), "-p", json.dumps(patch),
+                args=[ctx.workload.kubectl_ref])
 
 
 def _dns(ctx: FixContext) -> list[Fix]:
@@ -459,8 +494,8 @@ def _never_pull(ctx: FixContext) -> list[Fix]:
         Fix("Let the kubelet pull the image: set imagePullPolicy IfNotPresent",
             _policy_patch(ctx, "IfNotPresent")),
         Fix(f"Or pre-load it on the node and check it is there (ssh to {ctx.node or '<node>'})",
-            "sudo crictl images | grep "
-            + shlex.quote(ctx.ref.familiar_repository if ctx.ref else ctx.image)),
+            "sudo crictl images | "
+            + _cmd("grep", args=[ctx.ref.familiar_repository if ctx.ref else ctx.image])),
     ]
 
 
@@ -479,7 +514,7 @@ def _invalid_name(ctx: FixContext) -> list[Fix]:
 def _disk_full(ctx: FixContext) -> list[Fix]:
     node = ctx.node or "<node>"
     return [
-        Fix("Check the node's disk conditions", _cmd("kubectl", "describe", "node", node)
+        Fix("Check the node's disk conditions", _cmd("kubectl", "describe", "node", args=[node])
             + " | grep -A5 Conditions"),
         Fix(f"Check space where images are unpacked (ssh to {node})",
             _cmd("df", "-h", "/var/lib/containerd")),
@@ -492,13 +527,14 @@ def _platform(ctx: FixContext) -> list[Fix]:
     node = ctx.node or "<node>"
     return [
         Fix("See which platforms the image provides",
-            _cmd("docker", "buildx", "imagetools", "inspect", ctx.image)),
+            _cmd("docker", "buildx", "imagetools", "inspect", args=[ctx.image])),
         Fix(f"See the node's OS/architecture ({node})",
-            _cmd("kubectl", "get", "node", node, "-o",
-                 "jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}")),
+            _cmd("kubectl", "get", "node", "-o",
+                 "jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}",
+                 args=[node])),
         Fix("Build and push a multi-arch image (or add a kubernetes.io/arch nodeSelector)",
-            _cmd("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "-t",
-                 ctx.image, "--push", ".")),
+            _cmd("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64",
+                 _flag("tag", ctx.image), "--push", ".")),
     ]
 
 
@@ -529,11 +565,96 @@ _BUILDERS = {
 
 def build_fixes(cause: Cause, ctx: FixContext) -> tuple[Fix, ...]:
     """The fix steps for `cause`, in the order a person should try them."""
+    ctx, refused = _checked(ctx)
     fixes = _BUILDERS[cause](ctx)
     fixes.extend(_finding_fixes(cause, ctx))
     if ctx.pin_digest and cause not in (Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME):
         fixes.append(_pin_by_digest(ctx))
-    return tuple(_dedupe(fixes))
+    return tuple(_explain_refused(_dedupe(fixes), refused))
+
+
+# -- names from the cluster ------------------------------------------------------------------
+
+#: Kinds are CamelCase identifiers (apimachinery: a valid Go type name), Deployment, MyCRD.
+_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
+
+
+@dataclass(frozen=True)
+class _Refused:
+    placeholder: str
+    what: str
+    value: str
+
+
+def _checked(ctx: FixContext) -> tuple[FixContext, list[_Refused]]:
+    """`ctx` with every Kubernetes name the apiserver would refuse replaced by a placeholder.
+
+    Pod specs and kubelet messages are not validated where names come from (an offline file,
+    `imagePullSecrets` entries, the names inside "Unable to retrieve some image pull secrets
+    (…)"), and a name is the one thing commands pass as a live argument.
+    """
+    refused: list[_Refused] = []
+
+    def check(value: str, valid: bool, placeholder: str, what: str) -> str:
+        if valid:
+            return value
+        refused.append(_Refused(placeholder, what, value))
+        return placeholder
+
+    def subdomain(value: str | None, placeholder: str, what: str) -> str | None:
+        if value is None:
+            return None
+        return check(value, names.is_dns1123_subdomain(value), placeholder, what)
+
+    def secret(value: str | None) -> str | None:
+        return subdomain(value, "<secret-name>", "pull secret name")
+
+    kind = check(ctx.workload.kind, bool(_KIND.match(ctx.workload.kind)), "<kind>",
+                 "workload kind")
+    workload = WorkloadRef(kind, check(ctx.workload.name,
+                                       names.is_dns1123_subdomain(ctx.workload.name),
+                                       "<workload-name>", "workload name"))
+    return replace(
+        ctx,
+        namespace=check(ctx.namespace, names.is_dns1123_label(ctx.namespace), "<namespace>",
+                        "namespace"),
+        workload=workload,
+        container=check(ctx.container, names.is_dns1123_label(ctx.container), "<container>",
+                        "container name"),
+        service_account=check(ctx.service_account,
+                              names.is_dns1123_subdomain(ctx.service_account),
+                              "<service-account>", "service account name"),
+        service_account_pull_secrets=tuple(
+            check(n, names.is_dns1123_subdomain(n), "<listed-secret-name>",
+                  "pull secret name listed on the service account")
+            for n in ctx.service_account_pull_secrets),
+        node=subdomain(ctx.node, "<node>", "node name"),
+        missing_secret=secret(ctx.missing_secret),
+        wrong_registry_secret=secret(ctx.wrong_registry_secret),
+        unreferenced_secret=secret(ctx.unreferenced_secret),
+    ), refused
+
+
+def _explain_refused(fixes: list[Fix], refused: Sequence[_Refused]) -> list[Fix]:
+    """Say, in the title of every fix that shows a refused name's placeholder, why."""
+    if not refused:
+        return fixes
+    out = []
+    for fix in fixes:
+        notes = [f"replace {r.placeholder}: {r.what} {r.value[:60]!r} is not a valid "
+                 "Kubernetes name" for r in _unique(refused) if r.placeholder in fix.command]
+        out.append(Fix(f"{fix.title} ({'; '.join(notes)})", fix.command) if notes else fix)
+    return out
+
+
+def _unique(refused: Sequence[_Refused]) -> list[_Refused]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in refused:
+        if (r.placeholder, r.value) not in seen:
+            seen.add((r.placeholder, r.value))
+            out.append(r)
+    return out
 
 
 def _pin_by_digest(ctx: FixContext) -> Fix:
