@@ -5,8 +5,8 @@ controller will replace), and every argument goes through `shlex.quote`. Values 
 know are `<placeholders>`, and the title names them.
 
 Quoting stops the shell, not the tool: a secret name `--kubeconfig=/tmp/x` from a kubelet
-warning, quoted, is still an option to kubectl. So (1) positional arguments, which carry names
-and images from the cluster, always follow `--`, the end-of-options marker (see `_cmd`), and
+warning, quoted, is still an option to kubectl. So (1) a positional argument that could be read
+as an option moves behind `--`, the end-of-options marker (see `_cmd`), and
 (2) every Kubernetes name is checked against the apiserver's rules before it is used at all
 (`_checked`): a name the apiserver would refuse becomes a `<placeholder>` and the fix's title
 says why — it is never a live argument. Option values (`-n NS`, `--docker-server=HOST`) are
@@ -85,22 +85,33 @@ def _flag(name: str, value: str) -> _Quoted:
     return _Quoted(f"--{name}={shlex.quote(value)}")
 
 
-def _cmd(*words: str, args: Sequence[str] = ()) -> str:
-    """One command line: `words` are the program, its subcommands and its options (written
-    here), `args` its positional arguments, which carry cluster text and so come after `--`.
+def _cmd(*words: str, args: Sequence[str] = (), tail: Sequence[str] = ()) -> str:
+    """One command line: `words` are the program, its subcommands and leading options (written
+    here), `args` its positional arguments, which carry cluster text, and `tail` options that
+    read best after them (`kubectl set image deployment/web web=nginx:1.25 -n shop`, the shape
+    every kubectl page shows and people search for).
 
-    `--` ends option parsing in every tool a positional from the cluster is given to: cobra's
-    pflag (kubectl, docker, docker buildx, crane), Go's flag package (crictl, through
-    urfave/cli) and POSIX utilities (grep). nslookup, openssl and gcloud get no `--`: they
-    only receive registry hosts and repository paths of parsed image references.
+    Quoting stops the shell, not the tool: an argument that starts with `-` is an option to it.
+    So when any positional could be read as one, the line becomes `words tail -- args`: `--`
+    ends option parsing in every tool a positional from the cluster is given to — cobra's pflag
+    (kubectl, docker, docker buildx, crane), Go's flag package (crictl, through urfave/cli)
+    and POSIX utilities (grep). Otherwise the positionals stand where people expect them; no
+    word that does not start with `-` is ever parsed as an option, so both shapes are equally
+    safe. nslookup, openssl and gcloud take no positionals here: they only receive registry
+    hosts and repository paths of parsed image references, whose grammar cannot start with `-`.
 
     One exception, `_create`: `kubectl create <kind> NAME` takes NAME only *before* `--`
     (NameFromCommandArgs counts the arguments before the dash; what follows is a container
-    command for `create job`), so there NAME comes first, without `--`. It is always a name
+    command for `create job`), so there NAME is passed as a word. It is always a name
     `_checked` admitted (DNS-1123 cannot start with `-`) or one of this module's constants.
     """
-    line = " ".join(w if isinstance(w, _Quoted) else shlex.quote(w) for w in words)
-    return f"{line} -- {' '.join(shlex.quote(a) for a in args)}" if args else line
+
+    def line(parts: Iterable[str]) -> str:
+        return " ".join(w if isinstance(w, _Quoted) else shlex.quote(w) for w in parts)
+
+    if any(a.startswith("-") for a in args):
+        return f"{line([*words, *tail])} -- {line(args)}"
+    return line([*words, *args, *tail])
 
 
 def _create(kind: str, name: str, *options: str) -> str:
@@ -121,12 +132,12 @@ def set_image(ctx: FixContext, new_image: str, title: str) -> Fix:
         return Fix(
             f"{title} — a Job's pod template cannot change: delete it and re-create it from "
             "your manifest with the corrected image",
-            _cmd("kubectl", "delete", *_ns(ctx), args=[ctx.workload.kubectl_ref]),
+            _cmd("kubectl", "delete", args=[ctx.workload.kubectl_ref], tail=_ns(ctx)),
         )
     return Fix(
         title,
-        _cmd("kubectl", "set", "image", *_ns(ctx),
-             args=[ctx.workload.kubectl_ref, f"{ctx.container}={new_image}"]),
+        _cmd("kubectl", "set", "image",
+             args=[ctx.workload.kubectl_ref, f"{ctx.container}={new_image}"], tail=_ns(ctx)),
     )
 
 
@@ -136,7 +147,7 @@ def restart_workload(ctx: FixContext) -> Fix:
     if kind in RESTARTABLE_KINDS:
         return Fix(
             "After fixing the cause, restart so the pods retry now instead of after the back-off",
-            _cmd("kubectl", "rollout", "restart", *_ns(ctx), args=[ctx.workload.kubectl_ref]),
+            _cmd("kubectl", "rollout", "restart", args=[ctx.workload.kubectl_ref], tail=_ns(ctx)),
         )
     if kind == "CronJob":
         return Fix(
@@ -147,7 +158,7 @@ def restart_workload(ctx: FixContext) -> Fix:
     return Fix(
         f"After fixing the cause, delete the {kind} so it is re-created and pulls again "
         "(re-apply its manifest if nothing re-creates it)",
-        _cmd("kubectl", "delete", *_ns(ctx), args=[ctx.workload.kubectl_ref]),
+        _cmd("kubectl", "delete", args=[ctx.workload.kubectl_ref], tail=_ns(ctx)),
     )
 
 
@@ -177,8 +188,8 @@ def attach_secret_to_service_account(ctx: FixContext, name: str) -> Fix:
     return Fix(
         f"Attach {name} to service account {ctx.service_account} (new pods inherit it; "
         "existing pods need a restart)",
-        _cmd("kubectl", "patch", "serviceaccount", "-p", patch, *_ns(ctx),
-             args=[ctx.service_account]),
+        _cmd("kubectl", "patch", "serviceaccount", args=[ctx.service_account],
+             tail=["-p", patch, *_ns(ctx)]),
     )
 
 
@@ -186,8 +197,8 @@ def show_secret_registries(ctx: FixContext, name: str) -> Fix:
     """Show the registry keys of a pull secret without printing its password."""
     return Fix(
         f"Check which registries {name} holds credentials for (prints host names only)",
-        _cmd("kubectl", "get", "secret", *_ns(ctx),
-             _Quoted("--output='jsonpath={.data.\\.dockerconfigjson}'"), args=[name])
+        _cmd("kubectl", "get", "secret", args=[name],
+             tail=[*_ns(ctx), _Quoted("--output='jsonpath={.data.\\.dockerconfigjson}'")])
         + " | base64 --decode | jq '.auths | keys'",
     )
 
@@ -423,8 +434,8 @@ def _policy_patch(ctx: FixContext, policy: str) -> str:
     wrappers = {"Pod": ("spec",), "CronJob": ("spec", "template", "spec", "jobTemplate", "spec")}
     for level in wrappers.get(ctx.workload.kind, ("spec", "template", "spec")):
         patch = {level: patch}
-    return _cmd("kubectl", "patch", *_ns(ctx), "-p", json.dumps(patch),
-                args=[ctx.workload.kubectl_ref])
+    return _cmd("kubectl", "patch", args=[ctx.workload.kubectl_ref],
+                tail=[*_ns(ctx), "-p", json.dumps(patch)])
 
 
 def _dns(ctx: FixContext) -> list[Fix]:
@@ -529,9 +540,9 @@ def _platform(ctx: FixContext) -> list[Fix]:
         Fix("See which platforms the image provides",
             _cmd("docker", "buildx", "imagetools", "inspect", args=[ctx.image])),
         Fix(f"See the node's OS/architecture ({node})",
-            _cmd("kubectl", "get", "node", "-o",
-                 "jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}",
-                 args=[node])),
+            _cmd("kubectl", "get", "node", args=[node], tail=[
+                 "-o",
+                 "jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}"])),
         Fix("Build and push a multi-arch image (or add a kubernetes.io/arch nodeSelector)",
             _cmd("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64",
                  _flag("tag", ctx.image), "--push", ".")),

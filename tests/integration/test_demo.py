@@ -20,8 +20,8 @@ def test_demo_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
                   "Registry credentials missing or wrong"):
         assert f"🔴 {title}" in before and f"✅ Resolved: {title}" in after
     assert before.count("🔴 ") == 3  # one alert per incident, not per pod
-    assert ("kubectl set image -n shop -- deployment/checkout "
-            "checkout=registry.internal/shop/checkout:v2.1") in before
+    assert "kubectl set image deployment/checkout checkout=registry.internal/shop/checkout:v2.1" \
+        in before
     assert "kubectl create secret docker-registry regcred" in before
     assert "2 more failing" in before
     assert after.count("Resolved after") == 3

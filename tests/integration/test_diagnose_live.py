@@ -99,7 +99,7 @@ def test_tag_not_found_names_the_deployment_and_the_exact_fix(
     assert entry["workload"] == {"kind": "Deployment", "name": "web"}
     assert entry["image"] == "nginx:lates"
     commands = [f["command"] for f in entry["fixes"]]
-    assert "kubectl set image -n shop -- deployment/web 'web=nginx:<tag>'" in commands
+    assert "kubectl set image deployment/web 'web=nginx:<tag>' -n shop" in commands
     assert entry["backoff"]["attempts"] >= 1
 
 
@@ -113,10 +113,9 @@ def test_lates_suggests_latest_from_the_scenarios_registry(
     [entry] = result["diagnoses"]
     assert entry["findings"] == ["tag_suggestion"]
     assert entry["fixes"][0]["command"] == (
-        "kubectl set image -n shop -- deployment/web web=nginx:latest")
+        "kubectl set image deployment/web web=nginx:latest -n shop")
     pin = [f["command"] for f in entry["fixes"] if "@sha256:" in f["command"]]
-    assert len(pin) == 1 and pin[0].startswith(
-        "kubectl set image -n shop -- deployment/web web=nginx@sha256:")
+    assert len(pin) == 1 and pin[0].startswith("kubectl set image deployment/web web=nginx@sha256:")
     assert entry["evidence"][-1].startswith("registry: asked docker.io for library/nginx:lates")
 
 
@@ -126,7 +125,7 @@ def test_lates_suggests_latest_from_the_scenarios_registry(
     ("cronjob", "shop/nightly-report-29383920-nvhmn",
      {"kind": "CronJob", "name": "nightly-report"}, None),
     ("auth-required", "shop/billing-pvjdct9wbn-tmp5p", {"kind": "Deployment", "name": "billing"},
-     "kubectl rollout restart -n shop -- deployment/billing"),
+     "kubectl rollout restart deployment/billing -n shop"),
 ])
 def test_owner_chain_is_walked_through_the_api(
         scenario_id: str, pod: str, workload: dict[str, str], restart: str | None,

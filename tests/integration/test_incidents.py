@@ -136,7 +136,7 @@ def test_bad_tag_on_three_deployments_is_three_alerts(slack: SlackStandIn, store
     assert len(posted) == 3
     for name in ("web", "api", "worker"):
         [message] = [p for p in posted if f"deployment/{name} " in str(p["blocks"])]
-        assert f"kubectl set image -n shop -- deployment/{name} '{name}=" in str(message["blocks"])
+        assert f"kubectl set image deployment/{name} '{name}=" in str(message["blocks"])
 
 
 def test_restart_mid_incident_continues_the_thread(slack: SlackStandIn, store: Store) -> None:

@@ -122,8 +122,8 @@ def test_bad_tag_on_three_deployments_is_three_alerts_then_resolved(
     assert len(roots(slack)) == 3
     for name in ("web", "api", "worker"):
         [root] = [m for m in roots(slack) if f"deployment/{name} " in str(m.blocks)]
-        assert (f"kubectl set image -n shop -- deployment/{name} "
-                f"'{name}=registry.internal/shop/{name}:") in str(root.blocks)
+        assert f"kubectl set image deployment/{name} '{name}=registry.internal/shop/{name}:" \
+               in str(root.blocks)
     # the fix: web's pods now run
     for obj in objects["web"]:
         if obj["kind"] == "Pod":

@@ -138,7 +138,7 @@ def test_diagnose_acks_at_once_then_answers_with_the_alert_rendering(bot: BotUnd
     body = answer(bot, name)
     blocks = str(body["blocks"])
     assert "Image tag not found" in blocks
-    assert "kubectl set image -n shop -- deployment/web web=registry.internal/shop/web:v2.1" \
+    assert "kubectl set image deployment/web web=registry.internal/shop/web:v2.1 -n shop" \
         in blocks
     assert body["response_type"] == "ephemeral"
 

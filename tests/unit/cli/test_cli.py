@@ -42,7 +42,7 @@ def test_offline_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert entry["cause"] == "tag_not_found"
     assert entry["workload"] == {"kind": "Deployment", "name": "web"}
     assert entry["backoff"]["attempts"] == 4
-    assert "kubectl set image -n shop -- deployment/web 'web=nginx:<tag>'" in [
+    assert "kubectl set image deployment/web 'web=nginx:<tag>' -n shop" in [
         f["command"] for f in entry["fixes"]]
 
 
@@ -50,7 +50,7 @@ def test_offline_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diagnose", "--pod-json", str(POD), "--events-json", str(EVENTS)]) == EXIT_OK
     out = capsys.readouterr().out
     assert "tag_not_found" in out and "Deployment/web" in out
-    assert "$ kubectl set image -n shop -- deployment/web 'web=nginx:<tag>'" in out
+    assert "$ kubectl set image deployment/web 'web=nginx:<tag>' -n shop" in out
 
 
 def test_events_file_may_hold_a_single_event(tmp_path: Path,

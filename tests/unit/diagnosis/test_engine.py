@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from datetime import timedelta
 from typing import Any
 
@@ -51,7 +50,7 @@ def test_tag_not_found_names_the_deployment_and_the_exact_command() -> None:
     assert not d.transient
     assert d.evidence[0].startswith('Failed to pull image "nginx:lates"')
     commands = [f.command for f in d.fixes]
-    assert "kubectl set image -n shop -- deployment/web 'web=nginx:<tag>'" in commands
+    assert "kubectl set image deployment/web 'web=nginx:<tag>' -n shop" in commands
     assert all("replicaset" not in c.lower() for c in commands)
 
 
@@ -129,9 +128,9 @@ def test_unauthorized_without_secret_suggests_secret_and_service_account_patch()
     commands = [f.command for f in d.fixes]
     assert ("kubectl create secret docker-registry regcred --docker-server=registry.internal "
             "--docker-username='<username>' --docker-password='<token>' -n shop") in commands
-    assert ("kubectl patch serviceaccount -p "
-            "'{\"imagePullSecrets\": [{\"name\": \"regcred\"}]}' -n shop -- default") in commands
-    assert "kubectl rollout restart -n shop -- deployment/web" in commands
+    assert ("kubectl patch serviceaccount default -p "
+            "'{\"imagePullSecrets\": [{\"name\": \"regcred\"}]}' -n shop") in commands
+    assert "kubectl rollout restart deployment/web -n shop" in commands
 
 
 def test_service_account_patch_keeps_the_secrets_it_already_has() -> None:
@@ -178,9 +177,8 @@ def test_fitting_secret_exists_but_nobody_references_it() -> None:
                        referenced_secrets={}, namespace_pull_secrets=[fitting],
                        service_account_pull_secrets=()))
     assert Finding.PULL_SECRET_NOT_REFERENCED in d.findings
-    assert d.fixes[0].command == ("kubectl patch serviceaccount -p "
-                                  "'{\"imagePullSecrets\": [{\"name\": \"regcred\"}]}' -n shop "
-                                  "-- default")
+    assert d.fixes[0].command == ("kubectl patch serviceaccount default -p "
+                                  "'{\"imagePullSecrets\": [{\"name\": \"regcred\"}]}' -n shop")
 
 
 def test_ecr_secret_older_than_twelve_hours() -> None:
@@ -257,9 +255,8 @@ def test_policy_never() -> None:
     assert d.cause is Cause.NEVER_PULL
     assert Finding.POLICY_NEVER in d.findings
     assert d.backoff.next_retry_seconds is None
-    words = shlex.split(d.fixes[0].command)
-    assert words[:2] == ["kubectl", "patch"] and words[-2:] == ["--", "deployment/web"]
-    assert json.loads(words[words.index("-p") + 1]) == {
+    patch = d.fixes[0].command
+    assert json.loads(patch.split(" -p ")[1].strip("'")) == {
         "spec": {"template": {"spec": {"containers": [
             {"name": "web", "imagePullPolicy": "IfNotPresent"}]}}}}
 
@@ -312,13 +309,13 @@ def test_offline_workload_inference(owner: tuple[str, str] | None, hash_: str | 
 
 def test_fix_commands_target_each_workload_kind_correctly() -> None:
     cron = only(facts_for("nginx:lates", NOT_FOUND, workload=WorkloadRef("CronJob", "nightly")))
-    assert "kubectl set image -n shop -- cronjob/nightly 'web=nginx:<tag>'" in [
+    assert "kubectl set image cronjob/nightly 'web=nginx:<tag>' -n shop" in [
         f.command for f in cron.fixes]
     job = only(facts_for("nginx:lates", NOT_FOUND, workload=WorkloadRef("Job", "once")))
-    assert any(f.command == "kubectl delete -n shop -- job/once" for f in job.fixes)
+    assert any(f.command == "kubectl delete job/once -n shop" for f in job.fixes)
     bare = only(facts_for("registry.internal/team/billing:v2.1", UNAUTHORIZED,
                           workload=WorkloadRef("Pod", "debug")))
-    assert "kubectl delete -n shop -- pod/debug" in [f.command for f in bare.fixes]
+    assert "kubectl delete pod/debug -n shop" in [f.command for f in bare.fixes]
     assert not any("rollout" in f.command for f in bare.fixes)
 
 
@@ -444,8 +441,8 @@ def test_registry_suggestion_goes_into_the_set_image_fix_and_pins_its_digest() -
     assert d.cause is Cause.TAG_NOT_FOUND
     assert Finding.TAG_SUGGESTION in d.findings
     assert "— or the repository" not in d.summary  # the registry confirmed the repository
-    assert d.fixes[0].command == "kubectl set image -n shop -- deployment/web web=nginx:latest"
-    assert f"kubectl set image -n shop -- deployment/web web=nginx@{DIGEST}" in [
+    assert d.fixes[0].command == "kubectl set image deployment/web web=nginx:latest -n shop"
+    assert f"kubectl set image deployment/web web=nginx@{DIGEST} -n shop" in [
         f.command for f in d.fixes]
     assert not any("<digest>" in f.command or "<tag>" in f.command for f in d.fixes)
     assert d.evidence[-1] == "registry: docker.io/library/nginx has no tag lates"
@@ -462,8 +459,8 @@ def test_missing_repository_with_a_swapped_path_that_exists() -> None:
     d = only(facts_for(image, error, registry={image: reg}))
     assert d.cause is Cause.REPOSITORY_NOT_FOUND
     assert Finding.SWAPPED_PATH in d.findings
-    assert d.fixes[0].command == ("kubectl set image -n shop -- deployment/web "
-                                  "web=registry.internal/myorg/myapp:v1")
+    assert d.fixes[0].command == ("kubectl set image deployment/web "
+                                  "web=registry.internal/myorg/myapp:v1 -n shop")
 
 
 def test_expired_events_recovered_from_the_registry() -> None:
@@ -489,7 +486,7 @@ def test_node_side_causes_are_not_overridden_by_the_bots_view() -> None:
     reg = RegistryFacts(probe_cause=None, repository_exists=True, digest=DIGEST)
     d = only(facts_for("registry.internal/a:1", error, registry={"registry.internal/a:1": reg}))
     assert d.cause is Cause.NETWORK_UNREACHABLE
-    assert f"kubectl set image -n shop -- deployment/web web=registry.internal/a@{DIGEST}" in [
+    assert f"kubectl set image deployment/web web=registry.internal/a@{DIGEST} -n shop" in [
         f.command for f in d.fixes]
 
 
@@ -507,8 +504,8 @@ def test_registry_host_typo_fix_comes_first() -> None:
     d = only(facts_for(image, error, registry={image: reg}))
     assert d.cause is Cause.DNS_FAILURE
     assert Finding.REGISTRY_HOST_TYPO in d.findings
-    assert d.fixes[0].command == ("kubectl set image -n shop -- deployment/web "
-                                  "web=registry.internal/payments:1.0")
+    assert d.fixes[0].command == ("kubectl set image deployment/web "
+                                  "web=registry.internal/payments:1.0 -n shop")
 
 
 def test_every_finding_and_cause_has_words() -> None:
