@@ -6,12 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, Say
 
+from handlers.guard import answers_failures
+
 if TYPE_CHECKING:
     from bot.app import Runtime
 
 
 def register(app: App, runtime: Runtime) -> None:
     @app.event("app_mention")
+    @answers_failures
     def mentioned(event: dict[str, Any], say: Say) -> None:
         active = len(runtime.manager.active_ids())
         say(text=f"imagepull-bot watching cluster `{runtime.settings.cluster_name}`: "
