@@ -9,6 +9,7 @@ single replica and for `make demo`; it warns that dedup is then per process.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -40,6 +41,15 @@ class StoreRefused(StoreError):
 #: Redis error replies that mean "not now" rather than "not this": failover, loading, memory.
 _TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY",
                       "NOREPLICAS", "READONLY")
+_ERROR_CODE = re.compile(r"[A-Z][A-Z_]{2,}")
+
+
+def _error_code(exc: Exception) -> str:
+    """The reply's error code (WRONGTYPE, MASTERDOWN...), never the command or its data:
+    redis-py puts pipeline errors after "Command # n (ARGS) of pipeline caused error: "."""
+    text = str(exc).rpartition("caused error: ")[2]
+    match = _ERROR_CODE.match(text)
+    return match.group(0) if match else type(exc).__name__
 
 
 class Store(ABC):
@@ -156,11 +166,13 @@ class RedisStore(Store):
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
         except redis.exceptions.TimeoutError:
             raise StoreUnavailable("Redis timed out") from None
+        except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError) as exc:
+            raise StoreUnavailable(f"Redis takes no writes now ({type(exc).__name__})") from None
         except redis.exceptions.ResponseError as exc:
-            reply = str(exc).split(" ", 1)[0].upper()
-            if reply in _TRANSIENT_REPLIES:
-                raise StoreUnavailable(f"Redis cannot serve now ({reply})") from None
-            raise StoreRefused(f"Redis refused the command ({reply})") from None
+            code = _error_code(exc)
+            if code in _TRANSIENT_REPLIES:
+                raise StoreUnavailable(f"Redis cannot serve now ({code})") from None
+            raise StoreRefused(f"Redis refused the command ({code})") from None
         except redis.exceptions.RedisError as exc:
             raise StoreRefused(f"Redis client error: {type(exc).__name__}") from None
 
