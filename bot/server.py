@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -183,14 +184,32 @@ class HttpServer:
         self._stopped.set()
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Run the event loop until shutdown() (or KeyboardInterrupt, which propagates)."""
+        """Run the event loop until shutdown() or KeyboardInterrupt (how `serve` turns
+        SIGTERM into a stop; it propagates after the drain)."""
         self._stopped.clear()
         try:
-            while not self._stop.is_set() and self._map:
-                wasyncore.loop(timeout=poll_interval, use_poll=True, map=self._map, count=1)
+            try:
+                while not self._stop.is_set() and self._map:
+                    wasyncore.loop(timeout=poll_interval, use_poll=True, map=self._map, count=1)
+            except KeyboardInterrupt:
+                self._drain()
+                raise
+            self._drain()
         finally:
             self._server.task_dispatcher.shutdown(timeout=5)
             self._stopped.set()
+
+    def _drain(self, seconds: float = 3.0) -> None:
+        """Stop accepting; let requests already read finish and their answers go out (an ack
+        cut at shutdown is a retry or an error shown to someone in Slack)."""
+        for channel in list(self._map.values()):
+            if hasattr(channel, "accepting"):
+                channel.accepting = False
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(
+                getattr(ch, "requests", None) or getattr(ch, "total_outbufs_len", 0)
+                for ch in list(self._map.values())):
+            wasyncore.loop(timeout=0.05, use_poll=True, map=self._map, count=1)
 
     def shutdown(self) -> None:
         self._stop.set()

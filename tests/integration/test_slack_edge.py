@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,9 +122,15 @@ def test_signed_but_malformed_is_400_without_a_traceback(
 
 
 def test_body_over_one_mib_is_413(bot: BotUnderTest, caplog: pytest.LogCaptureFixture) -> None:
+    """Refused from the Content-Length, before the body is read (so over a raw socket: the
+    server may close before a client that insists on sending 1 MiB has finished)."""
     body = b'{"pad":"' + b"x" * (1 << 20) + b'"}'
-    reply = bot.client.event(body)
-    assert reply.status == 413, reply
+    head = "".join(f"{k}: {v}\r\n" for k, v in sign(body, SIGNING_SECRET).items())
+    with socket.create_connection((bot.client.host, bot.client.port), timeout=5) as sock:
+        sock.sendall(f"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Type: {JSON_TYPE}"
+                     f"\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body[:1000])
+        status_line = sock.makefile("rb").readline()
+    assert status_line.split()[1] == b"413", status_line
     assert_no_traceback(caplog)
 
 
@@ -234,3 +241,15 @@ def test_malformed_button_press_without_response_url_is_400(
     reply = bot.client.event(body)
     assert reply.status == 400, reply  # nobody to answer politely: a plain refusal
     assert_no_traceback(caplog)
+
+
+def test_every_listener_is_guarded(bot: BotUnderTest) -> None:
+    """A listener that raises after ack() makes Bolt answer 404 after 3 s (handlers/guard.py):
+    every listener the bot registers goes through answers_failures."""
+    from handlers.guard import GUARD_MARK
+
+    listeners = list(bot.bolt._listeners)
+    assert len(listeners) >= 7  # /imagepull, app_mention, four alert buttons, approve, deny
+    unguarded = [getattr(item, "ack_function", item) for item in listeners
+                 if not getattr(getattr(item, "ack_function", None), GUARD_MARK, False)]
+    assert unguarded == []
