@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.kwargs_injection.args import Args
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack_inbound import UNREADABLE_BUTTON, MalformedPayload
 from bot.store import StoreRefused, StoreUnavailable
@@ -29,6 +30,7 @@ STORE_UNREACHABLE = ("⚠️ The bot's state store is unreachable, so nothing wa
                      "Try again in a minute.")
 STORE_REFUSED = ("⚠️ The bot's state store refused that request, so nothing was changed. "
                  "If it happens again, tell whoever runs the bot.")
+SLACK_REFUSED = "⚠️ Slack did not take the bot's message ({code}). Try again in a minute."
 UNEXPECTED = ("⚠️ Something went wrong inside the bot while handling this; it is in the bot's "
               "log. Check the result before trying again.")
 
@@ -65,6 +67,11 @@ def explain(exc: Exception, where: str) -> str:
     if isinstance(exc, MalformedPayload):
         log.warning("%s: unreadable button press: %s", where, exc)
         return UNREADABLE_BUTTON
+    if isinstance(exc, SlackClientError):
+        code = (str(exc.response.get("error") or "error") if isinstance(exc, SlackApiError)
+                else type(exc).__name__)
+        log.warning("%s: a Slack call failed: %s", where, code)
+        return SLACK_REFUSED.format(code=code)
     log.exception("%s failed", where)
     return UNEXPECTED
 

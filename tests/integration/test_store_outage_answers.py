@@ -21,7 +21,7 @@ import redis
 
 from bot.sim import factory
 from bot.store import RedisStore
-from handlers.guard import STORE_UNREACHABLE
+from handlers.guard import SLACK_REFUSED, STORE_UNREACHABLE
 from tests.integration.test_outages import PrivateRedis
 from tests.support.slack_requests import (
     ALERTS,
@@ -184,4 +184,16 @@ def test_refused_writes_leave_nothing_half_done(bot: BotUnderTest, private_redis
     reply, name = click(bot, "ipb_approve", request_id, request, user=CAROL)
     assert "Already approved" in answer_text(bot, name)
     assert len(bot.sim.requests_matching("PATCH")) == 1
+    assert_request_path_quiet(caplog)
+
+
+def test_slack_refusing_the_thread_post_is_answered_too(
+        bot: BotUnderTest, caplog: pytest.LogCaptureFixture) -> None:
+    """The same guard covers a Slack error: the person learns it in words, no traceback."""
+    alert, _request = failing_web(bot)
+    bot.slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    reply, name = click(bot, "ipb_verify_secret", button_value(alert, "ipb_rollout_restart"),
+                        alert)
+    assert reply.status == 200 and reply.elapsed < ACK_DEADLINE, reply
+    assert answer_text(bot, name) == SLACK_REFUSED.format(code="channel_not_found")
     assert_request_path_quiet(caplog)
