@@ -159,11 +159,14 @@ class ApprovalService:
             name=name, requester=requester, channel=channel, created_at=now,
             expires_at=now + self.ttl, container=container, image=image,
             incident_id=incident_id, thread_ts=thread_ts)
+        existing = self._pending_twin(twin_key)  # reads only: answers during a write outage
+        if existing is not None:
+            return existing, False
         self._save(request)
         try:
             if not self.store.set_nx(twin_key, request.id, ttl=self.ttl):
-                existing = self.load(self.store.get(twin_key) or "")
-                if existing is not None and existing.state == "pending":
+                existing = self._pending_twin(twin_key)
+                if existing is not None:  # another click won the race
                     self._forget(request, twin_key)
                     return existing, False
                 self.store.put(twin_key, request.id, ttl=self.ttl)
@@ -189,6 +192,10 @@ class ApprovalService:
                         "message keeps its buttons after the decision", request.id, exc)
         self._audit(request, "requested", requester)
         return request, True
+
+    def _pending_twin(self, twin_key: str) -> ApprovalRequest | None:
+        existing = self.load(self.store.get(twin_key) or "")
+        return existing if existing is not None and existing.state == "pending" else None
 
     # -- deciding -------------------------------------------------------------------------------
 
