@@ -117,7 +117,7 @@ class SlackEndpoint:
                                   headers=http.get_headers())
             bolt = self.bolt.dispatch(request)
         except Exception as exc:  # Bolt's context building on a shape nobody expected
-            log.warning("slack request refused (400): Bolt could not read it: %s: %s",
+            log.warning("slack request refused (400): Bolt could not read it: %s: %r",
                         type(exc).__name__, str(exc)[:200])
             return _json(start_response, "400 Bad Request", b'{"error": "malformed request"}')
         response = WsgiHttpResponse(status=bolt.status, headers=bolt.headers, body=bolt.body)
