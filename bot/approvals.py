@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,13 +26,23 @@ from bot.metrics import Metrics
 from bot.remediation import RemediationRefused, check_target, rollout_restart, set_image
 from bot.slack_text import Mrkdwn, code, sentence
 from bot.slack_text import user as mention
-from bot.store import Store
+from bot.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("bot.audit")
 
 ACTION_APPROVE = "ipb_approve"
 ACTION_DENY = "ipb_deny"
+
+#: Request ids as `new_request_id` mints them. A button's value is checked against this before
+#: any store key is built from it, so a crafted value (`apr-x:decision`) never names another key.
+REQUEST_ID = re.compile(r"apr-[0-9a-f]{12}")
+#: How long a decided request (and its decision claim) stays readable after it expires.
+RETENTION = 7 * 24 * 3600.0
+
+
+def new_request_id() -> str:
+    return f"apr-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -107,12 +118,28 @@ class ApprovalService:
         return self.store.key("approval", request_id, *parts)
 
     def load(self, request_id: str) -> ApprovalRequest | None:
+        """The request, or None when there is none (or the id is not one the bot made)."""
+        if not REQUEST_ID.fullmatch(request_id):
+            return None
         raw = self.store.hgetall(self._key(request_id))
         return ApprovalRequest.from_store(raw) if raw.get("id") else None
 
+    @property
+    def _retention(self) -> float:
+        return self.ttl + RETENTION
+
     def _save(self, request: ApprovalRequest) -> None:
-        self.store.hset(self._key(request.id), request.to_store())
-        self.store.expire(self._key(request.id), self.ttl + 7 * 24 * 3600)
+        """The whole record and its expiry in one atomic write."""
+        self.store.hset(self._key(request.id), request.to_store(), ttl=self._retention)
+
+    def _forget(self, request: ApprovalRequest, twin_key: str) -> None:
+        """Undo a request that will not be posted, as far as the store lets us: whatever is
+        left expires with its TTL and never blocks the next try (see `request`)."""
+        try:
+            self.store.delete_if_equals(twin_key, request.id)
+            self.store.delete(self._key(request.id))
+        except StoreError as exc:
+            log.warning("approval %s: not cleaned up (%s); it expires by itself", request.id, exc)
 
     # -- asking ---------------------------------------------------------------------------------
 
@@ -122,23 +149,34 @@ class ApprovalService:
         """Create (or return the pending twin of) a request and post it for approval.
 
         Raises RemediationRefused before anything is posted when the target can never be
-        remediated (a bare pod, a Job, a namespace outside WATCH_NAMESPACES...).
+        remediated (a bare pod, a Job, a namespace outside WATCH_NAMESPACES...), and
+        StoreError when the store fails: then nothing is posted. The order keeps every
+        interruption harmless: the record (with its expiry) first, so the twin key never points
+        at nothing; a twin pointing at a missing or decided request is taken over; Slack last.
         """
         check_target(action, namespace, kind, name, allowed_namespaces=self.allowed_namespaces)
         now = self.clock()
         twin_key = self.store.key("approval", "pending", action, namespace, kind.lower(), name,
                                   container, image)
         request = ApprovalRequest(
-            id=f"apr-{uuid.uuid4().hex[:12]}", action=action, namespace=namespace, kind=kind,
+            id=new_request_id(), action=action, namespace=namespace, kind=kind,
             name=name, requester=requester, channel=channel, created_at=now,
             expires_at=now + self.ttl, container=container, image=image,
             incident_id=incident_id, thread_ts=thread_ts)
-        if not self.store.set_nx(twin_key, request.id, ttl=self.ttl):
-            existing = self.load(self.store.get(twin_key) or "")
-            if existing is not None and existing.state == "pending":
-                return existing, False
-            self.store.put(twin_key, request.id, ttl=self.ttl)
+        existing = self._pending_twin(twin_key)  # reads only: answers during a write outage
+        if existing is not None:
+            return existing, False
         self._save(request)
+        try:
+            if not self.store.set_nx(twin_key, request.id, ttl=self.ttl):
+                existing = self._pending_twin(twin_key)
+                if existing is not None:  # another click won the race
+                    self._forget(request, twin_key)
+                    return existing, False
+                self.store.put(twin_key, request.id, ttl=self.ttl)
+        except StoreError:
+            self._forget(request, twin_key)
+            raise
         from bot.slack_blocks import approval_message
 
         text, blocks = approval_message(request, self.approvers.mention(),
@@ -147,13 +185,21 @@ class ApprovalService:
             response = self.slack.chat_postMessage(
                 channel=channel, text=text, blocks=blocks, thread_ts=thread_ts or None)
         except (SlackApiError, SlackClientError, OSError) as exc:
-            self.store.delete(twin_key, self._key(request.id))
+            self._forget(request, twin_key)
             raise RemediationRefused(f"could not post the approval request: {exc}") from None
         request.channel = str(response.get("channel") or channel)
         request.message_ts = str(response.get("ts") or "")
-        self._save(request)
+        try:
+            self._save(request)
+        except StoreError as exc:  # posted and decidable; only the later edit of it is lost
+            log.warning("approval %s: posted, but its message ts was not recorded (%s): the "
+                        "message keeps its buttons after the decision", request.id, exc)
         self._audit(request, "requested", requester)
         return request, True
+
+    def _pending_twin(self, twin_key: str) -> ApprovalRequest | None:
+        existing = self.load(self.store.get(twin_key) or "")
+        return existing if existing is not None and existing.state == "pending" else None
 
     # -- deciding -------------------------------------------------------------------------------
 
@@ -166,9 +212,7 @@ class ApprovalService:
             who = Mrkdwn(" by {}").format(mention(request.decided_by)) if request.decided_by else ""
             return Decision(False, Mrkdwn("Already {}{}.").format(request.state, who), request)
         if self.clock() >= request.expires_at:
-            if self.store.set_nx(self._key(request.id, "decision"), "expired"):
-                request.state = "expired"
-                self._save(request)
+            if self._claim_decision(request, "expired", "", 0.0):
                 self._finish(request, "expired", user)
             return Decision(False, Mrkdwn("This request expired ({} minutes). Ask again.")
                             .format(int(self.ttl // 60)), request)
@@ -182,19 +226,37 @@ class ApprovalService:
             self._audit(request, "refused_own_request", user)
             return Decision(False, Mrkdwn("Two-person rule: you asked for this, so someone else "
                                           "must approve it. Nothing was changed."), request)
-        if not self.store.set_nx(self._key(request.id, "decision"), user):
+        if not self._claim_decision(request, "approved" if approve else "denied", user,
+                                    self.clock()):
             current = self.load(request.id) or request
             return Decision(False, Mrkdwn("Already decided by {}.").format(
                 mention(current.decided_by) if current.decided_by else "someone else"), current)
-        request.decided_by, request.decided_at = user, self.clock()
         if not approve:
-            request.state = "denied"
-            self._save(request)
             self._finish(request, "denied", user)
             return Decision(True, Mrkdwn("Denied: {}.").format(request.describe()), request)
-        request.state = "approved"
-        self._save(request)
         return self._execute(request, user)
+
+    def _claim_decision(self, request: ApprovalRequest, state: str, user: str,
+                        at: float) -> bool:
+        """Win the one decision and record it in the same atomic store step, so nothing is
+        executed unless the decision is recorded, and a failed write leaves no claim behind
+        that would block the next click. False if someone else decided first."""
+        changes = {"state": state, "decided_by": user, "decided_at": str(at)}
+        if not self.store.set_nx_hset(self._key(request.id, "decision"), user or state,
+                                      self._key(request.id), changes, ttl=self._retention):
+            return False
+        request.state, request.decided_by, request.decided_at = state, user, at
+        return True
+
+    def _record_outcome(self, request: ApprovalRequest) -> str:
+        """After the PATCH ran, a store failure must not turn into "nothing was changed"."""
+        try:
+            self._save(request)
+        except StoreError as exc:
+            log.warning("approval %s: %s, but the outcome was not recorded: %s", request.id,
+                        request.state, exc)
+            return " (the bot's state store did not record the outcome)"
+        return ""
 
     def _execute(self, request: ApprovalRequest, user: str) -> Decision:
         try:
@@ -207,14 +269,15 @@ class ApprovalService:
                                          request.name, allowed_namespaces=self.allowed_namespaces)
         except (RemediationRefused, KubeError) as exc:
             request.state, request.result = "failed", str(exc)
-            self._save(request)
+            note = self._record_outcome(request)
             self._finish(request, "failed", user)
-            return Decision(False, Mrkdwn("Approved, but it failed: {}").format(sentence(exc)),
-                            request)
+            return Decision(False, Mrkdwn("Approved, but it failed: {}{}").format(
+                sentence(exc), note), request)
         request.result = result.summary
-        self._save(request)
+        note = self._record_outcome(request)
         self._finish(request, "approved", user)
-        return Decision(True, Mrkdwn("Done: {}").format(sentence(result.summary)), request)
+        return Decision(True, Mrkdwn("Done: {}{}").format(sentence(result.summary), note),
+                        request)
 
     # -- the record -----------------------------------------------------------------------------
 

@@ -1,40 +1,145 @@
-"""HTTP mode: `/slack/events` for Slack, `/healthz` and `/readyz` for Kubernetes probes.
+"""HTTP mode: `/slack/events` for Slack, `/healthz`, `/readyz` and `/metrics` for the platform.
 
-A plain WSGI app on the standard library's threading server: Bolt's WSGI adapter does the
-Slack part (signature check, 3-second ack), and nothing else needs a framework.
+A plain WSGI app served by waitress. Why waitress and not the standard library's threading
+server: that server starts one thread per connection and has no read timeout, so 300 clients
+that send headers and never finish their body held 300 threads. Waitress reads every request
+completely in one event loop before a bounded pool of worker threads sees it, closes
+connections idle longer than `read_timeout`, caps open connections and body size, and is pure
+Python (no fork: the watcher, scheduler and store clients live in this one process).
+
+`/slack/events` passes bot.slack_inbound's gate (size, signature, shape) before Bolt sees it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import socketserver
+import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt import App, BoltRequest
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_sdk.webhook import WebhookClient
+from waitress import wasyncore
+from waitress.server import MultiSocketServer, create_server
 
 from bot.app import Runtime
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.slack_inbound import (
+    MAX_BODY_BYTES,
+    UNREADABLE_BUTTON,
+    Admitted,
+    MalformedPayload,
+    Refused,
+    SlackGate,
+    read_block_actions,
+    response_url_of,
+)
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client can hold. Slack sends small bodies at once and wants an answer within
+    3 s, so a connection silent for `read_timeout` seconds is a stalled or hostile client."""
+
+    threads: int = 8  # requests handled at once (each Slack ack takes milliseconds)
+    read_timeout: float = 10.0  # seconds without a byte before the connection is closed
+    connection_limit: int = 500  # open connections; past it new ones wait in the backlog
+    max_body: int = MAX_BODY_BYTES
+    check_interval: float = 1.0  # how often idle connections are looked for
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s", format % args)
+def _json(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
 
 
-def wsgi_app(bolt: App, runtime: Runtime) -> Callable[[dict[str, Any], StartResponse],
-                                                       Iterable[bytes]]:
-    slack = SlackRequestHandler(bolt, path="/slack/events")
+_REASONS = {400: "400 Bad Request", 401: "401 Unauthorized", 413: "413 Payload Too Large"}
+
+
+class SlackEndpoint:
+    """`POST /slack/events`: the gate, then Bolt; a refusal is one log line and a short body."""
+
+    def __init__(self, bolt: App, signing_secret: str | None, max_body: int) -> None:
+        self.bolt = bolt
+        self.gate = SlackGate(signing_secret, max_body)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        try:
+            length = self.gate.content_length(environ.get("CONTENT_LENGTH"))
+            body = environ["wsgi.input"].read(length) if length else b""
+            admitted = self.gate.admit(
+                body, content_type=environ.get("CONTENT_TYPE"),
+                timestamp=environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP"),
+                signature=environ.get("HTTP_X_SLACK_SIGNATURE"))
+            self._check_interaction(admitted)
+        except Refused as refused:
+            log.warning("slack request refused (%d): %s", refused.status, refused.reason)
+            return _json(start_response, _REASONS[refused.status],
+                         f'{{"error": "{refused.error}"}}'.encode())
+        except _Answered:
+            return _json(start_response, "200 OK", b"")
+        return self._dispatch(environ, admitted, start_response)
+
+    def _check_interaction(self, admitted: Admitted) -> None:
+        """A signed button press whose fields are not Slack's gets a polite answer, and never
+        reaches Bolt (whose context building raises on, e.g., a numeric `user`)."""
+        if admitted.payload.get("type") != "block_actions":
+            return
+        try:
+            read_block_actions(admitted.payload)
+        except MalformedPayload as exc:
+            url = response_url_of(admitted.payload)
+            if url is None:
+                raise Refused(400, "malformed request", str(exc)) from None
+            log.warning("slack button press refused: %s", exc)
+            _answer_unreadable(url)
+            raise _Answered from None
+
+    def _dispatch(self, environ: dict[str, Any], admitted: Admitted,
+                  start_response: StartResponse) -> Iterable[bytes]:
+        http = WsgiHttpRequest(environ)
+        try:
+            request = BoltRequest(body=admitted.body.decode("utf-8"), query=http.query_string,
+                                  headers=http.get_headers())
+            bolt = self.bolt.dispatch(request)
+        except Exception as exc:  # Bolt's context building on a shape nobody expected
+            log.warning("slack request refused (400): Bolt could not read it: %s: %r",
+                        type(exc).__name__, str(exc)[:200])
+            return _json(start_response, "400 Bad Request", b'{"error": "malformed request"}')
+        response = WsgiHttpResponse(status=bolt.status, headers=bolt.headers, body=bolt.body)
+        start_response(response.status, response.get_headers())
+        return response.get_body()
+
+
+class _Answered(Exception):
+    """The request was answered already (through its response_url); ack with 200."""
+
+
+def _answer_unreadable(url: str) -> None:
+    try:
+        WebhookClient(url, timeout=2).send(text=UNREADABLE_BUTTON, response_type="ephemeral",
+                                           replace_original=False)
+    except Exception as exc:  # the answer is a courtesy; the refusal stands without it
+        log.warning("could not answer through response_url: %s", type(exc).__name__)
+
+
+def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> WsgiApp:
+    signing = runtime.settings.slack_signing_secret
+    slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -57,6 +162,68 @@ def wsgi_app(bolt: App, runtime: Runtime) -> Callable[[dict[str, Any], StartResp
     return application
 
 
-def make_http_server(bolt: App, runtime: Runtime, host: str, port: int) -> WSGIServer:
-    return make_server(host, port, wsgi_app(bolt, runtime), server_class=_ThreadingWSGIServer,
-                       handler_class=_QuietHandler)
+class HttpServer:
+    """waitress, with the small surface `serve` and the tests use: `serve_forever()` in one
+    thread, `shutdown()` from another (returns once the loop has stopped), `server_close()`."""
+
+    def __init__(self, app: WsgiApp, host: str, port: int, limits: HttpLimits) -> None:
+        self._map: dict[int, Any] = {}
+        self._server = create_server(
+            app, map=self._map, host=host, port=port, threads=limits.threads,
+            channel_timeout=limits.read_timeout, cleanup_interval=limits.check_interval,
+            connection_limit=limits.connection_limit, max_request_body_size=limits.max_body,
+            asyncore_use_poll=True, ident="imagepull-bot", clear_untrusted_proxy_headers=True)
+        if isinstance(self._server, MultiSocketServer):  # a host name with several addresses
+            host, port = self._server.effective_listen[0][:2]
+        else:
+            assert self._server.socket is not None  # bound by create_server
+            host, port = self._server.socket.getsockname()[:2]
+        self.server_address: tuple[str, int] = (str(host), int(port))
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Run the event loop until shutdown() or KeyboardInterrupt (how `serve` turns
+        SIGTERM into a stop; it propagates after the drain)."""
+        self._stopped.clear()
+        try:
+            try:
+                while not self._stop.is_set() and self._map:
+                    wasyncore.loop(timeout=poll_interval, use_poll=True, map=self._map, count=1)
+            except KeyboardInterrupt:
+                self._drain()
+                raise
+            self._drain()
+        finally:
+            self._server.task_dispatcher.shutdown(timeout=5)
+            self._stopped.set()
+
+    def _drain(self, seconds: float = 3.0) -> None:
+        """Stop accepting; let requests already read finish and their answers go out (an ack
+        cut at shutdown is a retry or an error shown to someone in Slack)."""
+        for channel in list(self._map.values()):
+            if hasattr(channel, "accepting"):
+                channel.accepting = False
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(
+                getattr(ch, "requests", None) or getattr(ch, "total_outbufs_len", 0)
+                for ch in list(self._map.values())):
+            wasyncore.loop(timeout=0.05, use_poll=True, map=self._map, count=1)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if not isinstance(self._server, MultiSocketServer):
+            self._server.pull_trigger()  # wake the loop now rather than after poll_interval
+        self._stopped.wait(10)
+
+    def server_close(self) -> None:
+        for channel in list(self._map.values()):
+            with contextlib.suppress(OSError):
+                channel.close()
+
+
+def make_http_server(bolt: App, runtime: Runtime, host: str, port: int,
+                     limits: HttpLimits | None = None) -> HttpServer:
+    limits = limits or HttpLimits()
+    return HttpServer(wsgi_app(bolt, runtime, limits.max_body), host, port, limits)

@@ -9,6 +9,7 @@ single replica and for `make demo`; it warns that dedup is then per process.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -20,8 +21,35 @@ import redis
 log = logging.getLogger(__name__)
 
 
-class StoreUnavailable(RuntimeError):
-    """The store cannot be reached; callers keep their work and retry later."""
+class StoreError(RuntimeError):
+    """The store did not do what was asked; nothing of that one command was applied.
+
+    Listeners answer every StoreError in words (handlers/guard.py); the pipeline and the
+    scheduled jobs keep their work and try again later.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (down, timing out, read-only, loading); retry later."""
+
+
+class StoreRefused(StoreError):
+    """The store answered with an error for this command (e.g. WRONGTYPE: a key of another
+    type): a bug or a crafted key, never a reason to show a traceback."""
+
+
+#: Redis error replies that mean "not now" rather than "not this": failover, loading, memory.
+_TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "OOM", "BUSY",
+                      "NOREPLICAS", "READONLY")
+_ERROR_CODE = re.compile(r"[A-Z][A-Z_]{2,}")
+
+
+def _error_code(exc: Exception) -> str:
+    """The reply's error code (WRONGTYPE, MASTERDOWN...), never the command or its data:
+    redis-py puts pipeline errors after "Command # n (ARGS) of pipeline caused error: "."""
+    text = str(exc).rpartition("caused error: ")[2]
+    match = _ERROR_CODE.match(text)
+    return match.group(0) if match else type(exc).__name__
 
 
 class Store(ABC):
@@ -53,7 +81,16 @@ class Store(ABC):
     def expire(self, name: str, ttl: float) -> None: ...
 
     @abstractmethod
-    def hset(self, name: str, mapping: Mapping[str, str]) -> None: ...
+    def hset(self, name: str, mapping: Mapping[str, str], ttl: float | None = None) -> None:
+        """Set fields; with `ttl`, set the key's expiry in the same atomic step (a record
+        without its expiry would outlive everything that refers to it)."""
+
+    @abstractmethod
+    def set_nx_hset(self, name: str, value: str, record: str, mapping: Mapping[str, str],
+                    ttl: float | None = None) -> bool:
+        """Claim `name` (SET NX) and, only if this call got it, write `mapping` into the hash
+        `record` (expiry `ttl`), atomically: a claim is never taken without its record.
+        True if this call took the claim."""
 
     @abstractmethod
     def hsetnx(self, name: str, field: str, value: str) -> bool: ...
@@ -92,6 +129,21 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
+# KEYS: claim, record. ARGV: claim value, ttl ms (0 = none), field, value, field, value...
+# Types are checked before anything is written, so a WRONGTYPE cannot leave half a write.
+_CLAIM_AND_RECORD = """
+local t = redis.call('type', KEYS[2])['ok']
+if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE record') end
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+redis.call('set', KEYS[1], ARGV[1])
+redis.call('hset', KEYS[2], unpack(ARGV, 3))
+if tonumber(ARGV[2]) > 0 then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  redis.call('pexpire', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
 
 class RedisStore(Store):
     """Redis-backed store: safe across replicas and restarts."""
@@ -103,14 +155,26 @@ class RedisStore(Store):
                                            socket_connect_timeout=socket_timeout,
                                            health_check_interval=30)
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
+        self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every Redis call goes through here: whatever redis-py raises leaves as a
+        StoreError (never a redis exception, never a traceback in a listener)."""
         try:
             return fn(*args, **kwargs)
         except redis.exceptions.ConnectionError as exc:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
         except redis.exceptions.TimeoutError:
             raise StoreUnavailable("Redis timed out") from None
+        except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError) as exc:
+            raise StoreUnavailable(f"Redis takes no writes now ({type(exc).__name__})") from None
+        except redis.exceptions.ResponseError as exc:
+            code = _error_code(exc)
+            if code in _TRANSIENT_REPLIES:
+                raise StoreUnavailable(f"Redis cannot serve now ({code})") from None
+            raise StoreRefused(f"Redis refused the command ({code})") from None
+        except redis.exceptions.RedisError as exc:
+            raise StoreRefused(f"Redis client error: {type(exc).__name__}") from None
 
     @staticmethod
     def _px(ttl: float | None) -> int | None:
@@ -136,9 +200,31 @@ class RedisStore(Store):
     def expire(self, name: str, ttl: float) -> None:
         self._run(self.client.pexpire, name, self._px(ttl))
 
-    def hset(self, name: str, mapping: Mapping[str, str]) -> None:
-        if mapping:
+    def hset(self, name: str, mapping: Mapping[str, str], ttl: float | None = None) -> None:
+        if not mapping:
+            return
+        if ttl is None:
             self._run(self.client.hset, name, mapping=dict(mapping))
+            return
+
+        fields: dict[Any, Any] = dict(mapping)
+        expiry = max(1, int(ttl * 1000))
+
+        def write() -> None:
+            with self.client.pipeline(transaction=True) as pipe:  # MULTI/EXEC: both or none
+                pipe.hset(name, mapping=fields)
+                pipe.pexpire(name, expiry)
+                pipe.execute()
+
+        self._run(write)
+
+    def set_nx_hset(self, name: str, value: str, record: str, mapping: Mapping[str, str],
+                    ttl: float | None = None) -> bool:
+        flat = [item for pair in mapping.items() for item in pair]
+        if not flat:
+            raise ValueError("set_nx_hset needs at least one field")
+        return bool(self._run(self._claim_and_record, keys=[name, record],
+                              args=[value, self._px(ttl) or 0, *flat]))
 
     def hsetnx(self, name: str, field: str, value: str) -> bool:
         return bool(self._run(self.client.hsetnx, name, field, value))
@@ -183,6 +269,14 @@ class MemoryStore(Store):
             self._expires.pop(name, None)
         return self._data.get(name)
 
+    def _typed(self, name: str, kind: type) -> Any:
+        """The live value if absent or of `kind`; otherwise Redis's WRONGTYPE, as StoreRefused,
+        so the in-process store fails the same way the real one does."""
+        value = self._live(name)
+        if value is not None and not isinstance(value, kind):
+            raise StoreRefused("Redis refused the command (WRONGTYPE)")
+        return value
+
     def _ttl(self, name: str, ttl: float | None) -> None:
         if ttl is None:
             self._expires.pop(name, None)
@@ -191,8 +285,8 @@ class MemoryStore(Store):
 
     def get(self, name: str) -> str | None:
         with self._lock:
-            value = self._live(name)
-            return value if isinstance(value, str) else None
+            value = self._typed(name, str)
+            return None if value is None else str(value)
 
     def put(self, name: str, value: str, ttl: float | None = None) -> None:
         with self._lock:
@@ -225,14 +319,25 @@ class MemoryStore(Store):
                 self._ttl(name, ttl)
 
     def _hash(self, name: str) -> dict[str, str]:
-        value = self._live(name)
+        value = self._typed(name, dict)
         if value is None:
             value = self._data[name] = {}
         return value
 
-    def hset(self, name: str, mapping: Mapping[str, str]) -> None:
+    def hset(self, name: str, mapping: Mapping[str, str], ttl: float | None = None) -> None:
         with self._lock:
             self._hash(name).update(mapping)
+            if ttl is not None:
+                self._ttl(name, ttl)
+
+    def set_nx_hset(self, name: str, value: str, record: str, mapping: Mapping[str, str],
+                    ttl: float | None = None) -> bool:
+        with self._lock:
+            self._typed(record, dict)
+            if not self.set_nx(name, value, ttl):
+                return False
+            self.hset(record, mapping, ttl)
+            return True
 
     def hsetnx(self, name: str, field: str, value: str) -> bool:
         with self._lock:
@@ -244,15 +349,15 @@ class MemoryStore(Store):
 
     def hgetall(self, name: str) -> dict[str, str]:
         with self._lock:
-            return dict(self._live(name) or {})
+            return dict(self._typed(name, dict) or {})
 
     def hdel(self, name: str, *fields: str) -> None:
         with self._lock:
             for field in fields:
-                (self._live(name) or {}).pop(field, None)
+                (self._typed(name, dict) or {}).pop(field, None)
 
     def _members(self, name: str) -> set[str]:
-        value = self._live(name)
+        value = self._typed(name, set)
         if value is None:
             value = self._data[name] = set()
         return value
@@ -273,7 +378,7 @@ class MemoryStore(Store):
 
     def smembers(self, name: str) -> set[str]:
         with self._lock:
-            return set(self._live(name) or set())
+            return set(self._typed(name, set) or set())
 
     def ping(self) -> bool:
         return True

@@ -1,13 +1,23 @@
-"""Buttons: ack at once; alert buttons carry an incident id, approval buttons a request id."""
+"""Buttons: ack at once; alert buttons carry an incident id, approval buttons a request id.
+
+The payload is read through bot.slack_inbound.BlockActions (typed: user.id and the action's
+value are strings, there is at least one action) and the id is checked against the format the
+bot mints before any store key is built from it; anything else is MalformedPayload, which the
+guard answers with "I could not read that button press; nothing was changed."
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.approvals import ACTION_APPROVE, ACTION_DENY
+from bot.approvals import ACTION_APPROVE, ACTION_DENY, REQUEST_ID
+from bot.interactive import INCIDENT_ID
 from bot.slack_blocks import ACTION_QUOTA, ACTION_RESTART, ACTION_SET_IMAGE, ACTION_VERIFY_SECRET
+from bot.slack_inbound import BlockActions, MalformedPayload, read_block_actions
+from handlers.guard import answers_failures
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -16,36 +26,41 @@ ALERT_BUTTONS = {ACTION_QUOTA: "quota", ACTION_VERIFY_SECRET: "verify_secret",
                  ACTION_RESTART: "restart", ACTION_SET_IMAGE: "set_image"}
 
 
-def _clicked(body: dict[str, Any]) -> tuple[str, str, str]:
-    """(user id, button value, channel id) from a block_actions payload."""
-    action = (body.get("actions") or [{}])[0]
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id", "")
-    return str((body.get("user") or {}).get("id")), str(action.get("value") or ""), str(channel)
+def _pressed(body: dict[str, Any], id_format: re.Pattern[str]) -> tuple[BlockActions, str]:
+    """The typed payload and the id its button carries, or MalformedPayload."""
+    press = read_block_actions(body)
+    value = press.action.value
+    if not id_format.fullmatch(value):
+        raise MalformedPayload(f"{press.action.action_id}: value {value[:40]!r} is not an id "
+                               "the bot made")
+    return press, value
 
 
 def register(app: App, runtime: Runtime) -> None:
     def alert_button(name: str) -> Any:
-        def handler(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        @answers_failures
+        def alert_button_pressed(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
             ack()
-            user, incident_id, channel = _clicked(body)
-            text, blocks = runtime.interactive.button(name, incident_id, user, channel)
+            press, incident_id = _pressed(body, INCIDENT_ID)
+            text, blocks = runtime.interactive.button(name, incident_id, press.user.id,
+                                                      press.channel_id)
             respond(text=text, blocks=blocks, response_type="ephemeral",
                     replace_original=False)
 
-        return handler
+        return alert_button_pressed
 
     for action_id, name in ALERT_BUTTONS.items():
         app.action(action_id)(alert_button(name))
 
     def decision(approve: bool) -> Any:
-        def handler(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        @answers_failures
+        def approval_decided(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
             ack()
-            user, request_id, _ = _clicked(body)
-            result = runtime.approvals.decide(request_id, user, approve)
+            press, request_id = _pressed(body, REQUEST_ID)
+            result = runtime.approvals.decide(request_id, press.user.id, approve)
             respond(text=result.message, response_type="ephemeral", replace_original=False)
 
-        return handler
+        return approval_decided
 
     app.action(ACTION_APPROVE)(decision(True))
     app.action(ACTION_DENY)(decision(False))

@@ -13,6 +13,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.commands import HELP, CommandError, Help, parse_command
 from bot.slack_text import Mrkdwn, code, sentence
+from handlers.guard import answers_failures
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 def register(app: App, runtime: Runtime) -> None:
     @app.command("/imagepull")
+    @answers_failures
     def imagepull(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         interactive = runtime.interactive
         if not interactive.allowed_channel(str(command.get("channel_id"))):

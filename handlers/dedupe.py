@@ -5,18 +5,21 @@ every delivery after the first a no-op, on any replica."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
-from bot.store import StoreUnavailable
+from bot.store import StoreError
 
 if TYPE_CHECKING:
     from bot.app import Runtime
 
 log = logging.getLogger(__name__)
 EVENT_CLAIM_TTL = 3600.0  # Slack retries for minutes, not hours
+#: Slack's event ids (`Ev` + letters and digits); anything else never becomes a store key.
+EVENT_ID = re.compile(r"Ev[A-Za-z0-9]{1,40}")
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -24,11 +27,11 @@ def register(app: App, runtime: Runtime) -> None:
     def first_delivery_only(request: BoltRequest, response: BoltResponse,
                             next: Callable[[], BoltResponse]) -> BoltResponse:
         event_id = request.body.get("event_id") if isinstance(request.body, dict) else None
-        if event_id:
+        if isinstance(event_id, str) and EVENT_ID.fullmatch(event_id):
             try:
-                first = runtime.store.set_nx(runtime.store.key("slack", "event", str(event_id)),
+                first = runtime.store.set_nx(runtime.store.key("slack", "event", event_id),
                                              "1", ttl=EVENT_CLAIM_TTL)
-            except StoreUnavailable:
+            except StoreError:
                 first = True  # better a rare double answer than a lost event
             if not first:
                 log.info("event %s already handled (retry %s): skipped", event_id,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App, Say
 
 from bot.slack_text import Mrkdwn, code
+from handlers.guard import answers_failures
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 def register(app: App, runtime: Runtime) -> None:
     @app.event("app_mention")
+    @answers_failures
     def mentioned(event: dict[str, Any], say: Say) -> None:
         active = len(runtime.manager.active_ids())
         say(text=Mrkdwn("imagepull-bot watching cluster {}: {} open incident(s). "

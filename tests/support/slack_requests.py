@@ -47,14 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
-from wsgiref.simple_server import WSGIServer
 
 from slack_bolt import App
 
 from bot.app import Runtime, build_bolt_app, build_runtime
 from bot.config import Settings, load_settings
 from bot.kube import KubeClient
-from bot.server import make_http_server
+from bot.server import HttpServer, make_http_server
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.store import RedisStore
@@ -415,7 +414,7 @@ class BotUnderTest:
     settings: Settings
     runtime: Runtime
     bolt: App
-    server: WSGIServer
+    server: HttpServer
     client: SlackClientForTests
     env: dict[str, str] = field(default_factory=dict)
 
@@ -445,17 +444,20 @@ def running_bot(
     env: Mapping[str, str] | None = None,
     start: bool = True,
     workdir: Path | None = None,
+    store: RedisStore | None = None,
 ) -> Iterator[BotUnderTest]:
     """Start the whole bot on ``127.0.0.1:<free port>`` against a scenario cluster, a Slack
     stand-in and real Redis; stop all of it afterwards.
 
     Settings come from environment variables, as in production (restored on exit); ``env``
     adds or overrides some. With ``start=False`` the HTTP server runs but the runtime (watchers,
-    scheduler) is not started yet: ``/readyz`` says "starting" until ``start_runtime()``."""
+    scheduler) is not started yet: ``/readyz`` says "starting" until ``start_runtime()``.
+    ``store``: a store of the test's own (e.g. on a private Redis the test stops)."""
     with ExitStack() as stack:
         sim = stack.enter_context(SimCluster())
         slack = stack.enter_context(SlackStandIn())
-        store = stack.enter_context(redis_store())
+        if store is None:
+            store = stack.enter_context(redis_store())
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ipb-")))
         kubeconfig = sim.write_kubeconfig(workdir / "kubeconfig")
