@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.sim.lifecycle import LoopbackService
 
 JSON = dict[str, Any]
+_T = TypeVar("_T")
 
 DEFAULT_TOKEN = "xoxb-test-token"
 DEFAULT_CHANNEL = ("imagepull-alerts", "C0ALERTS01")
@@ -940,6 +941,33 @@ class SlackStandIn(LoopbackService):
             }
 
 
+    def _conversations_list(self, params: JSON) -> JSON:
+        """Channels by ``types`` (default ``public_channel``; every channel here is public
+        unless its ID starts with ``G``), ``limit`` (default 100) and cursor pages; what the bot
+        uses to learn a channel's ID from its name.
+        https://docs.slack.dev/reference/methods/conversations.list"""
+        types = set(str(params.get("types") or "public_channel").split(","))
+        with self._lock:
+            channels = [
+                {
+                    "id": cid,
+                    "name": name,
+                    "is_channel": not cid.startswith("G"),
+                    "is_group": cid.startswith("G"),
+                    "is_im": False,
+                    "is_private": cid.startswith("G"),
+                    "is_archived": False,
+                    "is_member": True,
+                    "context_team_id": self.team_id,
+                }
+                for cid, name in self._channels.items()
+                if not cid.startswith("D")
+                and ("private_channel" if cid.startswith("G") else "public_channel") in types
+            ]
+        page, _, cursor = _page(channels, params, default_limit=100)
+        return {"ok": True, "channels": page, "response_metadata": {"next_cursor": cursor}}
+
+
 def _message_metadata(value: Any) -> JSON | None:
     """chat.postMessage ``metadata``: an object with a string ``event_type`` and an object
     ``event_payload`` (https://docs.slack.dev/messaging/message-metadata); anything else is
@@ -980,16 +1008,14 @@ def _in_window(messages: Iterable[Message], params: JSON) -> list[Message]:
     return out
 
 
-def _page(
-    items: list[Message], params: JSON, default_limit: int
-) -> tuple[list[Message], bool, str]:
+def _page(items: list[_T], params: JSON, default_limit: int) -> tuple[list[_T], bool, str]:
     """One page by ``limit`` and an opaque ``cursor`` (base64 of the offset, as Slack's
     cursors are opaque base64 strings); ``invalid_cursor`` for one we did not hand out."""
     try:
         limit = int(params.get("limit") or default_limit)
     except (TypeError, ValueError):
         raise SlackCallError("invalid_limit") from None
-    limit = max(1, min(limit, 999))
+    limit = max(1, min(limit, 1000))
     start = 0
     if params.get("cursor"):
         try:
@@ -1015,6 +1041,7 @@ _METHODS: dict[str, Callable[[SlackStandIn, JSON], JSON]] = {
     "conversations.info": SlackStandIn._conversations_info,
     "conversations.history": SlackStandIn._conversations_history,
     "conversations.replies": SlackStandIn._conversations_replies,
+    "conversations.list": SlackStandIn._conversations_list,
 }
 
 
