@@ -66,6 +66,15 @@ def resolved(slack: SlackStandIn) -> list[Message]:
     return [r for r in replies(slack) if "Resolved after" in r.text]
 
 
+def wait_in_channel(slack: SlackStandIn, condition: Any, timeout: float, what: str) -> None:
+    """wait_for, failing with what the channel shows (duplicates are the usual reason)."""
+    try:
+        wait_for(condition, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the channel has {len(roots(slack))} roots and "
+                             f"{len(replies(slack))} replies") from None
+
+
 # -- the in-process bot (a and b) ---------------------------------------------------------------
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
@@ -122,12 +131,12 @@ def test_slow_slack_answering_after_the_client_timeout_posts_root_and_replies_on
     bot = start_bot(env, slack_timeout=2.0)
     try:
         apply(sim, bad_tag("web"))
-        wait_for(lambda: roots(slack), timeout=20, what="the root message")
+        wait_in_channel(slack, lambda: roots(slack), 20, "the root message")
         apply(sim, bad_tag("web", replicas=2))  # a second pod joins: one thread update
-        wait_for(lambda: any("2 pods" in r.text for r in replies(slack)), timeout=25,
-                 what="the thread update")
+        wait_in_channel(slack, lambda: any("2 pods" in r.text for r in replies(slack)), 25,
+                        "the thread update")
         recover(sim, bad_tag("web", replicas=2))
-        wait_for(lambda: resolved(slack), timeout=25, what="the resolution")
+        wait_in_channel(slack, lambda: resolved(slack), 25, "the resolution")
         time.sleep(4)  # longer than one slow post: a duplicate would land now
         assert len(roots(slack)) == 1, [m.text for m in roots(slack)]
         assert_no_duplicate_replies(slack)
@@ -152,16 +161,16 @@ def test_429_and_5xx_bursts_deliver_each_message_once_after_the_wait(
     bot = start_bot(env)
     try:
         apply(sim, bad_tag("api"))
-        wait_for(lambda: roots(slack), timeout=20, what="the root message")
+        wait_in_channel(slack, lambda: roots(slack), 20, "the root message")
         first = min(c.at for c in slack.calls_to("chat.postMessage"))
-        assert roots(slack)[0].original is not None
-        assert roots(slack)[0].original.at - first >= 2.0  # waited out both Retry-Afters
+        original = roots(slack)[0].original
+        assert original is not None and original.at - first >= 2.0  # waited out Retry-After
         burst()
         apply(sim, bad_tag("api", replicas=2))
-        wait_for(lambda: any("2 pods" in r.text for r in replies(slack)), timeout=25,
-                 what="the thread update")
+        wait_in_channel(slack, lambda: any("2 pods" in r.text for r in replies(slack)), 25,
+                        "the thread update")
         recover(sim, bad_tag("api", replicas=2))
-        wait_for(lambda: resolved(slack), timeout=20, what="the resolution")
+        wait_in_channel(slack, lambda: resolved(slack), 20, "the resolution")
         time.sleep(2)
         assert len(roots(slack)) == 1, [m.text for m in roots(slack)]
         assert_no_duplicate_replies(slack)
@@ -315,8 +324,8 @@ def test_replica_killed_between_claim_and_record_is_recovered_by_the_next(
             b = serve(env, log)
             if pods_recover == "after the takeover":
                 [root] = roots(slack)
-                wait_for(lambda: recorded_thread(cluster) == root.ts, timeout=20,
-                         what="replica B adopting the root Slack already has")
+                wait_in_channel(slack, lambda: recorded_thread(cluster) == root.ts, 20,
+                                "replica B adopting the root Slack already has")
                 recover(sim, objects)
             try:
                 wait_for(lambda: resolved(slack), timeout=30,
