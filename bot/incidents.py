@@ -340,6 +340,9 @@ class IncidentManager:
         self._announce(incident, incident.members)
 
     def _do_update(self, incident: Incident, now: float) -> None:
+        """Post what changed. If `update:N` turns out to be in Slack already (an earlier
+        attempt's answer was lost), members that joined since that attempt count as announced
+        without a line of their own; the refreshed root still shows the full counts."""
         new = [m for mid, m in sorted(incident.members.items()) if mid not in incident.announced]
         number = incident.updates + 1
         self.notifier.post_update(incident, new, sorted(incident.recovered.values(),
@@ -372,7 +375,8 @@ class IncidentManager:
             return
         log.info("incident %s recovered before it was posted; discarded", incident.id)
         self._retire(incident)
-        self.store.delete(self._k("incident", incident.id))
+        self.store.delete(self._k("incident", incident.id),
+                          self._k("incident", incident.id, "posts"))
 
     def _retire(self, incident: Incident) -> None:
         self.store.srem(self._active_set(), incident.id)

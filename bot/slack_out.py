@@ -101,6 +101,10 @@ class DeliveryUnknown(NotifyError):
     """The request may have reached Slack: look for the message before posting it again."""
 
 
+class _CannotLook(Exception):
+    """Slack will never answer the look-up (a missing scope, an unknown channel or thread)."""
+
+
 def outcome_unknown(exc: BaseException) -> bool:
     """False only when the failure proves Slack stored nothing."""
     if isinstance(exc, SlackApiError):
@@ -109,6 +113,12 @@ def outcome_unknown(exc: BaseException) -> bool:
     reason = exc.reason if isinstance(exc, URLError) else exc
     # refused or unresolvable: the request never left this host
     return not isinstance(reason, ConnectionRefusedError | socket.gaierror)
+
+
+def _transient(exc: SlackApiError) -> bool:
+    """A 429, 5xx or ambiguous error: asking again later may work."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or outcome_unknown(exc)
 
 
 def incident_metadata(incident_id: str, part: str) -> dict[str, Any]:
@@ -250,7 +260,8 @@ class SlackNotifier:
     def _channel_id(self) -> str:
         """The alert channel's ID, which conversations.history needs (chat.postMessage also
         takes a name): the configured value if it is an ID, else the one Slack answered to an
-        earlier post, else conversations.list (NotifyError if the channel is not there)."""
+        earlier post, else conversations.list. NotifyError when Slack cannot answer now,
+        _CannotLook when it never will (a missing scope, no such channel)."""
         if _CHANNEL_ID.match(self.channel):
             return self.channel
         known = self.store.get(self._channel_key())
@@ -263,6 +274,10 @@ class SlackNotifier:
                 response = self.client.conversations_list(
                     types="public_channel,private_channel", exclude_archived=True,
                     limit=PAGE_SIZE, cursor=cursor)
+            except SlackApiError as exc:
+                if not _transient(exc):
+                    raise _CannotLook(f"conversations.list: {exc.response.get('error')}") from None
+                raise NotifyError(f"cannot find channel {name}: {exc}") from None
             except (SlackClientError, OSError) as exc:
                 raise NotifyError(f"cannot find channel {name}: {exc}") from None
             for channel in response.get("channels") or []:
@@ -272,11 +287,23 @@ class SlackNotifier:
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break
-        raise NotifyError(f"channel {name} not found (is the bot invited to it?)")
+        raise _CannotLook(f"channel {name} not in conversations.list")
 
     def _find(self, incident: Incident, part: str, since: float,
               thread_ts: str | None) -> tuple[str, str] | None:
         """The (channel, ts) of `part` if Slack has it; NotifyError if Slack cannot say."""
+        try:
+            return self._look(incident, part, since, thread_ts)
+        except _CannotLook as exc:
+            # looking will never work, and waiting for it would lose the alert: post, and
+            # say what to fix
+            log.error("incident %s: cannot look for %s in Slack (%s); posting without looking, "
+                      "so a lost answer may show as a duplicate (the app needs channels:history"
+                      ", groups:history, channels:read, groups:read)", incident.id, part, exc)
+            return None
+
+    def _look(self, incident: Incident, part: str, since: float,
+              thread_ts: str | None) -> tuple[str, str] | None:
         oldest = f"{since - CLOCK_MARGIN:.6f}"
         channel = str(incident.channel) if thread_ts else self._channel_id()
         cursor: str | None = None
@@ -289,6 +316,9 @@ class SlackNotifier:
                 else:
                     data = self.client.conversations_history(**args).data
             except (SlackClientError, OSError) as exc:
+                if isinstance(exc, SlackApiError) and not _transient(exc):
+                    # missing_scope, not_in_channel, thread_not_found...
+                    raise _CannotLook(f"{exc.response.get('error')}") from None
                 error = (exc.response.get("error") if isinstance(exc, SlackApiError)
                          else type(exc).__name__)
                 raise NotifyError(f"cannot tell whether {part} of {incident.id} is in Slack: "

@@ -1398,8 +1398,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client gave up waiting (a timeout against set_latency): Slack would still
+            # have done the work; nothing to tell anyone
+            self.close_connection = True
 
 
 def _mask(auth: str | None) -> str | None:
