@@ -578,3 +578,16 @@ def test_failure_with_effect_stores_the_message_then_fails(slack: SlackStandIn,
     error = _api_error(lambda: client.chat_postMessage(channel=ALERTS, text="hi"))
     assert error.response.status_code == 503
     assert [m.text for m in slack.channel_history(ALERTS)] == ["hi"]  # stored all the same
+
+
+def test_conversations_list_finds_a_channel_id_by_name(slack: SlackStandIn,
+                                                       client: WebClient) -> None:
+    slack.add_channel("secret-ops", "G0PRIVATE1")
+    public = client.conversations_list()["channels"]
+    assert [(c["id"], c["name"]) for c in public] == [(ALERTS, "imagepull-alerts")]
+    both = client.conversations_list(types="public_channel,private_channel", limit=1)
+    rest = client.conversations_list(types="public_channel,private_channel", limit=1,
+                                     cursor=both["response_metadata"]["next_cursor"])
+    assert [c["name"] for c in both["channels"] + rest["channels"]] == [
+        "imagepull-alerts", "secret-ops"]
+    assert rest["channels"][0]["is_private"] and not rest["response_metadata"]["next_cursor"]
