@@ -124,12 +124,14 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     store = store or open_store(settings.redis_url, prefix=f"ipb:{settings.cluster_name}")
     kube = kube or KubeClient.from_environment(settings.kubeconfig)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
-    slack = slack or web_client(token, settings.slack_api_url)
+    slack = slack or web_client(token, settings.slack_api_url,
+                                timeout=settings.slack_timeout_seconds)
     registry = registry_client(settings) if settings.registry_probe else None
     notifier = SlackNotifier(slack, settings.alert_channel, store)
     timing = Timing(group_wait=settings.group_wait_seconds,
                     group_interval=settings.group_interval_seconds,
-                    repeat_interval=settings.repeat_interval_seconds)
+                    repeat_interval=settings.repeat_interval_seconds,
+                    claim_ttl=settings.claim_ttl_seconds)
     manager = IncidentManager(store, notifier, cluster=settings.cluster_name, timing=timing)
     pipeline = Pipeline(kube, manager, registry=registry,
                         known_hosts=settings.registry_endpoints)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     command_channels: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                               alias="COMMAND_CHANNELS")
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
+    #: how long one Slack Web API call may take before its answer counts as lost (a lost
+    #: answer to chat.postMessage is "maybe posted": the bot looks before posting again)
+    slack_timeout_seconds: float = Field(default=10.0, gt=0, le=120,
+                                         alias="SLACK_TIMEOUT_SECONDS")
 
     # -- state and timing ----------------------------------------------------------------------
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
@@ -70,6 +74,10 @@ class Settings(BaseSettings):
                                            alias="REPEAT_INTERVAL_SECONDS")
     sweep_interval_seconds: float = Field(default=30.0, gt=0, alias="SWEEP_INTERVAL_SECONDS")
     start_window_seconds: float = Field(default=300.0, ge=0, alias="START_WINDOW_SECONDS")
+    #: how long a replica's claim on an incident lasts: another replica takes over the
+    #: incident's due work only after it expires (e.g. when the claiming replica was killed),
+    #: so keep it above the longest post (Slack timeouts and 429 waits: a minute or two)
+    claim_ttl_seconds: float = Field(default=120.0, gt=0, alias="CLAIM_TTL_SECONDS")
 
     #: ask registries what the kubelet could not tell (tags, repository existence, digests)
     registry_probe: bool = Field(default=True, alias="REGISTRY_PROBE")

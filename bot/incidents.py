@@ -8,7 +8,11 @@ workload. Timing follows Alertmanager: `group_wait` gathers a storm before the f
 
 Replicas and restarts agree through the store alone: joining an incident is idempotent
 (SET NX on the active key, HSETNX on members) and every Slack post happens under a claim,
-after re-reading the incident, so it is made once.
+after re-reading the incident. Each message has a name within its incident (its *part*:
+`root`, `update:N`, `remind:N`, `resolved`, numbered from counters kept in the incident), and
+the Notifier posts a part at most once however often it is asked: when a replica dies, times
+out or loses its store write after Slack stored the message, the next attempt of the same part
+finds that message instead of posting another (see bot/slack_out.py).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class Incident:
     last_update_at: float | None = None
     last_notified_at: float | None = None
     resolved_at: float | None = None
+    updates: int = 0  # thread updates posted: the next one is part f"update:{updates + 1}"
+    reminders: int = 0  # reminders posted
 
     @property
     def pods(self) -> set[str]:
@@ -118,15 +124,22 @@ class NotifyError(RuntimeError):
 
 
 class Notifier(Protocol):
-    def post_root(self, incident: Incident) -> tuple[str, str]:
+    """Posts an incident's messages. `part` names the message within its incident; a part
+    is posted at most once however often it is asked for (a repeat after a lost answer or a
+    lost record adopts the message Slack already has). The caller holds the incident's claim."""
+
+    def post_root(self, incident: Incident, part: str) -> tuple[str, str]:
         """Post the root message; return (channel id, ts)."""
 
     def post_update(self, incident: Incident, new: list[Member],
-                    recovered: list[Member]) -> None: ...
+                    recovered: list[Member], part: str) -> None: ...
 
-    def post_reminder(self, incident: Incident, now: float) -> None: ...
+    def post_reminder(self, incident: Incident, now: float, part: str) -> None: ...
 
-    def post_resolved(self, incident: Incident) -> None: ...
+    def post_resolved(self, incident: Incident, part: str) -> None: ...
+
+    def posted(self, incident: Incident, part: str) -> tuple[str, str] | None:
+        """(channel id, ts) of `part` if it was ever sent and Slack has it, else None."""
 
 
 def incident_scope(entry: ContainerDiagnosis, namespace: str) -> tuple[str, str]:
@@ -255,7 +268,8 @@ class IncidentManager:
             announced=self.store.smembers(self._k("incident", incident_id, "announced")),
             channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,
             root_posted_at=number("root_posted_at"), last_update_at=number("last_update_at"),
-            last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"))
+            last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"),
+            updates=int(raw.get("updates") or 0), reminders=int(raw.get("reminders") or 0))
 
     # -- the due work -------------------------------------------------------------------------
 
@@ -320,36 +334,52 @@ class IncidentManager:
                             *incident.recovered)
 
     def _do_root(self, incident: Incident, now: float) -> None:
-        channel, ts = self.notifier.post_root(incident)
+        channel, ts = self.notifier.post_root(incident, "root")
         self._set(incident, state="open", channel=channel, thread_ts=ts, root_posted_at=now,
                   last_update_at=now, last_notified_at=now)
         self._announce(incident, incident.members)
 
     def _do_update(self, incident: Incident, now: float) -> None:
+        """Post what changed. If `update:N` turns out to be in Slack already (an earlier
+        attempt's answer was lost), members that joined since that attempt count as announced
+        without a line of their own; the refreshed root still shows the full counts."""
         new = [m for mid, m in sorted(incident.members.items()) if mid not in incident.announced]
+        number = incident.updates + 1
         self.notifier.post_update(incident, new, sorted(incident.recovered.values(),
-                                                        key=lambda m: m.id))
-        self._set(incident, last_update_at=now, last_notified_at=now)
+                                                        key=lambda m: m.id),
+                                  f"update:{number}")
+        self._set(incident, last_update_at=now, last_notified_at=now, updates=number)
         self._announce(incident, [m.id for m in new])
 
     def _do_remind(self, incident: Incident, now: float) -> None:
-        self.notifier.post_reminder(incident, now)
-        self._set(incident, last_notified_at=now)
+        number = incident.reminders + 1
+        self.notifier.post_reminder(incident, now, f"remind:{number}")
+        self._set(incident, last_notified_at=now, reminders=number)
 
     def _do_resolve(self, incident: Incident, now: float) -> None:
         incident.resolved_at = now
-        self.notifier.post_resolved(incident)
+        self.notifier.post_resolved(incident, "resolved")
         self._set(incident, state="resolved", resolved_at=now)
         self._retire(incident)
 
     def _do_discard(self, incident: Incident, now: float) -> None:
-        """Every pod recovered inside group_wait: nobody needs to hear about it."""
+        """Every pod recovered inside group_wait: nobody needs to hear about it, unless a root
+        went out whose answer or record was lost (a timeout, a killed replica): then it is in
+        the channel and gets its resolution like any posted incident."""
+        where = self.notifier.posted(incident, "root")
+        if where is not None:
+            incident.channel, incident.thread_ts = where
+            self._set(incident, state="open", channel=where[0], thread_ts=where[1],
+                      root_posted_at=now, last_update_at=now, last_notified_at=now)
+            self._do_resolve(incident, now)
+            return
         log.info("incident %s recovered before it was posted; discarded", incident.id)
         self._retire(incident)
-        self.store.delete(self._k("incident", incident.id))
+        self.store.delete(self._k("incident", incident.id),
+                          self._k("incident", incident.id, "posts"))
 
     def _retire(self, incident: Incident) -> None:
         self.store.srem(self._active_set(), incident.id)
         self.store.delete_if_equals(self._k("active", incident.key), incident.id)
-        for suffix in ((), ("members",), ("announced",), ("recovered",)):
+        for suffix in ((), ("members",), ("announced",), ("recovered",), ("posts",)):
             self.store.expire(self._k("incident", incident.id, *suffix), RESOLVED_RETENTION)

@@ -25,20 +25,23 @@ process, e.g. two workspaces.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.sim.lifecycle import LoopbackService
 
 JSON = dict[str, Any]
+_T = TypeVar("_T")
 
 DEFAULT_TOKEN = "xoxb-test-token"
 DEFAULT_CHANNEL = ("imagepull-alerts", "C0ALERTS01")
@@ -157,6 +160,9 @@ class Message:
     original: Revision | None = None
     edits: list[Revision] = field(default_factory=list)
     replies: list[Message] = field(default_factory=list)
+    #: chat.postMessage ``metadata`` ({"event_type", "event_payload"}), returned by
+    #: conversations.history / conversations.replies only with ``include_all_metadata``
+    metadata: JSON | None = None
 
     @property
     def edited(self) -> bool:
@@ -246,6 +252,7 @@ class _Failure:
     retry_after: int | None
     error: str | None
     remaining: int
+    effect: bool = False  # the call takes effect, then the failure is answered
 
 
 @dataclass
@@ -416,13 +423,20 @@ class SlackStandIn(LoopbackService):
         retry_after: int | None = 1,
         count: int = 1,
         error: str | None = None,
+        *,
+        effect: bool = False,
     ) -> None:
         """Make the next ``count`` calls of ``method`` (``"*"`` for any, ``"response_url"``)
         fail: 429 with ``Retry-After`` and ``{"ok": false, "error": "ratelimited"}`` as Slack
-        sends it, 500/503 like an outage, or ``status=200, error="..."`` for an ``ok: false``."""
+        sends it, 500/503 like an outage, or ``status=200, error="..."`` for an ``ok: false``.
+
+        With ``effect=True`` the call takes effect first (the message is stored) and only the
+        answer is the failure: Slack's own docs say of ``internal_error``/``fatal_error`` "it's
+        possible some aspect of the operation succeeded", and a proxy's 502/504 after the
+        backend committed looks the same. A client that re-sends on 5xx posts twice."""
         with self._lock:
             self._failures.setdefault(method, []).append(
-                _Failure(status, retry_after if status == 429 else None, error, count)
+                _Failure(status, retry_after if status == 429 else None, error, count, effect)
             )
 
     def set_latency(self, method: str, seconds: float) -> None:
@@ -705,6 +719,7 @@ class SlackStandIn(LoopbackService):
             reply_broadcast=_truthy(params.get("reply_broadcast")),
             params=rest,
             original=Revision(text, blocks, time.time()),
+            metadata=_message_metadata(params.get("metadata")),
         )
         with self._lock:
             if thread_ts is not None:
@@ -864,6 +879,164 @@ class SlackStandIn(LoopbackService):
             self.ephemerals.append(Ephemeral(cid, url.user or "?", text, blocks, self._next_ts()))
 
 
+    # -- reading history ---------------------------------------------------------------------
+    def _history_message(self, m: Message, include_metadata: bool) -> JSON:
+        """A message as conversations.history / conversations.replies list it: a thread
+        parent carries ``thread_ts`` (its own ts), ``reply_count``, ``latest_reply``;
+        ``metadata`` only when asked for with ``include_all_metadata``."""
+        out = m.to_api(self.team_id, self.bot_id, self.app_id)
+        if m.replies:
+            out["thread_ts"] = m.ts
+            out["reply_count"] = len(m.replies)
+            out["reply_users_count"] = len({r.user for r in m.replies})
+            out["reply_users"] = sorted({r.user for r in m.replies})
+            out["latest_reply"] = m.replies[-1].ts
+        if include_metadata and m.metadata is not None:
+            out["metadata"] = m.metadata
+        return out
+
+    def _conversations_history(self, params: JSON) -> JSON:
+        """Channel messages (not thread replies, except broadcast ones), newest first,
+        within ``oldest``/``latest`` (exclusive unless ``inclusive``), ``limit`` per page
+        (default 100, at most 999) and ``response_metadata.next_cursor`` for the next, older
+        page. https://docs.slack.dev/reference/methods/conversations.history"""
+        cid = self._channel_param(params)
+        with self._lock:
+            roots = [
+                m
+                for m in self._messages[cid]
+                if m.thread_ts is None or m.unknown_thread or m.reply_broadcast
+            ]
+            window = _in_window(roots, params)
+            window.sort(key=lambda m: _ts_micros(m.ts), reverse=True)
+            page, has_more, cursor = _page(window, params, default_limit=100)
+            include = _truthy(params.get("include_all_metadata"))
+            return {
+                "ok": True,
+                "messages": [self._history_message(m, include) for m in page],
+                "has_more": has_more,
+                "pin_count": 0,
+                "response_metadata": {"next_cursor": cursor},
+            }
+
+    def _conversations_replies(self, params: JSON) -> JSON:
+        """A thread: the parent then its replies, oldest first, with the same window and
+        cursor arguments as history (default ``limit`` 1000). ``ts`` may name the parent or any
+        reply; an unknown ``ts`` is ``thread_not_found``.
+        https://docs.slack.dev/reference/methods/conversations.replies"""
+        cid = self._channel_param(params)
+        ts = str(params.get("ts") or "")
+        if not ts:
+            raise SlackCallError("invalid_arguments", ["missing required field: ts"])
+        with self._lock:
+            found = self._find(cid, ts)
+            if found is None or found.unknown_thread:
+                raise SlackCallError("thread_not_found")
+            parent = self._find(cid, found.thread_ts) if found.thread_ts else found
+            if parent is None:
+                raise SlackCallError("thread_not_found")
+            window = _in_window([parent, *parent.replies], params)
+            window.sort(key=lambda m: _ts_micros(m.ts))
+            page, has_more, cursor = _page(window, params, default_limit=1000)
+            include = _truthy(params.get("include_all_metadata"))
+            return {
+                "ok": True,
+                "messages": [self._history_message(m, include) for m in page],
+                "has_more": has_more,
+                "response_metadata": {"next_cursor": cursor},
+            }
+
+
+    def _conversations_list(self, params: JSON) -> JSON:
+        """Channels by ``types`` (default ``public_channel``; every channel here is public
+        unless its ID starts with ``G``), ``limit`` (default 100) and cursor pages; what the bot
+        uses to learn a channel's ID from its name.
+        https://docs.slack.dev/reference/methods/conversations.list"""
+        types = set(str(params.get("types") or "public_channel").split(","))
+        with self._lock:
+            channels = [
+                {
+                    "id": cid,
+                    "name": name,
+                    "is_channel": not cid.startswith("G"),
+                    "is_group": cid.startswith("G"),
+                    "is_im": False,
+                    "is_private": cid.startswith("G"),
+                    "is_archived": False,
+                    "is_member": True,
+                    "context_team_id": self.team_id,
+                }
+                for cid, name in self._channels.items()
+                if not cid.startswith("D")
+                and ("private_channel" if cid.startswith("G") else "public_channel") in types
+            ]
+        page, _, cursor = _page(channels, params, default_limit=100)
+        return {"ok": True, "channels": page, "response_metadata": {"next_cursor": cursor}}
+
+
+def _message_metadata(value: Any) -> JSON | None:
+    """chat.postMessage ``metadata``: an object with a string ``event_type`` and an object
+    ``event_payload`` (https://docs.slack.dev/messaging/message-metadata); anything else is
+    ``invalid_metadata_format``."""
+    if value is None or value == "":
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("event_type"), str)
+        or not isinstance(value.get("event_payload"), dict)
+    ):
+        raise SlackCallError("invalid_metadata_format")
+    return {"event_type": value["event_type"], "event_payload": value["event_payload"]}
+
+
+def _ts_micros(ts: Any, error: str = "invalid_ts_oldest") -> int:
+    """A Slack timestamp (``"1700000000.123456"``, or any decimal number of seconds as
+    ``oldest``/``latest`` accept) in microseconds."""
+    try:
+        return int(Decimal(str(ts)) * 1_000_000)
+    except (InvalidOperation, ValueError):
+        raise SlackCallError(error) from None
+
+
+def _in_window(messages: Iterable[Message], params: JSON) -> list[Message]:
+    """``oldest``/``latest`` bounds, exclusive unless ``inclusive`` (Slack's default)."""
+    oldest = _ts_micros(params["oldest"]) if params.get("oldest") else None
+    latest = _ts_micros(params["latest"], "invalid_ts_latest") if params.get("latest") else None
+    inclusive = _truthy(params.get("inclusive"))
+    out = []
+    for m in messages:
+        t = _ts_micros(m.ts)
+        if oldest is not None and (t < oldest or (t == oldest and not inclusive)):
+            continue
+        if latest is not None and (t > latest or (t == latest and not inclusive)):
+            continue
+        out.append(m)
+    return out
+
+
+def _page(items: list[_T], params: JSON, default_limit: int) -> tuple[list[_T], bool, str]:
+    """One page by ``limit`` and an opaque ``cursor`` (base64 of the offset, as Slack's
+    cursors are opaque base64 strings); ``invalid_cursor`` for one we did not hand out."""
+    try:
+        limit = int(params.get("limit") or default_limit)
+    except (TypeError, ValueError):
+        raise SlackCallError("invalid_limit") from None
+    limit = max(1, min(limit, 1000))
+    start = 0
+    if params.get("cursor"):
+        try:
+            kind, _, offset = base64.b64decode(str(params["cursor"])).decode().partition(":")
+            start = int(offset)
+        except (ValueError, UnicodeDecodeError):
+            raise SlackCallError("invalid_cursor") from None
+        if kind != "offset" or start < 0:
+            raise SlackCallError("invalid_cursor")
+    page = items[start : start + limit]
+    has_more = start + limit < len(items)
+    cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if has_more else ""
+    return page, has_more, cursor
+
+
 _METHODS: dict[str, Callable[[SlackStandIn, JSON], JSON]] = {
     "auth.test": SlackStandIn._auth_test,
     "chat.postMessage": SlackStandIn._chat_post_message,
@@ -872,6 +1045,9 @@ _METHODS: dict[str, Callable[[SlackStandIn, JSON], JSON]] = {
     "views.open": SlackStandIn._views_open,
     "usergroups.users.list": SlackStandIn._usergroups_users_list,
     "conversations.info": SlackStandIn._conversations_info,
+    "conversations.history": SlackStandIn._conversations_history,
+    "conversations.replies": SlackStandIn._conversations_replies,
+    "conversations.list": SlackStandIn._conversations_list,
 }
 
 
@@ -1153,7 +1329,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif not is_json and params.get("token"):
                 token = str(params["token"])  # a JSON body must use the header
             params.pop("token", None)
-            status, body, extra = self._preflight(method)
+            status, body, extra = self._preflight(
+                method, lambda: standin._dispatch(method, params, token)
+            )
             if status == 0:
                 body = standin._dispatch(method, params, token)
                 status = 200
@@ -1169,13 +1347,18 @@ class _Handler(BaseHTTPRequestHandler):
         payload = json.dumps(body).encode("utf-8")
         self._send(status, payload, "application/json; charset=utf-8", extra)
 
-    def _preflight(self, method: str) -> tuple[int, JSON, dict[str, str]]:
-        """Outage and injected failures come before Slack looks at the call."""
+    def _preflight(
+        self, method: str, apply: Callable[[], JSON] | None = None
+    ) -> tuple[int, JSON, dict[str, str]]:
+        """Outage and injected failures come before Slack looks at the call (``apply`` runs
+        it first for a failure injected with ``effect=True``; never for a 429)."""
         if self.standin._down == "503":
             return 503, {"ok": False, "error": "service_unavailable"}, {}
         failure = self.standin._take_failure(method)
         if failure is None:
             return 0, {}, {}
+        if failure.effect and failure.status != 429 and apply is not None:
+            apply()  # a SlackCallError here is the answer: the call did not take effect
         if failure.status == 429:
             retry_after = failure.retry_after if failure.retry_after is not None else 1
             body = {"ok": False, "error": failure.error or "ratelimited"}
@@ -1221,8 +1404,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client gave up waiting (a timeout against set_latency): Slack would still
+            # have done the work; nothing to tell anyone
+            self.close_connection = True
 
 
 def _mask(auth: str | None) -> str | None:

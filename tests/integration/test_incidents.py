@@ -84,8 +84,9 @@ def store() -> Iterator[Store]:
         yield s
 
 
-def new_bot(slack: SlackStandIn, store: Store, timing: Timing = TIMING) -> Bot:
-    client = web_client(slack.token, slack.api_url)
+def new_bot(slack: SlackStandIn, store: Store, timing: Timing = TIMING,
+            timeout: float = 10) -> Bot:
+    client = web_client(slack.token, slack.api_url, timeout=timeout)
     notifier = SlackNotifier(client, CHANNEL, store, min_interval=0.01)
     return Bot(IncidentManager(store, notifier, cluster="prod", timing=timing))
 
@@ -278,3 +279,85 @@ def test_registry_alert_counts_the_images_it_hits(slack: SlackStandIn, store: St
     [root] = roots(slack)
     fields = [f["text"] for b in root["blocks"] for f in b.get("fields", [])]
     assert "*Images*\n2 images, e.g. `cache:1.0`" in fields
+
+
+# -- a post whose answer is lost is looked for, not posted again (issue 8, defect 3) -------------
+def test_root_answered_after_the_client_timeout_is_found_not_posted_again(
+        slack: SlackStandIn, store: Store) -> None:
+    slack.set_latency("chat.postMessage", 1.5)  # stored at once, answered after the timeout
+    bot = new_bot(slack, store, timeout=1)
+    bot.observe(bad_tag("web"))
+    for at in (T0 + 11, T0 + 12, T0 + 13):
+        bot.tick(at)
+    [root] = slack.channel_history(CHANNEL)
+    [incident_id] = bot.manager.active_ids()
+    incident = bot.manager.load(incident_id)
+    assert incident is not None and incident.state == "open"
+    assert incident.thread_ts == root.ts
+    assert slack.calls_to("conversations.history")  # it looked instead of re-posting
+
+
+def test_5xx_after_slack_stored_the_root_is_not_resent_by_the_sdk(
+        slack: SlackStandIn, store: Store) -> None:
+    slack.fail_next("chat.postMessage", status=503, effect=True)  # stored, then 503
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    bot.tick(T0 + 11)
+    bot.tick(T0 + 12)
+    assert len(slack.channel_history(CHANNEL)) == 1
+    assert [c.status for c in slack.calls_to("chat.postMessage")] == [503]
+
+
+def test_thread_update_answered_after_the_timeout_is_posted_once(
+        slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store, timeout=1)
+    bot.observe(bad_tag("web"))
+    bot.tick(T0 + 11)
+    slack.set_latency("chat.postMessage", 1.5)
+    bot.observe(failing("web", 1, "web:lates", NOT_FOUND.format(repo="web")), at=T0 + 30)
+    for at in (T0 + 71, T0 + 72, T0 + 140):
+        bot.tick(at)
+    [root] = slack.channel_history(CHANNEL)
+    assert len(root.replies) == 1, [r.text for r in root.replies]
+    assert slack.calls_to("conversations.replies")
+
+
+def test_every_message_names_its_incident_and_part_in_metadata(
+        slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    first = bad_tag("web")
+    second = failing("web", 1, "web:lates", NOT_FOUND.format(repo="web"))
+    bot.observe(first)
+    bot.tick(T0 + 11)
+    bot.observe(first, second, at=T0 + 30)
+    bot.tick(T0 + 71)
+    bot.tick(T0 + 71 + 3601)  # a reminder
+    bot.tick(T0 + 71 + 7202)  # and another: a new part, not a repeat of the first
+    for r in (first, second):
+        bot.manager.pod_recovered(r.namespace, r.pod)
+    bot.tick(T0 + 8000)
+    [root] = slack.channel_history(CHANNEL)
+    messages = [root, *root.replies]
+    payloads = [m.metadata["event_payload"] for m in messages if m.metadata]
+    assert len(payloads) == len(messages) == 5
+    assert {p["incident_id"] for p in payloads} == {payloads[0]["incident_id"]}
+    assert [p["part"] for p in payloads] == ["root", "update:1", "remind:1", "remind:2",
+                                             "resolved"]
+    assert {m.metadata["event_type"] for m in messages if m.metadata} == {"imagepull_incident"}
+
+
+def test_without_history_scope_a_lost_answer_is_posted_again_not_lost(
+        slack: SlackStandIn, store: Store) -> None:
+    """An app not yet granted channels:history cannot look: it posts again (a duplicate is
+    better than a lost alert) and logs what to fix."""
+    slack.set_latency("chat.postMessage", 1.5)
+    slack.fail_next("conversations.history", status=200, error="missing_scope", count=10)
+    bot = new_bot(slack, store, timeout=1)
+    bot.observe(bad_tag("web"))
+    bot.tick(T0 + 11)
+    slack.clear_latency()
+    bot.tick(T0 + 12)
+    [incident_id] = bot.manager.active_ids()
+    incident = bot.manager.load(incident_id)
+    assert incident is not None and incident.state == "open"
+    assert incident.thread_ts in {m.ts for m in slack.channel_history(CHANNEL)}

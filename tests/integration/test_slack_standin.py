@@ -496,3 +496,98 @@ def test_response_url_rate_limited(slack: SlackStandIn) -> None:
     resp = WebhookClient(slack.response_url("busy")).send(text="x")
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "3"
     assert not slack.responses("busy")
+
+
+# -- reading history (the bot looks for a post whose answer it never got) ----------------------
+META = {"event_type": "imagepull_incident", "event_payload": {"incident_id": "inc-1",
+                                                              "part": "root"}}
+
+
+def test_post_message_stores_metadata_returned_only_when_asked(
+        slack: SlackStandIn, client: WebClient) -> None:
+    posted = client.chat_postMessage(channel=ALERTS, text="root", metadata=META)
+    client.chat_postMessage(channel=ALERTS, text="plain")
+    [stored, _] = slack.messages(ALERTS)
+    assert stored.metadata == META
+    plain = client.conversations_history(channel=ALERTS)["messages"]
+    assert [m["text"] for m in plain] == ["plain", "root"]  # newest first
+    assert all("metadata" not in m for m in plain)
+    full = client.conversations_history(channel=ALERTS, include_all_metadata=True)["messages"]
+    assert full[1]["metadata"] == META and full[1]["ts"] == posted["ts"]
+    assert "metadata" not in full[0]
+    bad = _api_error(lambda: client.chat_postMessage(channel=ALERTS, text="x",
+                                                     metadata={"event_type": "x"}))
+    assert bad.response["error"] == "invalid_metadata_format"
+
+
+def test_history_window_and_cursor_pagination(slack: SlackStandIn, client: WebClient) -> None:
+    ts = [client.chat_postMessage(channel=ALERTS, text=f"m{i}")["ts"] for i in range(5)]
+    client.chat_postMessage(channel=ALERTS, text="reply", thread_ts=ts[0])  # not in history
+    after = client.conversations_history(channel=ALERTS, oldest=ts[1])
+    assert [m["text"] for m in after["messages"]] == ["m4", "m3", "m2"]  # oldest exclusive
+    inclusive = client.conversations_history(channel=ALERTS, oldest=ts[1], latest=ts[3],
+                                             inclusive=True)
+    assert [m["text"] for m in inclusive["messages"]] == ["m3", "m2", "m1"]
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = client.conversations_history(channel=ALERTS, limit=2, cursor=cursor)
+        pages += 1
+        seen += [m["text"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        assert page["has_more"] == bool(cursor)
+        if not cursor:
+            break
+    assert seen == ["m4", "m3", "m2", "m1", "m0"] and pages == 3
+    parent = client.conversations_history(channel=ALERTS, oldest=ts[0], inclusive=True,
+                                          latest=ts[0])["messages"][0]
+    assert parent["reply_count"] == 1 and parent["thread_ts"] == ts[0]
+    assert _api_error(lambda: client.conversations_history(
+        channel="C0NOPE")).response["error"] == "channel_not_found"
+    assert _api_error(lambda: client.conversations_history(
+        channel=ALERTS, cursor="bm9wZQ==")).response["error"] == "invalid_cursor"
+
+
+def test_replies_oldest_first_with_parent_and_metadata(slack: SlackStandIn,
+                                                       client: WebClient) -> None:
+    root = client.chat_postMessage(channel=ALERTS, text="root")["ts"]
+    replies = [client.chat_postMessage(channel=ALERTS, text=f"r{i}", thread_ts=root,
+                                       metadata={**META, "event_payload": {"part": f"u{i}"}})
+               ["ts"] for i in range(3)]
+    thread = client.conversations_replies(channel=ALERTS, ts=root, include_all_metadata=True)
+    assert [m["text"] for m in thread["messages"]] == ["root", "r0", "r1", "r2"]
+    assert [m.get("metadata", {}).get("event_payload") for m in thread["messages"][1:]] == [
+        {"part": "u0"}, {"part": "u1"}, {"part": "u2"}]
+    assert all(m["thread_ts"] == root for m in thread["messages"])
+    by_reply = client.conversations_replies(channel=ALERTS, ts=replies[1], oldest=replies[0])
+    assert [m["text"] for m in by_reply["messages"]] == ["r1", "r2"]
+    assert "metadata" not in by_reply["messages"][0]
+    first = client.conversations_replies(channel=ALERTS, ts=root, limit=3)
+    assert len(first["messages"]) == 3 and first["has_more"]
+    rest = client.conversations_replies(channel=ALERTS, ts=root, limit=3,
+                                        cursor=first["response_metadata"]["next_cursor"])
+    assert [m["text"] for m in rest["messages"]] == ["r2"] and not rest["has_more"]
+    assert _api_error(lambda: client.conversations_replies(
+        channel=ALERTS, ts="1.000001")).response["error"] == "thread_not_found"
+    assert _api_error(lambda: client.conversations_replies(
+        channel="C0NOPE", ts=root)).response["error"] == "channel_not_found"
+
+
+def test_failure_with_effect_stores_the_message_then_fails(slack: SlackStandIn,
+                                                          client: WebClient) -> None:
+    slack.fail_next("chat.postMessage", status=503, effect=True)
+    error = _api_error(lambda: client.chat_postMessage(channel=ALERTS, text="hi"))
+    assert error.response.status_code == 503
+    assert [m.text for m in slack.channel_history(ALERTS)] == ["hi"]  # stored all the same
+
+
+def test_conversations_list_finds_a_channel_id_by_name(slack: SlackStandIn,
+                                                       client: WebClient) -> None:
+    slack.add_channel("secret-ops", "G0PRIVATE1")
+    public = client.conversations_list()["channels"]
+    assert [(c["id"], c["name"]) for c in public] == [(ALERTS, "imagepull-alerts")]
+    both = client.conversations_list(types="public_channel,private_channel", limit=1)
+    rest = client.conversations_list(types="public_channel,private_channel", limit=1,
+                                     cursor=both["response_metadata"]["next_cursor"])
+    assert [c["name"] for c in both["channels"] + rest["channels"]] == [
+        "imagepull-alerts", "secret-ops"]
+    assert rest["channels"][0]["is_private"] and not rest["response_metadata"]["next_cursor"]
