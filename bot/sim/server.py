@@ -17,6 +17,7 @@ import logging
 import queue
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -300,15 +301,18 @@ class SimCluster(LoopbackService):
         Default: every request gets ``503 ServiceUnavailable`` (an apiserver whose etcd is
         gone; the requests are still recorded). With ``refuse``: every open connection is
         cut and the port stops listening (connection refused) while staying reserved, so
-        ``up()`` serves again on the same port and the bot's kubeconfig stays valid."""
+        ``up()`` serves again on the same port and the bot's kubeconfig stays valid. Either
+        way the connections open now are cut, so nothing is served from before the outage."""
         if self._server is None and self._placeholder is None:
             raise RuntimeError("not started")
         self._cancel_up_timer()
+        self._down_503 = not refuse
         if refuse and self._server is not None:
             port = self._bound_port
             self._close_server()
             self._placeholder = _reserve(self.host, port)
-        self._down_503 = not refuse
+        elif self._server is not None:
+            self._server.close_connections()  # open watches end; every new request gets 503
         if seconds is not None:
             self._up_timer = threading.Timer(seconds, self.up)
             self._up_timer.daemon = True
@@ -520,6 +524,12 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone mid-answer (a cut connection, an outage test) is not an error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> int:
         with self._connections_lock:
@@ -892,7 +902,7 @@ class _Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + self.cluster.bookmark_interval
         stopping = self.server.stopping  # type: ignore[attr-defined]
-        while not stopping.is_set():
+        while not stopping.is_set() and not self.cluster._down_503:
             now = time.monotonic()
             if now >= deadline:
                 if bookmarks:
