@@ -7,7 +7,8 @@ killed (a private redis-server with an append-only file, restarted with its data
 scenario cluster answers 503, or refuses connections, for SECONDS while the kubelet keeps
 repeating the pods' BackOff events every 2 s. Measured at the scenario cluster: API requests
 per second before, during and right after the outage; in the bot: the most retry timers or
-waiting retries one pod had at once; after it: roots posted per incident.
+waiting retries one pod had at once, and the diagnoses tried during the outage (where the
+pipeline counts them); after it: roots posted per incident.
 """
 
 from __future__ import annotations
@@ -115,11 +116,14 @@ def main(mode: str = "redis", pods: int = 6, seconds: float = 25.0, sweep: int =
         else:
             sim.down(refuse=True)
         most = 0
+        tried = getattr(runtime.pipeline, "attempts", None)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             most = max(most, _retries_per_pod(runtime))
             time.sleep(0.2)
         t2 = time.time()
+        if tried is not None:
+            tried = runtime.pipeline.attempts - tried
         if mode == "redis":
             redis_proc = _redis(port, tmp)
         else:
@@ -143,6 +147,7 @@ def main(mode: str = "redis", pods: int = 6, seconds: float = 25.0, sweep: int =
             *rate(t1, t2), t2 - t1))
         print("API requests after       {} ({:.1f}/s in the first 5 s)".format(*rate(t2, t3)))
         print(f"retries pending, 1 pod   at most {most} at once")
+        print(f"diagnoses tried during   {tried if tried is not None else 'not counted'}")
         print(f"roots posted             {len(roots)} for {deployments} incidents")
 
 

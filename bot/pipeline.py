@@ -258,7 +258,9 @@ class Pipeline:
         now = time.monotonic()
         if error is None:
             self._failures.pop(key, None)
-            if self._outage_failures:
+            if self._outage_failures and key == self._probe:
+                # only the probe counts: a diagnosis that began before the gate closed may
+                # have done its reads and writes before the outage, and proves nothing
                 self._outage_ends(now)
             if again:
                 self._enqueue(key)
