@@ -173,6 +173,12 @@ def _gauges(runtime: Runtime) -> None:
                           open_incidents)
     runtime.metrics.gauge("imagepull_bot_watch_relists", "Event relists after 410 Gone",
                           lambda: float(sum(w.relists for w in runtime.watchers)))
+    runtime.metrics.gauge("imagepull_bot_retries_pending",
+                          "Pods waiting for a retry of their diagnosis (at most one each)",
+                          lambda: float(len(runtime.pipeline.pending_retries())))
+    runtime.metrics.gauge("imagepull_bot_diagnoses_paused",
+                          "1 while diagnoses wait out a Kubernetes API or store outage",
+                          lambda: float(runtime.pipeline.outage is not None))
     runtime.metrics.gauge("imagepull_bot_watch_failures",
                           "Consecutive failed watch attempts (0 while the watch is healthy)",
                           lambda: float(sum(w.failures for w in runtime.watchers)))

@@ -246,8 +246,8 @@ class Pipeline:
 
     def _idle_wait(self, now: float) -> float:
         dues = list(self._waiting.values())
-        if self._outage_failures and self._probe is None:
-            dues.append(self._gate_until)
+        if self._outage_failures and self._probe is None and self._gate_until > now:
+            dues.append(self._gate_until)  # (passed with nothing to probe: wait for a submit)
         return min([0.5, *(max(due - now, 0.01) for due in dues)])
 
     def _done(self, key: Key, error: Exception | None) -> None:

@@ -483,6 +483,7 @@ class PodSweeper:
         self.kube = kube
         self.on_signal = on_signal
         self.namespaces = list(namespaces) if namespaces else None
+        self._failing = False  # the last sweep could not list: log once per outage
 
     def sweep(self) -> list[PodSignal]:
         """One pass: a signal per stuck pod (for its first stuck container, init containers
@@ -494,8 +495,13 @@ class PodSweeper:
             try:
                 pods = self.kube.list_pods(namespace)
             except KubeError as exc:
-                log.warning("pod sweep of %s skipped: %s", namespace or "all namespaces", exc)
+                log.log(logging.DEBUG if self._failing else logging.WARNING,
+                        "pod sweep of %s skipped: %s", namespace or "all namespaces", exc)
+                self._failing = True
                 continue
+            if self._failing:
+                log.info("pod sweep of %s works again", namespace or "all namespaces")
+            self._failing = False
             now = _now()
             for pod in pods:
                 signal = stuck_pod_signal(pod, now)
