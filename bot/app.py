@@ -64,6 +64,7 @@ class Runtime:
 
     def tick(self) -> None:
         self.manager.tick()
+        self.pipeline.store_is_back()  # the store answered: a paused pipeline probes now
 
     def start(self, *, watch: bool = True, schedule: bool = True) -> None:
         self.pipeline.start()
@@ -91,12 +92,18 @@ class Runtime:
             self.registry.close()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: the store answers and the watchers run."""
+        """Readiness: the store answers and every watch is in contact with the API server
+        (bot.watch: within its `stale_after`). Not ready names each part that is not, e.g.
+        ``store unreachable; watch of events in all namespaces: no contact for 42 s (...)``:
+        a bot that cannot see new failures or cannot record them must not look healthy."""
         if not self.started.is_set():
             return False, "starting"
-        if not self.store.ping():
-            return False, "store unreachable"
-        return True, "ok"
+        problems = [] if self.store.ping() else ["store unreachable"]
+        for watcher in self.watchers:
+            healthy, why = watcher.health()
+            if not healthy:
+                problems.append(f"{watcher.name}: {why}")
+        return not problems, "; ".join(problems) or "ok"
 
 
 def _logged(job: Callable[[], None]) -> Callable[[], None]:
@@ -147,6 +154,8 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     runtime.watchers = [EventWatcher(kube, store, runtime.on_signal, namespace=ns,
                                      start_window=settings.start_window_seconds)
                         for ns in namespaces]
+    for watcher in runtime.watchers:
+        watcher.on_api_back = pipeline.api_is_back
     runtime.sweeper = PodSweeper(kube, runtime.on_signal,
                                  namespaces=settings.watch_namespaces or None)
     _gauges(runtime)
@@ -166,6 +175,12 @@ def _gauges(runtime: Runtime) -> None:
                           open_incidents)
     runtime.metrics.gauge("imagepull_bot_watch_relists", "Event relists after 410 Gone",
                           lambda: float(sum(w.relists for w in runtime.watchers)))
+    runtime.metrics.gauge("imagepull_bot_retries_pending",
+                          "Pods waiting for a retry of their diagnosis (at most one each)",
+                          lambda: float(len(runtime.pipeline.pending_retries())))
+    runtime.metrics.gauge("imagepull_bot_diagnoses_paused",
+                          "1 while diagnoses wait out a Kubernetes API or store outage",
+                          lambda: float(runtime.pipeline.outage is not None))
     runtime.metrics.gauge("imagepull_bot_watch_failures",
                           "Consecutive failed watch attempts (0 while the watch is healthy)",
                           lambda: float(sum(w.failures for w in runtime.watchers)))

@@ -1,29 +1,78 @@
-"""From "look at this pod" to incidents: coalesce, diagnose, group.
+"""From "look at this pod" to incidents: coalesce, diagnose, group — and wait out outages.
 
 An event storm repeats the same pods hundreds of times; each pod is queued once until it is
 processed (coalesced), so a storm costs one diagnosis per pod, not per event. A pod that is
 gone or healthy leaves its incidents, which is how threads learn they are resolved.
+
+Failures cost one retry per pod, never more (issue 8: every failure used to start another
+2-second timer and every re-submission another chain, 7+ per pod during an outage, API reads
+from 18/s to over 200/s):
+
+* **Per pod.** A pod is in exactly one place: queued, being diagnosed, or waiting for its
+  retry. A signal for a pod that is queued or waiting is absorbed (the retry will look at the
+  pod as it is then); one that arrives while the pod is being diagnosed queues it once more
+  after a success. The retry waits a capped exponential back-off with full jitter
+  (``RETRY_BACKOFF``: up to 2 s, doubling to 60 s), reset by a success.
+* **Outages** (the Kubernetes API unreachable, the store unavailable) are not the pod's fault,
+  and each pod probing on its own schedule would hammer a server that is coming back. The
+  whole pipeline waits behind one gate instead: after a failure of that kind, nothing is
+  diagnosed until the gate's back-off has passed; then one probe — one diagnosis — runs alone.
+  If it fails, the gate closes again for a longer while (``OUTAGE_BACKOFF``, 2 s doubling to
+  60 s, "equal jitter": between half and all of the step, so the probes of a long outage are
+  at least that far apart, whatever the dice say, and replicas still spread out); if it
+  succeeds, the gate opens, the pods that waited through the outage are due at once, and the
+  workers (two by default) work through them at their own pace. Evidence from a part that
+  already probes at its own bounded pace (the event watch reconnecting, the once-a-second job
+  reaching the store) ends a gate step early: recovery is not delayed by a long step.
+
+Nothing is dropped: a pod leaves the pipeline only after a diagnosis that was recorded (or an
+unexpected error, which is logged with its traceback: retrying a bug forever helps no one).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from bot.diagnosis.engine import diagnose
 from bot.incidents import IncidentManager
 from bot.investigate import investigate_pod
-from bot.kube import KubeClient, KubeError, KubeNotFound
+from bot.kube import KubeClient, KubeError, KubeNotFound, KubeUnreachable
 from bot.metrics import Metrics
 from bot.registry import RegistryClient
 from bot.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAY = 2.0
+Key = tuple[str, str]  # (namespace, pod)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential back-off: step ``n`` (from 1) is ``base * 2**(n-1)``, at most
+    ``cap``; `full_jitter` waits anywhere below the step, `equal_jitter` in its upper half."""
+
+    base: float = 2.0
+    cap: float = 60.0
+
+    def step(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2 ** min(max(attempt, 1) - 1, 30))
+
+    def full_jitter(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, self.step(attempt))
+
+    def equal_jitter(self, attempt: int, rng: random.Random) -> float:
+        step = self.step(attempt)
+        return rng.uniform(step / 2, step)
+
+
+RETRY_BACKOFF = Backoff(2.0, 60.0)
+OUTAGE_BACKOFF = Backoff(2.0, 60.0)
 
 
 class Pipeline:
@@ -31,16 +80,33 @@ class Pipeline:
 
     def __init__(self, kube: KubeClient, manager: IncidentManager, *,
                  registry: RegistryClient | None = None, known_hosts: Iterable[str] = (),
-                 workers: int = 2, metrics: Metrics | None = None) -> None:
+                 workers: int = 2, metrics: Metrics | None = None,
+                 retry_backoff: Backoff = RETRY_BACKOFF,
+                 outage_backoff: Backoff = OUTAGE_BACKOFF,
+                 rng: random.Random | None = None) -> None:
         self.kube = kube
         self.manager = manager
         self.registry = registry
         self.known_hosts = list(known_hosts)
         self.workers = workers
         self.metrics = metrics
-        self._queue: deque[tuple[str, str]] = deque()
-        self._queued: set[tuple[str, str]] = set()
-        self._busy = 0
+        self.retry_backoff = retry_backoff
+        self.outage_backoff = outage_backoff
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._queue: deque[Key] = deque()  # ready now, in order
+        self._queued: set[Key] = set()
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()  # signalled while being diagnosed
+        self._waiting: dict[Key, float] = {}  # retry due at (monotonic)
+        self._failures: dict[Key, int] = {}  # consecutive failures per pod
+        self._outage_failures = 0  # consecutive outage failures (0: the gate is open)
+        self._outage_since = 0.0
+        self._outage_reason = ""
+        self._outage_kind = ""  # "api" or "store"
+        self._gate_until = 0.0
+        self._probe: Key | None = None  # the one diagnosis allowed while the gate is closed
+        #: diagnoses started, in total (each one reads the API; tests bound it in outages)
+        self.attempts = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -48,14 +114,16 @@ class Pipeline:
     # -- intake -------------------------------------------------------------------------------
 
     def submit(self, namespace: str, pod: str) -> bool:
-        """Queue a pod unless it is already queued; True if queued now."""
+        """Queue a pod unless it is already queued or waiting for its retry; True if queued
+        now. A pod being diagnosed right now is queued again once it is done."""
         key = (namespace, pod)
         with self._cond:
-            if key in self._queued:
+            if key in self._queued or key in self._waiting:
                 return False
-            self._queued.add(key)
-            self._queue.append(key)
-            self._cond.notify()
+            if key in self._running:
+                self._again.add(key)
+                return False
+            self._enqueue(key)
             return True
 
     def recheck_incident_members(self) -> int:
@@ -69,6 +137,37 @@ class Pipeline:
                 namespace, _, name = pod.partition("/")
                 count += self.submit(namespace, name)
         return count
+
+    def api_is_back(self) -> None:
+        """Evidence from elsewhere (the event watch reconnected) that the Kubernetes API
+        answers again: if the gate is closed for the API, probe now rather than at the end of
+        a back-off step that may be a minute long."""
+        self._evidence("api")
+
+    def store_is_back(self) -> None:
+        """The same for the store (a scheduled job reached it again)."""
+        self._evidence("store")
+
+    def _evidence(self, kind: str) -> None:
+        with self._cond:
+            if self._outage_failures and self._outage_kind == kind and self._probe is None \
+                    and self._gate_until > time.monotonic():
+                log.info("the %s answers again: probing now", kind)
+                self._gate_until = time.monotonic()
+                self._cond.notify_all()
+
+    # -- state, for readiness, metrics and tests ----------------------------------------------
+
+    def pending_retries(self) -> list[Key]:
+        """Pods waiting for their retry (each at most once)."""
+        with self._cond:
+            return list(self._waiting)
+
+    @property
+    def outage(self) -> str | None:
+        """Why the gate is closed (the last outage error), or None while it is open."""
+        with self._cond:
+            return self._outage_reason if self._outage_failures else None
 
     # -- work ---------------------------------------------------------------------------------
 
@@ -89,26 +188,125 @@ class Pipeline:
             self.manager.pod_recovered(namespace, pod)
 
     def _worker(self) -> None:
-        while not self._stop.is_set():
+        while True:
             with self._cond:
-                while not self._queue and not self._stop.is_set():
-                    self._cond.wait(timeout=0.5)
-                if self._stop.is_set():
+                key = self._take()
+                if key is None:
                     return
-                key = self._queue.popleft()
-                self._queued.discard(key)
-                self._busy += 1
+            error: Exception | None = None
             try:
                 self.process(*key)
             except (StoreUnavailable, KubeError) as exc:
-                log.warning("pod %s/%s: %s; retrying in %.0fs", *key, exc, RETRY_DELAY)
-                threading.Timer(RETRY_DELAY, self.submit, args=key).start()
+                error = exc
             except Exception:
                 log.exception("pod %s/%s: diagnosis failed", *key)
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
+            with self._cond:
+                self._done(key, error)
+                self._cond.notify_all()
+
+    def _enqueue(self, key: Key) -> None:
+        self._queued.add(key)
+        self._queue.append(key)
+        self._cond.notify()
+
+    def _take(self) -> Key | None:
+        """The next pod to diagnose (called with the lock held); waits while nothing is due
+        or the gate is closed; None once stopped."""
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for due_key in [k for k, due in self._waiting.items() if due <= now]:
+                del self._waiting[due_key]
+                self._enqueue(due_key)
+            key: Key | None = None
+            if self._outage_failures:
+                if self._probe is None and now >= self._gate_until:
+                    key = self._probe = self._probe_candidate()
+            elif self._queue:
+                key = self._queue.popleft()
+                self._queued.discard(key)
+            if key is not None:
+                self._running.add(key)
+                self.attempts += 1
+                return key
+            self._cond.wait(timeout=self._idle_wait(now))
+        return None
+
+    def _probe_candidate(self) -> Key | None:
+        """A pod to probe the outage with: the next queued one, else the one whose retry is
+        due first (its own back-off does not matter: the gate's does)."""
+        if self._queue:
+            key = self._queue.popleft()
+            self._queued.discard(key)
+            return key
+        if self._waiting:
+            key = min(self._waiting, key=self._waiting.__getitem__)
+            del self._waiting[key]
+            return key
+        return None
+
+    def _idle_wait(self, now: float) -> float:
+        dues = list(self._waiting.values())
+        if self._outage_failures and self._probe is None and self._gate_until > now:
+            dues.append(self._gate_until)  # (passed with nothing to probe: wait for a submit)
+        return min([0.5, *(max(due - now, 0.01) for due in dues)])
+
+    def _done(self, key: Key, error: Exception | None) -> None:
+        """Book the end of one diagnosis (lock held)."""
+        self._running.discard(key)
+        again = key in self._again
+        self._again.discard(key)
+        now = time.monotonic()
+        if error is None:
+            self._failures.pop(key, None)
+            if self._outage_failures and key == self._probe:
+                # only the probe counts: a diagnosis that began before the gate closed may
+                # have done its reads and writes before the outage, and proves nothing
+                self._outage_ends(now)
+            if again:
+                self._enqueue(key)
+            return
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        self._waiting[key] = now + self.retry_backoff.full_jitter(failures, self._rng)
+        if isinstance(error, StoreUnavailable | KubeUnreachable):
+            self._outage_continues(key, error, now)
+        else:
+            level = logging.WARNING if failures in (1, 5) or failures % 20 == 0 else \
+                logging.DEBUG
+            log.log(level, "pod %s/%s: %s; retrying in %.1f s (attempt %d)", *key, error,
+                    self._waiting[key] - now, failures)
+
+    def _outage_continues(self, key: Key, error: Exception, now: float) -> None:
+        was_probe = key == self._probe
+        if was_probe:
+            self._probe = None
+        if self._outage_failures and not was_probe:
+            # a diagnosis that started before the gate closed: the same outage, no new step
+            return
+        self._outage_failures += 1
+        if self._outage_failures == 1:
+            self._outage_since = now
+        self._outage_reason = str(error)
+        self._outage_kind = "store" if isinstance(error, StoreUnavailable) else "api"
+        wait = self.outage_backoff.equal_jitter(self._outage_failures, self._rng)
+        self._gate_until = now + wait
+        n = self._outage_failures
+        level = logging.WARNING if n in (1, 5) or n % 20 == 0 else logging.INFO
+        log.log(level, "diagnoses paused (pod %s/%s: %s); probing again in %.1f s "
+                "(attempt %d, %d pod(s) waiting)", *key, error, wait, n,
+                len(self._queue) + len(self._waiting))
+
+    def _outage_ends(self, now: float) -> None:
+        """The gate opens: every pod that waited through the outage is due now."""
+        log.warning("diagnoses resume: the outage (%s) ended after %.0f s; %d pod(s) due",
+                    self._outage_reason, now - self._outage_since,
+                    len(self._queue) + len(self._waiting))
+        self._outage_failures = 0
+        self._outage_reason = ""
+        self._probe = None
+        for key in sorted(self._waiting, key=self._waiting.__getitem__):
+            self._enqueue(key)
+        self._waiting.clear()
 
     def start(self) -> None:
         self._stop.clear()
@@ -126,10 +324,11 @@ class Pipeline:
         self._threads.clear()
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until nothing is queued or running (tests, the demo, graceful stop)."""
+        """Wait until nothing is queued, running or waiting for a retry (tests, the demo,
+        graceful stop)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._busy:
+            while self._queue or self._running or self._waiting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

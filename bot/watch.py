@@ -31,6 +31,12 @@ alert. Every rule below leans that way.
   apiserver's watch cache).
 * **Store outages** do not stop the watch: the RV stays in memory, persisting is retried at
   most once a second, and the outage is logged once.
+* **Health** (for ``/readyz``): the time of the last contact with the API server — a list, a
+  watch event or bookmark, a watch that ended normally — is kept. A healthy watch is in
+  contact at least every ``idle_timeout`` seconds (it reopens a quiet stream then), and one
+  recovering from a blip waits at most ``backoff_max`` before trying again; so no contact for
+  ``stale_after`` seconds (by default the sum of the two plus 10 s), or a failure streak that
+  long, means the bot is blind to new failures, and `health()` says so and why.
 
 `PodSweeper` is the fallback for what events cannot say: events expire after about an hour
 and the kubelet's spam filter drops some, but a pod stuck in ImagePullBackOff says so in its
@@ -184,6 +190,7 @@ class EventWatcher:
         backoff_max: float = 30.0,
         idle_timeout: float = 5.0,
         persist_interval: float = 1.0,
+        stale_after: float | None = None,
     ) -> None:
         self.kube = kube
         self.store = store
@@ -195,6 +202,7 @@ class EventWatcher:
         self.backoff_max = backoff_max
         self.idle_timeout = idle_timeout
         self.persist_interval = persist_interval
+        self._stale_after = stale_after
         scope = namespace or "*"
         self.rv_key = store.key("watch", "rv", scope)
         self.seen_key = store.key("watch", "seen", scope)
@@ -212,12 +220,21 @@ class EventWatcher:
         self._store_down = False
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started_at: float | None = None  # monotonic
+        self._last_contact: float | None = None  # monotonic: last answer from the API server
+        self._failing_since: float | None = None  # monotonic: start of the failure streak
+        #: why the last attempt failed (cleared by the next contact)
+        self.last_error: str | None = None
+        #: called when the API server answers again after failed attempts (the pipeline
+        #: probes at once instead of waiting out its outage back-off)
+        self.on_api_back: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> threading.Thread:
         if self._thread is not None and self._thread.is_alive():
             return self._thread
         self._stop_event.clear()
+        self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self.run, args=(self._stop_event,),
                                         name=f"event-watcher:{self.namespace or '*'}",
                                         daemon=True)
@@ -260,8 +277,63 @@ class EventWatcher:
     def _what(self) -> str:
         return f'events in "{self.namespace}"' if self.namespace else "events in all namespaces"
 
+    @property
+    def name(self) -> str:
+        """``watch of events in all namespaces`` (or of one namespace), for messages."""
+        return f"watch of {self._what}"
+
+    # -- health ---------------------------------------------------------------------------------
+    @property
+    def stale_after(self) -> float:
+        """Seconds without contact (or of failing) after which the watch is not healthy."""
+        if self._stale_after is not None:
+            return self._stale_after
+        return self.idle_timeout + self.backoff_max + 10.0
+
+    @stale_after.setter
+    def stale_after(self, seconds: float) -> None:
+        self._stale_after = seconds
+
+    def health(self, now: float | None = None) -> tuple[bool, str]:
+        """(healthy, why): in contact with the API server within `stale_after` seconds and
+        not failing for longer than that. A watcher that was never started is not judged."""
+        if self._started_at is None:
+            return True, "not started"
+        if self._thread is not None and not self._thread.is_alive() \
+                and not self._stop_event.is_set():
+            return False, "the watch thread is not running"
+        now = time.monotonic() if now is None else now
+        why = f" ({self.last_error})" if self.last_error else ""
+        since = self._last_contact if self._last_contact is not None else self._started_at
+        if now - since > self.stale_after:
+            never = " since start" if self._last_contact is None else ""
+            return False, f"no contact for {now - since:.0f} s{never}{why}"
+        if self._failing_since is not None and now - self._failing_since > self.stale_after:
+            return False, f"failing for {now - self._failing_since:.0f} s{why}"
+        return True, "ok"
+
+    def _contact(self) -> None:
+        """The API server answered."""
+        self._last_contact = time.monotonic()
+        if self.failures and self.on_api_back is not None:
+            try:
+                self.on_api_back()
+            except Exception:
+                log.exception("on_api_back failed")
+
+    def _healthy(self) -> None:
+        """A list or watch worked: the failure streak is over."""
+        self._contact()
+        self.failures = 0
+        self._expired_in_row = 0
+        self._failing_since = None
+        self.last_error = None
+
     def _back_off(self, stop: threading.Event, why: str) -> None:
         self.failures += 1
+        self.last_error = why
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         cap = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 30))
         delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
         level = logging.WARNING if self.failures in (1, 5) or self.failures % 20 == 0 else \
@@ -273,6 +345,7 @@ class EventWatcher:
     # -- list and watch -------------------------------------------------------------------------
     def _relist(self, *, after_gap: bool) -> None:
         items, rv = self.kube.list_events(self.namespace)
+        self._contact()
         cutoff = _now() - timedelta(seconds=self.start_window)
         if after_gap and self.last_seen is not None:
             cutoff = min(cutoff, self.last_seen - _LATE_WRITE)
@@ -298,6 +371,7 @@ class EventWatcher:
                                         self.watch_timeout, idle_timeout=self.idle_timeout)
         try:
             for event in stream:
+                self._contact()
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
@@ -307,8 +381,7 @@ class EventWatcher:
                     raise _StreamError(f"watch ERROR {code} {obj.get('reason')}: "
                                        f"{obj.get('message')}")
                 delivered += 1
-                self.failures = 0
-                self._expired_in_row = 0
+                self._healthy()
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if kind in ("ADDED", "MODIFIED"):
                     self._handle(obj)
@@ -330,8 +403,7 @@ class EventWatcher:
         if delivered == 0 and time.monotonic() - opened < 0.5:
             self._back_off(stop, "the watch ended at once")
         else:
-            self.failures = 0
-            self._expired_in_row = 0
+            self._healthy()
             self._advance(_now())  # the server had nothing more to send
 
     def _handle(self, obj: Mapping[str, Any]) -> int:
@@ -411,6 +483,7 @@ class PodSweeper:
         self.kube = kube
         self.on_signal = on_signal
         self.namespaces = list(namespaces) if namespaces else None
+        self._failing = False  # the last sweep could not list: log once per outage
 
     def sweep(self) -> list[PodSignal]:
         """One pass: a signal per stuck pod (for its first stuck container, init containers
@@ -422,8 +495,13 @@ class PodSweeper:
             try:
                 pods = self.kube.list_pods(namespace)
             except KubeError as exc:
-                log.warning("pod sweep of %s skipped: %s", namespace or "all namespaces", exc)
+                log.log(logging.DEBUG if self._failing else logging.WARNING,
+                        "pod sweep of %s skipped: %s", namespace or "all namespaces", exc)
+                self._failing = True
                 continue
+            if self._failing:
+                log.info("pod sweep of %s works again", namespace or "all namespaces")
+            self._failing = False
             now = _now()
             for pod in pods:
                 signal = stuck_pod_signal(pod, now)

@@ -6,9 +6,6 @@ tests), stopped and restarted by the test; the rest is the real bot against the 
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +19,7 @@ from bot.kube import KubeClient
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
-from bot.store import RedisStore
+from tests.support.private_redis import PrivateRedis
 from tests.support.waiting import wait_for as _wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -30,36 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
     return _wait_for(condition, timeout, what)
-
-
-class PrivateRedis:
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        self.binary = binary
-        self.workdir = workdir
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
 
 
 @pytest.fixture

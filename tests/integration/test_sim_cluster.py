@@ -558,3 +558,75 @@ def test_cli_serves_until_killed(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+# -- outages ---------------------------------------------------------------------------------------
+def _refused(sim: SimCluster) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((sim.host, sim.port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@scenario("tag-not-found")
+def test_stop_cuts_keep_alive_connections_and_watches(sim_api: Any, sim_cluster: SimCluster
+                                                      ) -> None:
+    """An outage test must cut what is already open: the client's pooled keep-alive
+    connection and a watch stream (issue 8, defect 13)."""
+    v1 = client.CoreV1Api(sim_api)
+    v1.read_namespaced_pod(TAG_POD, "shop")  # one keep-alive connection now in the pool
+    watch_ended = threading.Event()
+
+    def watch_until_cut() -> None:
+        try:
+            for _ in watch.Watch().stream(v1.list_namespaced_pod, "shop", timeout_seconds=60):
+                pass
+        except Exception:  # noqa: S110 - a cut stream may end either way
+            pass
+        watch_ended.set()
+
+    threading.Thread(target=watch_until_cut, daemon=True).start()
+    sim_cluster.wait_for_watches(1)
+    sim_cluster.stop()
+    assert watch_ended.wait(3), "the watch stream outlived the server"
+    with pytest.raises(urllib3.exceptions.HTTPError):  # refused, not served by a leftover
+        v1.read_namespaced_pod(TAG_POD, "shop", _request_timeout=2)
+
+
+@scenario("tag-not-found")
+def test_refuse_then_up_serves_again_on_the_same_port(sim_api: Any,
+                                                      sim_cluster: SimCluster) -> None:
+    v1 = client.CoreV1Api(sim_api)
+    v1.read_namespaced_pod(TAG_POD, "shop")
+    port = sim_cluster.port
+    sim_cluster.down(refuse=True)
+    assert sim_cluster.refusing and sim_cluster.port == port and _refused(sim_cluster)
+    with pytest.raises(urllib3.exceptions.HTTPError):  # the pooled connection was cut too
+        v1.read_namespaced_pod(TAG_POD, "shop", _request_timeout=2)
+    sim_cluster.up()
+    assert sim_cluster.port == port
+    assert v1.read_namespaced_pod(TAG_POD, "shop").metadata.name == TAG_POD
+
+    sim_cluster.down(refuse=True, seconds=0.5)  # comes back by itself
+    assert _refused(sim_cluster)
+    deadline = time.monotonic() + 5
+    while sim_cluster.refusing and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert v1.read_namespaced_pod(TAG_POD, "shop").metadata.name == TAG_POD
+
+
+@scenario("tag-not-found")
+def test_down_answers_503_and_records_the_requests(sim_api: Any,
+                                                   sim_cluster: SimCluster) -> None:
+    v1 = client.CoreV1Api(sim_api)
+    sim_cluster.down()
+    sim_cluster.clear_requests()
+    with pytest.raises(ApiException) as info:
+        v1.read_namespaced_pod(TAG_POD, "shop")
+    assert info.value.status == 503
+    assert len(sim_cluster.requests_matching("GET", "/pods/")) == 1
+    sim_cluster.up()
+    assert v1.read_namespaced_pod(TAG_POD, "shop").metadata.name == TAG_POD

@@ -384,3 +384,22 @@ def test_sweep_finds_pods_waiting_for_their_image(kube: KubeClient, tmp_path: Pa
             assert [(s.namespace, s.pod) for s in only_shop] == [("shop", init_pod)]
         finally:
             api.close()
+
+
+# -- health (/readyz) ---------------------------------------------------------------------------
+def test_health_names_a_watch_out_of_contact_and_recovers(
+        sim: SimCluster, make_watcher: Callable[..., Any]) -> None:
+    """Issue 8, defect 7: an unreachable API server makes the watch unhealthy, with the
+    reason, once it is out of contact for longer than its window; healthy again after."""
+    watcher, _ = make_watcher(stale_after=1.5)
+    sim.wait_for_watches(1)
+    wait_until(lambda: watcher.health()[0], what="a healthy watch")
+    sim.down(refuse=True)
+    wait_until(lambda: not watcher.health()[0], timeout=10, what="the watch unhealthy")
+    healthy, why = watcher.health()
+    assert not healthy
+    assert why.startswith("no contact for ") and "is unreachable" in why, why
+    assert watcher.name == "watch of events in all namespaces"
+    sim.up()
+    wait_until(lambda: watcher.health() == (True, "ok"), timeout=10, what="healthy again")
+    assert watcher.last_error is None

@@ -1,0 +1,58 @@
+"""A redis-server of the test's own, on its own port: outage tests stop, kill and restart it
+(the shared one on 6379 must stay up for every other test)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bot.store import RedisStore
+from tests.support.waiting import wait_for
+
+
+class PrivateRedis:
+    """``persistent``: an append-only file written on every command, so a server killed with
+    SIGKILL comes back with its data, as a production Redis with AOF (or a managed one) does.
+    Without it the server comes back empty."""
+
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.workdir = workdir
+        self.persistent = persistent
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent \
+            else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *aof, "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients, nothing flushed that was not yet."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+            self.proc = None
