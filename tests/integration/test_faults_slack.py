@@ -11,7 +11,6 @@ bot was not told", the case that used to double-post.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from bot.sim.server import SimCluster
 from bot.sim.slack import Message, SlackStandIn
 from bot.slack_out import SlackNotifier, web_client
 from bot.store import RedisStore, StoreUnavailable
+from tests.support.private_redis import PrivateRedis
 from tests.support.redis import REDIS_URL, redis_store
 from tests.support.waiting import wait_for
 from tests.unit.diagnosis.kubelet import NOW, pod, pull_failure
@@ -180,37 +180,12 @@ def test_429_and_5xx_bursts_deliver_each_message_once_after_the_wait(
 
 
 # -- a store write lost right after the post (defect 4) --------------------------------------------
-class PrivateRedis:
-    """A redis-server of this test's own, so pausing its writes disturbs nobody else."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
-
-    def pause_writes(self, seconds: float) -> None:
-        redis.Redis.from_url(self.url).execute_command(
-            "CLIENT", "PAUSE", str(int(seconds * 1000)), "WRITE")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
-
-
 def test_root_posted_but_not_recorded_is_found_not_posted_again(tmp_path: Path) -> None:
     """Redis stops taking writes while chat.postMessage is in flight: the post succeeds, the
     bot cannot record it, its claim expires. The next tick (here a second replica) must adopt
     the message Slack already shows, not post a second root."""
     server = PrivateRedis(tmp_path)
+    server.start()
     try:
         with SlackStandIn() as slack:
             store = RedisStore(server.url, prefix="d4", socket_timeout=0.3)

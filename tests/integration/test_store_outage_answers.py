@@ -22,7 +22,7 @@ import redis
 from bot.sim import factory
 from bot.store import RedisStore
 from handlers.guard import SLACK_REFUSED, STORE_UNREACHABLE
-from tests.integration.test_outages import PrivateRedis
+from tests.support.private_redis import PrivateRedis
 from tests.support.slack_requests import (
     ALERTS,
     BOT_USER_ID,

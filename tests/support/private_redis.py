@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis
 
 from bot.store import RedisStore
 from tests.support.waiting import wait_for
@@ -43,6 +44,14 @@ class PrivateRedis:
              *aof, "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
+
+    def pause_writes(self, seconds: float) -> None:
+        """CLIENT PAUSE WRITE: reads go on, writes wait (a store write lost mid-operation)."""
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.execute_command("CLIENT", "PAUSE", str(int(seconds * 1000)), "WRITE")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.proc is not None:
