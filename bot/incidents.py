@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections import Counter
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 #: Causes that belong to a registry (or the path to it), not to one workload.
 SHARED_CAUSES = frozenset({Cause.RATE_LIMITED, Cause.DNS_FAILURE, Cause.NETWORK_UNREACHABLE,
                            Cause.TLS_UNTRUSTED})
+#: Incident ids as `new_incident_id` mints them. Ids that come back from clients (an alert
+#: button's value) are checked against this before any store key is built from them, so a
+#: crafted value (`inc-…:announced`) can never name a key of another type.
+INCIDENT_ID = re.compile(r"inc-[0-9a-f]{12}")
 #: How long resolved incidents stay readable (threads, buttons, audit) in the store.
 RESOLVED_RETENTION = 7 * 24 * 3600.0
 
@@ -117,6 +122,10 @@ class Incident:
     @property
     def transient(self) -> bool:
         return bool(self.diagnosis.get("transient"))
+
+
+def new_incident_id() -> str:
+    return f"inc-{uuid.uuid4().hex[:12]}"
 
 
 class NotifyError(RuntimeError):
@@ -206,7 +215,7 @@ class IncidentManager:
     def _join(self, key: str, entry: ContainerDiagnosis, result: PodDiagnosis,
               scope_kind: str, scope: str, now: float) -> str:
         active_key = self._k("active", key)
-        candidate = f"inc-{uuid.uuid4().hex[:12]}"
+        candidate = new_incident_id()
         if self.store.set_nx(active_key, candidate):
             incident_id = candidate
         else:
@@ -247,6 +256,9 @@ class IncidentManager:
         return self.store.smembers(self._active_set())
 
     def load(self, incident_id: str) -> Incident | None:
+        """The stored incident; None when there is none (or the id is not one the bot mints)."""
+        if not INCIDENT_ID.fullmatch(incident_id):
+            return None
         raw = self.store.hgetall(self._k("incident", incident_id))
         if not raw.get("key"):
             return None

@@ -11,7 +11,6 @@ answers are escaped into them, because any of them can carry a hostile pod or se
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from bot.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
@@ -31,11 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = tuple[str, list[dict[str, Any]]]
-
-#: Incident ids as bot/incidents.py mints them (`inc-` + 12 hex). An alert button's value is
-#: checked against this before any store key is built from it.
-INCIDENT_ID = re.compile(r"inc-[0-9a-f]{12}")
-
 
 class Interactive:
     def __init__(self, runtime: Runtime) -> None:
@@ -142,8 +136,6 @@ class Interactive:
 
     def incident(self, incident_id: str) -> Incident | None:
         """The incident a button names; None for an id the bot never made (no key is built)."""
-        if not INCIDENT_ID.fullmatch(incident_id):
-            return None
         return self.runtime.manager.load(incident_id)
 
     def button(self, action: str, incident_id: str, user: str, channel: str) -> Message:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 
 from bot.approvals import ACTION_APPROVE, ACTION_DENY, REQUEST_ID
-from bot.interactive import INCIDENT_ID
+from bot.incidents import INCIDENT_ID
 from bot.slack_blocks import ACTION_QUOTA, ACTION_RESTART, ACTION_SET_IMAGE, ACTION_VERIFY_SECRET
 from bot.slack_inbound import BlockActions, MalformedPayload, read_block_actions
 from handlers.guard import answers_failures
