@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.app import build_runtime
 from bot.config import Settings
 from bot.diagnosis.engine import diagnose
-from bot.kube import KubeClient
+from bot.kube.client import KubeClient
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn

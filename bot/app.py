@@ -17,19 +17,19 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.approvals import ApprovalService
-from bot.approvers import Approvers
+from bot.alerts.incidents import IncidentManager, Timing
+from bot.alerts.investigate import registry_client
+from bot.alerts.pipeline import Pipeline
+from bot.chatops.approvals import ApprovalService
+from bot.chatops.interactive import Interactive
 from bot.config import Settings
-from bot.incidents import IncidentManager, Timing
-from bot.interactive import Interactive
-from bot.investigate import registry_client
-from bot.kube import KubeClient
+from bot.kube.client import KubeClient
+from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
-from bot.pipeline import Pipeline
-from bot.registry import RegistryClient
-from bot.slack_out import SlackNotifier, web_client
+from bot.registry.client import RegistryClient
+from bot.slack.approvers import Approvers
+from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
-from bot.watch import EventWatcher, PodSignal, PodSweeper
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Runtime:
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: the store answers and every watch is in contact with the API server
-        (bot.watch: within its `stale_after`). Not ready names each part that is not, e.g.
+        (bot.kube.watch: within its `stale_after`). Not ready names each part that is not, e.g.
         ``store unreachable; watch of events in all namespaces: no contact for 42 s (...)``:
         a bot that cannot see new failures or cannot record them must not look healthy."""
         if not self.started.is_set():

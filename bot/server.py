@@ -7,7 +7,7 @@ completely in one event loop before a bounded pool of worker threads sees it, cl
 connections idle longer than `read_timeout`, caps open connections and body size, and is pure
 Python (no fork: the watcher, scheduler and store clients live in this one process).
 
-`/slack/events` passes bot.slack_inbound's gate (size, signature, shape) before Bolt sees it.
+`/slack/events` passes bot.slack.inbound's gate (size, signature, shape) before Bolt sees it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from waitress.server import MultiSocketServer, create_server
 
 from bot.app import Runtime
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bot.slack_inbound import (
+from bot.slack.inbound import (
     MAX_BODY_BYTES,
     UNREADABLE_BUTTON,
     Admitted,

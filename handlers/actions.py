@@ -1,6 +1,6 @@
 """Buttons: ack at once; alert buttons carry an incident id, approval buttons a request id.
 
-The payload is read through bot.slack_inbound.BlockActions (typed: user.id and the action's
+The payload is read through bot.slack.inbound.BlockActions (typed: user.id and the action's
 value are strings, there is at least one action) and the id is checked against the format the
 bot mints before any store key is built from it; anything else is MalformedPayload, which the
 guard answers with "I could not read that button press; nothing was changed."
@@ -13,17 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.approvals import ACTION_APPROVE, ACTION_DENY, REQUEST_ID
-from bot.incidents import INCIDENT_ID
-from bot.slack_blocks import ACTION_QUOTA, ACTION_RESTART, ACTION_SET_IMAGE, ACTION_VERIFY_SECRET
-from bot.slack_inbound import BlockActions, MalformedPayload, read_block_actions
+from bot.alerts.incidents import INCIDENT_ID
+from bot.chatops.approvals import REQUEST_ID
+from bot.slack import actions
+from bot.slack.inbound import BlockActions, MalformedPayload, read_block_actions
 from handlers.guard import answers_failures
 
 if TYPE_CHECKING:
     from bot.app import Runtime
 
-ALERT_BUTTONS = {ACTION_QUOTA: "quota", ACTION_VERIFY_SECRET: "verify_secret",
-                 ACTION_RESTART: "restart", ACTION_SET_IMAGE: "set_image"}
 
 
 def _pressed(body: dict[str, Any], id_format: re.Pattern[str]) -> tuple[BlockActions, str]:
@@ -49,7 +47,7 @@ def register(app: App, runtime: Runtime) -> None:
 
         return alert_button_pressed
 
-    for action_id, name in ALERT_BUTTONS.items():
+    for action_id, name in actions.ALERT_BUTTONS.items():
         app.action(action_id)(alert_button(name))
 
     def decision(approve: bool) -> Any:
@@ -62,5 +60,5 @@ def register(app: App, runtime: Runtime) -> None:
 
         return approval_decided
 
-    app.action(ACTION_APPROVE)(decision(True))
-    app.action(ACTION_DENY)(decision(False))
+    app.action(actions.APPROVE)(decision(True))
+    app.action(actions.DENY)(decision(False))

@@ -1,6 +1,6 @@
 """`/imagepull`: validate, ack within Slack's 3 seconds, then answer through response_url.
 
-Every answer is Slack mrkdwn built through bot/slack_text.py: the user's own command text is
+Every answer is Slack mrkdwn built through bot/slack/text.py: the user's own command text is
 echoed only inside a backtick-safe, escaped code span, so typing `<!channel>` after
 `/imagepull` cannot make the bot ping a channel.
 """
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.commands import HELP, CommandError, Help, parse_command
-from bot.slack_text import Mrkdwn, code, sentence
+from bot.chatops.commands import HELP, CommandError, Help, parse_command
+from bot.slack.text import Mrkdwn, code, sentence
 from handlers.guard import answers_failures
 
 if TYPE_CHECKING:

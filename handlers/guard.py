@@ -21,7 +21,7 @@ from typing import Any
 from slack_bolt.kwargs_injection.args import Args
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.slack_inbound import UNREADABLE_BUTTON, MalformedPayload
+from bot.slack.inbound import UNREADABLE_BUTTON, MalformedPayload
 from bot.store import StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)

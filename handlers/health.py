@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, Say
 
-from bot.slack_text import Mrkdwn, code
+from bot.slack.text import Mrkdwn, code
 from handlers.guard import answers_failures
 
 if TYPE_CHECKING:

@@ -62,7 +62,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     root.addHandler(_HANDLER)
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
-        for chatty, level in _CHATTY.items():  # as bot/cli.py quiets them in production
+        for chatty, level in _CHATTY.items():  # as bot/cli/main.py quiets them in production
             if logging.getLogger(chatty).level == logging.NOTSET:
                 logging.getLogger(chatty).setLevel(level)
     SlackStandIn.observers.append(_observe)

@@ -40,7 +40,7 @@ class Finding(StrEnum):
     POLICY_NEVER = "policy_never"
     ENSURE_SECRET_PULLED_IMAGES = "ensure_secret_pulled_images"
     NODE_DISK_PRESSURE = "node_disk_pressure"
-    # from asking the registry (bot/registry_facts.py)
+    # from asking the registry (bot/registry/investigator.py)
     TAG_SUGGESTION = "tag_suggestion"
     SWAPPED_PATH = "swapped_path"
     REGISTRY_HOST_TYPO = "registry_host_typo"

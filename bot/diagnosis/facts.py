@@ -1,4 +1,5 @@
-"""What the diagnosis is allowed to know, gathered elsewhere (bot/kube.py, bot/offline.py).
+"""What the diagnosis is allowed to know, gathered elsewhere (bot/kube/client.py,
+bot/cli/offline.py).
 
 Objects are kept in the Kubernetes JSON shape (camelCase dicts, as `kubectl get -o json` prints
 them) so the live API, offline files and the scenario cluster feed the same code. Secrets are
@@ -51,7 +52,7 @@ class PullSecretInfo:
 class RegistryFacts:
     """What the registry said about one image, asked with the pod's own pull credentials.
 
-    Gathered by bot/registry_facts.py; every suggestion in here was confirmed to exist.
+    Gathered by bot/registry/investigator.py; every suggestion in here was confirmed to exist.
     """
 
     #: the cause the registry itself gives for the image (None: the image pulls fine)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot import names
+from bot.diagnosis import names
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.cloud import CloudRegistry, cloud_registry
 from bot.diagnosis.facts import RESTARTABLE_KINDS, WorkloadRef

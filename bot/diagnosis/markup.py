@@ -1,7 +1,7 @@
 """Inline code spans that survive any value: the one rule, shared by every text the bot writes.
 
 Why here: the diagnosis summary wraps values in backticks (Slack mrkdwn and Markdown readers
-show them as code; the terminal shows them as they are), and the Slack sink (bot/slack_text.py)
+show them as code; the terminal shows them as they are), and the Slack sink (bot/slack/text.py)
 builds its own code spans with the same rule, so a value can never end a span early.
 
 Neither Slack mrkdwn nor the terminal has a backtick escape: a backtick inside the value would

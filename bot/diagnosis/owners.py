@@ -1,8 +1,9 @@
 """Which object a person edits to fix a pod, inferred from the pod alone.
 
-The live path (bot/kube.py) walks the real owner chain through the API. Offline input only has
-the pod, so the chain is inferred the way the controllers name things: a Deployment's ReplicaSet
-is `<deployment>-<pod-template-hash>`, a CronJob's Job is `<cronjob>-<scheduled minutes>`.
+The live path (bot/kube/client.py) walks the real owner chain through the API. Offline input
+only has the pod, so the chain is inferred the way the controllers name things: a Deployment's
+ReplicaSet is `<deployment>-<pod-template-hash>`, a CronJob's Job is `<cronjob>-<scheduled
+minutes>`.
 """
 
 from __future__ import annotations

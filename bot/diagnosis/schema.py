@@ -1,7 +1,7 @@
 """The Pod and Event fields the diagnosis reads, as typed models for input nobody validated.
 
 The live API hands over objects its own schema already checked. Files (`diagnose --pod-json`,
-a ticket attachment, a hand-edited YAML) come with no such promise, so bot/offline.py validates
+a ticket attachment, a hand-edited YAML) come with no such promise, so bot/cli/offline.py validates
 them here first: every field that facts.py, events.py, engine.py and owners.py read is declared
 with its type, strictly (a string is not a number, a list is not a name, "lots" is not a count),
 and every other field is ignored, so a real `kubectl get -o json` of any version passes.

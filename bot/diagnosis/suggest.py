@@ -1,6 +1,6 @@
 """What would work instead: the closest existing tag, a swapped path, a misspelled host.
 
-Pure functions over names the registry (or the cluster) already listed; bot/registry_facts.py
+Pure functions over names the registry (or the cluster) already listed; bot/registry/investigator.py
 asks the registry whether a suggestion really exists before anyone sees it.
 """
 

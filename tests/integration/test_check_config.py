@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
 from bot.sim import SimCluster
 from bot.sim.slack import SlackStandIn
 from tests.support.redis import REDIS_URL

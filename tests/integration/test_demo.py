@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo_story import run_story
+from bot.sim.demo_story import run_story
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

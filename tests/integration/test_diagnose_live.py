@@ -1,7 +1,7 @@
 """`python -m bot diagnose NS/POD` through the real kubernetes client, against every scenario.
 
 Each scenario file states the author's intent (`expected: {cause, findings}`); this runs the
-live path — kubeconfig → official client → bot.kube → diagnosis — and holds the bot to it.
+live path — kubeconfig → official client → bot.kube.client → diagnosis — and holds the bot to it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_KUBE, EXIT_OK, main
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_KUBE, EXIT_OK, main
 from bot.sim import SimCluster, bundled_scenarios, load_scenario
 from bot.sim.registry import scenario_registries
 from bot.sim.scenario import Scenario

@@ -1,4 +1,5 @@
-"""bot.dockerhub.dockerhub_quota against the Docker Hub stub (token endpoint + manifest HEAD).
+"""bot.registry.dockerhub.dockerhub_quota against the Docker Hub stub (token endpoint +
+manifest HEAD).
 
 Why a stub: Docker Hub is not reachable from CI; DockerHubStub reproduces the documented wire
 format (token JSON, `ratelimit-*` headers, `docker-ratelimit-source`) and counts only GETs
@@ -11,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.dockerhub import Quota, dockerhub_quota, parse_ratelimit
-from bot.registry import RegistryCredentials
+from bot.registry.client import RegistryCredentials
+from bot.registry.dockerhub import Quota, dockerhub_quota, parse_ratelimit
 from tests.support.stubs import HUB_PASSWORD, HUB_USER, BlackholeServer, DockerHubStub
 
 pytest_plugins = ["tests.support.fixtures"]

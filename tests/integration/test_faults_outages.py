@@ -8,7 +8,7 @@ API while it lasts (issue 8, defects 6 and 7).
 
 The load bound is a formula, not a stopwatch: the pipeline's outage gate lets one probe
 diagnosis through per back-off step, and each step waits at least half its length
-(bot.pipeline.OUTAGE_BACKOFF), so an outage of T seconds sees at most `max_attempts(T)`
+(bot.alerts.pipeline.OUTAGE_BACKOFF), so an outage of T seconds sees at most `max_attempts(T)`
 diagnoses, each reading its pod once.
 """
 
@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from bot.alerts.pipeline import OUTAGE_BACKOFF
 from bot.app import Runtime, build_bolt_app, build_runtime
 from bot.config import load_settings
-from bot.kube import KubeClient
-from bot.pipeline import OUTAGE_BACKOFF
+from bot.kube.client import KubeClient
 from bot.server import wsgi_app
 from bot.sim import factory
 from bot.sim.server import SimCluster

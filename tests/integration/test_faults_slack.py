@@ -26,16 +26,16 @@ from typing import Any
 import pytest
 import redis
 
+from bot.alerts.incidents import IncidentManager, Timing
 from bot.app import Runtime, build_runtime
 from bot.config import load_settings
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts
-from bot.incidents import IncidentManager, Timing
-from bot.kube import KubeClient
+from bot.kube.client import KubeClient
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import Message, SlackStandIn
-from bot.slack_out import SlackNotifier, web_client
+from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import RedisStore, StoreUnavailable
 from tests.support.private_redis import PrivateRedis
 from tests.support.redis import REDIS_URL, redis_store

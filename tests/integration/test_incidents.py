@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from bot.alerts.incidents import IncidentManager, Timing
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts
 from bot.diagnosis.model import PodDiagnosis
-from bot.incidents import IncidentManager, Timing
 from bot.sim.slack import SlackStandIn
-from bot.slack_out import SlackNotifier, web_client
+from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store
 from tests.support.redis import redis_store
 from tests.unit.diagnosis.kubelet import NOW, event, pod, pull_failure

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY, main
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY, main
 from bot.diagnosis.imageref import parse_image
-from bot.kube import KubeClient
-from bot.pullsecrets import VerifyStatus, verify_pull_secret
-from bot.registry import RegistryClient, RegistrySettings
+from bot.kube.client import KubeClient
+from bot.registry.client import RegistryClient, RegistrySettings
+from bot.registry.pullsecrets import VerifyStatus, verify_pull_secret
 from bot.sim import SimCluster
 from tests.support.registry import DEPLOY_PASSWORD, RegistryServer, push_image
 from tests.support.stubs import HUB_PASSWORD, HUB_USER, DockerHubStub

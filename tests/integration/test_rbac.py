@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import main
-from bot.kube import KubeClient
-from bot.remediation import RemediationRefused, rollout_restart, set_image
+from bot.cli.main import main
+from bot.kube.client import KubeClient
+from bot.kube.remediation import RemediationRefused, rollout_restart, set_image
+from bot.kube.watch import EventWatcher, PodSweeper
 from bot.sim import SimCluster, bundled_scenarios, load_scenario
 from bot.store import MemoryStore
-from bot.watch import EventWatcher, PodSweeper
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""bot.registry against real distribution 2.8 servers and the wire-format stubs.
+"""bot.registry.client against real distribution 2.8 servers and the wire-format stubs.
 
 Why real servers: the client's whole value is interpreting what registries actually send
 (challenges, error codes, TLS failures, token-scope refusals), so nothing of the client is
@@ -17,8 +17,7 @@ import pytest
 
 from bot.diagnosis.causes import Cause
 from bot.diagnosis.imageref import parse_image
-from bot.dockerhub import dockerhub_quota
-from bot.registry import (
+from bot.registry.client import (
     MANIFEST_ACCEPT,
     Outcome,
     Probe,
@@ -26,6 +25,7 @@ from bot.registry import (
     RegistryCredentials,
     RegistrySettings,
 )
+from bot.registry.dockerhub import dockerhub_quota
 from tests.support.registry import (
     DEPLOY_PASSWORD,
     DOCKER_MANIFEST,

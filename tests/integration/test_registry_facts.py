@@ -9,8 +9,8 @@ import pytest
 
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.imageref import parse_image
-from bot.registry import RegistryClient, RegistryCredentials, RegistrySettings
-from bot.registry_facts import RegistryInvestigator
+from bot.registry.client import RegistryClient, RegistryCredentials, RegistrySettings
+from bot.registry.investigator import RegistryInvestigator
 from tests.support.registry import DEPLOY_PASSWORD, RegistryServer, push_image
 
 pytest_plugins = ["tests.support.fixtures"]

@@ -1,6 +1,6 @@
 """Proves the registry fixtures and stubs behave like the servers they stand for.
 
-Why: the coming registry client (bot/registry.py) will be tested against these fixtures, so
+Why: the coming registry client (bot/registry/client.py) will be tested against these fixtures, so
 each fixture is checked here with plain `http.client`/`urllib` — not the client under test —
 against the wire behaviour the bot has to interpret. The exact distribution 2.8 responses
 asserted below (challenges, error codes) are what was observed from the real server.

@@ -1,5 +1,5 @@
-"""bot/remediation.py through the real kubernetes client against the scenario cluster: the exact
-PATCH on the wire (one request, its content type, its body), the object afterwards, and the
+"""bot/kube/remediation.py through the real kubernetes client against the scenario cluster: the
+exact PATCH on the wire (one request, its content type, its body), the object afterwards, and the
 refusals that send nothing that changes anything."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.kube import KubeClient, KubeError, KubeForbidden, KubeNotFound
-from bot.remediation import (
+from bot.kube.client import KubeClient, KubeError, KubeForbidden, KubeNotFound
+from bot.kube.remediation import (
     RemediationRefused,
     RemediationResult,
     check_target,

@@ -18,7 +18,7 @@ import pytest
 
 from bot.app import Runtime, build_runtime
 from bot.config import load_settings
-from bot.kube import KubeClient
+from bot.kube.client import KubeClient
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn

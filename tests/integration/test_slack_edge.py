@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.sim import factory
-from bot.slack_inbound import UNREADABLE_BUTTON
+from bot.slack.inbound import UNREADABLE_BUTTON
 from tests.support.slack_requests import (
     ALERTS,
     APP_ID,

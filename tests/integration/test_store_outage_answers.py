@@ -42,8 +42,8 @@ CAROL = "U0CAROL001"  # an approver
 IMAGE = "registry.internal/shop/web:v2.2"
 ACK_DEADLINE = 3.0
 #: Loggers of the request path: none of them may log a traceback or an error for an outage.
-REQUEST_PATH = ("slack_bolt", "handlers", "bot.server", "bot.slack_inbound", "bot.approvals",
-                "bot.interactive", "waitress")
+REQUEST_PATH = ("slack_bolt", "handlers", "bot.server", "bot.slack.inbound",
+                "bot.chatops.approvals", "bot.chatops.interactive", "waitress")
 
 
 @pytest.fixture

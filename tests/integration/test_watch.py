@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from kubernetes import config
 
-from bot.kube import KubeClient
+from bot.kube.client import KubeClient
+from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.store import RedisStore, Store
-from bot.watch import EventWatcher, PodSignal, PodSweeper
 from tests.support.redis import redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -328,7 +328,7 @@ def test_redis_down_does_not_stop_the_watch(
         sim: SimCluster, make_watcher: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     dead = RedisStore("redis://127.0.0.1:9/0", prefix="unreachable", socket_timeout=0.5)
-    caplog.set_level(logging.INFO, logger="bot.watch")
+    caplog.set_level(logging.INFO, logger="bot.kube.watch")
     watcher, signals = make_watcher(store_=dead, persist_interval=0.0)
     sim.wait_for_watches(1)
     pod, objs = failing("web")

@@ -52,7 +52,7 @@ from slack_bolt import App
 
 from bot.app import Runtime, build_bolt_app, build_runtime
 from bot.config import Settings, load_settings
-from bot.kube import KubeClient
+from bot.kube.client import KubeClient
 from bot.server import HttpServer, make_http_server
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn

@@ -1,4 +1,4 @@
-"""bot/slack_text.py: Slack's three escapes, code spans and blocks no value can close, the
+"""bot/slack/text.py: Slack's three escapes, code spans and blocks no value can close, the
 safe-string type that makes forgetting and double-escaping hard."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from bot.diagnosis.causes import Cause
 from bot.diagnosis.explain import summarize
-from bot.slack_text import (
+from bot.slack.text import (
     BACKTICK_LOOKALIKE,
     Mrkdwn,
     code,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.kube.watch import PodSignal, pull_signal, stuck_pod_signal
 from bot.sim import factory
-from bot.watch import PodSignal, pull_signal, stuck_pod_signal
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kubelet_messages.yaml"
 SCENARIOS = Path(__file__).resolve().parents[2] / "bot" / "sim" / "scenarios"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_KUBE, EXIT_OK, UsageError, main, parse_pod_ref
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_KUBE, EXIT_OK, UsageError, main, parse_pod_ref
 
 DATA = Path(__file__).parents[2] / "data" / "offline"
 POD = DATA / "web-pod.json"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
 
 pytestmark = [pytest.mark.security]
 

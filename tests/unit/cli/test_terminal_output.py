@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from bot.terminal import TerminalFormatter, dumps_json, for_terminal
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
+from bot.diagnosis.terminal import TerminalFormatter, dumps_json, for_terminal
 
 pytestmark = [pytest.mark.security]
 
@@ -94,16 +94,20 @@ def test_log_lines_cannot_be_forged_or_carry_escapes() -> None:
     assert line.startswith("WARNING pod web\\x1b]0;pwned")
 
 
-@pytest.mark.parametrize("module", ["cli.py", "demo.py", "demo_story.py", "render.py"])
+HUMAN_OUTPUT = sorted({*(str(p.relative_to(BOT)) for p in (BOT / "cli").glob("*.py")),
+                       "sim/demo.py", "sim/demo_story.py", "diagnosis/render.py"})
+
+
+@pytest.mark.parametrize("module", HUMAN_OUTPUT)
 def test_human_output_goes_through_the_one_terminal_sink(module: str) -> None:
-    """No print() or sys.stdout.write() bypasses bot.terminal in the CLI and the demo."""
+    """No print() or sys.stdout.write() bypasses bot.diagnosis.terminal in the CLI and the demo."""
     tree = ast.parse((BOT / module).read_text())
     bypass = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and (
         (isinstance(node.func, ast.Name) and node.func.id == "print")
         or (isinstance(node.func, ast.Attribute) and node.func.attr == "write"
             and isinstance(node.func.value, ast.Attribute)
             and node.func.value.attr in ("stdout", "stderr")))]
-    assert bypass == [], f"{module} prints around bot.terminal at lines {bypass}"
+    assert bypass == [], f"{module} prints around bot.diagnosis.terminal at lines {bypass}"
 
 
 def test_argparse_errors_echoing_arguments_are_escaped(

@@ -426,7 +426,7 @@ def test_rate_limit_on_another_registry_points_the_mirror_at_that_host() -> None
     assert 'server = "https://quay.io"' in commands
 
 
-# -- what the registry adds (facts gathered by bot/registry_facts.py) -------------------------
+# -- what the registry adds (facts gathered by bot/registry/investigator.py) ----------------
 
 DIGEST = "sha256:" + "4" * 64
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import EXIT_OK, main
+from bot.cli.main import EXIT_OK, main
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts, PullSecretInfo, RegistryFacts, WorkloadRef

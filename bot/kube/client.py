@@ -187,8 +187,8 @@ class KubeClient:
         return found
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A secret in full, None when absent. Only bot/pullsecrets.py calls this: it is the
-        one place that turns credentials into RegistryCredentials and drops the rest."""
+        """A secret in full, None when absent. Only bot/registry/pullsecrets.py calls this: it is
+        the one place that turns credentials into RegistryCredentials and drops the rest."""
         try:
             return dict(self._call(f'secret "{namespace}/{name}"',
                                    self.core.read_namespaced_secret, name, namespace))
@@ -240,7 +240,7 @@ class KubeClient:
             cluster_version=self.server_version(),
         )
 
-    # -- watching (bot/watch.py) ------------------------------------------------------------
+    # -- watching (bot/kube/watch.py) ------------------------------------------------------------
     # Appended for the event watcher and the pod sweep; same raw-JSON and error conventions
     # as `_call`. Lists are paginated (`limit`/`continue`): a cluster-wide event list can hold
     # tens of thousands of items, and every page of one list shares the first page's snapshot.
@@ -342,7 +342,7 @@ class KubeClient:
         finally:
             response.close()
 
-    # -- remediation (bot/remediation.py) ---------------------------------------------------
+    # -- remediation (bot/kube/remediation.py) ---------------------------------------------------
     # Appended for the approved fixes. The only writes the bot makes: strategic-merge PATCHes
     # of a workload's pod template, like `kubectl rollout restart` and `kubectl set image`.
 

@@ -14,10 +14,10 @@ from bot.diagnosis.causes import Cause
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts, RegistryFacts
 from bot.diagnosis.imageref import normalise_registry_key, try_parse_image
-from bot.kube import KubeClient
-from bot.pullsecrets import for_registry, pod_credentials
-from bot.registry import RegistryClient, RegistryCredentials, RegistrySettings
-from bot.registry_facts import RegistryInvestigator
+from bot.kube.client import KubeClient
+from bot.registry.client import RegistryClient, RegistryCredentials, RegistrySettings
+from bot.registry.investigator import RegistryInvestigator
+from bot.registry.pullsecrets import for_registry, pod_credentials
 
 #: Causes a registry answer can confirm, refine or recover.
 PROBED_CAUSES = frozenset({Cause.TAG_NOT_FOUND, Cause.REPOSITORY_NOT_FOUND, Cause.AUTH_REQUIRED,

@@ -17,8 +17,8 @@ from typing import Any
 
 from bot.diagnosis.imageref import ImageRef, registry_matches
 from bot.diagnosis.secrets import DOCKERCFG, DOCKERCONFIGJSON
-from bot.kube import KubeClient, KubeForbidden, KubeNotFound
-from bot.registry import Outcome, RegistryClient, RegistryCredentials
+from bot.kube.client import KubeClient, KubeForbidden, KubeNotFound
+from bot.registry.client import Outcome, RegistryClient, RegistryCredentials
 
 
 class SecretError(ValueError):

@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from bot import names
+from bot.cli.offline import InputError, facts_from_files
 from bot.config import Settings, load_settings
+from bot.diagnosis import names
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.model import PodDiagnosis
-from bot.kube import KubeClient, KubeError, KubeNotFound
-from bot.offline import InputError, facts_from_files
-from bot.render import render_text
-from bot.terminal import TerminalFormatter, write, write_error, write_json
+from bot.diagnosis.render import render_text
+from bot.diagnosis.terminal import TerminalFormatter, write, write_error, write_json
+from bot.kube.client import KubeClient, KubeError, KubeNotFound
+from bot.sim.demo import UnknownScenario, run_demo
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -150,7 +151,7 @@ def _kube(args: argparse.Namespace, settings: Settings) -> KubeClient:
 
 
 def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.investigate import investigate_pod, registry_client
+    from bot.alerts.investigate import investigate_pod, registry_client
 
     if args.pod_json is None and args.events_json is not None:
         raise UsageError("--events-json needs --pod-json")
@@ -177,7 +178,7 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _secret_credentials(args: argparse.Namespace, settings: Settings, registry: str) -> Any:
-    from bot.pullsecrets import SecretError, secret_credentials
+    from bot.registry.pullsecrets import SecretError, secret_credentials
 
     namespace, name = parse_namespaced(args.secret, "SECRET")
     try:
@@ -197,7 +198,7 @@ def _emit(payload: dict[str, Any], text: str, output: str) -> None:
 
 
 def run_quota(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.dockerhub import dockerhub_quota
+    from bot.registry.dockerhub import dockerhub_quota
 
     credentials = _secret_credentials(args, settings, "docker.io") if args.secret else None
     quota = dockerhub_quota(credentials, auth_url=settings.dockerhub_auth_url,
@@ -212,8 +213,8 @@ def run_quota(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.investigate import registry_client
-    from bot.pullsecrets import SecretError, VerifyStatus, verify_pull_secret
+    from bot.alerts.investigate import registry_client
+    from bot.registry.pullsecrets import SecretError, VerifyStatus, verify_pull_secret
 
     namespace, name = parse_namespaced(args.secret, "SECRET")
     image = _image(args.image)
@@ -237,8 +238,8 @@ def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_tags(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.alerts.investigate import registry_client
     from bot.diagnosis.suggest import closest_tags
-    from bot.investigate import registry_client
 
     ref = _image(args.image)
     credentials = _secret_credentials(args, settings, ref.registry) if args.secret else None
@@ -324,7 +325,7 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.checks import live_checks
+    from bot.cli.checks import live_checks
     from bot.config import config_problems
 
     problems = config_problems(settings, args.mode)
@@ -358,11 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            else logging.ERROR)
     try:
         if args.command == "demo":
-            from bot.demo_story import run_story
+            from bot.sim.demo_story import run_story
 
             return run_story()
         if args.command == "scenarios":
-            from bot.demo import run_demo
 
             return run_demo(args.ids, args.output)
         try:
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  for e in exc.errors())
             raise UsageError(f"invalid configuration: {problems}") from None
         return COMMANDS[args.command](args, settings)
-    except (UsageError, InputError) as exc:
+    except (UsageError, InputError, UnknownScenario) as exc:
         write_error(str(exc))
         return EXIT_BAD_INPUT
     except KubeError as exc:

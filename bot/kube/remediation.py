@@ -18,7 +18,7 @@ pod template:
 
 Everything that can be checked is checked before the PATCH, and a refusal
 (``RemediationRefused``) says in plain words why and what to do instead. API failures surface
-as ``bot.kube.KubeError`` subclasses (``KubeForbidden`` when the bot may not patch).
+as ``bot.kube.client.KubeError`` subclasses (``KubeForbidden`` when the bot may not patch).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
+from bot.diagnosis.names import is_dns1123_label, is_dns1123_subdomain
 from bot.diagnosis.owners import controller_of
-from bot.kube import KubeClient, KubeError
-from bot.names import is_dns1123_label, is_dns1123_subdomain
+from bot.kube.client import KubeClient, KubeError
 
 RESTARTED_AT: Final = "kubectl.kubernetes.io/restartedAt"
 

@@ -48,8 +48,8 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.incidents import Incident, Member, NotifyError
-from bot.slack_blocks import (
+from bot.alerts.incidents import Incident, Member, NotifyError
+from bot.slack.blocks import (
     reminder_message,
     resolved_message,
     root_message,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.kube import KubeClient, KubeError
+from bot.kube.client import KubeClient, KubeError
 from bot.store import RedisStore
 
 

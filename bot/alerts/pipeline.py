@@ -39,12 +39,12 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.alerts.incidents import IncidentManager
+from bot.alerts.investigate import investigate_pod
 from bot.diagnosis.engine import diagnose
-from bot.incidents import IncidentManager
-from bot.investigate import investigate_pod
-from bot.kube import KubeClient, KubeError, KubeNotFound, KubeUnreachable
+from bot.kube.client import KubeClient, KubeError, KubeNotFound, KubeUnreachable
 from bot.metrics import Metrics
-from bot.registry import RegistryClient
+from bot.registry.client import RegistryClient
 from bot.store import StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -59,7 +59,7 @@ from bot.diagnosis.classify import failed_pull_image, is_crash_loop, pull_back_o
 from bot.diagnosis.engine import PULL_WAITING_REASONS
 from bot.diagnosis.events import read_event
 from bot.diagnosis.facts import parse_k8s_time
-from bot.kube import KubeClient, KubeError
+from bot.kube.client import KubeClient, KubeError
 from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Each method returns Slack (text, blocks) or posts into the incident's thread; no
 raises for ordinary trouble (unknown pod, forbidden read, unreachable registry): the person
 gets a sentence saying what went wrong instead of a stack trace.
 
-Sentences are `Mrkdwn` templates (bot/slack_text.py): names, exception texts and registry
+Sentences are `Mrkdwn` templates (bot/slack/text.py): names, exception texts and registry
 answers are escaped into them, because any of them can carry a hostile pod or secret name.
 """
 
@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
+from bot.alerts.incidents import Incident
+from bot.alerts.investigate import investigate_pod
+from bot.chatops.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
-from bot.incidents import Incident
-from bot.investigate import investigate_pod
-from bot.kube import KubeError, KubeNotFound
-from bot.pullsecrets import SecretError, SecretVerification, verify_pull_secret
-from bot.remediation import RemediationRefused
-from bot.slack_blocks import diagnosis_message, suggested_image, text_message
-from bot.slack_text import Mrkdwn, code, sentence
+from bot.kube.client import KubeError, KubeNotFound
+from bot.kube.remediation import RemediationRefused
+from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
+from bot.slack.blocks import diagnosis_message, suggested_image, text_message
+from bot.slack.text import Mrkdwn, code, sentence
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -72,8 +72,8 @@ class Interactive:
         return diagnosis_message(diagnose(facts).to_json())
 
     def quota(self, secret: tuple[str, str] | None) -> Message:
-        from bot.dockerhub import dockerhub_quota
-        from bot.pullsecrets import secret_credentials
+        from bot.registry.dockerhub import dockerhub_quota
+        from bot.registry.pullsecrets import secret_credentials
 
         credentials = None
         if secret is not None:
@@ -90,7 +90,7 @@ class Interactive:
     def verify(self, namespace: str, name: str, image: str | None) -> Message:
         if self.runtime.registry is not None:
             return self._verify(self.runtime.registry, namespace, name, image)
-        from bot.investigate import registry_client
+        from bot.alerts.investigate import registry_client
 
         with registry_client(self.settings) as registry:  # REGISTRY_PROBE=false: ad hoc
             return self._verify(registry, namespace, name, image)

@@ -20,19 +20,17 @@ from dataclasses import asdict, dataclass, fields
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.approvers import Approvers
-from bot.kube import KubeClient, KubeError
+from bot.kube.client import KubeClient, KubeError
+from bot.kube.remediation import RemediationRefused, check_target, rollout_restart, set_image
 from bot.metrics import Metrics
-from bot.remediation import RemediationRefused, check_target, rollout_restart, set_image
-from bot.slack_text import Mrkdwn, code, sentence
-from bot.slack_text import user as mention
+from bot.slack.approvers import Approvers
+from bot.slack.text import Mrkdwn, code, sentence
+from bot.slack.text import user as mention
 from bot.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("bot.audit")
 
-ACTION_APPROVE = "ipb_approve"
-ACTION_DENY = "ipb_deny"
 
 #: Request ids as `new_request_id` mints them. A button's value is checked against this before
 #: any store key is built from it, so a crafted value (`apr-x:decision`) never names another key.
@@ -177,7 +175,7 @@ class ApprovalService:
         except StoreError:
             self._forget(request, twin_key)
             raise
-        from bot.slack_blocks import approval_message
+        from bot.slack.blocks import approval_message
 
         text, blocks = approval_message(request, self.approvers.mention(),
                                         self.require_second_approver)
@@ -283,7 +281,7 @@ class ApprovalService:
 
     def _finish(self, request: ApprovalRequest, outcome: str, user: str) -> None:
         """Audit line in the thread, the approval message without buttons, a log record."""
-        from bot.slack_blocks import approval_audit_line, approval_message
+        from bot.slack.blocks import approval_audit_line, approval_message
 
         self._audit(request, outcome, user)
         text, blocks = approval_message(request, self.approvers.mention(),

@@ -12,7 +12,7 @@ through `escape`.
 `Mrkdwn` is text that is already safe to send (markupsafe's `Markup` idea): the bot's own
 literals are marked with `Mrkdwn("*bold*")`, and every way of combining it (`+`, `join`,
 `format`) turns the parts that are not `Mrkdwn` yet into `literal` values. So forgetting to
-escape a value is hard (the sinks in bot/slack_blocks.py escape whatever plain `str` reaches
+escape a value is hard (the sinks in bot/slack/blocks.py escape whatever plain `str` reaches
 them) and escaping twice is impossible (`escape` leaves `Mrkdwn` alone).
 
 `plain_text` objects (headers, button labels, confirm titles) are not parsed at all: Slack

@@ -1,6 +1,6 @@
 """Ask the registry what the kubelet could not tell, and say only what it confirmed.
 
-Runs between bot/kube.py (facts from the API) and the pure diagnosis: for each failing image
+Runs between bot/kube/client.py (facts from the API) and the pure diagnosis: for each failing image
 it asks the registry with the pod's own pull credentials whether the tag and repository exist,
 which tag was probably meant, whether a swapped path or a corrected host works, and what digest
 the working reference has. Every suggestion handed to the diagnosis was answered `ok` by the
@@ -18,7 +18,7 @@ from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.facts import RegistryFacts
 from bot.diagnosis.imageref import ImageRef
 from bot.diagnosis.suggest import closest_tags, host_corrections, swapped_paths
-from bot.registry import Outcome, Probe, RegistryClient, RegistryCredentials
+from bot.registry.client import Outcome, Probe, RegistryClient, RegistryCredentials
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.slack_text import Mrkdwn, user, usergroup
+from bot.slack.text import Mrkdwn, user, usergroup
 
 log = logging.getLogger(__name__)
 

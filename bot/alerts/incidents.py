@@ -12,7 +12,7 @@ after re-reading the incident. Each message has a name within its incident (its 
 `root`, `update:N`, `remind:N`, `resolved`, numbered from counters kept in the incident), and
 the Notifier posts a part at most once however often it is asked: when a replica dies, times
 out or loses its store write after Slack stored the message, the next attempt of the same part
-finds that message instead of posting another (see bot/slack_out.py).
+finds that message instead of posting another (see bot/slack/notifier.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`make demo`: the real diagnosis path against the built-in scenario cluster.
 
 The scenario cluster (bot/sim) speaks the Kubernetes API wire format, so this runs exactly the
-code a real cluster would: kubeconfig → official client → bot.kube → diagnosis → rendering.
+code a real cluster would: kubeconfig → official client → bot.kube.client → diagnosis → rendering.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.alerts.investigate import investigate_pod
 from bot.diagnosis.engine import diagnose
-from bot.investigate import investigate_pod
-from bot.kube import KubeClient
-from bot.registry import RegistryClient, RegistrySettings
-from bot.render import render_text
+from bot.diagnosis.render import render_text
+from bot.diagnosis.terminal import write, write_json
+from bot.kube.client import KubeClient
+from bot.registry.client import RegistryClient, RegistrySettings
 from bot.sim.registry import scenario_registries
 from bot.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 from bot.sim.server import SimCluster
-from bot.terminal import write, write_json
 
 _RULE = "─" * 100
 
@@ -32,13 +32,15 @@ def _pods(scenario: Scenario) -> list[tuple[str, str]]:
             for o in scenario.objects if o.get("kind") == "Pod"]
 
 
+class UnknownScenario(ValueError):
+    """Scenario ids that do not exist; the CLI answers it as bad input (exit 2)."""
+
+
 def run_demo(ids: Sequence[str], output: str = "text") -> int:
     """Diagnose every pod of every chosen scenario, each in a cluster of its own."""
     unknown = sorted(set(ids) - set(scenario_ids()))
     if unknown:
-        from bot.cli import UsageError
-
-        raise UsageError(f"unknown scenario(s) {', '.join(unknown)}; "
+        raise UnknownScenario(f"unknown scenario(s) {', '.join(unknown)}; "
                          f"known: {', '.join(scenario_ids())}")
     results = []
     with tempfile.TemporaryDirectory(prefix="imagepull-demo-") as tmp:

@@ -5,7 +5,7 @@ Slack's limits are respected here, where the text is made: at most 50 blocks per
 header. Long evidence and commands are cut with a visible marker, never silently.
 
 Every value (pod, image, container, event text, summary, registry answer...) reaches Slack
-through bot/slack_text.py: templates are `Mrkdwn` literals, values are escaped by `format` /
+through bot/slack/text.py: templates are `Mrkdwn` literals, values are escaped by `format` /
 `code` / `code_block`, and the block builders below (`_mrkdwn`, `_context`, `_field`,
 `message`) escape any plain `str` that still reaches them. So no value can ping a channel or
 hide a link, and a backtick in a value cannot break a code span.
@@ -16,9 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bot.alerts.incidents import Incident, Member
 from bot.diagnosis.causes import Cause
-from bot.incidents import Incident, Member
-from bot.slack_text import Mrkdwn, code, code_block, cut, date, escape, plain, user
+from bot.slack import actions
+from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, plain, user
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -47,10 +48,6 @@ TITLES: dict[Cause, str] = {
 }
 
 #: Button action ids; their handlers live in handlers/ (the interactive Slack issue).
-ACTION_QUOTA = "ipb_check_quota"
-ACTION_VERIFY_SECRET = "ipb_verify_secret"
-ACTION_RESTART = "ipb_rollout_restart"
-ACTION_SET_IMAGE = "ipb_set_image"
 _CREDENTIAL_CAUSES = {Cause.AUTH_REQUIRED, Cause.FORBIDDEN, Cause.REPOSITORY_NOT_FOUND}
 _RESTARTABLE = {"deployment", "statefulset", "daemonset"}
 
@@ -182,19 +179,19 @@ def _buttons(incident: Incident) -> Block | None:
 
     image = str(d.get("image", ""))
     if incident.cause is Cause.RATE_LIMITED:
-        button("Check Docker Hub quota", ACTION_QUOTA)
+        button("Check Docker Hub quota", actions.QUOTA)
     if incident.cause in _CREDENTIAL_CAUSES:
-        button("Verify pull secret", ACTION_VERIFY_SECRET)
+        button("Verify pull secret", actions.VERIFY_SECRET)
     suggestion = suggested_image(d)
     workload = d.get("workload") or {}
     kind = str(workload.get("kind", "")).lower()
     target = f"{kind}/{workload.get('name')}"
     if suggestion and incident.scope_kind == "workload":
-        button(f"Set image to {suggestion}", ACTION_SET_IMAGE, "primary",
+        button(f"Set image to {suggestion}", actions.SET_IMAGE, "primary",
                M("Set {} of {} from {} to {}? An approver must confirm.").format(
                    code(d.get("container")), code(target), code(image), code(suggestion)))
     if kind in _RESTARTABLE and incident.scope_kind == "workload":
-        button("Rollout restart", ACTION_RESTART, None,
+        button("Rollout restart", actions.RESTART, None,
                M("Restart {} in {}? An approver must confirm.").format(
                    code(target), code(d.get("namespace"))))
     return {"type": "actions", "block_id": f"ipb-actions-{incident.id}",
@@ -327,8 +324,6 @@ def approval_message(request: Any, approvers: str,
 
     `approvers` is `Approvers.mention()`: `Mrkdwn` mentions built from validated ids.
     """
-    from bot.approvals import ACTION_APPROVE, ACTION_DENY
-
     what = request.describe()
     if request.state == "pending":
         rule = " (not the requester: two-person rule)" if two_person else ""
@@ -338,14 +333,14 @@ def approval_message(request: Any, approvers: str,
                       "Approvers{}: {}").format(what, user(request.requester),
                                                date(request.expires_at), rule, approvers)),
             {"type": "actions", "block_id": f"ipb-approval-{request.id}", "elements": [
-                {"type": "button", "action_id": ACTION_APPROVE, "value": request.id,
+                {"type": "button", "action_id": actions.APPROVE, "value": request.id,
                  "style": "primary", "text": {"type": "plain_text", "text": "Approve"},
                  "confirm": {
                      "title": {"type": "plain_text", "text": "Run it now?"},
                      "text": {"type": "mrkdwn", "text": cut(what, 300)},
                      "confirm": {"type": "plain_text", "text": "Approve"},
                      "deny": {"type": "plain_text", "text": "Cancel"}}},
-                {"type": "button", "action_id": ACTION_DENY, "value": request.id,
+                {"type": "button", "action_id": actions.DENY, "value": request.id,
                  "style": "danger", "text": {"type": "plain_text", "text": "Deny"}}]},
             _context(M("request {}").format(code(request.id)))]
         return message(text, blocks)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.registry import (
+from bot.registry.client import (
     DEFAULT_TIMEOUT,
     MANIFEST_ACCEPT,
     USER_AGENT,

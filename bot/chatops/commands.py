@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.markup import code_span
-from bot.names import InvalidName, parse_namespaced
+from bot.diagnosis.names import InvalidName, parse_namespaced
 
 HELP = """*`/imagepull` — image-pull help from imagepull-bot*
 • `/imagepull diagnose NAMESPACE/POD` — why the pod cannot pull its image, and the fix

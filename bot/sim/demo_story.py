@@ -18,13 +18,13 @@ from typing import Any
 
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
-from bot.kube import KubeClient
+from bot.diagnosis.terminal import write
+from bot.kube.client import KubeClient
 from bot.sim import factory
 from bot.sim.registry import scenario_registries
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.store import MemoryStore
-from bot.terminal import write
 
 Obj = dict[str, Any]
 NS = "shop"
