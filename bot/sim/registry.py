@@ -14,14 +14,13 @@ import base64
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from bot.sim.lifecycle import LoopbackService
+from bot.sim.lifecycle import HTTPListener, LoopbackService
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 _TAGS = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
@@ -64,13 +63,13 @@ class SimRegistry(LoopbackService):
     def __init__(self, name: str, repositories: Mapping[str, Any]) -> None:
         self.name = name  # the registry host it stands in for, e.g. docker.io
         self.repositories = _repositories(repositories)
-        self._server: ThreadingHTTPServer | None = None
+        self._listener = HTTPListener(self.host, f"sim-registry-{name}")
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if not self._listener.serving:
             raise RuntimeError("SimRegistry is not started")
-        return int(self._server.server_address[1])
+        return self._listener.port
 
     def start(self) -> SimRegistry:
         registry = self
@@ -78,17 +77,12 @@ class SimRegistry(LoopbackService):
         class Handler(_Handler):
             sim = registry
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name=f"sim-registry-{self.name}").start()
+        self._listener.serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop serving and cut every open connection (a client's pooled ones too)."""
+        self._listener.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

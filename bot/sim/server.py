@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import base64
 import builtins
-import contextlib
 import copy
 import json
 import logging
 import queue
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from bot.sim import patching, resources
-from bot.sim.lifecycle import LoopbackService
+from bot.sim.lifecycle import HTTPListener, LoopbackService
 from bot.sim.resources import ResourceType
 from bot.sim.scenario import DEFAULT_VERSION, Scenario, load_scenario, scenario_paths
 from bot.sim.selectors import SelectorError, compile_selectors
@@ -129,12 +127,9 @@ class SimCluster(LoopbackService):
         self.denied: list[tuple[str, str, str]] = []
         self._latency: list[tuple[re.Pattern[str], float]] = []
         self._requests_lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        #: while refusing (``down(refuse=True)``): the port, bound but not listening, so
-        #: connections are refused and nobody else can take the port before ``up()``
-        self._placeholder: socket.socket | None = None
-        self._bound_port = 0
+        #: serves, refuses (``down(refuse=True)``: the port stays bound but not listening, so
+        #: connections are refused and nobody else can take the port before ``up()``), stops
+        self._listener = HTTPListener(host, "sim-cluster")
         self._down_503 = False
         self._up_timer: threading.Timer | None = None
 
@@ -277,9 +272,9 @@ class SimCluster(LoopbackService):
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> SimCluster:
         """Serve in a background thread; returns self so ``SimCluster(...).start()`` chains."""
-        if self._server is not None or self._placeholder is not None:
+        if self._listener.serving or self._listener.refusing:
             raise RuntimeError("already started")
-        self._serve(_Server((self.host, self._port), self._handler()))
+        self._listener.serve(self._handler(), self._port)
         return self
 
     def stop(self) -> None:
@@ -288,11 +283,7 @@ class SimCluster(LoopbackService):
         only closes its listening socket goes on answering on connections already open, and
         an "outage" test would then test nothing.)"""
         self._cancel_up_timer()
-        self._close_server()
-        if self._placeholder is not None:
-            self._placeholder.close()
-            self._placeholder = None
-        self._bound_port = 0
+        self._listener.close()
         self._down_503 = False
 
     def down(self, refuse: bool = False, seconds: float | None = None) -> None:
@@ -303,16 +294,14 @@ class SimCluster(LoopbackService):
         cut and the port stops listening (connection refused) while staying reserved, so
         ``up()`` serves again on the same port and the bot's kubeconfig stays valid. Either
         way the connections open now are cut, so nothing is served from before the outage."""
-        if self._server is None and self._placeholder is None:
+        if not (self._listener.serving or self._listener.refusing):
             raise RuntimeError("not started")
         self._cancel_up_timer()
         self._down_503 = not refuse
-        if refuse and self._server is not None:
-            port = self._bound_port
-            self._close_server()
-            self._placeholder = _reserve(self.host, port)
-        elif self._server is not None:
-            self._server.close_connections()  # open watches end; every new request gets 503
+        if refuse:
+            self._listener.refuse()
+        else:
+            self._listener.close_connections()  # open watches end; every new request gets 503
         if seconds is not None:
             self._up_timer = threading.Timer(seconds, self.up)
             self._up_timer.daemon = True
@@ -321,49 +310,22 @@ class SimCluster(LoopbackService):
     def up(self) -> None:
         """End an outage started by ``down()``: serve again, on the same port."""
         self._down_503 = False
-        placeholder, self._placeholder = self._placeholder, None
-        if placeholder is not None:
-            server = _Server(placeholder.getsockname(), self._handler(), bind_and_activate=False)
-            server.socket.close()
-            server.socket = placeholder
-            server.server_activate()  # listen(): connections are accepted again
-            self._serve(server)
+        if self._listener.refusing:
+            self._listener.serve(self._handler())  # on the reserved port
 
     @property
     def refusing(self) -> bool:
-        return self._placeholder is not None
+        return self._listener.refusing
 
     @property
     def port(self) -> int:
         """The bound port (kept across ``down(refuse=True)``/``up()``)."""
-        if not self._bound_port:
+        if not self._listener.port:
             raise RuntimeError("not started")
-        return self._bound_port
+        return self._listener.port
 
     def _handler(self) -> type[_Handler]:
         return type("SimHandler", (_Handler,), {"cluster": self})
-
-    def _serve(self, server: _Server) -> None:
-        self._server = server
-        self._bound_port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name=f"sim-cluster:{self._bound_port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _close_server(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.stopping.set()  # watches of this server end (their queue poll)
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
 
     def _cancel_up_timer(self) -> None:
         timer, self._up_timer = self._up_timer, None
@@ -499,63 +461,6 @@ def _api_group(group: str) -> Obj:
     versions = sorted({rt.version for rt in resources.RESOURCE_TYPES if rt.group == group})
     gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
     return {"name": group, "versions": gvs, "preferredVersion": gvs[0]}
-
-
-class _Server(ThreadingHTTPServer):
-    """The threading HTTP server, keeping track of the connections it accepted so that
-    stopping can cut them (``shutdown`` wakes a handler blocked reading the next request of
-    a keep-alive connection; ``close`` is completed by the socket's last user)."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], *,
-                 bind_and_activate: bool = True) -> None:
-        self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler, bind_and_activate=bind_and_activate)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client gone mid-answer (a cut connection, an outage test) is not an error."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-    def close_connections(self) -> int:
-        with self._connections_lock:
-            connections, self._connections = self._connections, set()
-        for conn in connections:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        return len(connections)
-
-
-def _reserve(host: str, port: int) -> socket.socket:
-    """A socket bound to the port but not listening: a client's SYN gets a reset (connection
-    refused), and no other socket can take the port meanwhile."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            sock.bind((host, port))
-            return sock
-        except OSError:
-            if time.monotonic() > deadline:
-                sock.close()
-                raise
-            time.sleep(0.05)
 
 
 class _ChunkedWriter:

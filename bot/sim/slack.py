@@ -33,12 +33,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from bot.sim.lifecycle import LoopbackService
+from bot.sim.lifecycle import HTTPListener, LoopbackService
 
 JSON = dict[str, Any]
 _T = TypeVar("_T")
@@ -332,8 +332,7 @@ class SlackStandIn(LoopbackService):
         self._last_micros = int(start_ts * 1_000_000) if start_ts is not None else 0
         self._deterministic = start_ts is not None
         self._view_seq = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._listener = HTTPListener(host, "slack-standin")
         self.add_channel(*DEFAULT_CHANNEL)
 
     # -- workspace state -------------------------------------------------------------------------
@@ -463,10 +462,12 @@ class SlackStandIn(LoopbackService):
             self._channel_rate = None
 
     def down(self, refuse: bool = False) -> None:
-        """Simulate an outage: every request gets 503, or with ``refuse`` the port stops
-        listening (connection refused) until ``up()``."""
+        """Simulate an outage: every request gets 503, or with ``refuse`` every open
+        connection is cut (a client's pooled keep-alive connection too) and the port stops
+        listening (connection refused) while staying reserved, until ``up()`` serves again
+        on the same port."""
         if refuse:
-            self._close_server()
+            self._listener.refuse()
             self._down = "refuse"
         else:
             self._down = "503"
@@ -474,23 +475,25 @@ class SlackStandIn(LoopbackService):
     def up(self) -> None:
         was_refusing = self._down == "refuse"
         self._down = None
-        if was_refusing:
+        if was_refusing and not self._listener.serving:
             self._open_server()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> SlackStandIn:
-        if self._server is not None:
+        if self._listener.serving or self._listener.refusing:
             raise RuntimeError("already started")
         self._open_server()
         return self
 
     def stop(self) -> None:
-        self._close_server()
+        """Stop serving, cut every open connection (keep-alive ones included) and release
+        the port; a later ``start()`` binds the same port again."""
+        self._listener.close()
         self._down = None
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._listener.serving
 
     @property
     def port(self) -> int:
@@ -505,26 +508,10 @@ class SlackStandIn(LoopbackService):
         return f"{self.url}/api/"
 
     def _open_server(self) -> None:
+        """Serve on ``_port`` (0 at first: a free one), or on the port reserved by
+        ``down(refuse=True)``."""
         handler = type("SlackHandler", (_Handler,), {"standin": self})
-        server = ThreadingHTTPServer((self.host, self._port), handler)
-        server.daemon_threads = True
-        self._port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name=f"slack-standin:{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _close_server(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+        self._port = self._listener.serve(handler, self._port)
 
     # -- human views ---------------------------------------------------------------------------
     def render_transcript(self, channel: str | None = None) -> str:

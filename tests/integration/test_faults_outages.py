@@ -16,28 +16,31 @@ from __future__ import annotations
 
 import threading
 import time
-import wsgiref.util
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.alerts.pipeline import OUTAGE_BACKOFF
-from bot.app import Runtime, build_bolt_app, build_runtime
-from bot.config import load_settings
-from bot.kube.client import KubeClient
-from bot.server import wsgi_app
-from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
+from tests.support.faults import (
+    STALE_AFTER,
+    Bot,
+    apply,
+    bad_tag,
+    bot_environment,
+    pods_of,
+    roots,
+    watch_readyz,
+)
 from tests.support.private_redis import PrivateRedis
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(90)]
 
 POD_READS = r"^/api/v1/namespaces/shop/pods/[^/]+$"  # one per diagnosis (bench/storm.py)
-STALE_AFTER = 8.0  # the watch's no-contact window in these tests (production: 45 s)
 
 
 def max_attempts(seconds: float, workers: int = 2) -> int:
@@ -49,44 +52,6 @@ def max_attempts(seconds: float, workers: int = 2) -> int:
         if elapsed > seconds:
             return attempts + workers - 1
         attempts += 1
-
-
-class Bot:
-    """The runtime plus its HTTP app, as `python -m bot serve` wires them."""
-
-    def __init__(self) -> None:
-        settings = load_settings()
-        self.runtime: Runtime = build_runtime(
-            settings, kube=KubeClient.from_environment(settings.kubeconfig))
-        for watcher in self.runtime.watchers:
-            watcher.idle_timeout = 0.5
-            watcher.backoff_max = 2.0
-            watcher.stale_after = STALE_AFTER
-        self.app = wsgi_app(build_bolt_app(settings, self.runtime), self.runtime)
-        self.runtime.start()
-
-    def readyz(self) -> tuple[int, str]:
-        """GET /readyz through the bot's WSGI application."""
-        environ: dict[str, Any] = {}
-        wsgiref.util.setup_testing_defaults(environ)
-        environ["PATH_INFO"] = "/readyz"
-        status: list[str] = []
-        body = b"".join(self.app(environ, lambda s, h, exc_info=None: status.append(s)))
-        return int(status[0].split()[0]), body.decode().strip()
-
-    def announced_pods(self) -> dict[str, set[str]]:
-        """Incident scope -> the pods Slack was told about (root or thread updates)."""
-        manager = self.runtime.manager
-        out: dict[str, set[str]] = {}
-        for incident_id in manager.active_ids():
-            incident = manager.load(incident_id)
-            if incident is not None:
-                out.setdefault(incident.scope, set()).update(
-                    m.rsplit("/", 1)[0] for m in incident.announced)
-        return out
-
-    def stop(self) -> None:
-        self.runtime.stop()
 
 
 class Kubelet:
@@ -125,14 +90,8 @@ def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         redis_server: PrivateRedis) -> Iterator[dict[str, Any]]:
     with SimCluster() as sim, SlackStandIn() as slack:
-        for name, value in {
-            "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc")),
-            "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.api_url,
-            "SLACK_SIGNING_SECRET": "faults-signing-secret",
-            "SLACK_ALERT_CHANNEL": "#imagepull-alerts", "REDIS_URL": redis_server.url,
-            "CLUSTER_NAME": "faults", "GROUP_WAIT_SECONDS": "1", "GROUP_INTERVAL_SECONDS": "2",
-            "SWEEP_INTERVAL_SECONDS": "1", "REGISTRY_PROBE": "false",
-        }.items():
+        settings = bot_environment(sim, slack, tmp_path / "kc", REDIS_URL=redis_server.url)
+        for name, value in settings.items():
             monkeypatch.setenv(name, value)
         yield {"sim": sim, "slack": slack, "redis": redis_server}
 
@@ -144,30 +103,6 @@ def bot(env: dict[str, Any]) -> Iterator[Bot]:
     running.stop()
 
 
-def bad_tag(name: str, replicas: int) -> list[dict[str, Any]]:
-    image = f"registry.internal/shop/{name}:v9"
-    return factory.failing_deployment("shop", name, image,
-                                      factory.containerd_error("not_found", image),
-                                      replicas=replicas)
-
-
-def pods_of(objects: list[dict[str, Any]]) -> set[str]:
-    return {f"shop/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
-
-
-def roots(slack: SlackStandIn) -> list[Any]:
-    return slack.channel_history("imagepull-alerts")
-
-
-def watch_readyz(bot: Bot, until: Callable[[], bool]) -> list[tuple[float, int, str]]:
-    """Poll /readyz every 0.25 s until `until()`; (time, status, body) of each answer."""
-    seen: list[tuple[float, int, str]] = []
-    while not until():
-        seen.append((time.monotonic(), *bot.readyz()))
-        time.sleep(0.25)
-    return seen
-
-
 def pod_reads(sim: SimCluster, start: float, end: float) -> int:
     return sum(1 for r in sim.requests_matching("GET", POD_READS) if start <= r.at <= end)
 
@@ -175,8 +110,7 @@ def pod_reads(sim: SimCluster, start: float, end: float) -> int:
 def test_redis_killed_mid_incident_loses_nothing(env: dict[str, Any], bot: Bot) -> None:
     sim, slack, redis_server = env["sim"], env["slack"], env["redis"]
     web = bad_tag("web", 3)
-    for obj in web:
-        sim.apply(obj)
+    apply(sim, web)
     wait_for(lambda: bot.announced_pods().get("shop/deployment/web") == pods_of(web),
              20, "the web incident posted with its 3 pods")
     assert bot.readyz() == (200, "ok")
@@ -187,9 +121,8 @@ def test_redis_killed_mid_incident_loses_nothing(env: dict[str, Any], bot: Bot) 
         down_at, t0 = time.monotonic(), time.time()
         api = bad_tag("api", 2)  # a new incident during the outage
         web4 = bad_tag("web", 4)  # and a fourth pod for the open one
-        for obj in [*api, *web4]:
-            sim.apply(obj)
-        answers = watch_readyz(bot, lambda: time.monotonic() - down_at >= outage)
+        apply(sim, [*api, *web4])
+        answers = watch_readyz(bot.readyz, lambda: time.monotonic() - down_at >= outage)
         t1 = time.time()
         # readyz: 503 naming the store once the kill is seen, for the rest of the outage
         late = [(status, body) for at, status, body in answers if at - down_at > 2.5]
@@ -219,8 +152,7 @@ def test_api_refusing_connections_for_40_s_loses_nothing(env: dict[str, Any], bo
                                                          ) -> None:
     sim, slack = env["sim"], env["slack"]
     web = bad_tag("web", 3)
-    for obj in web:
-        sim.apply(obj)
+    apply(sim, web)
     wait_for(lambda: bot.announced_pods().get("shop/deployment/web") == pods_of(web),
              20, "the web incident posted with its 3 pods")
     assert bot.readyz() == (200, "ok")
@@ -232,9 +164,8 @@ def test_api_refusing_connections_for_40_s_loses_nothing(env: dict[str, Any], bo
     down_at = time.monotonic()
     api = bad_tag("api", 2)  # written meanwhile; served once the API is back
     web4 = bad_tag("web", 4)
-    for obj in [*api, *web4]:
-        sim.apply(obj)
-    answers = watch_readyz(bot, lambda: time.monotonic() - down_at >= outage)
+    apply(sim, [*api, *web4])
+    answers = watch_readyz(bot.readyz, lambda: time.monotonic() - down_at >= outage)
 
     # readyz: 200 while within the watch's window, then 503 naming the watch and why
     grace = [status for at, status, _ in answers if at - down_at < STALE_AFTER - 3]
@@ -270,8 +201,7 @@ def test_api_answering_503_is_probed_not_hammered(env: dict[str, Any], bot: Bot)
     the kubelets keep writing (the watch is cut, the sweep and incident re-checks go on)."""
     sim, slack = env["sim"], env["slack"]
     objects = [*bad_tag("web", 3), *bad_tag("api", 3)]
-    for obj in objects:
-        sim.apply(obj)
+    apply(sim, objects)
     wait_for(lambda: len(bot.announced_pods()) == 2 and all(
         len(p) == 3 for p in bot.announced_pods().values()), 20, "two incidents, 6 pods")
     with Kubelet(sim):

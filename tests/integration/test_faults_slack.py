@@ -1,24 +1,26 @@
 """Fault suite, Slack side: a slow Slack, 429/5xx bursts, a lost store write, a SIGKILLed replica.
 
 Every test runs the real pipeline (scenario cluster → watch → diagnosis → incidents in real
-Redis → slack_sdk → Slack stand-in) and checks the three promises under the fault: zero lost
-incidents (the alert and its resolution arrive), zero duplicate roots or thread replies, and
-recovery without help. The stand-in's `set_latency` stores a message at once and answers late,
-and `fail_next(..., effect=True)` stores it and then answers 5xx: both are "Slack has it, the
-bot was not told", the case that used to double-post.
+Redis → slack_sdk → Slack stand-in) and checks the promises under the fault: zero lost
+incidents (the alert and its resolution arrive), zero duplicate roots or thread replies,
+recovery without help, and `/readyz` telling the truth throughout. Here the store and the
+watch stay healthy, so the truth is 200 "ok" at every poll of the fault window: Slack trouble
+is not a readiness failure (a pod that cannot reach Slack must stay in the Service to answer
+Slack's requests), and the watch's window is short (tests.support.faults.STALE_AFTER) so a 200
+cannot hide a watch that lost the API. A SIGKILLed replica's port refuses connections.
+
+The stand-in's `set_latency` stores a message at once and answers late, and
+`fail_next(..., effect=True)` stores it and then answers 5xx: both are "Slack has it, the bot
+was not told", the case that used to double-post.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,16 +29,27 @@ import pytest
 import redis
 
 from bot.alerts.incidents import IncidentManager, Timing
-from bot.app import Runtime, build_runtime
-from bot.config import load_settings
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts
-from bot.kube.client import KubeClient
-from bot.sim import factory
 from bot.sim.server import SimCluster
-from bot.sim.slack import Message, SlackStandIn
+from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import RedisStore, StoreUnavailable
+from tests.support.faults import (
+    CHANNEL,
+    Bot,
+    ReadyzPoller,
+    Replica,
+    apply,
+    assert_no_duplicate_replies,
+    bad_tag,
+    bot_environment,
+    recover,
+    replies,
+    resolved,
+    roots,
+    wait_in_channel,
+)
 from tests.support.private_redis import PrivateRedis
 from tests.support.redis import REDIS_URL, redis_store
 from tests.support.waiting import wait_for
@@ -44,104 +57,40 @@ from tests.unit.diagnosis.kubelet import NOW, pod, pull_failure
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(60)]
 
-ROOT = Path(__file__).parents[2]
-CHANNEL = "imagepull-alerts"
-
-
-# -- what the channel shows ---------------------------------------------------------------------
-def roots(slack: SlackStandIn) -> list[Message]:
-    return slack.channel_history(CHANNEL)
-
-
-def replies(slack: SlackStandIn) -> list[Message]:
-    return [r for m in roots(slack) for r in m.replies]
-
-
-def assert_no_duplicate_replies(slack: SlackStandIn) -> None:
-    texts = Counter((r.thread_ts, r.text) for r in replies(slack))
-    assert all(n == 1 for n in texts.values()), texts
-
-
-def resolved(slack: SlackStandIn) -> list[Message]:
-    return [r for r in replies(slack) if "Resolved after" in r.text]
-
-
-def wait_in_channel(slack: SlackStandIn, condition: Any, timeout: float, what: str) -> None:
-    """wait_for, failing with what the channel shows (duplicates are the usual reason)."""
-    try:
-        wait_for(condition, timeout, what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; the channel has {len(roots(slack))} roots and "
-                             f"{len(replies(slack))} replies") from None
-
 
 # -- the in-process bot (a and b) ---------------------------------------------------------------
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with SimCluster() as sim, SlackStandIn() as slack, redis_store() as store:
-        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
-        for name, value in {
-            "KUBECONFIG": str(kubeconfig), "SLACK_BOT_TOKEN": slack.token,
-            "SLACK_SIGNING_SECRET": "test-signing-secret", "SLACK_API_URL": slack.api_url,
-            "SLACK_ALERT_CHANNEL": f"#{CHANNEL}", "CLUSTER_NAME": "faults",
-            "GROUP_WAIT_SECONDS": "1", "GROUP_INTERVAL_SECONDS": "2",
-            "SWEEP_INTERVAL_SECONDS": "1", "REGISTRY_PROBE": "false",
-        }.items():
+        for name, value in bot_environment(sim, slack, tmp_path / "kubeconfig").items():
             monkeypatch.setenv(name, value)
-        yield {"sim": sim, "slack": slack, "store": store, "kubeconfig": kubeconfig}
-
-
-def start_bot(env: dict[str, Any], slack_timeout: float = 10.0) -> Runtime:
-    slack: SlackStandIn = env["slack"]
-    settings = load_settings()
-    runtime = build_runtime(settings, kube=KubeClient.from_environment(str(env["kubeconfig"])),
-                            store=env["store"],
-                            slack=web_client(slack.token, slack.api_url, timeout=slack_timeout))
-    for watcher in runtime.watchers:
-        watcher.idle_timeout = 0.5
-    runtime.start()
-    return runtime
-
-
-def bad_tag(name: str, replicas: int = 1) -> list[dict[str, Any]]:
-    image = f"registry.internal/shop/{name}:v3"
-    return factory.failing_deployment("shop", name, image,
-                                      factory.containerd_error("not_found", image),
-                                      replicas=replicas)
-
-
-def apply(sim: SimCluster, objects: list[dict[str, Any]]) -> None:
-    for obj in objects:
-        sim.apply(obj)
-
-
-def recover(sim: SimCluster, objects: list[dict[str, Any]]) -> None:
-    for obj in objects:
-        if obj["kind"] == "Pod":
-            pod_obj, events = factory.recovered(obj)
-            apply(sim, [pod_obj, *events])
+        yield {"sim": sim, "slack": slack, "store": store}
 
 
 def test_slow_slack_answering_after_the_client_timeout_posts_root_and_replies_once(
-        env: dict[str, Any]) -> None:
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """(a) Slack stores every chat.postMessage at once and answers after 3 s; the client gives
-    up after 2 s. The bot must find its own messages instead of posting them again."""
+    up after 2 s. The bot must find its own messages instead of posting them again, and stay
+    ready all along: its posts hang, its store and watch do not."""
     sim, slack = env["sim"], env["slack"]
     slack.set_latency("chat.postMessage", 3.0)
-    bot = start_bot(env, slack_timeout=2.0)
+    monkeypatch.setenv("SLACK_TIMEOUT_SECONDS", "2")
+    bot = Bot(store=env["store"])
     try:
-        apply(sim, bad_tag("web"))
-        wait_in_channel(slack, lambda: roots(slack), 20, "the root message")
-        apply(sim, bad_tag("web", replicas=2))  # a second pod joins: one thread update
-        wait_in_channel(slack, lambda: any("2 pods" in r.text for r in replies(slack)), 25,
-                        "the thread update")
-        recover(sim, bad_tag("web", replicas=2))
-        wait_in_channel(slack, lambda: resolved(slack), 25, "the resolution")
-        time.sleep(4)  # longer than one slow post: a duplicate would land now
+        with ReadyzPoller(bot.readyz) as readiness:
+            apply(sim, bad_tag("web"))
+            wait_in_channel(slack, lambda: roots(slack), 20, "the root message")
+            apply(sim, bad_tag("web", replicas=2))  # a second pod joins: one thread update
+            wait_in_channel(slack, lambda: any("2 pods" in r.text for r in replies(slack)), 25,
+                            "the thread update")
+            recover(sim, bad_tag("web", replicas=2))
+            wait_in_channel(slack, lambda: resolved(slack), 25, "the resolution")
+            time.sleep(4)  # longer than one slow post: a duplicate would land now
         assert len(roots(slack)) == 1, [m.text for m in roots(slack)]
         assert_no_duplicate_replies(slack)
         assert len(resolved(slack)) == 1
-        assert bot.manager.active_ids() == set()  # nothing lost, nothing left pending
+        assert bot.runtime.manager.active_ids() == set()  # nothing lost, nothing left pending
+        readiness.assert_ok_throughout("slow Slack", min_answers=20)
     finally:
         bot.stop()
 
@@ -149,7 +98,8 @@ def test_slow_slack_answering_after_the_client_timeout_posts_root_and_replies_on
 def test_429_and_5xx_bursts_deliver_each_message_once_after_the_wait(
         env: dict[str, Any]) -> None:
     """(b) Two 429s (Retry-After 1 s), two 500s before Slack stored anything, then a 503 that
-    Slack answered after storing the message; the same for the thread update."""
+    Slack answered after storing the message; the same for the thread update. The bot stays
+    ready through every burst."""
     sim, slack = env["sim"], env["slack"]
 
     def burst() -> None:
@@ -158,23 +108,27 @@ def test_429_and_5xx_bursts_deliver_each_message_once_after_the_wait(
         slack.fail_next("chat.postMessage", status=503, count=1, effect=True)
 
     burst()
-    bot = start_bot(env)
+    bot = Bot(store=env["store"])
     try:
-        apply(sim, bad_tag("api"))
-        wait_in_channel(slack, lambda: roots(slack), 20, "the root message")
-        first = min(c.at for c in slack.calls_to("chat.postMessage"))
-        original = roots(slack)[0].original
-        assert original is not None and original.at - first >= 2.0  # waited out Retry-After
-        burst()
-        apply(sim, bad_tag("api", replicas=2))
-        wait_in_channel(slack, lambda: any("2 pods" in r.text for r in replies(slack)), 25,
-                        "the thread update")
-        recover(sim, bad_tag("api", replicas=2))
-        wait_in_channel(slack, lambda: resolved(slack), 20, "the resolution")
-        time.sleep(2)
+        with ReadyzPoller(bot.readyz) as readiness:
+            apply(sim, bad_tag("api"))
+            wait_in_channel(slack, lambda: roots(slack), 20, "the root message")
+            first = min(c.at for c in slack.calls_to("chat.postMessage"))
+            original = roots(slack)[0].original
+            assert original is not None and original.at - first >= 2.0  # waited Retry-After
+            burst()
+            apply(sim, bad_tag("api", replicas=2))
+            wait_in_channel(slack, lambda: any("2 pods" in r.text for r in replies(slack)), 25,
+                            "the thread update")
+            recover(sim, bad_tag("api", replicas=2))
+            wait_in_channel(slack, lambda: resolved(slack), 20, "the resolution")
+            time.sleep(2)
         assert len(roots(slack)) == 1, [m.text for m in roots(slack)]
         assert_no_duplicate_replies(slack)
-        assert bot.manager.active_ids() == set()
+        assert bot.runtime.manager.active_ids() == set()
+        failed = [c.status for c in slack.calls_to("chat.postMessage") if c.status >= 429]
+        assert sorted(failed) == [429] * 4 + [500] * 4 + [503] * 2, failed  # both bursts seen
+        readiness.assert_ok_throughout("429/5xx bursts", min_answers=20)
     finally:
         bot.stop()
 
@@ -242,21 +196,6 @@ def _writable(server: PrivateRedis) -> bool:
 
 
 # -- a replica SIGKILLed while its post is in flight (c) -----------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m bot serve` as the Procfile runs it, on its own port."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
-            env={**env, "PORT": str(free_port())}, cwd=ROOT, stdout=out,
-            stderr=subprocess.STDOUT)
-
-
 def recorded_thread(cluster: str) -> str | None:
     """The thread_ts the store holds for the (only) incident of `cluster`, if open."""
     store = RedisStore(REDIS_URL, prefix=f"ipb:{cluster}")
@@ -274,29 +213,39 @@ def test_replica_killed_between_claim_and_record_is_recovered_by_the_next(
     A is SIGKILLed before it can record the post. Replica B, started afterwards, must take
     over by itself once A's claim expires: one root, and the resolution in its thread. When
     the pods recover before B takes over, the incident must not be discarded as "never
-    posted": the root is in the channel and needs its resolution."""
+    posted": the root is in the channel and needs its resolution.
+
+    `/readyz` over HTTP, polled all along: A is 200 ok while its post hangs on Slack, and its
+    port refuses connections from the kill on (it is really gone); B, the surviving replica,
+    is 200 ok from its first ready answer to the end (taking over is not being unready)."""
     cluster = f"faults-{uuid.uuid4().hex[:8]}"
     objects = bad_tag("web")
     log = tmp_path / "bot.log"
     with SimCluster() as sim, SlackStandIn() as slack:
-        env = {**os.environ, "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc")),
-               "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": "secret",
-               "SLACK_API_URL": slack.api_url, "SLACK_ALERT_CHANNEL": f"#{CHANNEL}",
-               "REDIS_URL": REDIS_URL, "CLUSTER_NAME": cluster, "GROUP_WAIT_SECONDS": "1",
-               "GROUP_INTERVAL_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "1",
-               "CLAIM_TTL_SECONDS": "4", "REGISTRY_PROBE": "false", "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, **bot_environment(
+            sim, slack, tmp_path / "kc", REDIS_URL=REDIS_URL, CLUSTER_NAME=cluster,
+            CLAIM_TTL_SECONDS="4", LOG_LEVEL="WARNING")}
         slack.set_latency("chat.postMessage", 8.0)  # stored at once, answered in 8 s
-        a = serve(env, log)
-        b: subprocess.Popen[bytes] | None = None
+        a = Replica(env, log)
+        b: Replica | None = None
+        a_ready = ReadyzPoller(a.readyz).start()
+        b_ready: ReadyzPoller | None = None
         try:
+            wait_for(lambda: any(answer[1:] == (200, "ok") for answer in a_ready.answers),
+                     20, "replica A ready")
             apply(sim, objects)
             wait_for(lambda: roots(slack), timeout=30, what="replica A's root reaching Slack")
-            a.send_signal(signal.SIGKILL)  # between "Slack stored it" and "A recorded it"
-            a.wait(5)
+            posted_at = time.monotonic()
+            time.sleep(1.5)  # A's post hangs on Slack (answer in 8 s): A is still ready
+            kill_at = time.monotonic()
+            a.process.send_signal(signal.SIGKILL)  # "Slack stored it", "A recorded it"
+            a.process.wait(5)
+            killed_at = time.monotonic()
             slack.clear_latency()
             if pods_recover == "before the takeover":
                 recover(sim, objects)
-            b = serve(env, log)
+            b = Replica(env, log)
+            b_ready = ReadyzPoller(b.readyz).start()
             if pods_recover == "after the takeover":
                 [root] = roots(slack)
                 wait_in_channel(slack, lambda: recorded_thread(cluster) == root.ts, 20,
@@ -310,15 +259,26 @@ def test_replica_killed_between_claim_and_record_is_recovered_by_the_next(
                 raise AssertionError(f"{exc}\ncalls: {calls}\n"
                                      f"{log.read_text(errors='replace')[-4000:]}") from None
             time.sleep(2)
+            a_ready.stop()
+            b_ready.stop()
             [root] = roots(slack)
             [resolution] = resolved(slack)
             assert resolution.thread_ts == root.ts
             assert root.edited and root.text.startswith("Resolved:")
+            a_ready.assert_ok_throughout("replica A until SIGKILL", end=kill_at - 0.3,
+                                         after_first_ok=True)
+            a_ready.assert_ok_throughout("replica A while its post hangs on Slack",
+                                         start=posted_at, end=kill_at - 0.3)
+            a_ready.assert_refused_throughout("replica A after SIGKILL", start=killed_at)
+            assert a.refuses_connections()
+            b_ready.assert_ok_throughout("replica B, the survivor", after_first_ok=True)
         finally:
-            for process in (a, b):
-                if process is not None and process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    process.wait(15)
+            for poller in (a_ready, b_ready):
+                if poller is not None:
+                    poller.stop()
+            for replica in (a, b):
+                if replica is not None:
+                    replica.stop()
             client = redis.Redis.from_url(REDIS_URL)
             keys = list(client.scan_iter(f"ipb:{cluster}:*"))
             if keys:

@@ -8,7 +8,9 @@ retry handlers' reading of ``Retry-After`` are what is exercised, not a mock of 
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -326,6 +328,61 @@ def test_down_and_up(slack: SlackStandIn, client: WebClient) -> None:
         client.auth_test()
     slack.up()
     assert client.auth_test()["ok"]
+
+
+def _auth_test(conn: http.client.HTTPConnection, token: str) -> http.client.HTTPResponse:
+    conn.request("POST", "/api/auth.test", body=b"",
+                 headers={"Authorization": f"Bearer {token}"})
+    resp = conn.getresponse()
+    resp.read()
+    return resp
+
+
+def _refused(slack: SlackStandIn) -> bool:
+    try:
+        socket.create_connection((slack.host, slack.port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_refuse_cuts_keep_alive_connections_and_up_serves_the_same_port(
+    slack: SlackStandIn,
+) -> None:
+    """A client's pooled keep-alive connection is cut by ``down(refuse=True)``: were it still
+    answered, an outage test against Slack would test nothing."""
+    port = slack.port
+    conn = http.client.HTTPConnection(slack.host, port, timeout=5)
+    try:
+        resp = _auth_test(conn, slack.token)
+        assert resp.status == 200 and not resp.will_close  # kept alive for the next request
+        slack.down(refuse=True)
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            _auth_test(conn, slack.token)  # same connection: cut, not served
+    finally:
+        conn.close()
+    assert _refused(slack) and slack.port == port  # refused, the port still reserved
+    with pytest.raises(OSError):  # nobody else can take the port meanwhile
+        socket.create_server((slack.host, port))
+    slack.up()
+    assert slack.port == port
+    fresh = http.client.HTTPConnection(slack.host, port, timeout=5)
+    try:
+        assert _auth_test(fresh, slack.token).status == 200
+    finally:
+        fresh.close()
+
+
+def test_stop_cuts_keep_alive_connections(slack: SlackStandIn) -> None:
+    conn = http.client.HTTPConnection(slack.host, slack.port, timeout=5)
+    try:
+        assert _auth_test(conn, slack.token).status == 200
+        slack.stop()
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            _auth_test(conn, slack.token)
+    finally:
+        conn.close()
+    assert _refused(slack)
 
 
 # -- response_url ------------------------------------------------------------------------------
