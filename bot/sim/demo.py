@@ -1,7 +1,7 @@
 """`make demo`: the real diagnosis path against the built-in scenario cluster.
 
 The scenario cluster (bot/sim) speaks the Kubernetes API wire format, so this runs exactly the
-code a real cluster would: kubeconfig → official client → bot.kube.client.client → diagnosis → rendering.
+code a real cluster would: kubeconfig → official client → bot.kube.client → diagnosis → rendering.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from bot.alerts.investigate import investigate_pod
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.render import render_text
 from bot.diagnosis.terminal import write, write_json
-from bot.kube.client.client import KubeClient
-from bot.registry.client.client import RegistryClient, RegistrySettings
+from bot.kube.client import KubeClient
+from bot.registry.client import RegistryClient, RegistrySettings
 from bot.sim.registry import scenario_registries
 from bot.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 from bot.sim.server import SimCluster

@@ -19,7 +19,7 @@ from typing import Any
 from bot.app import Runtime, build_runtime
 from bot.config import Settings
 from bot.diagnosis.terminal import write
-from bot.kube.client.client import KubeClient
+from bot.kube.client import KubeClient
 from bot.sim import factory
 from bot.sim.registry import scenario_registries
 from bot.sim.server import SimCluster
