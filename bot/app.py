@@ -1,8 +1,11 @@
-"""Wiring: settings → services → the Bolt app, the watcher and the scheduler.
+"""The composition root: settings → services → the Bolt app, the watchers and the scheduler.
 
-Nothing here decides anything; it builds the objects the other modules define and starts them
-in the right order (store and clients first, listeners last) so a failure at start names the
-setting that is wrong.
+Nothing here decides anything. It builds every object the other packages define, each with
+its collaborators as explicit constructor arguments (nothing is set on an object after it is
+built, and nothing looks services up through a shared locator), and starts them in the right
+order (store and clients first, listeners last) so a failure at start names the setting that
+is wrong. `Runtime` is the running bot's lifecycle (start, stop, readiness), not a way for
+listeners to reach services: handlers/ is given exactly the services it calls.
 """
 
 from __future__ import annotations
@@ -30,36 +33,33 @@ from bot.registry.client import RegistryClient
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
+from handlers import register
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Runtime:
-    """The running bot's services; handlers reach them through this object."""
+    """The running bot: its services (built by `build_runtime`) and their lifecycle."""
 
     settings: Settings
     store: Store
     kube: KubeClient
     slack: WebClient
     registry: RegistryClient | None
+    metrics: Metrics
     manager: IncidentManager
     pipeline: Pipeline
-    watchers: list[EventWatcher] = field(default_factory=list)
-    sweeper: PodSweeper | None = None
+    approvals: ApprovalService
+    interactive: Interactive
+    watchers: list[EventWatcher]
+    sweeper: PodSweeper
     scheduler: BackgroundScheduler | None = None
-    metrics: Metrics = field(default_factory=Metrics)
-    approvals: ApprovalService = field(init=False)
-    interactive: Interactive = field(init=False)
     started: threading.Event = field(default_factory=threading.Event)
-
-    def on_signal(self, signal: PodSignal) -> None:
-        self.pipeline.submit(signal.namespace, signal.pod)
 
     def sweep(self) -> None:
         """Catch what the watch missed and re-check every pod of an open incident."""
-        if self.sweeper is not None:
-            self.sweeper.sweep()
+        self.sweeper.sweep()
         self.pipeline.recheck_incident_members()
 
     def tick(self) -> None:
@@ -134,30 +134,34 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     slack = slack or web_client(token, settings.slack_api_url,
                                 timeout=settings.slack_timeout_seconds)
     registry = registry_client(settings) if settings.registry_probe else None
-    notifier = SlackNotifier(slack, settings.alert_channel, store)
+    metrics = Metrics()
     timing = Timing(group_wait=settings.group_wait_seconds,
                     group_interval=settings.group_interval_seconds,
                     repeat_interval=settings.repeat_interval_seconds,
                     claim_ttl=settings.claim_ttl_seconds)
-    manager = IncidentManager(store, notifier, cluster=settings.cluster_name, timing=timing)
+    manager = IncidentManager(store, SlackNotifier(slack, settings.alert_channel, store),
+                              cluster=settings.cluster_name, timing=timing, metrics=metrics)
     pipeline = Pipeline(kube, manager, registry=registry,
-                        known_hosts=settings.registry_endpoints)
-    runtime = Runtime(settings, store, kube, slack, registry, manager, pipeline)
-    manager.metrics = pipeline.metrics = runtime.metrics
-    runtime.approvals = ApprovalService(
+                        known_hosts=settings.registry_endpoints, metrics=metrics)
+    approvals = ApprovalService(
         store, kube, slack, Approvers(settings.approvers, slack),
         ttl=settings.approval_ttl_seconds,
         require_second_approver=settings.require_second_approver,
-        allowed_namespaces=settings.watch_namespaces or None, metrics=runtime.metrics)
-    runtime.interactive = Interactive(runtime)
+        allowed_namespaces=settings.watch_namespaces or None, metrics=metrics)
+    interactive = Interactive(settings=settings, kube=kube, registry=registry,
+                              incidents=manager, approvals=approvals, slack=slack)
+
+    def on_signal(signal: PodSignal) -> None:
+        pipeline.submit(signal.namespace, signal.pod)
+
     namespaces: Iterable[str | None] = settings.watch_namespaces or [None]
-    runtime.watchers = [EventWatcher(kube, store, runtime.on_signal, namespace=ns,
-                                     start_window=settings.start_window_seconds)
-                        for ns in namespaces]
-    for watcher in runtime.watchers:
-        watcher.on_api_back = pipeline.api_is_back
-    runtime.sweeper = PodSweeper(kube, runtime.on_signal,
-                                 namespaces=settings.watch_namespaces or None)
+    watchers = [EventWatcher(kube, store, on_signal, namespace=ns,
+                             start_window=settings.start_window_seconds,
+                             on_api_back=pipeline.api_is_back)
+                for ns in namespaces]
+    sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
+    runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
+                      approvals, interactive, watchers, sweeper)
     _gauges(runtime)
     return runtime
 
@@ -192,7 +196,7 @@ def build_bolt_app(settings: Settings, runtime: Runtime, **kwargs: Any) -> App:
     app = App(client=runtime.slack,
               signing_secret=signing.get_secret_value() if signing else None,
               token_verification_enabled=False, **kwargs)
-    from handlers import register
-
-    register(app, runtime)
+    register(app, interactive=runtime.interactive, approvals=runtime.approvals,
+             incidents=runtime.manager, store=runtime.store,
+             cluster_name=settings.cluster_name)
     return app

@@ -9,19 +9,16 @@ guard answers with "I could not read that button press; nothing was changed."
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
 from bot.alerts.incidents import INCIDENT_ID
-from bot.chatops.approvals import REQUEST_ID
+from bot.chatops.approvals import REQUEST_ID, ApprovalService
+from bot.chatops.interactive import Interactive
 from bot.slack import actions
 from bot.slack.inbound import BlockActions, MalformedPayload, read_block_actions
 from handlers.guard import answers_failures
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
-
 
 
 def _pressed(body: dict[str, Any], id_format: re.Pattern[str]) -> tuple[BlockActions, str]:
@@ -34,13 +31,13 @@ def _pressed(body: dict[str, Any], id_format: re.Pattern[str]) -> tuple[BlockAct
     return press, value
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(app: App, interactive: Interactive, approvals: ApprovalService) -> None:
     def alert_button(name: str) -> Any:
         @answers_failures
         def alert_button_pressed(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
             ack()
             press, incident_id = _pressed(body, INCIDENT_ID)
-            text, blocks = runtime.interactive.button(name, incident_id, press.user.id,
+            text, blocks = interactive.button(name, incident_id, press.user.id,
                                                       press.channel_id)
             respond(text=text, blocks=blocks, response_type="ephemeral",
                     replace_original=False)
@@ -55,7 +52,7 @@ def register(app: App, runtime: Runtime) -> None:
         def approval_decided(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
             ack()
             press, request_id = _pressed(body, REQUEST_ID)
-            result = runtime.approvals.decide(request_id, press.user.id, approve)
+            result = approvals.decide(request_id, press.user.id, approve)
             respond(text=result.message, response_type="ephemeral", replace_original=False)
 
         return approval_decided

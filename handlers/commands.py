@@ -7,23 +7,20 @@ echoed only inside a backtick-safe, escaped code span, so typing `<!channel>` af
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
 from bot.chatops.commands import HELP, CommandError, Help, parse_command
+from bot.chatops.interactive import Interactive
 from bot.slack.text import Mrkdwn, code, sentence
 from handlers.guard import answers_failures
 
-if TYPE_CHECKING:
-    from bot.app import Runtime
 
-
-def register(app: App, runtime: Runtime) -> None:
+def register(app: App, interactive: Interactive) -> None:
     @app.command("/imagepull")
     @answers_failures
     def imagepull(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        interactive = runtime.interactive
         if not interactive.allowed_channel(str(command.get("channel_id"))):
             ack(text=Mrkdwn("`/imagepull` is not enabled in this channel (COMMAND_CHANNELS)."))
             return

@@ -11,33 +11,40 @@ answers are escaped into them, because any of them can carry a hostile pod or se
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bot.alerts.incidents import Incident
+from slack_sdk import WebClient
+
+from bot.alerts.incidents import Incident, IncidentManager
 from bot.alerts.investigate import investigate_pod
+from bot.chatops.approvals import ApprovalService
 from bot.chatops.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
+from bot.config import Settings
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
-from bot.kube.client import KubeError, KubeNotFound
+from bot.kube.client import KubeClient, KubeError, KubeNotFound
 from bot.kube.remediation import RemediationRefused
+from bot.registry.client import RegistryClient
 from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
 from bot.slack.blocks import diagnosis_message, suggested_image, text_message
 from bot.slack.text import Mrkdwn, code, sentence
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
 
 log = logging.getLogger(__name__)
 
 Message = tuple[str, list[dict[str, Any]]]
 
 class Interactive:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    """The services every answer needs, passed in by the composition root (bot/app.py)."""
 
-    @property
-    def settings(self) -> Any:
-        return self.runtime.settings
+    def __init__(self, *, settings: Settings, kube: KubeClient, registry: RegistryClient | None,
+                 incidents: IncidentManager, approvals: ApprovalService,
+                 slack: WebClient) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.registry = registry
+        self.incidents = incidents
+        self.approvals = approvals
+        self.slack = slack
 
     def allowed_channel(self, channel_id: str) -> bool:
         channels = self.settings.command_channels
@@ -67,7 +74,7 @@ class Interactive:
         return text_message(HELP)
 
     def diagnose(self, namespace: str, pod: str) -> Message:
-        facts = investigate_pod(self.runtime.kube, namespace, pod, self.runtime.registry,
+        facts = investigate_pod(self.kube, namespace, pod, self.registry,
                                 self.settings.registry_endpoints)
         return diagnosis_message(diagnose(facts).to_json())
 
@@ -77,7 +84,7 @@ class Interactive:
 
         credentials = None
         if secret is not None:
-            credentials = secret_credentials(self.runtime.kube, *secret, "docker.io")
+            credentials = secret_credentials(self.kube, *secret, "docker.io")
             if credentials is None:
                 return text_message(Mrkdwn("🚫 {} has no Docker Hub credentials (no auths key "
                                            "for docker.io in any spelling).")
@@ -88,8 +95,8 @@ class Interactive:
         return text_message(Mrkdwn("🐳 {}").format(sentence(result.describe())))
 
     def verify(self, namespace: str, name: str, image: str | None) -> Message:
-        if self.runtime.registry is not None:
-            return self._verify(self.runtime.registry, namespace, name, image)
+        if self.registry is not None:
+            return self._verify(self.registry, namespace, name, image)
         from bot.alerts.investigate import registry_client
 
         with registry_client(self.settings) as registry:  # REGISTRY_PROBE=false: ad hoc
@@ -97,10 +104,10 @@ class Interactive:
 
     def _verify(self, registry: Any, namespace: str, name: str, image: str | None) -> Message:
         if image is not None:
-            result = verify_pull_secret(self.runtime.kube, registry, namespace, name,
+            result = verify_pull_secret(self.kube, registry, namespace, name,
                                         parse_image(image))
             return text_message(_verification_line(result))
-        pod = self.runtime.kube.read_pod(namespace, name)  # NS/POD form
+        pod = self.kube.read_pod(namespace, name)  # NS/POD form
         spec = pod.get("spec") or {}
         secrets = [str(r.get("name")) for r in spec.get("imagePullSecrets") or []]
         images = [str(c.get("image")) for key in ("initContainers", "containers")
@@ -114,7 +121,7 @@ class Interactive:
                 try:
                     ref = parse_image(img)
                     lines.append(_verification_line(verify_pull_secret(
-                        self.runtime.kube, registry, namespace, secret, ref, pod)))
+                        self.kube, registry, namespace, secret, ref, pod)))
                 except (KubeNotFound, SecretError, InvalidImageReference) as exc:
                     lines.append(Mrkdwn("🚫 {} for {}: {}").format(
                         code(f"{namespace}/{secret}"), code(img), sentence(exc)))
@@ -123,20 +130,20 @@ class Interactive:
     def request(self, action: str, namespace: str, kind: str, name: str, user: str,
                 channel: str, *, container: str = "", image: str = "",
                 incident: Incident | None = None) -> Message:
-        request, new = self.runtime.approvals.request(
+        request, new = self.approvals.request(
             action, namespace, kind, name, user,
             incident.channel if incident and incident.channel else channel,
             container=container, image=image, incident_id=incident.id if incident else "",
             thread_ts=incident.thread_ts if incident and incident.thread_ts else "")
         verb = "Asked for approval of" if new else "Already waiting for approval:"
         return text_message(Mrkdwn("🛂 {} the {} (request {}, expires in {} min).").format(
-            verb, request.describe(), code(request.id), int(self.runtime.approvals.ttl // 60)))
+            verb, request.describe(), code(request.id), int(self.approvals.ttl // 60)))
 
     # -- alert buttons ------------------------------------------------------------------------
 
     def incident(self, incident_id: str) -> Incident | None:
         """The incident a button names; None for an id the bot never made (no key is built)."""
-        return self.runtime.manager.load(incident_id)
+        return self.incidents.load(incident_id)
 
     def button(self, action: str, incident_id: str, user: str, channel: str) -> Message:
         """The four alert buttons; the button's value is only an incident id."""
@@ -176,7 +183,7 @@ class Interactive:
         """Answers to alert buttons go into the incident's thread, for everyone on call."""
         text, blocks = message
         if incident.channel and incident.thread_ts:
-            self.runtime.slack.chat_postMessage(channel=incident.channel,
+            self.slack.chat_postMessage(channel=incident.channel,
                                                 thread_ts=incident.thread_ts, text=text,
                                                 blocks=blocks)
             return text_message("Posted in the alert's thread.")

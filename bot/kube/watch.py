@@ -191,6 +191,7 @@ class EventWatcher:
         idle_timeout: float = 5.0,
         persist_interval: float = 1.0,
         stale_after: float | None = None,
+        on_api_back: Callable[[], None] | None = None,
     ) -> None:
         self.kube = kube
         self.store = store
@@ -227,7 +228,8 @@ class EventWatcher:
         self.last_error: str | None = None
         #: called when the API server answers again after failed attempts (the pipeline
         #: probes at once instead of waiting out its outage back-off)
-        self.on_api_back: Callable[[], None] | None = None
+        #: called when the API answers again after failures (the pipeline probes at once)
+        self.on_api_back = on_api_back
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> threading.Thread:

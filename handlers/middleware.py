@@ -1,20 +1,16 @@
-"""Slack redelivers an Events API event it thinks timed out (X-Slack-Retry-Num); Bolt's HTTP
-mode runs the listener again (bolt-python#731). One claim per event_id in the store makes
-every delivery after the first a no-op, on any replica."""
+"""Middleware, not a listener: Slack redelivers an Events API event it thinks timed out
+(X-Slack-Retry-Num), and Bolt's HTTP mode runs the listener again (bolt-python#731). One claim
+per event_id in the store makes every delivery after the first a no-op, on any replica."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
-from bot.store import StoreError
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
+from bot.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 EVENT_CLAIM_TTL = 3600.0  # Slack retries for minutes, not hours
@@ -22,14 +18,14 @@ EVENT_CLAIM_TTL = 3600.0  # Slack retries for minutes, not hours
 EVENT_ID = re.compile(r"Ev[A-Za-z0-9]{1,40}")
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(app: App, store: Store) -> None:
     @app.middleware
     def first_delivery_only(request: BoltRequest, response: BoltResponse,
                             next: Callable[[], BoltResponse]) -> BoltResponse:
         event_id = request.body.get("event_id") if isinstance(request.body, dict) else None
         if isinstance(event_id, str) and EVENT_ID.fullmatch(event_id):
             try:
-                first = runtime.store.set_nx(runtime.store.key("slack", "event", event_id),
+                first = store.set_nx(store.key("slack", "event", event_id),
                                              "1", ttl=EVENT_CLAIM_TTL)
             except StoreError:
                 first = True  # better a rare double answer than a lost event
