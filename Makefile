@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy bot handlers
 
 unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m "not integration"
 
 # Tests run real servers: the CNCF registry (Debian's docker-registry) is installed if missing.
 services:

@@ -1,4 +1,4 @@
-"""What the fault suites (tests/integration/test_faults_*.py) share.
+"""What the fault suites (tests/faults/) share.
 
 * what the channel shows: roots, thread replies, resolutions, no duplicates;
 * the workload: a Deployment whose image tag does not exist (`bad_tag`), its recovery;

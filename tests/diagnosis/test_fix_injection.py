@@ -23,14 +23,14 @@ from bot.diagnosis.facts import PodFacts, PullSecretInfo, RegistryFacts, Workloa
 from bot.diagnosis.fixes import FixContext, build_fixes
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import Fix
-from tests.unit.diagnosis.kubelet import NOW, event, pod, pull_failure
-from tests.unit.diagnosis.test_engine import UNAUTHORIZED
+from tests.diagnosis.kubelet import NOW, event, pod, pull_failure
+from tests.diagnosis.test_engine import UNAUTHORIZED
 
 pytestmark = [pytest.mark.security]
 
 MARK = "pwn"  # every hostile value carries it (any case)
 SECRET = "--kubeconfig=/tmp/PWN-secret"
-CORPUS = yaml.safe_load((Path(__file__).parents[2] / "data" / "kubelet_messages.yaml")
+CORPUS = yaml.safe_load((Path(__file__).parents[1] / "data" / "kubelet_messages.yaml")
                         .read_text())
 _SEPARATORS = {"|", "||", "&&", ";", "(", ")", "<", ">", "<<"}
 

@@ -20,8 +20,8 @@ from bot.diagnosis.model import PodDiagnosis
 from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store
+from tests.diagnosis.kubelet import NOW, event, pod, pull_failure
 from tests.support.redis import redis_store
-from tests.unit.diagnosis.kubelet import NOW, event, pod, pull_failure
 
 pytestmark = pytest.mark.integration
 

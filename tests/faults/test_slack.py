@@ -35,6 +35,7 @@ from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import RedisStore, StoreUnavailable
+from tests.diagnosis.kubelet import NOW, pod, pull_failure
 from tests.support.faults import (
     CHANNEL,
     Bot,
@@ -53,7 +54,6 @@ from tests.support.faults import (
 from tests.support.private_redis import PrivateRedis
 from tests.support.redis import REDIS_URL, redis_store
 from tests.support.waiting import wait_for
-from tests.unit.diagnosis.kubelet import NOW, pod, pull_failure
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(60)]
 

@@ -11,8 +11,8 @@ import pytest
 from bot.diagnosis.engine import diagnose, estimate_backoff
 from bot.diagnosis.events import read_event
 from bot.diagnosis.facts import PodFacts, parse_k8s_time
-from tests.unit.diagnosis.kubelet import NOW, pod, pull_failure
-from tests.unit.diagnosis.test_engine import NOT_FOUND
+from tests.diagnosis.kubelet import NOW, pod, pull_failure
+from tests.diagnosis.test_engine import NOT_FOUND
 
 
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00",

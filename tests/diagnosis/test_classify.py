@@ -24,7 +24,7 @@ from bot.diagnosis.classify import (
     pull_back_off_image,
 )
 
-CORPUS_PATH = Path(__file__).resolve().parents[2] / "data" / "kubelet_messages.yaml"
+CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "kubelet_messages.yaml"
 
 
 def _load_corpus() -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from bot.diagnosis.terminal import TerminalFormatter, dumps_json, for_terminal
 
 pytestmark = [pytest.mark.security]
 
-DATA = Path(__file__).parents[2] / "data" / "offline"
-BOT = Path(__file__).parents[3] / "bot"
+DATA = Path(__file__).parents[1] / "data" / "offline"
+BOT = Path(__file__).parents[2] / "bot"
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m\r\x7f\u202eevil\u2066"
 #: Anything a terminal acts on: C0 except tab/newline, DEL, C1, bidi controls.
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"

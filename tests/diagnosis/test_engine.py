@@ -13,7 +13,7 @@ from bot.diagnosis.engine import diagnose, estimate_backoff
 from bot.diagnosis.events import read_event
 from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
 from bot.diagnosis.model import ContainerDiagnosis
-from tests.unit.diagnosis.kubelet import NOW, event, pod, pull_failure
+from tests.diagnosis.kubelet import NOW, event, pod, pull_failure
 
 NOT_FOUND = ('rpc error: code = NotFound desc = failed to pull and unpack image '
              '"docker.io/library/nginx:lates": failed to resolve reference '

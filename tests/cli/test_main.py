@@ -10,7 +10,7 @@ import pytest
 
 from bot.cli.main import EXIT_BAD_INPUT, EXIT_KUBE, EXIT_OK, UsageError, main, parse_pod_ref
 
-DATA = Path(__file__).parents[2] / "data" / "offline"
+DATA = Path(__file__).parents[1] / "data" / "offline"
 POD = DATA / "web-pod.json"
 EVENTS = DATA / "web-events.json"
 

@@ -18,10 +18,10 @@ from bot.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
 
 pytestmark = [pytest.mark.security]
 
-DATA = Path(__file__).parents[2] / "data" / "offline"
+DATA = Path(__file__).parents[1] / "data" / "offline"
 POD: dict[str, Any] = json.loads((DATA / "web-pod.json").read_text())
 EVENTS: dict[str, Any] = json.loads((DATA / "web-events.json").read_text())
-ROOT = Path(__file__).parents[3]
+ROOT = Path(__file__).parents[2]
 
 
 def _pod(change: Callable[[dict[str, Any]], None]) -> bytes:

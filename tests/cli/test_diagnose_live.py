@@ -18,6 +18,8 @@ from bot.sim import SimCluster, bundled_scenarios, load_scenario
 from bot.sim.registry import scenario_registries
 from bot.sim.scenario import Scenario
 
+pytestmark = pytest.mark.integration
+
 SCENARIOS = {p.stem: load_scenario(p) for p in bundled_scenarios()}
 
 

@@ -29,7 +29,7 @@ from bot.sim.scenario import render_time, scenario
 
 pytest_plugins = ["bot.sim.testing"]  # fixtures sim_cluster, sim_kubeconfig, sim_api
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 TAG_POD = "web-7d9f8b6c5d-x2x9q"
 SCENARIO_IDS = [p.stem for p in bundled_scenarios()]
