@@ -18,7 +18,6 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.alerts.incidents import IncidentManager, Timing
-from bot.alerts.investigate import registry_client
 from bot.alerts.pipeline import Pipeline
 from bot.chatops.approvals import ApprovalService
 from bot.chatops.interactive import Interactive
@@ -27,6 +26,7 @@ from bot.kube.client import KubeClient
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient
+from bot.registry.client import client_from_settings as registry_client
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
