@@ -21,7 +21,6 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.alerts.incidents import IncidentManager, Timing
-from bot.alerts.investigate import registry_client
 from bot.alerts.pipeline import Pipeline
 from bot.chatops.approvals import ApprovalService
 from bot.chatops.interactive import Interactive
@@ -29,7 +28,7 @@ from bot.config import Settings
 from bot.kube.client import KubeClient
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
-from bot.registry.client import RegistryClient
+from bot.registry.client import RegistryClient, client_from_settings
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
@@ -133,7 +132,7 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     slack = slack or web_client(token, settings.slack_api_url,
                                 timeout=settings.slack_timeout_seconds)
-    registry = registry_client(settings) if settings.registry_probe else None
+    registry = client_from_settings(settings) if settings.registry_probe else None
     metrics = Metrics()
     timing = Timing(group_wait=settings.group_wait_seconds,
                     group_interval=settings.group_interval_seconds,

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from bot.config import Settings
 from bot.diagnosis.causes import Cause
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts, RegistryFacts
 from bot.diagnosis.imageref import normalise_registry_key, try_parse_image
 from bot.kube.client import KubeClient
-from bot.registry.client import RegistryClient, RegistryCredentials, RegistrySettings
+from bot.registry.client import RegistryClient
 from bot.registry.investigator import RegistryInvestigator
+from bot.registry.model import RegistryCredentials
 from bot.registry.pullsecrets import for_registry, pod_credentials
 
 #: Causes a registry answer can confirm, refine or recover.
@@ -24,13 +24,6 @@ PROBED_CAUSES = frozenset({Cause.TAG_NOT_FOUND, Cause.REPOSITORY_NOT_FOUND, Caus
                            Cause.FORBIDDEN, Cause.UNKNOWN, Cause.DNS_FAILURE})
 
 
-def registry_client(settings: Settings) -> RegistryClient:
-    return RegistryClient(RegistrySettings(
-        timeout=settings.registry_timeout_seconds,
-        ca_bundles=dict(settings.registry_ca_bundles),
-        insecure_hosts=frozenset(settings.registry_insecure_hosts),
-        endpoints=dict(settings.registry_endpoints),
-    ))
 
 
 def investigate_pod(kube: KubeClient, namespace: str, pod: str,

@@ -97,9 +97,9 @@ class Interactive:
     def verify(self, namespace: str, name: str, image: str | None) -> Message:
         if self.registry is not None:
             return self._verify(self.registry, namespace, name, image)
-        from bot.alerts.investigate import registry_client
+        from bot.registry.client import client_from_settings
 
-        with registry_client(self.settings) as registry:  # REGISTRY_PROBE=false: ad hoc
+        with client_from_settings(self.settings) as registry:  # REGISTRY_PROBE=false: ad hoc
             return self._verify(registry, namespace, name, image)
 
     def _verify(self, registry: Any, namespace: str, name: str, image: str | None) -> Message:

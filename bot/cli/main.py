@@ -151,7 +151,8 @@ def _kube(args: argparse.Namespace, settings: Settings) -> KubeClient:
 
 
 def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.alerts.investigate import investigate_pod, registry_client
+    from bot.alerts.investigate import investigate_pod
+    from bot.registry.client import client_from_settings
 
     if args.pod_json is None and args.events_json is not None:
         raise UsageError("--events-json needs --pod-json")
@@ -166,7 +167,7 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
     namespace, pod = parse_pod_ref(args.pod)
     kube = _kube(args, settings)
     probe = settings.registry_probe and not args.no_registry
-    with registry_client(settings) as registry:
+    with client_from_settings(settings) as registry:
         try:
             facts = investigate_pod(kube, namespace, pod, registry if probe else None,
                                     settings.registry_endpoints)
@@ -213,12 +214,12 @@ def run_quota(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.alerts.investigate import registry_client
+    from bot.registry.client import client_from_settings
     from bot.registry.pullsecrets import SecretError, VerifyStatus, verify_pull_secret
 
     namespace, name = parse_namespaced(args.secret, "SECRET")
     image = _image(args.image)
-    with registry_client(settings) as registry:
+    with client_from_settings(settings) as registry:
         try:
             result = verify_pull_secret(_kube(args, settings), registry, namespace, name, image)
         except KubeNotFound as exc:
@@ -238,12 +239,12 @@ def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_tags(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.alerts.investigate import registry_client
     from bot.diagnosis.suggest import closest_tags
+    from bot.registry.client import client_from_settings
 
     ref = _image(args.image)
     credentials = _secret_credentials(args, settings, ref.registry) if args.secret else None
-    with registry_client(settings) as registry:
+    with client_from_settings(settings) as registry:
         listing = registry.list_tags(ref, credentials)
         if not listing.probe.ok:
             detail = listing.probe.message or listing.probe.outcome.value

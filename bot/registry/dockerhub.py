@@ -29,13 +29,8 @@ from pathlib import Path
 
 import httpx
 
-from bot.registry.client import (
-    DEFAULT_TIMEOUT,
-    MANIFEST_ACCEPT,
-    USER_AGENT,
-    RegistryCredentials,
-    classify_transport_error,
-)
+from bot.registry.model import DEFAULT_TIMEOUT, MANIFEST_ACCEPT, USER_AGENT, RegistryCredentials
+from bot.registry.transport import classify_transport_error
 
 log = logging.getLogger(__name__)
 

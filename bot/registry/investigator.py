@@ -18,7 +18,8 @@ from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.facts import RegistryFacts
 from bot.diagnosis.imageref import ImageRef
 from bot.diagnosis.suggest import closest_tags, host_corrections, swapped_paths
-from bot.registry.client import Outcome, Probe, RegistryClient, RegistryCredentials
+from bot.registry.client import RegistryClient
+from bot.registry.model import Outcome, Probe, RegistryCredentials
 
 log = logging.getLogger(__name__)
 

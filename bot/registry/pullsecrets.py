@@ -18,7 +18,8 @@ from typing import Any
 from bot.diagnosis.imageref import ImageRef, registry_matches
 from bot.diagnosis.secrets import DOCKERCFG, DOCKERCONFIGJSON
 from bot.kube.client import KubeClient, KubeForbidden, KubeNotFound
-from bot.registry.client import Outcome, RegistryClient, RegistryCredentials
+from bot.registry.client import RegistryClient
+from bot.registry.model import Outcome, RegistryCredentials
 
 
 class SecretError(ValueError):

@@ -15,7 +15,8 @@ from bot.diagnosis.engine import diagnose
 from bot.diagnosis.render import render_text
 from bot.diagnosis.terminal import write, write_json
 from bot.kube.client import KubeClient
-from bot.registry.client import RegistryClient, RegistrySettings
+from bot.registry.client import RegistryClient
+from bot.registry.model import RegistrySettings
 from bot.sim.registry import scenario_registries
 from bot.sim.scenario import SCENARIO_DIR, Scenario, load_scenario
 from bot.sim.server import SimCluster

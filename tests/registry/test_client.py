@@ -17,15 +17,15 @@ import pytest
 
 from bot.diagnosis.causes import Cause
 from bot.diagnosis.imageref import parse_image
-from bot.registry.client import (
+from bot.registry.client import RegistryClient
+from bot.registry.dockerhub import dockerhub_quota
+from bot.registry.model import (
     MANIFEST_ACCEPT,
     Outcome,
     Probe,
-    RegistryClient,
     RegistryCredentials,
     RegistrySettings,
 )
-from bot.registry.dockerhub import dockerhub_quota
 from tests.support.registry import (
     DEPLOY_PASSWORD,
     DOCKER_MANIFEST,

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.registry.client import RegistryCredentials
 from bot.registry.dockerhub import Quota, dockerhub_quota, parse_ratelimit
+from bot.registry.model import RegistryCredentials
 from tests.support.stubs import HUB_PASSWORD, HUB_USER, BlackholeServer, DockerHubStub
 
 pytest_plugins = ["tests.support.fixtures"]

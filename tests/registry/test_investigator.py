@@ -9,8 +9,9 @@ import pytest
 
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.imageref import parse_image
-from bot.registry.client import RegistryClient, RegistryCredentials, RegistrySettings
+from bot.registry.client import RegistryClient
 from bot.registry.investigator import RegistryInvestigator
+from bot.registry.model import RegistryCredentials, RegistrySettings
 from tests.support.registry import DEPLOY_PASSWORD, RegistryServer, push_image
 
 pytest_plugins = ["tests.support.fixtures"]

@@ -18,7 +18,8 @@ import pytest
 from bot.cli.main import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGISTRY, main
 from bot.diagnosis.imageref import parse_image
 from bot.kube.client import KubeClient
-from bot.registry.client import RegistryClient, RegistrySettings
+from bot.registry.client import RegistryClient
+from bot.registry.model import RegistrySettings
 from bot.registry.pullsecrets import VerifyStatus, verify_pull_secret
 from bot.sim import SimCluster
 from tests.support.registry import DEPLOY_PASSWORD, RegistryServer, push_image
