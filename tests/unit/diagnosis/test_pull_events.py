@@ -73,6 +73,11 @@ SHAPES: list[tuple[str, str, str, str, dict[str, Any], str | None]] = [
     ("container-start-failed", "Warning", "Failed",
      'Error: failed to create containerd task: failed to create shim task: OCI runtime '
      'create failed: runc create failed: exec: "/app": permission denied', {}, None),
+    # the image is there and the container cannot be created: a diagnosis-worthy text, but
+    # not a pull (the engine used to take any classifiable Failed text for one)
+    ("container-create-disk-full", "Warning", "Failed",
+     "Error: failed to create containerd container: copying of parent failed: failed to copy "
+     "files: copy file range failed: no space left on device", {}, None),
     ("run-as-root", "Warning", "Failed",
      "Error: container has runAsNonRoot and image will run as root", {}, None),
     ("another-component", "Warning", "Failed", FAILED_TO_PULL, OPERATOR, None),
