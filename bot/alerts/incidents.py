@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.diagnosis.causes import Cause
+from bot.diagnosis.causes import CAUSES, Cause
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 from bot.metrics import Metrics
@@ -35,9 +35,6 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-#: Causes that belong to a registry (or the path to it), not to one workload.
-SHARED_CAUSES = frozenset({Cause.RATE_LIMITED, Cause.DNS_FAILURE, Cause.NETWORK_UNREACHABLE,
-                           Cause.TLS_UNTRUSTED})
 #: Incident ids as `new_incident_id` mints them. Ids that come back from clients (an alert
 #: button's value) are checked against this before any store key is built from them, so a
 #: crafted value (`inc-…:announced`) can never name a key of another type.
@@ -153,7 +150,7 @@ class Notifier(Protocol):
 
 def incident_scope(entry: ContainerDiagnosis, namespace: str) -> tuple[str, str]:
     """("registry", host) for shared causes, ("workload", "ns/kind/name") otherwise."""
-    if entry.cause in SHARED_CAUSES:
+    if CAUSES[entry.cause].shared_scope:
         ref = try_parse_image(entry.image)
         if ref is not None:
             return "registry", ref.registry

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from bot.diagnosis.causes import Cause
+from bot.diagnosis.causes import CAUSES
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts, RegistryFacts
 from bot.diagnosis.imageref import normalise_registry_key, try_parse_image
@@ -19,12 +19,6 @@ from bot.registry.investigator import RegistryInvestigator
 from bot.registry.model import RegistryCredentials
 from bot.registry.pullsecrets import for_registry, pod_credentials
 
-#: Causes a registry answer can confirm, refine or recover.
-PROBED_CAUSES = frozenset({Cause.TAG_NOT_FOUND, Cause.REPOSITORY_NOT_FOUND, Cause.AUTH_REQUIRED,
-                           Cause.FORBIDDEN, Cause.UNKNOWN, Cause.DNS_FAILURE})
-
-
-
 
 def investigate_pod(kube: KubeClient, namespace: str, pod: str,
                     registry: RegistryClient | None, known_hosts: Iterable[str] = ()
@@ -33,7 +27,7 @@ def investigate_pod(kube: KubeClient, namespace: str, pod: str,
     facts = kube.pod_facts(namespace, pod)
     if registry is None:
         return facts
-    images = {d.image for d in diagnose(facts).diagnoses if d.cause in PROBED_CAUSES}
+    images = {d.image for d in diagnose(facts).diagnoses if CAUSES[d.cause].probe_worthy}
     if not images:
         return facts
     credentials = pod_credentials(kube, namespace, facts.pod_pull_secret_names)

@@ -1,12 +1,17 @@
-"""The closed vocabularies of the diagnosis: causes and findings.
+"""The closed vocabularies of the diagnosis: causes and findings, and the one table of what
+each cause means to the rest of the bot (`CAUSES`).
 
-They are part of the JSON contract (README, "JSON output"), so the string values never change;
-new members may be added.
+The vocabularies are part of the JSON contract (README, "JSON output"), so the string values
+never change; new members may be added.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
 
 
 class Cause(StrEnum):
@@ -46,6 +51,71 @@ class Finding(StrEnum):
     REGISTRY_HOST_TYPO = "registry_host_typo"
 
 
-#: Causes that can clear on their own on the kubelet's next retry (a rate-limit window resets,
-#: a registry comes back). Everything else stays broken until a person changes something.
-TRANSIENT_CAUSES: frozenset[Cause] = frozenset({Cause.RATE_LIMITED, Cause.NETWORK_UNREACHABLE})
+@dataclass(frozen=True)
+class CauseInfo:
+    """Everything the bot knows about a cause that is not a text: one row of `CAUSES`.
+
+    Every layer that decides something per cause (the engine, the incident scope, the registry
+    probe, the Slack alert) reads its answer here, so adding a cause is one row in this file;
+    per-cause texts and fix builders stay with their code (bot/diagnosis/explain.py and
+    fixes.py) and a test checks that they cover every cause.
+    """
+
+    #: The alert's headline, e.g. "Image tag not found".
+    title: str
+    #: It can clear on its own on the kubelet's next retry (a rate-limit window resets, a
+    #: registry comes back); otherwise it stays broken until a person changes something.
+    transient: bool = False
+    #: It hits whoever pulls from the registry (or the path to it), not one workload: incidents
+    #: are grouped per registry host, so one outage is one alert.
+    shared_scope: bool = False
+    #: Asking the registry (with the pod's credentials) can confirm, refine or recover it.
+    probe_worthy: bool = False
+    #: The pod's credentials may be why, so a person is offered to verify the pull secret;
+    #: this includes a missing repository, since registries hide private repositories from
+    #: callers without access.
+    credentials_suspect: bool = False
+    #: The registry refused the credentials (or their absence) outright: the engine examines
+    #: the pod's pull secrets and reports findings about them, and the cause's own fixes are
+    #: about secrets already.
+    credentials_refused: bool = False
+    #: Decided on the node (its network, quota, disk, platform, pull policy, the name itself):
+    #: the bot's own view of the registry must not override the kubelet's text.
+    node_side: bool = False
+    #: The kubelet contacts a registry at all: there is a pull back-off to estimate and a
+    #: digest worth pinning. False when it refuses before pulling (policy Never, a bad name).
+    kubelet_pulls: bool = True
+
+
+#: One row per cause (a test checks that none is missing).
+CAUSES: Final[Mapping[Cause, CauseInfo]] = MappingProxyType({
+    Cause.TAG_NOT_FOUND: CauseInfo(
+        "Image tag not found", probe_worthy=True),
+    Cause.REPOSITORY_NOT_FOUND: CauseInfo(
+        "Image repository not found", probe_worthy=True, credentials_suspect=True),
+    Cause.AUTH_REQUIRED: CauseInfo(
+        "Registry credentials missing or wrong", probe_worthy=True, credentials_suspect=True,
+        credentials_refused=True),
+    Cause.FORBIDDEN: CauseInfo(
+        "Registry refuses access (403)", probe_worthy=True, credentials_suspect=True,
+        credentials_refused=True),
+    Cause.RATE_LIMITED: CauseInfo(
+        "Registry rate limit (429)", transient=True, shared_scope=True, node_side=True),
+    Cause.DNS_FAILURE: CauseInfo(
+        "Registry host does not resolve", shared_scope=True, probe_worthy=True,
+        node_side=True),
+    Cause.NETWORK_UNREACHABLE: CauseInfo(
+        "Registry unreachable", transient=True, shared_scope=True, node_side=True),
+    Cause.TLS_UNTRUSTED: CauseInfo(
+        "Registry TLS certificate not trusted", shared_scope=True, node_side=True),
+    Cause.NEVER_PULL: CauseInfo(
+        "imagePullPolicy: Never and image not on node", node_side=True, kubelet_pulls=False),
+    Cause.INVALID_IMAGE_NAME: CauseInfo(
+        "Invalid image name", node_side=True, kubelet_pulls=False),
+    Cause.DISK_FULL: CauseInfo(
+        "Node disk full while pulling", node_side=True),
+    Cause.PLATFORM_MISMATCH: CauseInfo(
+        "No image for the node's platform", node_side=True),
+    Cause.UNKNOWN: CauseInfo(
+        "Image pull failing (cause unknown)", probe_worthy=True),
+})

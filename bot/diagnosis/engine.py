@@ -12,47 +12,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.diagnosis.causes import TRANSIENT_CAUSES, Cause, Finding
+from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.classify import (
     TextClass,
     classify_text,
     failed_pull_image,
-    is_crash_loop,
     pull_back_off_image,
 )
 from bot.diagnosis.cloud import ECR_TOKEN_LIFETIME, cloud_registry
-from bot.diagnosis.events import KubeletEvent, events_for_pod
+from bot.diagnosis.events import (
+    PULL_ERROR_TEXTS,
+    PULL_WAITING_REASONS,
+    KubeletEvent,
+    events_for_pod,
+    pull_event_kind,
+)
 from bot.diagnosis.explain import EXPLANATIONS, summarize
 from bot.diagnosis.facts import PodFacts, PullSecretInfo, RegistryFacts, WorkloadRef
 from bot.diagnosis.fixes import FixContext, build_fixes
 from bot.diagnosis.imageref import ImageRef, registry_matches, try_parse_image
 from bot.diagnosis.model import Backoff, ContainerDiagnosis, PodDiagnosis
 from bot.diagnosis.owners import infer_workload
-
-#: containerStatuses[].state.waiting.reason values that mean "cannot get the image".
-PULL_WAITING_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "RegistryUnavailable",
-        "ImageInspectError",
-    }
-)
-#: Event reasons the kubelet uses around image pulls.
-PULL_EVENT_REASONS = frozenset({"Failed", "BackOff", "ErrImageNeverPull", "InspectFailed"})
-_PULL_ERROR_MARKERS = (
-    "Error: ErrImagePull",
-    "Error: ImagePullBackOff",
-    "Error: ErrImageNeverPull",
-    "Error: InvalidImageName",
-    "Error: ImageInspectError",
-)
-#: Causes where who-has-which-credentials matters.
-CREDENTIAL_CAUSES = frozenset({Cause.AUTH_REQUIRED, Cause.FORBIDDEN})
-#: Causes where the kubelet does not pull at all, so there is no pull back-off to estimate.
-_NO_PULL_CAUSES = frozenset({Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME})
 
 BACKOFF_INITIAL_SECONDS = 10
 BACKOFF_MAX_SECONDS = 300
@@ -121,11 +101,8 @@ def _event_image(event: KubeletEvent) -> str | None:
 
 
 def _is_pull_failure(event: KubeletEvent) -> bool:
-    if event.reason not in PULL_EVENT_REASONS or is_crash_loop(event.message):
-        return False
-    if event.message.strip() in _PULL_ERROR_MARKERS:
-        return True
-    return _event_image(event) is not None or classify_text(event.message, event.reason) is not None
+    """The same test the watcher uses (bot/diagnosis/events.py): one rule, no drift."""
+    return pull_event_kind(event) == "pull_failure"
 
 
 def _waiting(container: _Container) -> Mapping[str, Any] | None:
@@ -145,7 +122,8 @@ def _cannot_pull(container: _Container, events: Sequence[KubeletEvent]) -> bool:
     last_failure = max((_stamp(e) for e in events if _is_pull_failure(e)), default=None)
     if last_failure is None:
         return False
-    last_success = max((_stamp(e) for e in events if e.reason == "Pulled"), default=None)
+    last_success = max((_stamp(e) for e in events if pull_event_kind(e) == "pulled"),
+                       default=None)
     return last_success is None or last_failure > last_success
 
 
@@ -241,7 +219,7 @@ def _diagnose_container(
         container=container.name,
         image=container.image,
         cause=cause,
-        transient=cause in TRANSIENT_CAUSES,
+        transient=CAUSES[cause].transient,
         summary=summarize(cause, container.image, ref,
                           repository_uncertain=repository_uncertain),
         explanation=EXPLANATIONS[cause],
@@ -249,21 +227,16 @@ def _diagnose_container(
         workload=workload,
         findings=tuple(findings),
         fixes=build_fixes(cause, context),
-        backoff=estimate_backoff(events, facts.now, pulls=cause not in _NO_PULL_CAUSES),
+        backoff=estimate_backoff(events, facts.now, pulls=CAUSES[cause].kubelet_pulls),
         init_container=container.init,
     )
 
 
-#: Text causes the bot's own view of the registry must not override: the nodes' network and
-#: quota are not the bot's.
-_NODE_SIDE_CAUSES = frozenset({Cause.RATE_LIMITED, Cause.NETWORK_UNREACHABLE, Cause.DNS_FAILURE,
-                               Cause.TLS_UNTRUSTED, Cause.DISK_FULL, Cause.PLATFORM_MISMATCH,
-                               Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME})
-
-
 def _with_registry(cause: Cause, registry: RegistryFacts | None, *, ambiguous: bool) -> Cause:
-    """Sharpen the kubelet's cause with what the registry answered the pod's credentials."""
-    if registry is None or cause in _NODE_SIDE_CAUSES:
+    """Sharpen the kubelet's cause with what the registry answered the pod's credentials.
+
+    Node-side causes stay: the nodes' network, quota and disk are not the bot's."""
+    if registry is None or CAUSES[cause].node_side:
         return cause
     if registry.repository_exists is False and (cause is Cause.TAG_NOT_FOUND or ambiguous):
         return Cause.REPOSITORY_NOT_FOUND
@@ -298,7 +271,7 @@ def _evidence(verdict: _Verdict, container: _Container, events: Sequence[Kubelet
     for event in events:
         # "Error: ErrImagePull" and friends repeat the state, not the reason: leave them out.
         if (_is_pull_failure(event) and event.message not in texts
-                and event.message.strip() not in _PULL_ERROR_MARKERS):
+                and event.message.strip() not in PULL_ERROR_TEXTS):
             texts.append(event.message)
     waiting = _waiting(container)
     message = str((waiting or {}).get("message") or "")
@@ -363,7 +336,7 @@ def _serves(secret: PullSecretInfo, registry: str) -> bool:
 def _findings(facts: PodFacts, cause: Cause, ref: ImageRef | None, policy: str,
               secrets: _SecretView) -> list[Finding]:
     found: list[Finding] = []
-    credentials = cause in CREDENTIAL_CAUSES
+    credentials = CAUSES[cause].credentials_refused
     if secrets.missing:
         found.append(Finding.PULL_SECRET_MISSING)
     if credentials:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.diagnosis import names
-from bot.diagnosis.causes import Cause, Finding
+from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.cloud import CloudRegistry, cloud_registry
 from bot.diagnosis.facts import RESTARTABLE_KINDS, WorkloadRef
 from bot.diagnosis.imageref import ImageRef, try_parse_image
@@ -579,7 +579,7 @@ def build_fixes(cause: Cause, ctx: FixContext) -> tuple[Fix, ...]:
     ctx, refused = _checked(ctx)
     fixes = _BUILDERS[cause](ctx)
     fixes.extend(_finding_fixes(cause, ctx))
-    if ctx.pin_digest and cause not in (Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME):
+    if ctx.pin_digest and CAUSES[cause].kubelet_pulls:
         fixes.append(_pin_by_digest(ctx))
     return tuple(_explain_refused(_dedupe(fixes), refused))
 
@@ -689,7 +689,7 @@ def _finding_fixes(cause: Cause, ctx: FixContext) -> list[Fix]:
                                "tag (replace <tag>)"))
     if Finding.ENSURE_SECRET_PULLED_IMAGES in ctx.findings and not (
         ctx.missing_secret or ctx.wrong_registry_secret or ctx.unreferenced_secret
-    ) and cause not in (Cause.AUTH_REQUIRED, Cause.FORBIDDEN):
+    ) and not CAUSES[cause].credentials_refused:
         extra.append(create_pull_secret(ctx, DEFAULT_SECRET_NAME))
         extra.append(attach_secret_to_service_account(ctx, DEFAULT_SECRET_NAME))
     return extra

@@ -55,9 +55,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from bot.diagnosis.classify import failed_pull_image, is_crash_loop, pull_back_off_image
-from bot.diagnosis.engine import PULL_WAITING_REASONS
-from bot.diagnosis.events import read_event
+from bot.diagnosis.events import PULL_WAITING_REASONS, pull_event_kind, read_event
 from bot.diagnosis.facts import parse_k8s_time
 from bot.kube.client import KubeClient, KubeError
 from bot.store import Store, StoreUnavailable
@@ -66,16 +64,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EventWatcher", "PodSignal", "PodSweeper", "pull_signal"]
 
-#: `Failed` events whose whole text is the kubelet naming a pull-related waiting reason.
-_PULL_ERROR_TEXTS: Final = frozenset({
-    "Error: ErrImagePull", "Error: ImagePullBackOff", "Error: ErrImageNeverPull",
-    "Error: InvalidImageName", "Error: ImageInspectError", "Error: RegistryUnavailable",
-})
-#: Reasons that are about image pulls whatever their text.
-_PULL_REASONS: Final = frozenset({
-    "ErrImageNeverPull", "InspectFailed", "FailedToRetrieveImagePullSecret",
-})
-_KUBELET: Final = "kubelet"
 #: How long before `last_seen` an event written in a gap may be stamped: client-go's recorder
 #: retries a write 12 times, 10 s apart; plus some clock drift between nodes.
 _LATE_WRITE: Final = timedelta(seconds=120)
@@ -99,16 +87,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _reporter(raw: Mapping[str, Any]) -> str | None:
-    """Which component wrote the event, from either dialect; None if it does not say."""
-    source = raw.get("source") or {}
-    for value in (source.get("component"), raw.get("reportingComponent"),
-                  raw.get("reportingController")):
-        if value:
-            return str(value)
-    return None
-
-
 def event_time(raw: Mapping[str, Any]) -> datetime | None:
     """When the event was last seen: lastTimestamp, series.lastObservedTime, eventTime (then
     firstTimestamp, creationTimestamp) — both core/v1 dialects."""
@@ -119,35 +97,16 @@ def pull_signal(raw_event: Mapping[str, Any]) -> PodSignal | None:
     """The signal in one core/v1 Event, or None if it is not the kubelet talking about an
     image pull of a pod.
 
-    Pull failures: ``Failed`` with ``Failed to pull image "x": ...`` (and the kubelet's other
-    pull texts: inspect, never-pull, default tag) or ``Error: ErrImagePull`` /
-    ``ImagePullBackOff`` / ``ErrImageNeverPull`` / ``InvalidImageName``; ``BackOff`` with
-    ``Back-off pulling image`` (the kubelet writes it as Normal); ``ErrImageNeverPull``,
-    ``InspectFailed``, ``FailedToRetrieveImagePullSecret``. ``Pulled`` is a signal of kind
-    ``pulled``: the pod may have recovered. ``Back-off restarting failed container`` is
-    CrashLoopBackOff and never a signal. Events that name a reporting component other than
-    the kubelet are ignored; events that name none (stripped copies) are judged by text.
+    Which events are about pulls is `pull_event_kind`'s call (bot/diagnosis/events.py), the
+    same rule the engine applies: ``pull_failure`` for the kubelet's failed pulls, ``pulled``
+    when the pod may have recovered, nothing for CrashLoopBackOff or another component's
+    events. The watcher only adds that the event must name a pod to look at.
     """
     involved = raw_event.get("involvedObject") or raw_event.get("regarding") or {}
     if involved.get("kind") != "Pod" or not involved.get("name"):
         return None
-    reporter = _reporter(raw_event)
-    if reporter is not None and reporter != _KUBELET:
-        return None
-    reason = str(raw_event.get("reason") or "")
-    message = str(raw_event.get("message") or raw_event.get("note") or "")
-    text = message.strip()
-    kind: str | None = None
-    if reason == "Pulled":
-        kind = "pulled"
-    elif reason in _PULL_REASONS:
-        kind = "pull_failure"
-    elif reason == "Failed":
-        if text in _PULL_ERROR_TEXTS or failed_pull_image(text) is not None:
-            kind = "pull_failure"
-    elif (reason == "BackOff" and not is_crash_loop(text)
-          and pull_back_off_image(text) is not None):
-        kind = "pull_failure"
+    event = read_event(raw_event)
+    kind = pull_event_kind(event)
     if kind is None:
         return None
     namespace = involved.get("namespace") or (raw_event.get("metadata") or {}).get("namespace")
@@ -155,9 +114,9 @@ def pull_signal(raw_event: Mapping[str, Any]) -> PodSignal | None:
         namespace=str(namespace or "default"),
         pod=str(involved["name"]),
         kind=kind,
-        reason=reason,
-        message=message,
-        observed_at=event_time(raw_event) or _now(),
+        reason=event.reason,
+        message=event.message,
+        observed_at=event.last_seen or _now(),
     )
 
 

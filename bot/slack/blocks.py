@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from bot.alerts.incidents import Incident, Member
-from bot.diagnosis.causes import Cause
+from bot.diagnosis.causes import CAUSES, Cause
 from bot.slack import actions
 from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, plain, user
 
@@ -31,24 +31,6 @@ MAX_LISTED = 15
 Block = dict[str, Any]
 M = Mrkdwn  # the bot's own mrkdwn literals, short for templates
 
-TITLES: dict[Cause, str] = {
-    Cause.TAG_NOT_FOUND: "Image tag not found",
-    Cause.REPOSITORY_NOT_FOUND: "Image repository not found",
-    Cause.AUTH_REQUIRED: "Registry credentials missing or wrong",
-    Cause.FORBIDDEN: "Registry refuses access (403)",
-    Cause.RATE_LIMITED: "Registry rate limit (429)",
-    Cause.DNS_FAILURE: "Registry host does not resolve",
-    Cause.NETWORK_UNREACHABLE: "Registry unreachable",
-    Cause.TLS_UNTRUSTED: "Registry TLS certificate not trusted",
-    Cause.NEVER_PULL: "imagePullPolicy: Never and image not on node",
-    Cause.INVALID_IMAGE_NAME: "Invalid image name",
-    Cause.DISK_FULL: "Node disk full while pulling",
-    Cause.PLATFORM_MISMATCH: "No image for the node's platform",
-    Cause.UNKNOWN: "Image pull failing (cause unknown)",
-}
-
-#: Button action ids; their handlers live in handlers/ (the interactive Slack issue).
-_CREDENTIAL_CAUSES = {Cause.AUTH_REQUIRED, Cause.FORBIDDEN, Cause.REPOSITORY_NOT_FOUND}
 _RESTARTABLE = {"deployment", "statefulset", "daemonset"}
 
 
@@ -82,7 +64,7 @@ def duration(seconds: float) -> str:
 
 
 def _header(incident: Incident, resolved: bool) -> Block:
-    title = TITLES[incident.cause]
+    title = CAUSES[incident.cause].title
     text = f"✅ Resolved: {title}" if resolved else f"🔴 {title}"
     return {"type": "header", "text": {"type": "plain_text", "text": plain(text, MAX_HEADER),
                                        "emoji": True}}
@@ -180,7 +162,7 @@ def _buttons(incident: Incident) -> Block | None:
     image = str(d.get("image", ""))
     if incident.cause is Cause.RATE_LIMITED:
         button("Check Docker Hub quota", actions.QUOTA)
-    if incident.cause in _CREDENTIAL_CAUSES:
+    if CAUSES[incident.cause].credentials_suspect:
         button("Verify pull secret", actions.VERIFY_SECRET)
     suggestion = suggested_image(d)
     workload = d.get("workload") or {}
@@ -216,7 +198,7 @@ def root_message(incident: Incident, *, resolved: bool = False,
     """The root alert (also its resolved form, used by chat.update)."""
     d = incident.diagnosis
     summary = _summary(d)
-    text = M("{}: {}").format(TITLES[incident.cause], summary)
+    text = M("{}: {}").format(CAUSES[incident.cause].title, summary)
     blocks: list[Block] = [_header(incident, resolved)]
     if resolved and incident.resolved_at is not None:
         took = duration(incident.resolved_at - incident.created_at)
@@ -295,7 +277,7 @@ def diagnosis_message(result: dict[str, Any]) -> tuple[str, list[Block]]:
         workload = entry.get("workload") or {}
         kind = "init container" if entry.get("init_container") else "container"
         blocks.append(_mrkdwn(M("*{}* — {} {} {}\n{}").format(
-            TITLES[cause], where, kind, code(entry.get("container")), _summary(entry))))
+            CAUSES[cause].title, where, kind, code(entry.get("container")), _summary(entry))))
         blocks.append({"type": "section", "fields": [_field(k, v) for k, v in (
             ("Workload", _workload_name(workload)),
             ("Image", code(entry.get("image"))),

@@ -84,7 +84,7 @@ def test_crash_loop_backoff_is_not_a_pull() -> None:
 
 @pytest.mark.parametrize("message", [
     "Error: ErrImagePull", "Error: ImagePullBackOff", "Error: ErrImageNeverPull",
-    "Error: InvalidImageName",
+    "Error: InvalidImageName", "Error: ImageInspectError", "Error: RegistryUnavailable",
 ])
 def test_failed_error_reasons(message: str) -> None:
     signal = pull_signal(_event("Failed", message))
