@@ -13,6 +13,10 @@ after re-reading the incident. Each message has a name within its incident (its 
 the Notifier posts a part at most once however often it is asked: when a replica dies, times
 out or loses its store write after Slack stored the message, the next attempt of the same part
 finds that message instead of posting another (see bot/slack/notifier.py).
+
+An incident keeps the diagnosis it was opened with (`IncidentDiagnosis`: the first failing
+container's, and the pod it was seen in) as the diagnosis JSON contract, so the record reads
+back typed in any later version, and a record written by an earlier one still loads.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from bot.diagnosis.causes import CAUSES, Cause
+from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 from bot.metrics import Metrics
@@ -81,6 +85,47 @@ class Member:
         return cls(**json.loads(raw))
 
 
+@dataclass(frozen=True, kw_only=True)
+class IncidentDiagnosis(ContainerDiagnosis):
+    """The diagnosis an incident was opened with: one container's, and where it was seen.
+
+    Stored as `ContainerDiagnosis.to_json()` plus "namespace" and "pod" (the shape incidents
+    have always had), so `from_json` also reads records written before this class existed.
+    """
+
+    namespace: str
+    pod: str
+
+    @classmethod
+    def of(cls, entry: ContainerDiagnosis, namespace: str, pod: str) -> IncidentDiagnosis:
+        return cls(**{f.name: getattr(entry, f.name) for f in fields(ContainerDiagnosis)},
+                   namespace=namespace, pod=pod)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "namespace": self.namespace, "pod": self.pod}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncidentDiagnosis:
+        entry = ContainerDiagnosis.from_json(data)
+        if "suggested_image" not in data:
+            entry = replace(entry, suggested_image=_legacy_suggested_image(entry))
+        return cls.of(entry, str(data.get("namespace", "")), str(data.get("pod", "")))
+
+
+def _legacy_suggested_image(entry: ContainerDiagnosis) -> str | None:
+    """The suggestion of a record stored before `suggested_image` was a key: then it lived only
+    in the first fix (`kubectl set image KIND/NAME CONTAINER=IMAGE`), and an alert posted by
+    that version keeps its "Set image" button working after an upgrade. New records never
+    come here."""
+    if not {Finding.TAG_SUGGESTION, Finding.SWAPPED_PATH,
+            Finding.REGISTRY_HOST_TYPO} & set(entry.findings) or not entry.fixes:
+        return None
+    for word in entry.fixes[0].command.split():
+        if word.startswith(f"{entry.container}="):
+            return word.split("=", 1)[1]
+    return None
+
+
 @dataclass
 class Incident:
     """A snapshot of one incident as stored."""
@@ -93,7 +138,7 @@ class Incident:
     scope: str
     state: str  # "pending", "open", "resolved"
     created_at: float
-    diagnosis: dict[str, Any]
+    diagnosis: IncidentDiagnosis
     members: dict[str, Member] = field(default_factory=dict)
     announced: set[str] = field(default_factory=set)
     recovered: dict[str, Member] = field(default_factory=dict)
@@ -118,7 +163,7 @@ class Incident:
 
     @property
     def transient(self) -> bool:
-        return bool(self.diagnosis.get("transient"))
+        return self.diagnosis.transient
 
 
 def new_incident_id() -> str:
@@ -220,7 +265,7 @@ class IncidentManager:
             if incident_id == candidate:  # the key vanished in between: take it
                 self.store.put(active_key, candidate)
         hkey = self._k("incident", incident_id)
-        diagnosis = {**entry.to_json(), "namespace": result.namespace, "pod": result.pod}
+        diagnosis = IncidentDiagnosis.of(entry, result.namespace, result.pod).to_json()
         static = {"id": incident_id, "key": key, "cluster": self.cluster,
                   "cause": entry.cause.value, "scope_kind": scope_kind, "scope": scope,
                   "state": "pending", "created_at": repr(now),
@@ -271,8 +316,9 @@ class IncidentManager:
             id=incident_id, key=raw["key"], cluster=raw.get("cluster", self.cluster),
             cause=Cause(raw["cause"]), scope_kind=raw.get("scope_kind", "workload"),
             scope=raw.get("scope", ""), state=raw.get("state", "pending"),
-            created_at=float(raw.get("created_at") or 0), diagnosis=json.loads(
-                raw.get("diagnosis") or "{}"),
+            created_at=float(raw.get("created_at") or 0),
+            diagnosis=IncidentDiagnosis.from_json(
+                {"cause": raw["cause"], **json.loads(raw.get("diagnosis") or "{}")}),
             members=members, recovered=recovered,
             announced=self.store.smembers(self._k("incident", incident_id, "announced")),
             channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,

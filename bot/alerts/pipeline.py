@@ -40,8 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.alerts.incidents import IncidentManager
-from bot.alerts.investigate import investigate_pod
-from bot.diagnosis.engine import diagnose
+from bot.alerts.investigate import diagnose_pod
 from bot.kube.client import KubeClient, KubeError, KubeNotFound, KubeUnreachable
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient
@@ -174,11 +173,10 @@ class Pipeline:
     def process(self, namespace: str, pod: str) -> None:
         """Diagnose one pod now and record the result."""
         try:
-            facts = investigate_pod(self.kube, namespace, pod, self.registry, self.known_hosts)
+            result = diagnose_pod(self.kube, namespace, pod, self.registry, self.known_hosts)
         except KubeNotFound:
             self.manager.pod_recovered(namespace, pod)  # deleted: rolled forward or removed
             return
-        result = diagnose(facts)
         if self.metrics is not None:
             for entry in result.diagnoses:
                 self.metrics.diagnoses.labels(entry.cause.value).inc()

@@ -16,17 +16,16 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.alerts.incidents import Incident, IncidentManager
-from bot.alerts.investigate import investigate_pod
+from bot.alerts.investigate import diagnose_pod
 from bot.chatops.approvals import ApprovalService
 from bot.chatops.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
 from bot.config import Settings
-from bot.diagnosis.engine import diagnose
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.kube.client import KubeClient, KubeError, KubeNotFound
 from bot.kube.remediation import RemediationRefused
 from bot.registry.client import RegistryClient
 from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
-from bot.slack.blocks import diagnosis_message, suggested_image, text_message
+from bot.slack.blocks import diagnosis_message, text_message
 from bot.slack.text import Mrkdwn, code, sentence
 
 log = logging.getLogger(__name__)
@@ -74,9 +73,8 @@ class Interactive:
         return text_message(HELP)
 
     def diagnose(self, namespace: str, pod: str) -> Message:
-        facts = investigate_pod(self.kube, namespace, pod, self.registry,
-                                self.settings.registry_endpoints)
-        return diagnosis_message(diagnose(facts).to_json())
+        return diagnosis_message(diagnose_pod(self.kube, namespace, pod, self.registry,
+                                              self.settings.registry_endpoints))
 
     def quota(self, secret: tuple[str, str] | None) -> Message:
         from bot.registry.dockerhub import dockerhub_quota
@@ -151,25 +149,20 @@ class Interactive:
         if incident is None:
             return text_message("This alert's incident is no longer in the store.")
         d = incident.diagnosis
-        workload = d.get("workload") or {}
         try:
             if action == "quota":
                 return self._to_thread(incident, self.quota(None))
             if action == "verify_secret":
-                return self._to_thread(incident, self.verify(str(d["namespace"]), str(d["pod"]),
-                                                             None))
+                return self._to_thread(incident, self.verify(d.namespace, d.pod, None))
             if action == "restart":
-                return self.request("rollout_restart", str(d["namespace"]),
-                                    str(workload.get("kind")), str(workload.get("name")), user,
-                                    channel, incident=incident)
+                return self.request("rollout_restart", d.namespace, d.workload.kind,
+                                    d.workload.name, user, channel, incident=incident)
             if action == "set_image":
-                image = suggested_image(d)
-                if image is None:
+                if d.suggested_image is None:
                     return text_message("No registry-confirmed image to set.")
-                return self.request("set_image", str(d["namespace"]), str(workload.get("kind")),
-                                    str(workload.get("name")), user, channel,
-                                    container=str(d.get("container")), image=image,
-                                    incident=incident)
+                return self.request("set_image", d.namespace, d.workload.kind, d.workload.name,
+                                    user, channel, container=d.container,
+                                    image=d.suggested_image, incident=incident)
         except KubeNotFound as exc:
             return text_message(Mrkdwn("⚠️ {} (the pod may have been replaced since the "
                                        "alert).").format(sentence(exc)))

@@ -151,7 +151,7 @@ def _kube(args: argparse.Namespace, settings: Settings) -> KubeClient:
 
 
 def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.alerts.investigate import investigate_pod
+    from bot.alerts.investigate import diagnose_pod
     from bot.registry.client import client_from_settings
 
     if args.pod_json is None and args.events_json is not None:
@@ -169,12 +169,12 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
     probe = settings.registry_probe and not args.no_registry
     with client_from_settings(settings) as registry:
         try:
-            facts = investigate_pod(kube, namespace, pod, registry if probe else None,
-                                    settings.registry_endpoints)
+            result = diagnose_pod(kube, namespace, pod, registry if probe else None,
+                                  settings.registry_endpoints)
         except KubeNotFound as exc:
             raise UsageError(f"{exc} (check the namespace and name: kubectl get pods -n "
                              f"{namespace})") from None
-    _print_results([diagnose(facts)], args.output, as_list=False)
+    _print_results([result], args.output, as_list=False)
     return EXIT_OK
 
 

@@ -191,8 +191,12 @@ def _diagnose_container(
         or (registry is not None and registry.repository_exists))
     policy = container.pull_policy or _default_pull_policy(ref)
     findings = _findings(facts, cause, ref, policy, secrets)
+    # the one place a registry suggestion is taken: its kind as a finding, the image itself
+    # for the fixes (FixContext) and for the JSON (ContainerDiagnosis.suggested_image)
+    suggested_image = None
     if registry is not None and registry.suggested_image and registry.suggestion_kind:
         findings.append(registry.suggestion_kind)
+        suggested_image = registry.suggested_image
     node = (facts.pod.get("spec") or {}).get("nodeName")
     context = FixContext(
         namespace=facts.namespace,
@@ -212,7 +216,7 @@ def _diagnose_container(
         repository_uncertain=repository_uncertain,
         pull_policy=policy,
         has_registry_secret=bool(secrets.matching),
-        suggested_image=registry.suggested_image if registry else None,
+        suggested_image=suggested_image,
         pin_digest=registry.digest if registry else None,
     )
     return ContainerDiagnosis(
@@ -229,6 +233,7 @@ def _diagnose_container(
         fixes=build_fixes(cause, context),
         backoff=estimate_backoff(events, facts.now, pulls=CAUSES[cause].kubelet_pulls),
         init_container=container.init,
+        suggested_image=suggested_image,
     )
 
 

@@ -1,7 +1,9 @@
 """The diagnosis as the rest of the bot (and users' scripts) consume it.
 
 `PodDiagnosis.to_json()` is the documented JSON contract (README, "JSON output"): keys are only
-ever added, never renamed.
+ever added, never renamed. `ContainerDiagnosis.from_json` reads it back (incidents keep their
+diagnosis in the store as this JSON): it accepts JSON written by any earlier version, so a key
+that is missing gets the value the older version meant.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class Fix:
     def to_json(self) -> dict[str, str]:
         return {"title": self.title, "command": self.command}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fix:
+        return cls(str(data.get("title", "")), str(data.get("command", "")))
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -36,6 +42,11 @@ class Backoff:
 
     def to_json(self) -> dict[str, int | None]:
         return {"attempts": self.attempts, "next_retry_seconds": self.next_retry_seconds}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Backoff:
+        retry = data.get("next_retry_seconds")
+        return cls(int(data.get("attempts") or 0), None if retry is None else int(retry))
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,11 @@ class ContainerDiagnosis:
     fixes: tuple[Fix, ...]
     backoff: Backoff
     init_container: bool = False
+    #: The image the registry confirmed exists and the bot suggests instead (a close tag, the
+    #: swapped path, the corrected registry host), exactly as it would be set; None without
+    #: one. Its kind is in `findings` (tag_suggestion, swapped_path, registry_host_typo). Kept
+    #: as data so that nothing (the alert's "Set image" button) reads it back out of a command.
+    suggested_image: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,7 +83,35 @@ class ContainerDiagnosis:
             "findings": [f.value for f in self.findings],
             "fixes": [f.to_json() for f in self.fixes],
             "backoff": self.backoff.to_json(),
+            "suggested_image": self.suggested_image,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerDiagnosis:
+        """The inverse of `to_json`, for JSON of this or any earlier version.
+
+        A finding this version does not know (JSON from a newer one, read after a rollback) is
+        left out rather than failing the whole read; an unknown cause reads as `unknown`.
+        """
+        workload = data.get("workload") or {}
+        known_findings = {f.value for f in Finding}
+        cause = str(data.get("cause") or "")
+        return cls(
+            container=str(data.get("container", "")),
+            image=str(data.get("image", "")),
+            cause=Cause(cause) if cause in {c.value for c in Cause} else Cause.UNKNOWN,
+            transient=bool(data.get("transient")),
+            summary=str(data.get("summary", "")),
+            explanation=str(data.get("explanation", "")),
+            evidence=tuple(str(e) for e in data.get("evidence") or ()),
+            workload=WorkloadRef(str(workload.get("kind", "")), str(workload.get("name", ""))),
+            findings=tuple(Finding(f) for f in data.get("findings") or ()
+                           if f in known_findings),
+            fixes=tuple(Fix.from_json(f) for f in data.get("fixes") or ()),
+            backoff=Backoff.from_json(data.get("backoff") or {}),
+            init_container=bool(data.get("init_container")),
+            suggested_image=str(data["suggested_image"]) if data.get("suggested_image") else None,
+        )
 
 
 @dataclass(frozen=True)

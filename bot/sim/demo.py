@@ -10,8 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.alerts.investigate import investigate_pod
-from bot.diagnosis.engine import diagnose
+from bot.alerts.investigate import diagnose_pod
 from bot.diagnosis.render import render_text
 from bot.diagnosis.terminal import write, write_json
 from bot.kube.client import KubeClient
@@ -60,8 +59,7 @@ def run_demo(ids: Sequence[str], output: str = "text") -> int:
                 # only the scenario's own registries are asked: the demo never leaves loopback
                 registry = client if endpoints else None
                 for namespace, pod in _pods(scenario):
-                    facts = investigate_pod(kube, namespace, pod, registry, list(endpoints))
-                    result = diagnose(facts)
+                    result = diagnose_pod(kube, namespace, pod, registry, list(endpoints))
                     if output == "text":
                         write(render_text(result))
                     else:

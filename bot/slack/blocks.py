@@ -16,8 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.alerts.incidents import Incident, Member
+from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.causes import CAUSES, Cause
+from bot.diagnosis.facts import WorkloadRef
+from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 from bot.slack import actions
 from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, plain, user
 
@@ -70,14 +72,14 @@ def _header(incident: Incident, resolved: bool) -> Block:
                                        "emoji": True}}
 
 
-def _summary(diagnosis: dict[str, Any]) -> Mrkdwn:
+def _summary(diagnosis: ContainerDiagnosis) -> Mrkdwn:
     """The diagnosis summary: its code spans are built backtick-safe (bot/diagnosis/markup.py),
     so escaping the three control characters is all Slack needs."""
-    return escape(str(diagnosis.get("summary", "")))
+    return escape(diagnosis.summary)
 
 
-def _workload_name(workload: dict[str, Any]) -> str:
-    return f"{workload.get('kind')}/{workload.get('name')}"
+def _workload_name(workload: WorkloadRef) -> str:
+    return f"{workload.kind}/{workload.name}"
 
 
 def _fields(incident: Incident, resolved: bool = False) -> Block:
@@ -91,13 +93,12 @@ def _fields(incident: Incident, resolved: bool = False) -> Block:
         fields += [("Registry", incident.scope),
                    ("Workloads", str(len(workloads)) if not resolved else "—")]
     else:
-        workload = d.get("workload", {})
-        fields += [("Namespace", str(d.get("namespace", ""))),
-                   ("Workload", _workload_name(workload)),
-                   ("Container", str(d.get("container", "")))]
+        fields += [("Namespace", d.namespace),
+                   ("Workload", _workload_name(d.workload)),
+                   ("Container", d.container)]
     images = sorted({m.image for m in incident.members.values()})
     image = (M("{} images, e.g. {}").format(len(images), code(images[0])) if len(images) > 1
-             else code(d.get("image", "")))
+             else code(d.image))
     fields += [("Images" if len(images) > 1 else "Image", image),
                ("Pods affected" if resolved else "Pods failing", str(pods)),
                ("Since", date(incident.created_at)),
@@ -116,16 +117,16 @@ def _workload_list(incident: Incident) -> Block | None:
     return _mrkdwn(M("*Affected workloads*\n") + M("\n").join(shown))
 
 
-def _diagnose_hint(diagnosis: dict[str, Any]) -> Mrkdwn:
-    return code(f"/imagepull diagnose {diagnosis.get('namespace')}/{diagnosis.get('pod')}")
+def _diagnose_hint(diagnosis: IncidentDiagnosis) -> Mrkdwn:
+    return code(f"/imagepull diagnose {diagnosis.namespace}/{diagnosis.pod}")
 
 
-def _fix_blocks(diagnosis: dict[str, Any]) -> list[Block]:
+def _fix_blocks(diagnosis: IncidentDiagnosis) -> list[Block]:
     blocks: list[Block] = []
-    fixes = diagnosis.get("fixes") or []
+    fixes = diagnosis.fixes
     for number, fix in enumerate(fixes[:MAX_FIXES], start=1):
-        title = M("*{}.* {}\n").format(number, fix.get("title", ""))
-        blocks.append(_mrkdwn(title + code_block(fix.get("command", ""),
+        title = M("*{}.* {}\n").format(number, fix.title)
+        blocks.append(_mrkdwn(title + code_block(fix.command,
                                                  MAX_SECTION_TEXT - len(title))))
     if len(fixes) > MAX_FIXES:
         blocks.append(_context(M("{} more steps: {}").format(len(fixes) - MAX_FIXES,
@@ -133,8 +134,8 @@ def _fix_blocks(diagnosis: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def _evidence_block(diagnosis: dict[str, Any]) -> Block | None:
-    evidence = diagnosis.get("evidence") or []
+def _evidence_block(diagnosis: ContainerDiagnosis) -> Block | None:
+    evidence = diagnosis.evidence
     if not evidence:
         return None
     return _mrkdwn(M("*Evidence* (the kubelet's own words)\n")
@@ -159,38 +160,24 @@ def _buttons(incident: Incident) -> Block | None:
                 "deny": {"type": "plain_text", "text": "Cancel"}}
         elements.append(element)
 
-    image = str(d.get("image", ""))
     if incident.cause is Cause.RATE_LIMITED:
         button("Check Docker Hub quota", actions.QUOTA)
     if CAUSES[incident.cause].credentials_suspect:
         button("Verify pull secret", actions.VERIFY_SECRET)
-    suggestion = suggested_image(d)
-    workload = d.get("workload") or {}
-    kind = str(workload.get("kind", "")).lower()
-    target = f"{kind}/{workload.get('name')}"
-    if suggestion and incident.scope_kind == "workload":
+    suggestion = d.suggested_image
+    kind = d.workload.kind.lower()
+    target = d.workload.kubectl_ref
+    # a Job's pod template cannot change (its fix is delete and re-create): no button for it
+    if suggestion and incident.scope_kind == "workload" and kind != "job":
         button(f"Set image to {suggestion}", actions.SET_IMAGE, "primary",
                M("Set {} of {} from {} to {}? An approver must confirm.").format(
-                   code(d.get("container")), code(target), code(image), code(suggestion)))
+                   code(d.container), code(target), code(d.image), code(suggestion)))
     if kind in _RESTARTABLE and incident.scope_kind == "workload":
         button("Rollout restart", actions.RESTART, None,
                M("Restart {} in {}? An approver must confirm.").format(
-                   code(target), code(d.get("namespace"))))
+                   code(target), code(d.namespace)))
     return {"type": "actions", "block_id": f"ipb-actions-{incident.id}",
             "elements": elements} if elements else None
-
-
-def suggested_image(diagnosis: dict[str, Any]) -> str | None:
-    """The registry-confirmed image of the first fix, when there is one."""
-    findings = set(diagnosis.get("findings") or [])
-    if not findings & {"tag_suggestion", "swapped_path", "registry_host_typo"}:
-        return None
-    first = (diagnosis.get("fixes") or [{}])[0].get("command", "")
-    container = diagnosis.get("container")
-    for word in str(first).split():
-        if word.startswith(f"{container}="):
-            return word.split("=", 1)[1]
-    return None
 
 
 def root_message(incident: Incident, *, resolved: bool = False,
@@ -262,27 +249,24 @@ def resolved_message(incident: Incident) -> tuple[str, list[Block]]:
 # -- /imagepull answers -------------------------------------------------------------------------
 
 
-def diagnosis_message(result: dict[str, Any]) -> tuple[str, list[Block]]:
-    """A PodDiagnosis (JSON form) as the same blocks an alert uses, one part per container."""
-    namespace, pod = result.get("namespace"), result.get("pod")
-    where = code(f"{namespace}/{pod}")
-    entries = result.get("diagnoses") or []
+def diagnosis_message(result: PodDiagnosis) -> tuple[str, list[Block]]:
+    """A PodDiagnosis as the same blocks an alert uses, one part per container."""
+    where = code(f"{result.namespace}/{result.pod}")
+    entries = result.diagnoses
     if not entries:
         text = M("{}: no image-pull problem found.").format(where)
         return message(text, [_mrkdwn(M("✅ ") + text)])
     blocks: list[Block] = []
     for entry in entries:
-        d = {**entry, "namespace": namespace, "pod": pod}
-        cause = Cause(entry["cause"])
-        workload = entry.get("workload") or {}
-        kind = "init container" if entry.get("init_container") else "container"
+        d = IncidentDiagnosis.of(entry, result.namespace, result.pod)
+        kind = "init container" if entry.init_container else "container"
         blocks.append(_mrkdwn(M("*{}* — {} {} {}\n{}").format(
-            CAUSES[cause].title, where, kind, code(entry.get("container")), _summary(entry))))
+            CAUSES[entry.cause].title, where, kind, code(entry.container), _summary(entry))))
         blocks.append({"type": "section", "fields": [_field(k, v) for k, v in (
-            ("Workload", _workload_name(workload)),
-            ("Image", code(entry.get("image"))),
-            ("Outlook", "Transient" if entry.get("transient") else "Permanent"),
-            ("Findings", ", ".join(entry.get("findings") or []) or "—"))]})
+            ("Workload", _workload_name(entry.workload)),
+            ("Image", code(entry.image)),
+            ("Outlook", "Transient" if entry.transient else "Permanent"),
+            ("Findings", ", ".join(f.value for f in entry.findings) or "—"))]})
         evidence = _evidence_block(d)
         if evidence:
             blocks.append(evidence)

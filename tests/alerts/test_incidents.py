@@ -6,6 +6,7 @@ Diagnoses come from the real engine on kubelet-shaped pods and events; time is p
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.alerts.incidents import IncidentManager, Timing
+from bot.alerts.incidents import IncidentDiagnosis, IncidentManager, Timing
+from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.engine import diagnose
-from bot.diagnosis.facts import PodFacts
+from bot.diagnosis.facts import PodFacts, RegistryFacts
 from bot.diagnosis.model import PodDiagnosis
 from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import SlackNotifier, web_client
@@ -361,3 +363,52 @@ def test_without_history_scope_a_lost_answer_is_posted_again_not_lost(
     incident = bot.manager.load(incident_id)
     assert incident is not None and incident.state == "open"
     assert incident.thread_ts in {m.ts for m in slack.channel_history(CHANNEL)}
+
+
+def test_the_diagnosis_reads_back_typed_and_an_old_record_keeps_its_button(
+        slack: SlackStandIn, store: Store) -> None:
+    """The incident's diagnosis is stored as the JSON contract and loads as IncidentDiagnosis;
+    a record stored before `suggested_image` was a key (the suggestion only inside the first
+    fix's command) still loads, with the suggestion, so its alert keeps the Set image button."""
+    image = "shop/web:lates"
+    suggestion = RegistryFacts(probe_cause=Cause.TAG_NOT_FOUND, repository_exists=True,
+                               suggested_image="shop/web:latest",
+                               suggestion_kind=Finding.TAG_SUGGESTION)
+    result = diagnose(PodFacts(
+        pod=pod(image), events=pull_failure(image, NOT_FOUND.format(repo="shop/web")), now=NOW,
+        registry={image: suggestion}))
+    [entry] = result.diagnoses
+    bot = new_bot(slack, store)
+    [incident_id] = bot.manager.observe(result, now=T0)
+    incident = bot.manager.load(incident_id)
+    assert incident is not None
+    assert incident.diagnosis == IncidentDiagnosis.of(entry, "shop", "web-7d9f8b6c5d-x2x9q")
+    assert incident.diagnosis.suggested_image == "shop/web:latest"
+    assert not incident.transient
+
+    key = store.key("incident", incident_id)
+    stored = json.loads(store.hgetall(key)["diagnosis"])
+    assert stored == {**entry.to_json(), "namespace": "shop", "pod": "web-7d9f8b6c5d-x2x9q"}
+    legacy = {k: v for k, v in stored.items() if k not in ("suggested_image", "init_container")}
+    store.hset(key, {"diagnosis": json.dumps(legacy)})
+    old = bot.manager.load(incident_id)
+    assert old is not None and old.diagnosis == incident.diagnosis
+
+    bot.tick(T0 + 10)
+    [root] = roots(slack)
+    buttons = [e for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert "Set image to shop/web:latest" in [b["text"]["text"] for b in buttons]
+
+
+def test_an_old_record_without_a_suggestion_has_none(store: Store, slack: SlackStandIn) -> None:
+    bot = new_bot(slack, store)
+    result = bad_tag("api")
+    [incident_id] = bot.manager.observe(result, now=T0)
+    key = store.key("incident", incident_id)
+    stored = json.loads(store.hgetall(key)["diagnosis"])
+    assert stored["suggested_image"] is None
+    del stored["suggested_image"]
+    store.hset(key, {"diagnosis": json.dumps(stored)})
+    incident = bot.manager.load(incident_id)
+    assert incident is not None and incident.diagnosis.suggested_image is None
+    assert incident.diagnosis.fixes == result.diagnoses[0].fixes

@@ -7,6 +7,7 @@ cluster, the Slack stand-in and real Redis. PATCHes are counted at the scenario 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -312,6 +313,23 @@ def test_set_image_button_on_the_alert(bot: BotUnderTest) -> None:
     deployment = bot.sim.get("Deployment", "web", "shop")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
         "registry.internal/shop/web:v2.1"
+
+
+def test_set_image_button_of_an_alert_stored_by_an_earlier_version(bot: BotUnderTest) -> None:
+    """An incident stored before `suggested_image` was a diagnosis key (the image was only in
+    the first fix's command) still answers its Set image button after an upgrade."""
+    failing_web(bot)
+    alert = wait_for(lambda: bot.slack.channel_history(ALERTS[0]), what="the alert")[0]
+    incident_id = button_value(alert, "ipb_set_image")
+    key = bot.store.key("incident", incident_id)
+    stored = json.loads(bot.store.hgetall(key)["diagnosis"])
+    assert stored["suggested_image"] == "registry.internal/shop/web:v2.1"
+    del stored["suggested_image"]
+    bot.store.hset(key, {"diagnosis": json.dumps(stored)})
+    reply, name = click(bot, "ipb_set_image", incident_id, alert, user=ALICE)
+    assert reply.status == 200
+    assert "Asked for approval of the set image" in answer(bot, name)["text"]
+    assert "registry.internal/shop/web:v2.1" in approval_message(bot).text
 
 
 def test_verify_secret_button_answers_in_the_thread(bot: BotUnderTest) -> None:

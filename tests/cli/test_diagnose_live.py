@@ -100,6 +100,7 @@ def test_tag_not_found_names_the_deployment_and_the_exact_fix(
     [entry] = result["diagnoses"]
     assert entry["workload"] == {"kind": "Deployment", "name": "web"}
     assert entry["image"] == "nginx:lates"
+    assert entry["suggested_image"] is None  # no registry asked: nothing confirmed
     commands = [f["command"] for f in entry["fixes"]]
     assert "kubectl set image deployment/web 'web=nginx:<tag>' -n shop" in commands
     assert entry["backoff"]["attempts"] >= 1
@@ -114,6 +115,7 @@ def test_lates_suggests_latest_from_the_scenarios_registry(
         result = _diagnose(sim, tmp_path, capsys, "shop/web-7d9f8b6c5d-x2x9q")
     [entry] = result["diagnoses"]
     assert entry["findings"] == ["tag_suggestion"]
+    assert entry["suggested_image"] == "nginx:latest"  # as data, not only inside a command
     assert entry["fixes"][0]["command"] == (
         "kubectl set image deployment/web web=nginx:latest -n shop")
     pin = [f["command"] for f in entry["fixes"] if "@sha256:" in f["command"]]

@@ -384,7 +384,8 @@ def test_json_contract_keys() -> None:
     assert set(out) == {"namespace", "pod", "diagnoses"}
     entry = out["diagnoses"][0]
     assert {"container", "image", "cause", "transient", "summary", "evidence", "workload",
-            "findings", "fixes", "backoff"} <= set(entry)
+            "findings", "fixes", "backoff", "suggested_image"} <= set(entry)
+    assert entry["suggested_image"] is None  # no registry answer: no suggestion, but the key
     assert entry["workload"] == {"kind": "Deployment", "name": "web"}
     assert set(entry["backoff"]) == {"attempts", "next_retry_seconds"}
     assert all(set(f) == {"title", "command"} for f in entry["fixes"])
@@ -440,6 +441,7 @@ def test_registry_suggestion_goes_into_the_set_image_fix_and_pins_its_digest() -
     d = only(facts_for("nginx:lates", NOT_FOUND, registry={"nginx:lates": reg}))
     assert d.cause is Cause.TAG_NOT_FOUND
     assert Finding.TAG_SUGGESTION in d.findings
+    assert d.suggested_image == d.to_json()["suggested_image"] == "nginx:latest"
     assert "— or the repository" not in d.summary  # the registry confirmed the repository
     assert d.fixes[0].command == "kubectl set image deployment/web web=nginx:latest -n shop"
     assert f"kubectl set image deployment/web web=nginx@{DIGEST} -n shop" in [
@@ -459,6 +461,7 @@ def test_missing_repository_with_a_swapped_path_that_exists() -> None:
     d = only(facts_for(image, error, registry={image: reg}))
     assert d.cause is Cause.REPOSITORY_NOT_FOUND
     assert Finding.SWAPPED_PATH in d.findings
+    assert d.suggested_image == "registry.internal/myorg/myapp:v1"
     assert d.fixes[0].command == ("kubectl set image deployment/web "
                                   "web=registry.internal/myorg/myapp:v1 -n shop")
 
@@ -486,6 +489,7 @@ def test_node_side_causes_are_not_overridden_by_the_bots_view() -> None:
     reg = RegistryFacts(probe_cause=None, repository_exists=True, digest=DIGEST)
     d = only(facts_for("registry.internal/a:1", error, registry={"registry.internal/a:1": reg}))
     assert d.cause is Cause.NETWORK_UNREACHABLE
+    assert d.suggested_image is None  # a digest to pin is not a different image
     assert f"kubectl set image deployment/web web=registry.internal/a@{DIGEST} -n shop" in [
         f.command for f in d.fixes]
 
@@ -504,6 +508,7 @@ def test_registry_host_typo_fix_comes_first() -> None:
     d = only(facts_for(image, error, registry={image: reg}))
     assert d.cause is Cause.DNS_FAILURE
     assert Finding.REGISTRY_HOST_TYPO in d.findings
+    assert d.suggested_image == "registry.internal/payments:1.0"
     assert d.fixes[0].command == ("kubectl set image deployment/web "
                                   "web=registry.internal/payments:1.0 -n shop")
 
