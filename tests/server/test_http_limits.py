@@ -7,12 +7,10 @@ must close the stalled ones after its read timeout (bot.server.HttpLimits.read_t
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,18 +21,13 @@ import pytest
 from bot.server import HttpLimits
 from bot.sim import SimCluster
 from bot.sim.slack import SlackStandIn
+from tests.support.serve import free_port, serve_environment, start_serving, wait_until_healthy
 from tests.support.slack_requests import SlackClientForTests, url_verification
 
 pytestmark = [pytest.mark.integration, pytest.mark.security, pytest.mark.timeout(120)]
 ROOT = Path(__file__).parents[2]
 STALLED = 300
 SECRET = "limits-signing-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def threads_of(pid: int) -> int:
@@ -55,22 +48,11 @@ def timed_get(url: str) -> tuple[int, float]:
 def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     with SimCluster() as sim, SlackStandIn() as slack:
-        env = {**os.environ, "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc")),
-               "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SECRET,
-               "SLACK_API_URL": slack.api_url, "SLACK_ALERT_CHANNEL": "#imagepull-alerts",
-               "PORT": str(port), "REGISTRY_PROBE": "false", "LOG_LEVEL": "WARNING"}
-        env.pop("REDIS_URL", None)
-        process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
-                                   env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
+        env = serve_environment(sim.write_kubeconfig(tmp_path / "kc"), slack.token,
+                                slack.api_url, SLACK_SIGNING_SECRET=SECRET)
+        process = start_serving(env, port)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    if timed_get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
+            wait_until_healthy(port)
             yield process, port
         finally:
             process.send_signal(signal.SIGTERM)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,15 +11,10 @@ import pytest
 
 from bot.sim import SimCluster
 from bot.sim.slack import SlackStandIn
+from tests.support.serve import free_port, serve_environment, start_serving, wait_until_healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 ROOT = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -37,23 +28,12 @@ def get(url: str) -> tuple[int, bytes]:
 def test_serve_alerts_answers_probes_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     with SimCluster(["tag-not-found"]) as sim, SlackStandIn() as slack:
-        env = {**os.environ, "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc")),
-               "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": "secret",
-               "SLACK_API_URL": slack.api_url, "SLACK_ALERT_CHANNEL": "#imagepull-alerts",
-               "PORT": str(port), "GROUP_WAIT_SECONDS": "1", "REGISTRY_PROBE": "false",
-               "LOG_LEVEL": "WARNING"}
-        env.pop("REDIS_URL", None)
-        process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
-                                   env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
+        env = serve_environment(sim.write_kubeconfig(tmp_path / "kc"), slack.token,
+                                slack.api_url, GROUP_WAIT_SECONDS="1")
+        process = start_serving(env, port)
         try:
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    if get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
+            wait_until_healthy(port)
             assert get(f"http://127.0.0.1:{port}/healthz") == (200, b"ok\n")
             while time.monotonic() < deadline and not slack.channel_history("imagepull-alerts"):
                 time.sleep(0.1)

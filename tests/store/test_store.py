@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from bot.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
-from tests.support.redis import REDIS_URL, redis_store
+from tests.support.redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["redis", "memory"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(prefix=f"t{uuid.uuid4().hex[:8]}")
-    else:
-        with redis_store() as s:
-            yield s
 
 
 def test_set_nx_decides_exactly_one_winner_among_threads(store: Store) -> None:

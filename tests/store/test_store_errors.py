@@ -5,25 +5,13 @@ claim-and-record primitive is all or nothing. Both stores fail alike (MemoryStor
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from bot.store import MemoryStore, Store, StoreError, StoreRefused
-from tests.support.redis import redis_store
+from bot.store import Store, StoreError, StoreRefused
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
-
-
-@pytest.fixture(params=["redis", "memory"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(prefix=f"t{uuid.uuid4().hex[:8]}")
-    else:
-        with redis_store() as s:
-            yield s
 
 
 def test_a_key_of_another_type_is_store_refused_not_a_redis_error(store: Store) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import subprocess
-import sys
 import threading
 import time
 import wsgiref.util
@@ -32,6 +30,7 @@ from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import Message, SlackStandIn
 from bot.store import Store
+from tests.support.serve import free_port, start_serving
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).parents[2]
@@ -150,12 +149,6 @@ class Bot:
         self.runtime.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 _PORTS_TAKEN: set[int] = set()
 
 
@@ -169,10 +162,7 @@ class Replica:
             self.port = free_port()
         _PORTS_TAKEN.add(self.port)
         with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
-                env={**env, "PORT": str(self.port)}, cwd=ROOT, stdout=out,
-                stderr=subprocess.STDOUT)
+            self.process = start_serving(env, self.port, out)
 
     def readyz(self) -> Readiness:
         """GET /readyz over HTTP; OSError (e.g. ConnectionRefusedError) when nothing answers."""

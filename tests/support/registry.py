@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from urllib.parse import urlencode, urlsplit
 
 import yaml
 
+from tests.support.serve import free_port
 from tests.support.tls import TlsMaterial
 from tests.support.tokens import TokenServer
 
@@ -94,13 +94,6 @@ class HttpResponse:
     def json(self) -> object:
         """The body parsed as JSON."""
         return json.loads(self.body)
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the registry binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:
