@@ -5,7 +5,7 @@ real KubeClient over HTTP, a real incident manager) diagnoses every one of them,
 scenario cluster counts the API reads. Before the shared-fact cache and the shared diagnosis
 each failing pod cost 8 reads (the pod, its events, its service account, the namespace's pull
 secrets twice, its ReplicaSet, its node, the server version: 800 here); now a pod alike costs
-the read of the pod that tells it is alike, and each workload × node × error one diagnosis.
+the read of the pod that tells it is alike, and each (workload, node, error) one diagnosis.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_shared_facts_are_read_once_per_window(sim: SimCluster, tmp_path: Path) 
         again = kube.pod_facts("shop", pod)
     # per pod: the pod and its events; nothing else is asked again
     paths = sorted({r.path for r in sim.requests})
-    assert paths == [f"/api/v1/namespaces/shop/events", f"/api/v1/namespaces/shop/pods/{pod}"]
+    assert paths == ["/api/v1/namespaces/shop/events", f"/api/v1/namespaces/shop/pods/{pod}"]
     assert len(sim.requests) == 10
     assert again.workload == first.workload
     assert again.cluster_version == first.cluster_version
