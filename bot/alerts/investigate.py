@@ -18,6 +18,8 @@ diagnosis under their own name.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -34,6 +36,13 @@ from bot.registry.client import RegistryClient
 from bot.registry.investigator import RegistryInvestigator
 from bot.registry.model import RegistryCredentials
 from bot.registry.pullsecrets import for_registry, pod_credentials
+
+log = logging.getLogger(__name__)
+
+#: Seconds after which no further image of one diagnosis is probed: each probe is bounded by
+#: the registry client's own timeouts, this bounds a pod with many failing images (the images
+#: not asked are diagnosed from the API's facts alone).
+PROBE_DEADLINE = 20.0
 
 #: How long one diagnosis stands for the pods alike (seconds): long enough for a storm's burst
 #: of one workload's pods to be worked through, short against any change that fixes them.
@@ -159,7 +168,13 @@ def _ask_registry(kube: KubeClient, registry: RegistryClient, namespace: str, fa
         hosts.extend(normalise_registry_key(k) for k in secret.registries)
     investigator = RegistryInvestigator(registry)
     answers: dict[str, RegistryFacts] = {}
+    deadline = time.monotonic() + PROBE_DEADLINE
     for image in images:
+        if time.monotonic() > deadline:
+            log.info("pod %s/%s: registry probes past %.0f s; %s diagnosed without them",
+                     namespace, facts.name, PROBE_DEADLINE,
+                     ", ".join(i for i in images if i not in answers))
+            break
         ref = try_parse_image(image)
         if ref is not None:
             answers[image] = investigator.investigate(ref, credentials_for, hosts)
