@@ -130,10 +130,15 @@ def diagnose_pod(kube: KubeClient, namespace: str, pod: str,
                  shared: SharedDiagnoses | None = None) -> PodDiagnosis:
     """The diagnosis of the pod, with the registry's answers for each image it can explain
     (none when `registry` is None: probing is off). With `shared` (the alert pipeline), pods
-    alike share one diagnosis (see SharedDiagnoses). Raises KubeNotFound for a pod that is
+    alike share one diagnosis (see SharedDiagnoses) and the namespace-level facts may be up to
+    the fact cache's freshness old; without it every fact but the owner chain and the server
+    version is read now. Raises KubeNotFound for a pod that is
     gone and KubeError when the API cannot be read."""
     if shared is None:
-        return _diagnose_pod(kube, namespace, pod, registry, known_hosts)
+        # one look, asked by a person or a command: the namespace's secrets, service accounts
+        # and nodes as they are now, not as the pipeline last saw them
+        fresh = replace(kube, facts=kube.facts.fresh_view())
+        return _diagnose_pod(fresh, namespace, pod, registry, known_hosts)
     obj = kube.read_pod(namespace, pod)
     return shared.diagnose(obj, lambda: _diagnose_pod(kube, namespace, pod, registry,
                                                       known_hosts, obj))

@@ -151,6 +151,7 @@ class KubeFactCache:
                  owner_entries: int = OWNER_ENTRIES, fresh_entries: int = FRESH_ENTRIES,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.fresh_seconds = fresh_seconds
+        self._clock = clock
         #: ReplicaSet/Job uid → the workload above it (immutable per uid)
         self.owners: TTLCache[object] = TTLCache(None, owner_entries, clock)
         #: () → gitVersion
@@ -163,6 +164,14 @@ class KubeFactCache:
         self.secrets: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: node name → the Node (or None)
         self.nodes: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
+
+    def fresh_view(self) -> KubeFactCache:
+        """Tables for one look that must be current (a person asking `/imagepull diagnose`
+        right after creating the secret): owner chains and the version are shared (they do
+        not go stale), everything else is read again."""
+        view = KubeFactCache(0.0, fresh_entries=64, clock=self._clock)
+        view.owners, view.version = self.owners, self.version
+        return view
 
     def clear(self) -> None:
         """Forget everything (a test, or a credentials change)."""

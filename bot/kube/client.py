@@ -199,17 +199,22 @@ class KubeClient:
         return self.facts.service_accounts.get_or_load(  # type: ignore[return-value]
             (namespace, name), load)
 
-    def referenced_secrets(self, namespace: str, names: tuple[str, ...]
+    def referenced_secrets(self, namespace: str, names: tuple[str, ...],
+                           listed: list[PullSecretInfo] | bool | None = False,
                            ) -> dict[str, PullSecretInfo | None] | None:
-        """name → registry info, None for absent; None overall if secrets may not be read."""
+        """name → registry info, None for absent; None overall if secrets may not be read.
+        `listed`: the namespace's pull secrets as just listed (None: they may not be listed;
+        False: not listed yet, listed here)."""
         found: dict[str, PullSecretInfo | None] = {}
         if not names:
             return found
         # a referenced docker-registry secret is in the namespace's list already: no GET
-        listed = {info.name: info for info in self.namespace_pull_secrets(namespace) or ()}
+        if listed is False:
+            listed = self.namespace_pull_secrets(namespace)
+        by_name = {info.name: info for info in listed or ()}  # type: ignore[union-attr]
         for name in names:
-            if name in listed:
-                found[name] = listed[name]
+            if name in by_name:
+                found[name] = by_name[name]
                 continue
 
             def load(name: str = name) -> PullSecretInfo | None:
@@ -290,13 +295,14 @@ class KubeClient:
         names = tuple(str(r.get("name")) for r in spec.get("imagePullSecrets") or []
                       if r.get("name"))
         account = str(spec.get("serviceAccountName") or "default")
+        namespace_secrets = self.namespace_pull_secrets(namespace)
         return PodFacts(
             pod=pod,
             events=self.pod_events(namespace, name),
             workload=self.workload_of(pod),
             service_account_pull_secrets=self.service_account_pull_secrets(namespace, account),
-            referenced_secrets=self.referenced_secrets(namespace, names),
-            namespace_pull_secrets=self.namespace_pull_secrets(namespace),
+            referenced_secrets=self.referenced_secrets(namespace, names, namespace_secrets),
+            namespace_pull_secrets=namespace_secrets,
             node=self.node(spec.get("nodeName")),
             cluster_version=self.server_version(),
         )

@@ -181,3 +181,26 @@ def test_a_failing_leader_lets_a_waiter_load() -> None:
     thread.join(5)
     waiter.join(5)
     assert errors and waiter_result == ["fresh"]
+
+
+def test_a_person_asking_sees_the_secret_at_once(sim: SimCluster, tmp_path: Path) -> None:
+    """`/imagepull diagnose`, the CLI and the demo (diagnose_pod without the pipeline's
+    sharing) read the namespace-level facts now, whatever the pipeline's window holds."""
+    from bot.alerts.investigate import diagnose_pod
+
+    kube = client_for(sim, tmp_path, fresh=300)
+    pod = the_pod(sim)
+    assert kube.pod_facts("shop", pod).referenced_secrets == {"regcred": None}  # cached 300 s
+    secret = sim.get("Secret", "regcred", "default")
+    sim.apply({"apiVersion": "v1", "kind": "Secret", "type": secret["type"],
+               "data": dict(secret["data"]), "metadata": {"name": "regcred", "namespace": "shop"}})
+    sim.clear_requests()
+    result = diagnose_pod(kube, "shop", pod, None)
+    assert result.diagnoses
+    # listed now (both pull-secret types; regcred is in the list, so no GET of it); the owner
+    # chain and the version still come from memory
+    assert reads(sim, r"^/api/v1/namespaces/shop/secrets$") == 2
+    assert reads(sim, r"/serviceaccounts/") == 1 and reads(sim, r"^/api/v1/nodes/") == 1
+    assert reads(sim, r"/replicasets/") == 0 and reads(sim, r"^/version") == 0
+    # the pipeline's own table is untouched by the one look
+    assert kube.pod_facts("shop", pod).referenced_secrets == {"regcred": None}
