@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.alerts.incidents import IncidentManager
-from bot.alerts.investigate import diagnose_pod
+from bot.alerts.investigate import SHARE_SECONDS, SharedDiagnoses, diagnose_pod
 from bot.kube.client import KubeClient, KubeError, KubeNotFound, KubeUnreachable
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient
@@ -82,7 +82,8 @@ class Pipeline:
                  workers: int = 2, metrics: Metrics | None = None,
                  retry_backoff: Backoff = RETRY_BACKOFF,
                  outage_backoff: Backoff = OUTAGE_BACKOFF,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 share_seconds: float = SHARE_SECONDS) -> None:
         self.kube = kube
         self.manager = manager
         self.registry = registry
@@ -91,6 +92,9 @@ class Pipeline:
         self.metrics = metrics
         self.retry_backoff = retry_backoff
         self.outage_backoff = outage_backoff
+        #: pods alike (one ReplicaSet, node, images, kubelet error) share one diagnosis for
+        #: `share_seconds`: a storm costs one diagnosis per workload, plus a read per pod
+        self.shared = SharedDiagnoses(share_seconds)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._queue: deque[Key] = deque()  # ready now, in order
         self._queued: set[Key] = set()
@@ -173,7 +177,8 @@ class Pipeline:
     def process(self, namespace: str, pod: str) -> None:
         """Diagnose one pod now and record the result."""
         try:
-            result = diagnose_pod(self.kube, namespace, pod, self.registry, self.known_hosts)
+            result = diagnose_pod(self.kube, namespace, pod, self.registry, self.known_hosts,
+                                  self.shared)
         except KubeNotFound:
             self.manager.pod_recovered(namespace, pod)  # deleted: rolled forward or removed
             return

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
@@ -23,6 +23,7 @@ from kubernetes.client.rest import ApiException
 from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
 from bot.diagnosis.owners import controller_of, infer_workload
 from bot.diagnosis.secrets import PULL_SECRET_TYPES, pull_secret_info
+from bot.kube.cache import KubeFactCache
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,14 @@ class KubeNotFound(KubeError):
 
 @dataclass
 class KubeClient:
-    """A thin, typed wrapper around the official client's API groups."""
+    """A thin, typed wrapper around the official client's API groups.
+
+    `facts` keeps what many pods share (owner chains by uid, the server version, pull-secret
+    metadata, service accounts, nodes) for the short windows bot/kube/cache.py explains.
+    """
 
     api: client.ApiClient
+    facts: KubeFactCache = field(default_factory=KubeFactCache)
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None,
@@ -112,11 +118,17 @@ class KubeClient:
         return client.BatchV1Api(self.api)
 
     def server_version(self) -> str | None:
-        try:
+        """The API server's gitVersion, asked at most once an hour (None if it cannot be
+        read; a failure is asked again next time)."""
+
+        def load() -> str | None:
             data = self._call("the server version", client.VersionApi(self.api).get_code)
+            return str(data.get("gitVersion") or "") or None
+
+        try:
+            return self.facts.version.get_or_load((), load)  # type: ignore[return-value]
         except KubeError:
             return None
-        return str(data.get("gitVersion") or "") or None
 
     def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call(f'pod "{namespace}/{name}"', self.core.read_namespaced_pod,
@@ -151,39 +163,73 @@ class KubeClient:
         reader = readers.get(kind)
         if reader is None:
             return WorkloadRef(kind, name)
-        try:
+        owner_uid = str(owner.get("uid") or "")
+
+        def load() -> WorkloadRef:
             parent = self._call(f'{kind} "{namespace}/{name}"', reader, name, namespace)
+            grand = controller_of(parent.get("metadata") or {})
+            if grand is None:
+                return WorkloadRef(kind, name)
+            return WorkloadRef(str(grand.get("kind")), str(grand.get("name")))
+
+        try:
+            if not owner_uid:  # (hand-written objects): nothing stable to remember it by
+                return load()
+            # a controller owner never changes for one uid: remembered without expiry
+            ref = self.facts.owners.get_or_load((namespace, kind, owner_uid), load)
+            return ref  # type: ignore[return-value]
         except (KubeNotFound, KubeForbidden) as exc:
             log.info("owner chain stops at %s/%s (%s); inferring from names", kind, name, exc)
             return infer_workload(pod)
-        grand = controller_of(parent.get("metadata") or {})
-        if grand is None:
-            return WorkloadRef(kind, name)
-        return WorkloadRef(str(grand.get("kind")), str(grand.get("name")))
 
     def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...] | None:
-        try:
-            account = self._call(f'service account "{namespace}/{name}"',
-                                 self.core.read_namespaced_service_account, name, namespace)
-        except (KubeNotFound, KubeForbidden):
-            return None
-        return tuple(str(r.get("name")) for r in account.get("imagePullSecrets") or []
-                     if r.get("name"))
+        """The account's imagePullSecrets names (None: absent or not readable); believed for
+        the cache's freshness window."""
 
-    def referenced_secrets(self, namespace: str, names: tuple[str, ...]
-                           ) -> dict[str, PullSecretInfo | None] | None:
-        """name → registry info, None for absent; None overall if secrets may not be read."""
-        found: dict[str, PullSecretInfo | None] = {}
-        for name in names:
+        def load() -> tuple[str, ...] | None:
             try:
-                secret = self._call(f'secret "{namespace}/{name}"',
-                                    self.core.read_namespaced_secret, name, namespace)
-            except KubeNotFound:
-                found[name] = None
+                account = self._call(f'service account "{namespace}/{name}"',
+                                     self.core.read_namespaced_service_account, name,
+                                     namespace)
+            except (KubeNotFound, KubeForbidden):
+                return None
+            return tuple(str(r.get("name")) for r in account.get("imagePullSecrets") or []
+                         if r.get("name"))
+
+        return self.facts.service_accounts.get_or_load(  # type: ignore[return-value]
+            (namespace, name), load)
+
+    def referenced_secrets(self, namespace: str, names: tuple[str, ...],
+                           listed: list[PullSecretInfo] | bool | None = False,
+                           ) -> dict[str, PullSecretInfo | None] | None:
+        """name → registry info, None for absent; None overall if secrets may not be read.
+        `listed`: the namespace's pull secrets as just listed (None: they may not be listed;
+        False: not listed yet, listed here)."""
+        found: dict[str, PullSecretInfo | None] = {}
+        if not names:
+            return found
+        # a referenced docker-registry secret is in the namespace's list already: no GET
+        if listed is False:
+            listed = self.namespace_pull_secrets(namespace)
+        by_name = {info.name: info for info in listed or ()}  # type: ignore[union-attr]
+        for name in names:
+            if name in by_name:
+                found[name] = by_name[name]
                 continue
+
+            def load(name: str = name) -> PullSecretInfo | None:
+                try:
+                    secret = self._call(f'secret "{namespace}/{name}"',
+                                        self.core.read_namespaced_secret, name, namespace)
+                except KubeNotFound:
+                    return None
+                return pull_secret_info(secret)  # metadata only: the values are dropped
+
+            try:
+                found[name] = self.facts.secrets.get_or_load(  # type: ignore[assignment]
+                    (namespace, name), load)
             except KubeForbidden:
                 return None
-            found[name] = pull_secret_info(secret)
         return found
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -203,39 +249,60 @@ class KubeClient:
                 if any(r.get("name") == secret for r in sa.get("imagePullSecrets") or [])]
 
     def namespace_pull_secrets(self, namespace: str) -> list[PullSecretInfo] | None:
-        infos: list[PullSecretInfo] = []
-        for secret_type in PULL_SECRET_TYPES:
-            try:
-                data = self._call(f'secrets in "{namespace}"',
-                                  self.core.list_namespaced_secret, namespace,
-                                  field_selector=f"type={secret_type}")
-            except (KubeForbidden, KubeNotFound):
-                return None
-            infos.extend(pull_secret_info(s) for s in data.get("items") or [])
-        return infos
+        """Metadata of the namespace's docker-registry secrets (None: may not list them);
+        believed for the cache's freshness window. The listed values are dropped here."""
+
+        def load() -> tuple[PullSecretInfo, ...] | None:
+            infos: list[PullSecretInfo] = []
+            for secret_type in PULL_SECRET_TYPES:
+                try:
+                    data = self._call(f'secrets in "{namespace}"',
+                                      self.core.list_namespaced_secret, namespace,
+                                      field_selector=f"type={secret_type}")
+                except (KubeForbidden, KubeNotFound):
+                    return None
+                infos.extend(pull_secret_info(s) for s in data.get("items") or [])
+            return tuple(infos)
+
+        found = self.facts.namespace_secrets.get_or_load(namespace, load)
+        return None if found is None else list(found)  # type: ignore[call-overload]
 
     def node(self, name: str | None) -> dict[str, Any] | None:
+        """The node's name, conditions, cached images and node info (the rest of the Node is
+        not kept); None when absent or not readable. Believed for the freshness window."""
         if not name:
             return None
-        try:
-            return dict(self._call(f'node "{name}"', self.core.read_node, name))
-        except (KubeNotFound, KubeForbidden):
-            return None
 
-    def pod_facts(self, namespace: str, name: str) -> PodFacts:
-        """Everything the diagnosis needs about one pod. Raises KubeError subclasses."""
-        pod = self.read_pod(namespace, name)
+        def load() -> dict[str, Any] | None:
+            try:
+                node = self._call(f'node "{name}"', self.core.read_node, name)
+            except (KubeNotFound, KubeForbidden):
+                return None
+            status = node.get("status") or {}
+            return {"metadata": {"name": (node.get("metadata") or {}).get("name")},
+                    "status": {key: status[key] for key in ("conditions", "images", "nodeInfo")
+                               if key in status}}
+
+        found = self.facts.nodes.get_or_load(name, load)
+        return None if found is None else dict(found)  # type: ignore[call-overload]
+
+    def pod_facts(self, namespace: str, name: str,
+                  pod: Mapping[str, Any] | None = None) -> PodFacts:
+        """Everything the diagnosis needs about one pod (`pod`: the pod as just read, to
+        not read it twice). Raises KubeError subclasses."""
+        pod = dict(pod) if pod is not None else self.read_pod(namespace, name)
         spec = pod.get("spec") or {}
         names = tuple(str(r.get("name")) for r in spec.get("imagePullSecrets") or []
                       if r.get("name"))
         account = str(spec.get("serviceAccountName") or "default")
+        namespace_secrets = self.namespace_pull_secrets(namespace)
         return PodFacts(
             pod=pod,
             events=self.pod_events(namespace, name),
             workload=self.workload_of(pod),
             service_account_pull_secrets=self.service_account_pull_secrets(namespace, account),
-            referenced_secrets=self.referenced_secrets(namespace, names),
-            namespace_pull_secrets=self.namespace_pull_secrets(namespace),
+            referenced_secrets=self.referenced_secrets(namespace, names, namespace_secrets),
+            namespace_pull_secrets=namespace_secrets,
             node=self.node(spec.get("nodeName")),
             cluster_version=self.server_version(),
         )

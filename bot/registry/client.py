@@ -48,7 +48,7 @@ import httpx
 from bot.config import Settings
 from bot.diagnosis.imageref import ImageRef, parse_image
 from bot.registry.auth import Authenticator, Challenge
-from bot.registry.cache import ResultCache
+from bot.registry.cache import CacheKey, ResultCache
 from bot.registry.model import (
     MANIFEST_ACCEPT,
     Outcome,
@@ -146,17 +146,21 @@ class RegistryClient:
         """
         target = Target(registry, None, None)
         key = self._cache.key("ping", target, credentials)
-        cached = self._cache.get(key)
+        cached = self._cache.claim(key)
         if isinstance(cached, Probe):
             return cached
-        url = f"{self.settings.base_url(registry)}/v2/"
         try:
-            response = self._auth.send("GET", url, target, credentials)
-            probe = self._probe(response, target, credentials, not_found=Outcome.HTTP_ERROR)
-        except ProbeFailure as failure:
-            probe = failure.probe
-        self._cache.put(key, probe, probe)
-        return probe
+            url = f"{self.settings.base_url(registry)}/v2/"
+            try:
+                response = self._auth.send("GET", url, target, credentials)
+                probe = self._probe(response, target, credentials,
+                                    not_found=Outcome.HTTP_ERROR)
+            except ProbeFailure as failure:
+                probe = failure.probe
+            self._cache.put(key, probe, probe)
+            return probe
+        finally:
+            self._cache.release(key)
 
     def head_manifest(
         self,
@@ -181,9 +185,18 @@ class RegistryClient:
         reference = ref.digest or ref.effective_tag
         target = Target(ref.registry, ref.repository, reference)
         key = self._cache.key(f"head_manifest:{check_repository}", target, credentials)
-        cached = self._cache.get(key)
+        cached = self._cache.claim(key)  # the same question in flight: its answer
         if isinstance(cached, Probe):
             return cached
+        try:
+            return self._head_manifest(ref, reference, target, credentials, check_repository,
+                                       key)
+        finally:
+            self._cache.release(key)
+
+    def _head_manifest(self, ref: ImageRef, reference: str, target: Target,
+                       credentials: RegistryCredentials | None, check_repository: bool,
+                       key: CacheKey) -> Probe:
         url = f"{self.settings.base_url(ref.registry)}/v2/{ref.repository}/manifests/{reference}"
         headers = {"Accept": MANIFEST_ACCEPT}
         try:
@@ -216,9 +229,17 @@ class RegistryClient:
         ref = parse_image(name) if isinstance(name, str) else name
         target = Target(ref.registry, ref.repository, None)
         key = self._cache.key(f"list_tags:{page_size}:{max_pages}", target, credentials)
-        cached = self._cache.get(key)
+        cached = self._cache.claim(key)
         if isinstance(cached, TagList):
             return cached
+        try:
+            return self._list_tags(ref, target, credentials, page_size, max_pages, key)
+        finally:
+            self._cache.release(key)
+
+    def _list_tags(self, ref: ImageRef, target: Target,
+                   credentials: RegistryCredentials | None, page_size: int, max_pages: int,
+                   key: CacheKey) -> TagList:
         base = self.settings.base_url(ref.registry)
         url: str | None = f"{base}/v2/{ref.repository}/tags/list?n={page_size}"
         tags: list[str] = []
