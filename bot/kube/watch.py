@@ -1,10 +1,10 @@
 """Where signals come from: the core/v1 event watch and the periodic pod sweep.
 
 `EventWatcher` follows the kubelet's events with the shared list+watch loop
-(bot/kube/reflector.py: resume, 410, bookmarks, idle reopen, back-off, health) and turns the ones about image pulls into `PodSignal`s:
-"look at this pod (again)". It never diagnoses; the consumer does, and deduplicates by
-incident, so a signal delivered twice costs one extra diagnosis while a lost one costs a missed
-alert. Every rule below leans that way.
+(bot/kube/reflector.py: resume, 410, bookmarks, idle reopen, back-off, health) and turns the
+ones about image pulls into `PodSignal`s: "look at this pod (again)". It never diagnoses; the
+consumer does, and deduplicates by incident, so a signal delivered twice costs one extra
+diagnosis while a lost one costs a missed alert. Every rule below leans that way.
 
 * **Resume.** The RV of every processed event and bookmark is kept in the store
   (``<prefix>:watch:rv:<namespace or *>``), with the time up to which the watcher has seen
