@@ -64,10 +64,11 @@ class Runtime:
     def sweep(self) -> None:
         """Catch what the watches missed, and check every pod of an open incident.
 
-        Once the pod view has listed, both read the view (no API reads for a pod that is
-        still Pending and failing; resolution itself comes from the pod watch at once).
-        Until then, the sweep lists every pod and every member is diagnosed again."""
-        if not self.view.synced:
+        Once the pod view has listed (and while its watch is in contact), both read the view
+        (no API reads for a pod that is still Pending and failing; resolution itself comes
+        from the pod watch at once). Until then, the sweep lists every pod and every member
+        is diagnosed again, as without a view."""
+        if not self.view.current:
             self.sweeper.sweep()
         self.pipeline.recheck_incident_members()
 

@@ -144,16 +144,17 @@ class Pipeline:
         """The periodic consistency check (resolution without events); returns how many pods
         were queued for a diagnosis.
 
-        With a synced pod view, it reads the view, not the API: a member still waiting on a
+        With a current pod view, it reads the view, not the API: a member still waiting on a
         pull stays as it is (its events keep its diagnosis current); a member the view does
         not hold is read once (GET) — gone or running cleanly, it leaves its incidents at
         once; failing outside Pending, the view tracks it. Only a member the view holds
         without a pull failure, and a failing pod in the view that is in no incident (its
         events were missed or expired), are queued for a diagnosis. Without a view, or before
-        its first list completed, every member is queued (the full re-diagnosis)."""
+        its first list completed, or while its watch is out of contact (it may be stale),
+        every member is queued (the full re-diagnosis)."""
         members = self.incident_members()
         view = self.view
-        if view is None or not view.synced:
+        if view is None or not view.current:
             return sum(self.submit(namespace, name) for namespace, name in sorted(members))
         count = 0
         for key in sorted(members):

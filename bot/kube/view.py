@@ -206,6 +206,13 @@ class PodView:
         """Every scope has completed its first list: absence from the view means something."""
         return all(scope.synced.is_set() for scope in self.scopes)
 
+    @property
+    def current(self) -> bool:
+        """Synced and every watch in contact with the API server (`Reflector.health`): what
+        the view says can be trusted. A view that lost contact may be stale; then the sweep
+        falls back to reading the API."""
+        return self.synced and all(scope.health()[0] for scope in self.scopes)
+
     def wait_synced(self, timeout: float) -> bool:
         return all(scope.synced.wait(timeout) for scope in self.scopes)
 

@@ -3,9 +3,8 @@
 The scenario cluster enforces the ClusterRole's rules like the apiserver's RBAC authorizer;
 then the bot does everything it does in production: diagnose every scenario (owner chains,
 secrets, nodes), verify a pull secret, run the watcher, the pod view and the sweep, and run
-every approved
-remediation on every workload (rollout restart, set image, and the refusals that read a
-ReplicaSet's or Job's owner).
+every approved remediation on every workload (rollout restart, set image, and the refusals
+that read a ReplicaSet's or Job's owner).
 """
 
 from __future__ import annotations
