@@ -26,6 +26,8 @@ from bot.chatops.approvals import ApprovalService
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
+from bot.kube.reflector import Reflector
+from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient, client_from_settings
@@ -51,14 +53,23 @@ class Runtime:
     pipeline: Pipeline
     approvals: ApprovalService
     interactive: Interactive
-    watchers: list[EventWatcher]
+    #: every list+watch: the event watches, then the pod view's (started, stopped and
+    #: judged for readiness together)
+    watchers: list[Reflector]
     sweeper: PodSweeper
+    view: PodView
     scheduler: BackgroundScheduler | None = None
     started: threading.Event = field(default_factory=threading.Event)
 
     def sweep(self) -> None:
-        """Catch what the watch missed and re-check every pod of an open incident."""
-        self.sweeper.sweep()
+        """Catch what the watches missed, and check every pod of an open incident.
+
+        Once the pod view has listed (and while its watch is in contact), both read the view
+        (no API reads for a pod that is still Pending and failing; resolution itself comes
+        from the pod watch at once). Until then, the sweep lists every pod and every member
+        is diagnosed again, as without a view."""
+        if not self.view.current:
+            self.sweeper.sweep()
         self.pipeline.recheck_incident_members()
 
     def tick(self) -> None:
@@ -91,8 +102,9 @@ class Runtime:
             self.registry.close()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: the store answers and every watch is in contact with the API server
-        (bot.kube.watch: within its `stale_after`). Not ready names each part that is not, e.g.
+        """Readiness: the store answers and every watch (events, the pod view) is in contact
+        with the API server (bot.kube.reflector: within its `stale_after`). Not ready names
+        each part that is not, e.g.
         ``store unreachable; watch of events in all namespaces: no contact for 42 s (...)``:
         a bot that cannot see new failures or cannot record them must not look healthy."""
         if not self.started.is_set():
@@ -140,8 +152,19 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                     claim_ttl=settings.claim_ttl_seconds)
     manager = IncidentManager(store, SlackNotifier(slack, settings.alert_channel, store),
                               cluster=settings.cluster_name, timing=timing, metrics=metrics)
+
+    def on_recovered(namespace: str, pod: str) -> None:
+        """The pod watch saw a pod stop waiting on a pull: it leaves its incidents now. If the
+        store cannot say so, the pipeline's diagnosis will (it waits out store outages)."""
+        try:
+            manager.pod_recovered(namespace, pod)
+        except StoreUnavailable:
+            pipeline.submit(namespace, pod)
+
+    view = PodView(kube, namespaces=settings.watch_namespaces or None,
+                   on_recovered=on_recovered)
     pipeline = Pipeline(kube, manager, registry=registry,
-                        known_hosts=settings.registry_endpoints, metrics=metrics)
+                        known_hosts=settings.registry_endpoints, metrics=metrics, view=view)
     approvals = ApprovalService(
         store, kube, slack, Approvers(settings.approvers, slack),
         ttl=settings.approval_ttl_seconds,
@@ -154,13 +177,15 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
         pipeline.submit(signal.namespace, signal.pod)
 
     namespaces: Iterable[str | None] = settings.watch_namespaces or [None]
-    watchers = [EventWatcher(kube, store, on_signal, namespace=ns,
-                             start_window=settings.start_window_seconds,
-                             on_api_back=pipeline.api_is_back)
-                for ns in namespaces]
+    watchers: list[Reflector] = [
+        EventWatcher(kube, store, on_signal, namespace=ns,
+                     start_window=settings.start_window_seconds,
+                     on_api_back=pipeline.api_is_back)
+        for ns in namespaces]
+    watchers += view.reflectors
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
-                      approvals, interactive, watchers, sweeper)
+                      approvals, interactive, watchers, sweeper, view)
     _gauges(runtime)
     return runtime
 
@@ -176,7 +201,8 @@ def _gauges(runtime: Runtime) -> None:
 
     runtime.metrics.gauge("imagepull_bot_incidents_open", "Incidents not yet resolved",
                           open_incidents)
-    runtime.metrics.gauge("imagepull_bot_watch_relists", "Event relists after 410 Gone",
+    runtime.metrics.gauge("imagepull_bot_watch_relists",
+                          "Relists after 410 Gone (event watches and the pod view)",
                           lambda: float(sum(w.relists for w in runtime.watchers)))
     runtime.metrics.gauge("imagepull_bot_retries_pending",
                           "Pods waiting for a retry of their diagnosis (at most one each)",
@@ -187,6 +213,9 @@ def _gauges(runtime: Runtime) -> None:
     runtime.metrics.gauge("imagepull_bot_watch_failures",
                           "Consecutive failed watch attempts (0 while the watch is healthy)",
                           lambda: float(sum(w.failures for w in runtime.watchers)))
+    runtime.metrics.gauge("imagepull_bot_view_pods",
+                          "Pods held by the pod view (Pending, and tracked ones failing a pull)",
+                          lambda: float(len(runtime.view)))
 
 
 def build_bolt_app(settings: Settings, runtime: Runtime, **kwargs: Any) -> App:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from bot.alerts.incidents import IncidentManager
 from bot.alerts.investigate import SHARE_SECONDS, SharedDiagnoses, diagnose_pod
 from bot.kube.client import KubeClient, KubeError, KubeNotFound, KubeUnreachable
+from bot.kube.view import PodView
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient
 from bot.store import StoreUnavailable
@@ -82,9 +83,11 @@ class Pipeline:
                  workers: int = 2, metrics: Metrics | None = None,
                  retry_backoff: Backoff = RETRY_BACKOFF,
                  outage_backoff: Backoff = OUTAGE_BACKOFF,
-                 rng: random.Random | None = None,
+                 rng: random.Random | None = None, view: PodView | None = None,
                  share_seconds: float = SHARE_SECONDS) -> None:
         self.kube = kube
+        #: the watch-fed pod view: once synced, the sweep checks incidents against it
+        self.view = view
         self.manager = manager
         self.registry = registry
         self.known_hosts = list(known_hosts)
@@ -129,16 +132,55 @@ class Pipeline:
             self._enqueue(key)
             return True
 
-    def recheck_incident_members(self) -> int:
-        """Queue every pod of every active incident (resolution without events)."""
-        count = 0
+    def incident_members(self) -> set[Key]:
+        """Every pod of every active incident."""
+        members: set[Key] = set()
         for incident_id in self.manager.active_ids():
             incident = self.manager.load(incident_id)
             if incident is None:
                 continue
             for pod in incident.pods:
                 namespace, _, name = pod.partition("/")
-                count += self.submit(namespace, name)
+                members.add((namespace, name))
+        return members
+
+    def recheck_incident_members(self) -> int:
+        """The periodic consistency check (resolution without events); returns how many pods
+        were queued for a diagnosis.
+
+        With a current pod view, it reads the view, not the API: a member still waiting on a
+        pull stays as it is (its events keep its diagnosis current); a member the view does
+        not hold is read once (GET) — gone or running cleanly, it leaves its incidents at
+        once; failing outside Pending, the view tracks it. Only a member the view holds
+        without a pull failure, and a failing pod in the view that is in no incident (its
+        events were missed or expired), are queued for a diagnosis. Without a view, or before
+        its first list completed, or while its watch is out of contact (it may be stale),
+        every member is queued (the full re-diagnosis)."""
+        members = self.incident_members()
+        view = self.view
+        if view is None or not view.current:
+            return sum(self.submit(namespace, name) for namespace, name in sorted(members))
+        count = 0
+        for key in sorted(members):
+            if not view.covers(key[0]):
+                count += self.submit(*key)  # a namespace the view does not watch
+                continue
+            pod = view.get(*key)
+            if pod is not None and pod.phase == "Pending":
+                if not pod.failing:
+                    count += self.submit(*key)
+                continue
+            try:
+                pod = view.refresh(*key)  # tracked or absent: one GET
+            except KubeError as exc:
+                log.debug("consistency check of %s/%s skipped: %s", *key, exc)
+                continue
+            if pod is None or not pod.failing:
+                self.manager.pod_recovered(*key)
+        for pod in view.failing():
+            if pod.key not in members:
+                count += self.submit(*pod.key)
+        view.forget(members)
         return count
 
     def api_is_back(self) -> None:

@@ -341,13 +341,21 @@ class KubeClient:
         return self._list_all(f'events in "{namespace}"', self.core.list_namespaced_event,
                               namespace)
 
-    def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
-        """All pods (of one namespace, or of all)."""
+    def list_pods(self, namespace: str | None, *, field_selector: str | None = None
+                  ) -> list[dict[str, Any]]:
+        """All pods (of one namespace, or of all), e.g. only the Pending ones with
+        ``field_selector="status.phase=Pending"``."""
+        return self.list_pods_at(namespace, field_selector=field_selector)[0]
+
+    def list_pods_at(self, namespace: str | None, *, field_selector: str | None = None
+                     ) -> tuple[list[dict[str, Any]], str]:
+        """The pods and the list's resourceVersion, to watch from it (bot/kube/view.py)."""
+        kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"pods {where}" + (f" ({field_selector})" if field_selector else "")
         if namespace is None:
-            return self._list_all("pods in all namespaces",
-                                  self.core.list_pod_for_all_namespaces)[0]
-        return self._list_all(f'pods in "{namespace}"', self.core.list_namespaced_pod,
-                              namespace)[0]
+            return self._list_all(what, self.core.list_pod_for_all_namespaces, **kwargs)
+        return self._list_all(what, self.core.list_namespaced_pod, namespace, **kwargs)
 
     def watch_events(self, namespace: str | None, resource_version: str | None,
                      timeout_seconds: int, *, idle_timeout: float | None = None,
@@ -363,6 +371,29 @@ class KubeClient:
         A connection that breaks mid-stream raises KubeUnreachable, like a failed open.
         """
         what = f'events in "{namespace}"' if namespace else "events in all namespaces"
+        return self._watch(what, self.core.list_event_for_all_namespaces,
+                           self.core.list_namespaced_event, namespace, resource_version,
+                           timeout_seconds, idle_timeout=idle_timeout)
+
+    def watch_pods(self, namespace: str | None, resource_version: str | None,
+                   timeout_seconds: int, *, idle_timeout: float | None = None,
+                   field_selector: str | None = None) -> Iterator[dict[str, Any]]:
+        """Watch pods like `watch_events` watches events. With a `field_selector`, an object
+        that stops matching (a pod leaving Pending) arrives as DELETED, carrying its last
+        matching state and the resourceVersion of the change (the apiserver's cacheWatcher)."""
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"pods {where}" + (f" ({field_selector})" if field_selector else "")
+        return self._watch(what, self.core.list_pod_for_all_namespaces,
+                           self.core.list_namespaced_pod, namespace, resource_version,
+                           timeout_seconds, idle_timeout=idle_timeout,
+                           field_selector=field_selector)
+
+    def _watch(self, what: str, all_namespaces: Callable[..., Any],
+               namespaced: Callable[..., Any], namespace: str | None,
+               resource_version: str | None, timeout_seconds: int, *,
+               idle_timeout: float | None = None, field_selector: str | None = None,
+               ) -> Iterator[dict[str, Any]]:
+        """One watch request as an iterator of raw watch events (see `watch_events`)."""
         read = float(idle_timeout) if idle_timeout else float(timeout_seconds) + 30.0
         kwargs: dict[str, Any] = {
             "watch": True,
@@ -373,11 +404,13 @@ class KubeClient:
         }
         if resource_version:
             kwargs["resource_version"] = resource_version
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         try:
             if namespace is None:
-                response = self.core.list_event_for_all_namespaces(**kwargs)
+                response = all_namespaces(**kwargs)
             else:
-                response = self.core.list_namespaced_event(namespace, **kwargs)
+                response = namespaced(namespace, **kwargs)
         except ApiException as exc:
             if exc.status == 410:
                 yield {"type": "ERROR", "object": {

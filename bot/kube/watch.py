@@ -1,10 +1,10 @@
 """Where signals come from: the core/v1 event watch and the periodic pod sweep.
 
-`EventWatcher` follows the kubelet's events the way a reflector does — list once, then watch
-from the list's resourceVersion — and turns the ones about image pulls into `PodSignal`s:
-"look at this pod (again)". It never diagnoses; the consumer does, and deduplicates by
-incident, so a signal delivered twice costs one extra diagnosis while a lost one costs a missed
-alert. Every rule below leans that way.
+`EventWatcher` follows the kubelet's events with the shared list+watch loop
+(bot/kube/reflector.py: resume, 410, bookmarks, idle reopen, back-off, health) and turns the
+ones about image pulls into `PodSignal`s: "look at this pod (again)". It never diagnoses; the
+consumer does, and deduplicates by incident, so a signal delivered twice costs one extra
+diagnosis while a lost one costs a missed alert. Every rule below leans that way.
 
 * **Resume.** The RV of every processed event and bookmark is kept in the store
   (``<prefix>:watch:rv:<namespace or *>``), with the time up to which the watcher has seen
@@ -46,11 +46,9 @@ status for as long as it is stuck.
 from __future__ import annotations
 
 import logging
-import random
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -58,6 +56,7 @@ from typing import Any, Final
 from bot.diagnosis.events import PULL_WAITING_REASONS, pull_event_kind, read_event
 from bot.diagnosis.facts import parse_k8s_time
 from bot.kube.client import KubeClient, KubeError
+from bot.kube.reflector import Reflector
 from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -120,21 +119,17 @@ def pull_signal(raw_event: Mapping[str, Any]) -> PodSignal | None:
     )
 
 
-class _Expired(Exception):
-    """The watch's resourceVersion is gone (410): relist."""
-
-
-class _StreamError(Exception):
-    """The stream reported an error other than 410 (back off and reconnect)."""
-
-
-class EventWatcher:
+class EventWatcher(Reflector):
     """Watches core/v1 events (one namespace or all) and calls `on_signal` for pull events.
 
+    The list/watch loop, back-off and health are the shared `Reflector`'s; this class adds
+    what events mean: signals, the first-start and after-a-gap cut-offs, the stored position.
     ``run(stop)`` blocks until ``stop`` is set; ``start()`` runs it in a daemon thread and
     ``stop()`` ends it. `on_signal` is called on the watcher's thread, in event order; an
     exception in it is logged and the watch goes on.
     """
+
+    thread_name = "event-watcher"
 
     def __init__(
         self,
@@ -152,221 +147,70 @@ class EventWatcher:
         stale_after: float | None = None,
         on_api_back: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__(watch_timeout=watch_timeout, backoff_base=backoff_base,
+                         backoff_max=backoff_max, idle_timeout=idle_timeout,
+                         stale_after=stale_after, on_api_back=on_api_back)
         self.kube = kube
         self.store = store
         self.on_signal = on_signal
         self.namespace = namespace
+        self.what = f'events in "{namespace}"' if namespace else "events in all namespaces"
         self.start_window = start_window
-        self.watch_timeout = watch_timeout
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.idle_timeout = idle_timeout
         self.persist_interval = persist_interval
-        self._stale_after = stale_after
         scope = namespace or "*"
         self.rv_key = store.key("watch", "rv", scope)
         self.seen_key = store.key("watch", "seen", scope)
-        self.resource_version: str | None = None
         #: up to when this watcher has seen everything: the newest event time processed, or
         #: the time of a list or of a watch that ended with nothing left to send
         self.last_seen: datetime | None = None
-        self.failures = 0  # consecutive failed attempts (drives the back-off)
-        self.relists = 0  # relists after 410 Gone, in total
-        self._expired_in_row = 0
         self._processed: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._dirty = False  # the RV changed since it was saved
         self._seen_dirty = False  # only last_seen changed (saved with the RV, or on exit)
         self._last_persist = float("-inf")
         self._store_down = False
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started_at: float | None = None  # monotonic
-        self._last_contact: float | None = None  # monotonic: last answer from the API server
-        self._failing_since: float | None = None  # monotonic: start of the failure streak
-        #: why the last attempt failed (cleared by the next contact)
-        self.last_error: str | None = None
-        #: called when the API server answers again after failed attempts (the pipeline
-        #: probes at once instead of waiting out its outage back-off)
-        #: called when the API answers again after failures (the pipeline probes at once)
-        self.on_api_back = on_api_back
 
-    # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> threading.Thread:
-        if self._thread is not None and self._thread.is_alive():
-            return self._thread
-        self._stop_event.clear()
-        self._started_at = time.monotonic()
-        self._thread = threading.Thread(target=self.run, args=(self._stop_event,),
-                                        name=f"event-watcher:{self.namespace or '*'}",
-                                        daemon=True)
-        self._thread.start()
-        return self._thread
+    # -- the reflector's hooks ------------------------------------------------------------------
+    def list_objects(self) -> tuple[list[dict[str, Any]], str]:
+        return self.kube.list_events(self.namespace)
 
-    def stop(self, timeout: float = 5) -> None:
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("event watcher did not stop within %.1f s", timeout)
+    def open_watch(self, resource_version: str | None) -> Iterator[dict[str, Any]]:
+        return self.kube.watch_events(self.namespace, resource_version, self.watch_timeout,
+                                      idle_timeout=self.idle_timeout)
 
-    def run(self, stop: threading.Event) -> None:
-        """List/watch until `stop` is set; never raises."""
-        self._load_state()
-        try:
-            while not stop.is_set():
-                try:
-                    if self.resource_version is None:
-                        self._relist(after_gap=self.last_seen is not None)
-                    self._watch_once(stop)
-                except _Expired:
-                    self.relists += 1
-                    self._expired_in_row += 1
-                    log.info("watch of %s expired (410 Gone): relisting", self._what)
-                    self.resource_version = None
-                    if self._expired_in_row > 1:  # expired again before any event: no spin
-                        self._back_off(stop, "the watch expired again")
-                except KubeError as exc:
-                    self._back_off(stop, str(exc))
-                except Exception:
-                    log.exception("event watcher: unexpected error on %s", self._what)
-                    self._back_off(stop, "unexpected error")
-                self._persist()
-        finally:
-            self._persist(force=True)
-
-    @property
-    def _what(self) -> str:
-        return f'events in "{self.namespace}"' if self.namespace else "events in all namespaces"
-
-    @property
-    def name(self) -> str:
-        """``watch of events in all namespaces`` (or of one namespace), for messages."""
-        return f"watch of {self._what}"
-
-    # -- health ---------------------------------------------------------------------------------
-    @property
-    def stale_after(self) -> float:
-        """Seconds without contact (or of failing) after which the watch is not healthy."""
-        if self._stale_after is not None:
-            return self._stale_after
-        return self.idle_timeout + self.backoff_max + 10.0
-
-    @stale_after.setter
-    def stale_after(self, seconds: float) -> None:
-        self._stale_after = seconds
-
-    def health(self, now: float | None = None) -> tuple[bool, str]:
-        """(healthy, why): in contact with the API server within `stale_after` seconds and
-        not failing for longer than that. A watcher that was never started is not judged."""
-        if self._started_at is None:
-            return True, "not started"
-        if self._thread is not None and not self._thread.is_alive() \
-                and not self._stop_event.is_set():
-            return False, "the watch thread is not running"
-        now = time.monotonic() if now is None else now
-        why = f" ({self.last_error})" if self.last_error else ""
-        since = self._last_contact if self._last_contact is not None else self._started_at
-        if now - since > self.stale_after:
-            never = " since start" if self._last_contact is None else ""
-            return False, f"no contact for {now - since:.0f} s{never}{why}"
-        if self._failing_since is not None and now - self._failing_since > self.stale_after:
-            return False, f"failing for {now - self._failing_since:.0f} s{why}"
-        return True, "ok"
-
-    def _contact(self) -> None:
-        """The API server answered."""
-        self._last_contact = time.monotonic()
-        if self.failures and self.on_api_back is not None:
-            try:
-                self.on_api_back()
-            except Exception:
-                log.exception("on_api_back failed")
-
-    def _healthy(self) -> None:
-        """A list or watch worked: the failure streak is over."""
-        self._contact()
-        self.failures = 0
-        self._expired_in_row = 0
-        self._failing_since = None
-        self.last_error = None
-
-    def _back_off(self, stop: threading.Event, why: str) -> None:
-        self.failures += 1
-        self.last_error = why
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-        cap = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 30))
-        delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
-        level = logging.WARNING if self.failures in (1, 5) or self.failures % 20 == 0 else \
-            logging.DEBUG
-        log.log(level, "watch of %s interrupted (%s); reconnecting in %.2f s (attempt %d)",
-                self._what, why, delay, self.failures)
-        stop.wait(delay)
-
-    # -- list and watch -------------------------------------------------------------------------
-    def _relist(self, *, after_gap: bool) -> None:
-        items, rv = self.kube.list_events(self.namespace)
-        self._contact()
+    def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
+        """Signal listed pull events last seen within ``start_window`` (first start) or, after
+        a gap, since ``min(seen - 2 min, now - start_window)``; skip those already handled."""
         cutoff = _now() - timedelta(seconds=self.start_window)
-        if after_gap and self.last_seen is not None:
+        if self.last_seen is not None:  # a relist after a gap (410, or a restart)
             cutoff = min(cutoff, self.last_seen - _LATE_WRITE)
         listed = sorted(((event_time(i), i) for i in items),
                         key=lambda p: p[0] or datetime.min.replace(tzinfo=UTC))
-        listed_at = _now()
+        self._listed_at = _now()
         emitted = 0
         for when, item in listed:
             if when is None or when < cutoff or self._already_processed(item):
                 continue
             emitted += self._handle(item)
         log.info("listed %d %s at resourceVersion %s; %d signal(s) since %s",
-                 len(items), self._what, rv, emitted, cutoff.isoformat(timespec="seconds"))
-        self.resource_version = rv or None
-        self._advance(listed_at)
+                 len(items), self.what, resource_version, emitted,
+                 cutoff.isoformat(timespec="seconds"))
+
+    def listed(self) -> None:
+        self._advance(self._listed_at)
         self._dirty = True
-        self._persist(force=True)
+        self.persist(force=True)
 
-    def _watch_once(self, stop: threading.Event) -> None:
-        opened = time.monotonic()
-        delivered = 0
-        stream = self.kube.watch_events(self.namespace, self.resource_version,
-                                        self.watch_timeout, idle_timeout=self.idle_timeout)
-        try:
-            for event in stream:
-                self._contact()
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    code = obj.get("code")
-                    if code == 410:
-                        raise _Expired()
-                    raise _StreamError(f"watch ERROR {code} {obj.get('reason')}: "
-                                       f"{obj.get('message')}")
-                delivered += 1
-                self._healthy()
-                rv = (obj.get("metadata") or {}).get("resourceVersion")
-                if kind in ("ADDED", "MODIFIED"):
-                    self._handle(obj)
-                if rv and str(rv) != self.resource_version:
-                    self.resource_version = str(rv)
-                    self._dirty = True
-                self._persist()
-                if stop.is_set():
-                    return
-        except _StreamError as exc:
-            self._back_off(stop, str(exc))
-            return
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        # A clean end (server timeout, idle). Only an instantly empty stream counts against
-        # the back-off: a server that closes every watch at once must not make us spin.
-        if delivered == 0 and time.monotonic() - opened < 0.5:
-            self._back_off(stop, "the watch ended at once")
-        else:
-            self._healthy()
-            self._advance(_now())  # the server had nothing more to send
+    def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
+        if kind in ("ADDED", "MODIFIED"):  # a deleted (expired) event says nothing new
+            self._handle(obj)
 
+    def rv_advanced(self) -> None:
+        self._dirty = True
+
+    def caught_up(self) -> None:
+        self._advance(_now())  # the server had nothing more to send
+
+    # -- signals --------------------------------------------------------------------------------
     def _handle(self, obj: Mapping[str, Any]) -> int:
         """Signal one event if it is about a pull; remember it as processed."""
         meta = obj.get("metadata") or {}
@@ -398,7 +242,7 @@ class EventWatcher:
         return key in self._processed
 
     # -- state ----------------------------------------------------------------------------------
-    def _load_state(self) -> None:
+    def load_state(self) -> None:
         try:
             self.resource_version = self.resource_version or self.store.get(self.rv_key)
             seen = self.store.get(self.seen_key)
@@ -408,10 +252,10 @@ class EventWatcher:
             return
         self.last_seen = self.last_seen or parse_k8s_time(seen)
         if self.resource_version:
-            log.info("resuming the watch of %s from resourceVersion %s", self._what,
+            log.info("resuming the watch of %s from resourceVersion %s", self.what,
                      self.resource_version)
 
-    def _persist(self, force: bool = False) -> None:
+    def persist(self, force: bool = False) -> None:
         """Write the RV (and newest event time) if it changed, at most once per interval."""
         if self.resource_version is None or not (self._dirty or (force and self._seen_dirty)):
             return

@@ -2,9 +2,9 @@
 
 The scenario cluster enforces the ClusterRole's rules like the apiserver's RBAC authorizer;
 then the bot does everything it does in production: diagnose every scenario (owner chains,
-secrets, nodes), verify a pull secret, run the watcher and sweep, and run every approved
-remediation on every workload (rollout restart, set image, and the refusals that read a
-ReplicaSet's or Job's owner).
+secrets, nodes), verify a pull secret, run the watcher, the pod view and the sweep, and run
+every approved remediation on every workload (rollout restart, set image, and the refusals
+that read a ReplicaSet's or Job's owner).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import yaml
 from bot.cli.main import main
 from bot.kube.client import KubeClient
 from bot.kube.remediation import RemediationRefused, rollout_restart, set_image
+from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSweeper
 from bot.sim import SimCluster, bundled_scenarios, load_scenario
 from bot.store import MemoryStore
@@ -62,10 +63,16 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
                           "127.0.0.1:1/team/app:1", "--kubeconfig", kubeconfig])
             kube = KubeClient.from_environment(kubeconfig)
             watcher = EventWatcher(kube, MemoryStore(), lambda s: None, idle_timeout=0.3)
+            view = PodView(kube, idle_timeout=0.3)
             watcher.start()
+            view.start()
             PodSweeper(kube, lambda s: None).sweep()
+            assert view.wait_synced(5)
+            for pod in view.failing()[:1]:
+                view.refresh(pod.namespace, pod.name)
             time.sleep(0.4)
             watcher.stop()
+            view.stop()
             remediated += remediate_everything(kube, scenario.objects)
             used |= set(sim.access_log)
             denied += sim.denied

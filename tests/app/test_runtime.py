@@ -216,3 +216,95 @@ def test_stale_failures_at_install_do_not_storm_but_current_ones_alert(
     finally:
         runtime.stop()
     assert threading.active_count() < 50
+
+
+# -- the pod view: resolution from the watch, a sweep that reads the view ------------------------
+def pod_reads(sim: SimCluster, since: float) -> list[Any]:
+    """Every API read of a pod (GET one, or a list without the view's field selector)."""
+    return [r for r in sim.requests if r.at >= since and "/pods" in r.path
+            and r.param("fieldSelector") != "status.phase=Pending"]
+
+
+def reads(sim: SimCluster) -> list[Any]:
+    """The requests a sweep makes (the watches' own reopens are not the sweep's)."""
+    return [r for r in sim.requests if r.param("watch") is None]
+
+
+def test_a_pod_that_runs_is_resolved_from_the_pod_watch_with_no_sweep(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: the pods run again (status only, no kubelet event to signal them) and no
+    sweep runs for an hour: the roots say resolved within seconds, from the pod watch."""
+    monkeypatch.setenv("SWEEP_INTERVAL_SECONDS", "3600")
+    sim, slack = env["sim"], env["slack"]
+    runtime = start_bot(env)
+    try:
+        objects = {name: bad_tag(name, replicas=3) for name in ("web", "api")}
+        for objs in objects.values():
+            apply(sim, objs)
+        wait_for(lambda: len(roots(slack)) == 2, what="two root messages")
+        wait_for(lambda: runtime.pipeline.drain(0.1), what="the pipeline idle")
+        assert runtime.view.current
+        attempts = runtime.pipeline.attempts
+        started = time.time()
+        for objs in objects.values():
+            for obj in objs:
+                if obj["kind"] == "Pod":
+                    apply(sim, [factory.recovered(obj)[0]])
+        wait_for(lambda: sum("Resolved after" in c.params["text"]
+                             for c in thread_posts(slack)) == 2,
+                 timeout=5, what="both resolution replies")
+        took = time.time() - started
+        assert took < 5, took
+        assert runtime.pipeline.attempts == attempts  # no diagnosis resolved them
+        assert pod_reads(sim, started) == []  # no sweep, no GET: the watch did it
+        wait_for(lambda: all(m.text.startswith("Resolved:") for m in roots(slack)),
+                 timeout=5, what="both roots edited to resolved")
+    finally:
+        runtime.stop()
+
+
+def test_the_sweep_reads_the_view_and_resolves_what_no_watch_saw(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the view synced, a sweep over 12 failing Pending pods reads nothing from the API;
+    a member outside Pending (a running pod whose restarted container cannot pull) is read
+    once and tracked, and resolved by the sweep when it is deleted — no event says so."""
+    monkeypatch.setenv("SWEEP_INTERVAL_SECONDS", "3600")
+    sim, slack = env["sim"], env["slack"]
+    runtime = start_bot(env)
+    try:
+        apply(sim, bad_tag("web", replicas=12))
+        image = "registry.internal/shop/job:v3"
+        restarted = factory.failing_deployment("shop", "job", image,
+                                               factory.containerd_error("not_found", image))
+        [pod] = [o for o in restarted if o["kind"] == "Pod"]
+        running = factory.recovered(pod)[0]
+        running["status"]["containerStatuses"][0]["state"] = pod["status"][
+            "containerStatuses"][0]["state"]
+        apply(sim, [o for o in restarted if o["kind"] != "Pod"][:2] + [running]
+              + [o for o in restarted if o["kind"] == "Event"])
+        name = pod["metadata"]["name"]
+        wait_for(lambda: len(roots(slack)) == 2, what="two root messages")
+        wait_for(lambda: runtime.pipeline.drain(0.1), what="the pipeline idle")
+        assert runtime.view.current and runtime.view.get("shop", name) is None
+
+        sim.clear_requests()
+        runtime.sweep()
+        assert [r.path for r in reads(sim)] == [f"/api/v1/namespaces/shop/pods/{name}"]
+        assert runtime.view.get("shop", name) is not None  # tracked
+        assert runtime.pipeline.drain(5)
+
+        sim.delete("Pod", name, "shop")
+        sim.clear_requests()
+        runtime.sweep()
+        assert [r.path for r in reads(sim)] == [f"/api/v1/namespaces/shop/pods/{name}"]
+        wait_for(lambda: any("Resolved after" in c.params["text"] for c in thread_posts(slack)),
+                 timeout=5, what="the deleted pod's incident resolved")
+        assert runtime.view.get("shop", name) is None
+        wait_for(lambda: any(m.text.startswith("Resolved:") for m in roots(slack)),
+                 timeout=5, what="the root edited to resolved")
+
+        sim.clear_requests()
+        runtime.sweep()
+        assert reads(sim) == []  # 12 Pending members: no API read
+    finally:
+        runtime.stop()

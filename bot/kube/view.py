@@ -1,0 +1,283 @@
+"""A watch-fed view of the pods that may be failing to pull, kept slim.
+
+Only a pod that is ``Pending`` can be waiting for its first image, so the view lists and then
+watches pods with ``fieldSelector=status.phase=Pending`` (per watched namespace, or
+cluster-wide) through the shared `Reflector` (resume from resourceVersion, relist on 410,
+bookmarks, back-off, health). Each pod is kept as a `SlimPod` — the handful of fields the
+alerting needs, not the object (a Pending pod's JSON is 5-15 KB; its projection a few hundred
+bytes), so memory grows with Pending pods, not with the cluster.
+
+Why a pod leaves the view, and what that means:
+
+* A pod that stops matching the field selector (it left Pending: it runs) arrives as
+  ``DELETED``, carrying its last Pending state — the apiserver's cacheWatcher sends exactly
+  that, with the resourceVersion of the change. So does a pod that is deleted. Either way it
+  no longer waits for an image: if the view last saw it waiting on a pull, `on_recovered` is
+  called at once (the alerting removes it from its incidents; no re-diagnosis, no sweep).
+* A pod still Pending whose containers stopped waiting on a pull (``ContainerCreating``, or
+  running while another container starts) has recovered too: same call.
+* A relist (first start, 410 Gone) replaces the whole scope: a pod that was failing and is no
+  longer listed, or no longer failing, recovered during the gap — called for it as well, so a
+  gap loses nothing.
+
+A pod that is not Pending can still fail a pull (a container of a running pod restarted with
+``imagePullPolicy: Always``, or a pod whose image was edited stays ``Running``). Those are
+named by the kubelet's events, not by this watch: `refresh` reads such a pod once (GET) and
+keeps it as *tracked* until it runs cleanly or is deleted (bounded: at most
+``tracked_limit``, oldest dropped first).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.diagnosis.events import PULL_WAITING_REASONS
+from bot.kube.client import KubeClient, KubeNotFound
+from bot.kube.reflector import Reflector
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PENDING", "PodView", "SlimPod"]
+
+#: The pods that can be waiting for their first image.
+PENDING = "status.phase=Pending"
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True, slots=True)
+class SlimPod:
+    """What the alerting needs of one pod; nothing else of the object is kept."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    phase: str
+    owner: tuple[str, str, str] | None  # the controller's (kind, name, uid)
+    images: tuple[tuple[str, str], ...]  # (container, image), init containers first
+    pull_secrets: tuple[str, ...]
+    service_account: str
+    node: str
+    waiting: tuple[tuple[str, str, str], ...]  # (container, reason, message)
+
+    @property
+    def key(self) -> Key:
+        return self.namespace, self.name
+
+    @property
+    def failing(self) -> bool:
+        """A container waits on its image (ErrImagePull, ImagePullBackOff, ...)."""
+        return any(reason in PULL_WAITING_REASONS for _, reason, _ in self.waiting)
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> SlimPod:
+        meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")),
+                     None)
+        images = tuple((str(c.get("name")), str(c.get("image") or ""))
+                       for key in ("initContainers", "containers")
+                       for c in spec.get(key) or [])
+        waiting = []
+        for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            for st in status.get(key) or []:
+                state = (st.get("state") or {}).get("waiting")
+                if state is not None:
+                    waiting.append((str(st.get("name")), str(state.get("reason") or ""),
+                                    str(state.get("message") or "")))
+        return cls(
+            namespace=str(meta.get("namespace") or "default"),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            phase=str(status.get("phase") or ""),
+            owner=(str(owner.get("kind")), str(owner.get("name")), str(owner.get("uid") or ""))
+            if owner else None,
+            images=images,
+            pull_secrets=tuple(str(r.get("name")) for r in spec.get("imagePullSecrets") or []
+                               if r.get("name")),
+            service_account=str(spec.get("serviceAccountName") or "default"),
+            node=str(spec.get("nodeName") or ""),
+            waiting=tuple(waiting),
+        )
+
+
+class _PodScope(Reflector):
+    """The list+watch of Pending pods in one namespace (or all): feeds its `PodView`."""
+
+    thread_name = "pod-view"
+
+    def __init__(self, view: PodView, namespace: str | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.view = view
+        self.namespace = namespace
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        self.what = f"pending pods {where}"
+        self.pods: dict[Key, SlimPod] = {}
+        self.synced = threading.Event()  # the first list is in
+
+    def list_objects(self) -> tuple[list[dict[str, Any]], str]:
+        return self.view.kube.list_pods_at(self.namespace, field_selector=self.view.selector)
+
+    def open_watch(self, resource_version: str | None) -> Iterator[dict[str, Any]]:
+        return self.view.kube.watch_pods(self.namespace, resource_version, self.watch_timeout,
+                                         idle_timeout=self.idle_timeout,
+                                         field_selector=self.view.selector)
+
+    def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
+        new = {}
+        for item in items:
+            pod = SlimPod.of(item)
+            new[pod.key] = pod
+        with self.view.lock:
+            old, self.pods = self.pods, new
+            for key in new:
+                self.view.tracked.pop(key, None)
+        recovered = [key for key, pod in old.items()
+                     if pod.failing and (key not in new or not new[key].failing)]
+        self.synced.set()
+        log.info("listed %d %s at resourceVersion %s (%d failing); %d recovered since the "
+                 "last list", len(new), self.what, resource_version,
+                 sum(p.failing for p in new.values()), len(recovered))
+        self.view.recovered(recovered)
+
+    def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
+        pod = SlimPod.of(obj)
+        with self.view.lock:
+            if kind == "DELETED":  # deleted, or no longer Pending: it does not wait to pull
+                old = self.pods.pop(pod.key, None)
+                was = old.failing if old is not None else pod.failing
+                now = False
+            else:
+                old = self.pods.get(pod.key)
+                self.pods[pod.key] = pod
+                self.view.tracked.pop(pod.key, None)
+                was, now = old is not None and old.failing, pod.failing
+        if was and not now:
+            self.view.recovered([pod.key])
+
+
+class PodView:
+    """Pending pods (slim), per watched namespace or cluster-wide, plus tracked non-Pending
+    pods that fail a pull. Thread-safe: the reflectors write, the sweep and others read.
+
+    `on_recovered(namespace, name)` is called on a reflector's thread when a pod that was
+    waiting on a pull stops doing so or leaves (runs, is deleted); an exception in it is
+    logged and the watch goes on.
+    """
+
+    def __init__(self, kube: KubeClient, *, namespaces: Sequence[str] | None = None,
+                 on_recovered: Callable[[str, str], None] | None = None,
+                 selector: str = PENDING, tracked_limit: int = 10_000,
+                 **reflector_options: Any) -> None:
+        self.kube = kube
+        self.selector = selector
+        self.on_recovered = on_recovered
+        self.tracked_limit = tracked_limit
+        self.lock = threading.Lock()
+        self.tracked: OrderedDict[Key, SlimPod] = OrderedDict()
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        self.scopes = [_PodScope(self, ns, **reflector_options) for ns in scopes]
+        self._by_namespace = {s.namespace: s for s in self.scopes}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def reflectors(self) -> list[Reflector]:
+        """One per scope, for readiness (`health()`) and metrics."""
+        return list(self.scopes)
+
+    def start(self) -> None:
+        for scope in self.scopes:
+            scope.start()
+
+    def stop(self, timeout: float = 5) -> None:
+        for scope in self.scopes:
+            scope.stop(timeout)
+
+    @property
+    def synced(self) -> bool:
+        """Every scope has completed its first list: absence from the view means something."""
+        return all(scope.synced.is_set() for scope in self.scopes)
+
+    @property
+    def current(self) -> bool:
+        """Synced and every watch in contact with the API server (`Reflector.health`): what
+        the view says can be trusted. A view that lost contact may be stale; then the sweep
+        falls back to reading the API."""
+        return self.synced and all(scope.health()[0] for scope in self.scopes)
+
+    def wait_synced(self, timeout: float) -> bool:
+        return all(scope.synced.wait(timeout) for scope in self.scopes)
+
+    # -- reading --------------------------------------------------------------------------------
+    def covers(self, namespace: str) -> bool:
+        """The view watches this namespace and has listed it."""
+        scope = self._by_namespace.get(namespace) or self._by_namespace.get(None)
+        return scope is not None and scope.synced.is_set()
+
+    def get(self, namespace: str, name: str) -> SlimPod | None:
+        """The pod as last seen (Pending, or tracked), or None when the view does not hold it."""
+        key = (namespace, name)
+        scope = self._by_namespace.get(namespace) or self._by_namespace.get(None)
+        with self.lock:
+            pod = scope.pods.get(key) if scope is not None else None
+            return pod if pod is not None else self.tracked.get(key)
+
+    def failing(self) -> list[SlimPod]:
+        """Every pod of the view with a container waiting on a pull."""
+        with self.lock:
+            pods = [p for scope in self.scopes for p in scope.pods.values() if p.failing]
+            pods.extend(p for p in self.tracked.values() if p.failing)
+        return pods
+
+    def __len__(self) -> int:
+        with self.lock:
+            return sum(len(scope.pods) for scope in self.scopes) + len(self.tracked)
+
+    # -- pods the watch does not cover ----------------------------------------------------------
+    def refresh(self, namespace: str, name: str) -> SlimPod | None:
+        """Read one pod (GET) the Pending watch does not hold, e.g. a running pod that the
+        kubelet's events say fails a pull. Kept as tracked while it fails a pull outside
+        Pending; None (and forgotten) when it is gone. Raises KubeError for other failures."""
+        key = (namespace, name)
+        try:
+            pod = SlimPod.of(self.kube.read_pod(namespace, name))
+        except KubeNotFound:
+            with self.lock:
+                self.tracked.pop(key, None)
+            return None
+        with self.lock:
+            if pod.failing and pod.phase != "Pending":
+                self.tracked[key] = pod
+                self.tracked.move_to_end(key)
+                while len(self.tracked) > self.tracked_limit:
+                    self.tracked.popitem(last=False)
+            else:  # Pending ones are the watch's; a pod that does not fail is not kept
+                self.tracked.pop(key, None)
+        return pod
+
+    def forget(self, keep: Iterable[Key]) -> int:
+        """Drop tracked pods not in `keep` (no longer in any incident); how many went."""
+        keep = set(keep)
+        with self.lock:
+            gone = [key for key in self.tracked if key not in keep]
+            for key in gone:
+                del self.tracked[key]
+        return len(gone)
+
+    # -- to the alerting ------------------------------------------------------------------------
+    def recovered(self, keys: Iterable[Key]) -> None:
+        if self.on_recovered is None:
+            return
+        for namespace, name in keys:
+            try:
+                self.on_recovered(namespace, name)
+            except Exception:
+                log.exception("recovery handler failed for pod %s/%s", namespace, name)
