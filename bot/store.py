@@ -99,6 +99,11 @@ class Store(ABC):
     def hgetall(self, name: str) -> dict[str, str]: ...
 
     @abstractmethod
+    def hmget(self, name: str, *fields: str) -> list[str | None]:
+        """The values of `fields` in order (None where absent): one read for the few fields a
+        caller knows, where `hgetall` would read a hash that may hold thousands."""
+
+    @abstractmethod
     def hdel(self, name: str, *fields: str) -> None: ...
 
     @abstractmethod
@@ -232,6 +237,9 @@ class RedisStore(Store):
     def hgetall(self, name: str) -> dict[str, str]:
         return dict(self._run(self.client.hgetall, name))
 
+    def hmget(self, name: str, *fields: str) -> list[str | None]:
+        return list(self._run(self.client.hmget, name, list(fields))) if fields else []
+
     def hdel(self, name: str, *fields: str) -> None:
         if fields:
             self._run(self.client.hdel, name, *fields)
@@ -350,6 +358,11 @@ class MemoryStore(Store):
     def hgetall(self, name: str) -> dict[str, str]:
         with self._lock:
             return dict(self._typed(name, dict) or {})
+
+    def hmget(self, name: str, *fields: str) -> list[str | None]:
+        with self._lock:
+            values = self._typed(name, dict) or {}
+            return [values.get(field) for field in fields]
 
     def hdel(self, name: str, *fields: str) -> None:
         with self._lock:

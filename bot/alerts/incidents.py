@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 INCIDENT_ID = re.compile(r"inc-[0-9a-f]{12}")
 #: How long resolved incidents stay readable (threads, buttons, audit) in the store.
 RESOLVED_RETENTION = 7 * 24 * 3600.0
+#: Field of the incident hash set by versions that keep, per pod, the member ids it has in
+#: the incident (`incident:<id>:pod:<ns>:<pod>`, listed in `incident:<id>:pods`).
+MEMBER_INDEX = "member_index"
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,12 @@ class IncidentManager:
             member = Member(result.namespace, result.pod, entry.container, entry.image,
                             entry.workload.kind, entry.workload.name, now)
             members_key = self._k("incident", incident_id, "members")
+            # The pod's member set first, the member second: whenever the member is stored,
+            # its id is in the set (a crash in between leaves an id without a member, which
+            # `_drop_stale_members` reads as absent). Ids are never removed from the set, so
+            # no replica's removal can race another's join out of it; it holds at most the
+            # containers this pod ever had in this incident, and expires with the incident.
+            self._index_member(incident_id, result.namespace, result.pod, member.id)
             if self.store.hsetnx(members_key, member.id, member.to_json()):
                 log.info("incident %s: %s joins (%s)", incident_id, member.id, entry.cause)
                 self.store.hdel(self._k("incident", incident_id, "recovered"), member.id)
@@ -270,22 +279,51 @@ class IncidentManager:
                   "cause": entry.cause.value, "scope_kind": scope_kind, "scope": scope,
                   "state": "pending", "created_at": repr(now),
                   "diagnosis": json.dumps(diagnosis)}
+        if incident_id == candidate:
+            # Opened by this version: every member it ever has is in a per-pod member set.
+            # Incidents opened before (no such field) keep being searched by a scan.
+            static[MEMBER_INDEX] = "1"
         for name, value in static.items():
             self.store.hsetnx(hkey, name, value)
         self.store.sadd(self._active_set(), incident_id)
         return incident_id
 
+    def _pod_members_key(self, incident_id: str, namespace: str, pod: str) -> str:
+        return self._k("incident", incident_id, "pod", namespace, pod)
+
+    def _index_member(self, incident_id: str, namespace: str, pod: str, member_id: str) -> None:
+        """Record that `member_id` (of this pod) is or was a member of the incident."""
+        pod_key = self._pod_members_key(incident_id, namespace, pod)
+        self.store.sadd(self._k("incident", incident_id, "pods"), pod_key)  # for `_retire`
+        self.store.sadd(pod_key, member_id)
+
+    def _pod_members(self, incident_id: str, namespace: str,
+                     pod: str) -> dict[str, str]:
+        """This pod's members of the incident (member id → stored JSON).
+
+        Reads the pod's member set and HMGETs only those fields, so a recovery costs the
+        same in a 2,000-member incident as in a 1-member one. An incident opened by an earlier
+        version (no MEMBER_INDEX field) or a pod without a member set (a member joined by an
+        earlier replica during a rolling upgrade) falls back to reading the whole hash."""
+        members_key = self._k("incident", incident_id, "members")
+        [indexed] = self.store.hmget(self._k("incident", incident_id), MEMBER_INDEX)
+        ids = (sorted(self.store.smembers(self._pod_members_key(incident_id, namespace, pod)))
+               if indexed else [])
+        if not ids:
+            prefix = f"{namespace}/{pod}/"
+            return {mid: raw for mid, raw in self.store.hgetall(members_key).items()
+                    if mid.startswith(prefix)}
+        return {mid: raw for mid, raw in zip(ids, self.store.hmget(members_key, *ids),
+                                             strict=True) if raw is not None}
+
     def _drop_stale_members(self, namespace: str, pod: str, current: dict[str, str]) -> None:
         """Members of this pod that are no longer failing (or moved cause) leave."""
         index = self._pod_index(namespace, pod)
         for incident_id in self.store.smembers(index):
-            members_key = self._k("incident", incident_id, "members")
-            members = self.store.hgetall(members_key)
-            prefix = f"{namespace}/{pod}/"
-            stale = [mid for mid in members if mid.startswith(prefix)
-                     and current.get(mid) != incident_id]
+            members = self._pod_members(incident_id, namespace, pod)
+            stale = [mid for mid in members if current.get(mid) != incident_id]
             if stale:
-                self.store.hdel(members_key, *stale)
+                self.store.hdel(self._k("incident", incident_id, "members"), *stale)
                 recovered = self._k("incident", incident_id, "recovered")
                 self.store.hset(recovered, {mid: members[mid] for mid in stale})
                 log.info("incident %s: %s recovered or moved", incident_id, ", ".join(stale))
@@ -436,5 +474,9 @@ class IncidentManager:
     def _retire(self, incident: Incident) -> None:
         self.store.srem(self._active_set(), incident.id)
         self.store.delete_if_equals(self._k("active", incident.key), incident.id)
-        for suffix in ((), ("members",), ("announced",), ("recovered",), ("posts",)):
+        pods = self._k("incident", incident.id, "pods")
+        for pod_key in self.store.smembers(pods):  # the per-pod member sets
+            self.store.expire(pod_key, RESOLVED_RETENTION)
+        for suffix in ((), ("members",), ("announced",), ("recovered",), ("posts",),
+                       ("pods",)):
             self.store.expire(self._k("incident", incident.id, *suffix), RESOLVED_RETENTION)
