@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo scenarios clean services
+.PHONY: install test lint typecheck unit demo scenarios clean services bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ demo: $(STAMP)
 
 scenarios: $(STAMP)
 	$(BIN)/python -m bot scenarios
+
+# What one storm costs the bot (not part of `make test`; needs Redis on 127.0.0.1:6379 or
+# REDIS_URL). `make bench SIZES="200 2000 10000"` adds the big run; BENCH_ARGS="--json" etc.
+SIZES ?= 200 2000
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python bench/storm.py $(SIZES) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
