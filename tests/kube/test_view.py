@@ -8,11 +8,9 @@ import copy
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import config
 
 from bot.kube.client import KubeClient
 from bot.kube.reflector import Reflector
@@ -41,21 +39,6 @@ class Recovered:
     def of(self, name: str) -> int:
         with self._lock:
             return sum(1 for _, n in self.items if n == name)
-
-
-@pytest.fixture
-def sim() -> Iterator[SimCluster]:
-    with SimCluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def kube(sim: SimCluster, tmp_path: Path) -> Iterator[KubeClient]:
-    api = config.new_client_from_config(config_file=str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        yield KubeClient(api)
-    finally:
-        api.close()
 
 
 @pytest.fixture

@@ -59,21 +59,6 @@ class Signals:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimCluster]:
-    with SimCluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def kube(sim: SimCluster, tmp_path: Path) -> Iterator[KubeClient]:
-    api = config.new_client_from_config(config_file=str(sim.write_kubeconfig(tmp_path / "kc")))
-    try:
-        yield KubeClient(api)
-    finally:
-        api.close()
-
-
-@pytest.fixture
 def store() -> Iterator[RedisStore]:
     with redis_store() as s:  # random prefix, keys deleted afterwards
         yield s
