@@ -19,6 +19,7 @@ from bot.kube.client import KubeClient
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
+from tests.support.faults import bot_environment
 from tests.support.private_redis import PrivateRedis
 from tests.support.waiting import wait_for as _wait_for
 
@@ -41,13 +42,8 @@ def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         redis_server: PrivateRedis) -> Iterator[dict[str, Any]]:
     with SimCluster() as sim, SlackStandIn() as slack:
-        for name, value in {
-            "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc")),
-            "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.api_url,
-            "SLACK_ALERT_CHANNEL": "#imagepull-alerts", "REDIS_URL": redis_server.url,
-            "GROUP_WAIT_SECONDS": "1", "GROUP_INTERVAL_SECONDS": "2",
-            "SWEEP_INTERVAL_SECONDS": "1", "REGISTRY_PROBE": "false",
-        }.items():
+        settings = bot_environment(sim, slack, tmp_path / "kc", REDIS_URL=redis_server.url)
+        for name, value in settings.items():
             monkeypatch.setenv(name, value)
         yield {"sim": sim, "slack": slack, "redis": redis_server}
 
