@@ -11,8 +11,9 @@ When nothing needs asking, the first pass is the answer.
 Work per incident, not per pod (issue 10): in a storm the pods of one ReplicaSet fail alike.
 `SharedDiagnoses` lets pods with the same owner, node, images, pull secrets and the same kubelet
 error share one diagnosis for a few seconds: the first pod's facts are read and the registry
-asked once, the others cost one read of the pod (to know they are alike) and get the same
-diagnosis under their own name.
+asked once, the others get the same diagnosis under their own name. Whether pods are alike is
+read off the pod itself: the watch-fed view's copy (bot/kube/view.py) when it holds the pod,
+else one GET.
 """
 
 from __future__ import annotations
@@ -127,19 +128,21 @@ def _shareable(result: PodDiagnosis) -> bool:
 
 def diagnose_pod(kube: KubeClient, namespace: str, pod: str,
                  registry: RegistryClient | None, known_hosts: Iterable[str] = (),
-                 shared: SharedDiagnoses | None = None) -> PodDiagnosis:
+                 shared: SharedDiagnoses | None = None,
+                 known: Mapping[str, Any] | None = None) -> PodDiagnosis:
     """The diagnosis of the pod, with the registry's answers for each image it can explain
     (none when `registry` is None: probing is off). With `shared` (the alert pipeline), pods
     alike share one diagnosis (see SharedDiagnoses) and the namespace-level facts may be up to
     the fact cache's freshness old; without it every fact but the owner chain and the server
-    version is read now. Raises KubeNotFound for a pod that is
-    gone and KubeError when the API cannot be read."""
+    version is read now. `known`: the pod as the watch-fed view holds it (its
+    `diagnosis_document`), so it is not read again; None: the pod is read (GET). Raises
+    KubeNotFound for a pod that is gone and KubeError when the API cannot be read."""
     if shared is None:
         # one look, asked by a person or a command: the namespace's secrets, service accounts
         # and nodes as they are now, not as the pipeline last saw them
         fresh = replace(kube, facts=kube.facts.fresh_view())
-        return _diagnose_pod(fresh, namespace, pod, registry, known_hosts)
-    obj = kube.read_pod(namespace, pod)
+        return _diagnose_pod(fresh, namespace, pod, registry, known_hosts, known)
+    obj = known if known is not None else kube.read_pod(namespace, pod)
     return shared.diagnose(obj, lambda: _diagnose_pod(kube, namespace, pod, registry,
                                                       known_hosts, obj))
 

@@ -218,18 +218,25 @@ class Pipeline:
 
     def process(self, namespace: str, pod: str) -> None:
         """Diagnose one pod now and record the result."""
+        # a failing pod the view holds is diagnosed from the view's copy: no GET (issue 10)
+        known = self.view.document(namespace, pod) if self.view is not None else None
         try:
             result = diagnose_pod(self.kube, namespace, pod, self.registry, self.known_hosts,
-                                  self.shared)
+                                  self.shared, known)
         except KubeNotFound:
             self.manager.pod_recovered(namespace, pod)  # deleted: rolled forward or removed
             return
         if self.metrics is not None:
             for entry in result.diagnoses:
                 self.metrics.diagnoses.labels(entry.cause.value).inc()
-        if result.diagnoses:
-            self.manager.observe(result)
-        else:
+        if not result.diagnoses:
+            self.manager.pod_recovered(namespace, pod)
+            return
+        self.manager.observe(result)
+        if known is not None and self.view is not None \
+                and self.view.document(namespace, pod) is None and self.view.current:
+            # the pod stopped failing (or left) while it was being diagnosed: the view's
+            # recovery call may have come before this observation and been undone by it
             self.manager.pod_recovered(namespace, pod)
 
     def _worker(self) -> None:

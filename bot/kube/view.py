@@ -33,7 +33,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.diagnosis.events import PULL_WAITING_REASONS
@@ -42,12 +42,50 @@ from bot.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PENDING", "PodView", "SlimPod"]
+__all__ = ["PENDING", "PodView", "SlimPod", "diagnosis_document"]
 
 #: The pods that can be waiting for their first image.
 PENDING = "status.phase=Pending"
 
 Key = tuple[str, str]  # (namespace, name)
+
+#: The parts of a pod the diagnosis reads (bot/diagnosis/engine.py, owners.py, facts.py and
+#: SharedDiagnoses): nothing else is kept, so a failing pod costs about 1-2 KB, not 5-15 KB.
+_META_KEYS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+_SPEC_KEYS = ("imagePullSecrets", "serviceAccountName", "serviceAccount", "nodeName")
+_CONTAINER_KEYS = ("name", "image", "imagePullPolicy")
+_STATUS_ENTRY_KEYS = ("name", "image", "imageID", "state", "lastState", "ready", "restartCount")
+_STATUS_LISTS = ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
+#: The one label the diagnosis reads (a ReplicaSet's Deployment inferred from its name).
+_LABELS = ("pod-template-hash",)
+
+
+def diagnosis_document(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod reduced to what a diagnosis reads, in the pod's own JSON shape (so
+    `KubeClient.pod_facts` and the engine take it as they take a pod read by GET): name,
+    namespace, uid, the controller owner reference, the pod-template-hash label; containers'
+    names, images and pull policies, pull secrets, service account, node; phase and the
+    containers' statuses. Volumes, env, probes, managed fields, annotations are dropped."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    doc_meta: dict[str, Any] = {k: meta[k] for k in _META_KEYS if k in meta}
+    owners = [ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")][:1]
+    if owners:
+        doc_meta["ownerReferences"] = owners
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in _LABELS}
+    if labels:
+        doc_meta["labels"] = labels
+    doc_spec: dict[str, Any] = {k: spec[k] for k in _SPEC_KEYS if k in spec}
+    for key in ("initContainers", "containers"):
+        if spec.get(key):
+            doc_spec[key] = [{k: c[k] for k in _CONTAINER_KEYS if k in c} for c in spec[key]]
+    doc_status: dict[str, Any] = {"phase": status.get("phase")} if "phase" in status else {}
+    for key in _STATUS_LISTS:
+        if status.get(key):
+            doc_status[key] = [{k: st[k] for k in _STATUS_ENTRY_KEYS if k in st}
+                               for st in status[key]]
+    return {"metadata": doc_meta, "spec": doc_spec, "status": doc_status}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +103,9 @@ class SlimPod:
     service_account: str
     node: str
     waiting: tuple[tuple[str, str, str], ...]  # (container, reason, message)
+    #: what the diagnosis reads of the pod (`diagnosis_document`), kept only while the pod
+    #: fails a pull: the diagnosis of a failing pod in the view needs no GET (issue 10)
+    document: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> Key:
@@ -106,6 +147,8 @@ class SlimPod:
             service_account=str(spec.get("serviceAccountName") or "default"),
             node=str(spec.get("nodeName") or ""),
             waiting=tuple(waiting),
+            document=diagnosis_document(pod)
+            if any(reason in PULL_WAITING_REASONS for _, reason, _ in waiting) else None,
         )
 
 
@@ -229,6 +272,17 @@ class PodView:
         with self.lock:
             pod = scope.pods.get(key) if scope is not None else None
             return pod if pod is not None else self.tracked.get(key)
+
+    def document(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The failing pod as the diagnosis reads it (`diagnosis_document`), from the view:
+        None when the view is not current (not listed yet, or its watch out of contact: it
+        may be stale) or does not hold the pod failing a pull — then the caller reads the pod.
+        The watch keeps it as fresh as a GET would be: the pod's change and the kubelet's
+        event are written together and both reach the bot by watch."""
+        if not self.current:
+            return None
+        pod = self.get(namespace, name)
+        return pod.document if pod is not None and pod.failing else None
 
     def failing(self) -> list[SlimPod]:
         """Every pod of the view with a container waiting on a pull."""
