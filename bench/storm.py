@@ -307,6 +307,8 @@ class Result:
     all_shown_after_last_event_s: float | None
     pods_shown: int
     resolved_s: float | None
+    recovery_written_s: float  # how long the stand-in took to write every pod's recovery
+    resolved_after_last_recovery_s: float | None  # from the last pod's recovery write
     roots_resolved: int
     api_storm: dict[str, int]
     api_storm_per_pod: float
@@ -381,6 +383,7 @@ def run(size: int, args: argparse.Namespace) -> Result:
             api_hold = count_requests(sim.requests, storm_end, hold_end)
 
             rec_start = recover(sim, storm.pods)
+            rec_written = time.time()
             deadline = time.monotonic() + args.deadline
             def all_resolved() -> bool:
                 now = timeline()
@@ -397,6 +400,8 @@ def run(size: int, args: argparse.Namespace) -> Result:
             _clean_redis(args.redis, f"ipb:{cluster}")
             if args.keep_log:
                 print(Path(tmp, "bot.log").read_text()[-20000:], file=sys.stderr)
+            if args.save_log:
+                Path(args.save_log).write_bytes(Path(tmp, "bot.log").read_bytes())
         if bot.rusage is not None:
             peak = max(peak, bot.rusage.ru_maxrss / 1024)
         done = [end.resolved[i] for i in end.roots if i in end.resolved]
@@ -410,6 +415,9 @@ def run(size: int, args: argparse.Namespace) -> Result:
             all_shown_after_last_event_s=_since(shown.all_shown, storm.last_failure_at),
             pods_shown=shown.shown,
             resolved_s=_since(max(done), rec_start)
+            if done and len(done) == len(end.roots) else None,
+            recovery_written_s=rec_written - rec_start,
+            resolved_after_last_recovery_s=_since(max(done), rec_written)
             if done and len(done) == len(end.roots) else None,
             roots_resolved=len(done),
             api_storm=dict(sorted(api_storm.items())),
@@ -471,6 +479,9 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     row("every root says resolved", (
         _s(r.resolved_s, args.deadline) if r.resolved_s is not None
         else f"{r.roots_resolved}/{r.incidents} at {args.deadline:.0f} s" for r in results))
+    row("  … recoveries written in", (f"{r.recovery_written_s:.1f} s" for r in results))
+    row("  … after the last pod runs", (_s(r.resolved_after_last_recovery_s, args.deadline)
+                                        for r in results))
     row("API requests per failing pod (storm)", (f"{r.api_storm_per_pod:.2f}" for r in results))
     keys = sorted({k for r in results for k in r.api_storm}, key=_request_order)
     for key in keys:
@@ -552,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           "redis://127.0.0.1:6379/0"))
     parser.add_argument("--log-level", default="WARNING", help="the bot's LOG_LEVEL")
     parser.add_argument("--keep-log", action="store_true", help="print the bot's log tail")
+    parser.add_argument("--save-log", metavar="PATH", help="copy the bot's whole log there")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
 

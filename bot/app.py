@@ -174,7 +174,7 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                               incidents=manager, approvals=approvals, slack=slack)
 
     def on_signal(signal: PodSignal) -> None:
-        pipeline.submit(signal.namespace, signal.pod)
+        pipeline.signal(signal.namespace, signal.pod, signal.kind)
 
     namespaces: Iterable[str | None] = settings.watch_namespaces or [None]
     watchers: list[Reflector] = [

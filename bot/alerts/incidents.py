@@ -263,6 +263,12 @@ class IncidentManager:
         """The pod runs (or is gone): it leaves every incident it was in."""
         self._drop_stale_members(namespace, pod, {})
 
+    def in_incident(self, namespace: str, pod: str) -> bool:
+        """Whether the pod is (or may still be) a member of an active incident: one read of
+        its index, so a signal that could only resolve it is skipped when there is nothing to
+        resolve."""
+        return bool(self.store.smembers(self._pod_index(namespace, pod)))
+
     def _join(self, key: str, entry: ContainerDiagnosis, result: PodDiagnosis,
               scope_kind: str, scope: str, now: float) -> str:
         active_key = self._k("active", key)

@@ -132,6 +132,28 @@ class Pipeline:
             self._enqueue(key)
             return True
 
+    def signal(self, namespace: str, pod: str, kind: str) -> bool:
+        """A pod signal from the event watch or the sweep (bot/kube/watch.py `PodSignal.kind`):
+        queue the pod unless a diagnosis could not tell anything new; True if queued.
+
+        A ``pulled`` event (the kubelet pulled an image) can only say a pod recovered. With a
+        current pod view that covers the namespace, a Pending pod's recovery comes from the
+        view's watch (it reports the pod leaving Pending or its containers no longer waiting),
+        so the event is skipped when the view holds the pod as Pending, or when the pod is in
+        no incident (nothing to resolve). In a recovery of 2,000 pods that saves a GET of the
+        pod and a LIST of its events for each. Pull failures are always queued."""
+        view = self.view
+        if kind == "pulled" and view is not None and view.current and view.covers(namespace):
+            held = view.get(namespace, pod)
+            if held is not None and held.phase == "Pending":
+                return False
+            try:
+                if held is None and not self.manager.in_incident(namespace, pod):
+                    return False
+            except StoreUnavailable:
+                pass  # cannot tell: the diagnosis will (it waits out store outages)
+        return self.submit(namespace, pod)
+
     def incident_members(self) -> set[Key]:
         """Every pod of every active incident."""
         members: set[Key] = set()
