@@ -26,6 +26,7 @@ from bot.chatops.approvals import ApprovalService
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
+from bot.kube.fact_watch import fact_watches
 from bot.kube.reflector import Reflector
 from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
@@ -53,8 +54,8 @@ class Runtime:
     pipeline: Pipeline
     approvals: ApprovalService
     interactive: Interactive
-    #: every list+watch: the event watches, then the pod view's (started, stopped and
-    #: judged for readiness together)
+    #: every list+watch: the event watches, the pod view's, the fact watches (started,
+    #: stopped and judged for readiness together)
     watchers: list[Reflector]
     sweeper: PodSweeper
     view: PodView
@@ -183,6 +184,8 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                      on_api_back=pipeline.api_is_back)
         for ns in namespaces]
     watchers += view.reflectors
+    # pull secrets and service accounts: forgotten by the fact cache the moment they change
+    watchers += fact_watches(kube, settings.watch_namespaces or None)
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view)

@@ -18,7 +18,14 @@ an explicit, short window:
   account patched to fix an incident is seen within that window. Only `PullSecretInfo` (name,
   type, registries, update time) is kept — never a secret's values: those are read by
   bot/registry/pullsecrets.py when a probe needs them and dropped after it.
-* **Nodes** for `fresh_seconds` (conditions such as DiskPressure).
+* **Nodes** for `fresh_seconds` (conditions such as DiskPressure). Nodes are not watched: a
+  node's status is rewritten by its kubelet every few minutes and on every condition change, so
+  watching every node of a big cluster would cost more than the few reads a storm makes.
+
+With the fact watches running (bot/kube/fact_watch.py: `serve`), pull-secret lists, referenced
+pull secrets and service accounts are instead forgotten the moment the API server reports a
+change, and believed for up to `WATCHED_SECONDS` otherwise: a secret created to fix an incident
+is seen at the next diagnosis, not 30 s later.
 
 Failures are not remembered: a read that raised (the API unreachable) is asked again next time.
 Concurrent misses for one key are collapsed into one read ("single flight"): with several
@@ -43,6 +50,9 @@ VERSION_SECONDS = 3600.0
 OWNER_ENTRIES = 10_000
 #: Entries of each freshness-bounded table (namespaces, service accounts, secrets, nodes).
 FRESH_ENTRIES = 10_000
+#: How long pull-secret lists and service accounts are believed while the fact watches
+#: invalidate them on change (seconds): only a safety net for a change a watch could miss.
+WATCHED_SECONDS = 300.0
 
 
 class _Flight:
@@ -138,6 +148,14 @@ class TTLCache(Generic[V]):
         with self._lock:
             self._items.pop(key, None)
 
+    def forget_where(self, stale: Callable[[Hashable], bool]) -> int:
+        """Drop every entry whose key `stale(key)` says changed; how many went."""
+        with self._lock:
+            keys = [key for key in self._items if stale(key)]
+            for key in keys:
+                del self._items[key]
+        return len(keys)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -164,6 +182,40 @@ class KubeFactCache:
         self.secrets: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: node name → the Node (or None)
         self.nodes: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
+
+    # -- kept honest by watch (bot/kube/fact_watch.py) ------------------------------------------
+    def watched(self, *, secrets: float | None = None,
+                service_accounts: float | None = None) -> None:
+        """A fact watch runs (or gave up): pull-secret lists / service accounts are forgotten
+        the moment they change, so they may be believed for the given seconds (a safety net
+        for a change a watch could miss) instead of `fresh_seconds`."""
+        if secrets is not None:
+            self.namespace_secrets.ttl = secrets
+        if service_accounts is not None:
+            self.service_accounts.ttl = service_accounts
+
+    def pull_secret_changed(self, namespace: str, name: str) -> None:
+        """A pull secret was created, changed or deleted: its namespace's list and its own
+        entry are read again next time."""
+        self.namespace_secrets.forget(namespace)
+        self.secrets.forget((namespace, name))
+
+    def service_account_changed(self, namespace: str, name: str) -> None:
+        self.service_accounts.forget((namespace, name))
+
+    def scope_changed(self, namespace: str | None, *, secrets: bool = True,
+                      service_accounts: bool = True) -> None:
+        """A watch (re)started or relisted after a gap (410): whatever it covers may have
+        changed unseen. `namespace` None: every namespace."""
+        def inside(key: Hashable) -> bool:
+            ns = key[0] if isinstance(key, tuple) else key
+            return namespace is None or ns == namespace
+
+        if secrets:
+            self.namespace_secrets.forget_where(inside)
+            self.secrets.forget_where(inside)
+        if service_accounts:
+            self.service_accounts.forget_where(inside)
 
     def fresh_view(self) -> KubeFactCache:
         """Tables for one look that must be current (a person asking `/imagepull diagnose`

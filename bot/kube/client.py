@@ -388,6 +388,45 @@ class KubeClient:
                            timeout_seconds, idle_timeout=idle_timeout,
                            field_selector=field_selector)
 
+    def _fact_calls(self, resource: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(all namespaces, one namespace) list calls of a resource the fact watches follow."""
+        calls = {
+            "secrets": (self.core.list_secret_for_all_namespaces,
+                        self.core.list_namespaced_secret),
+            "serviceaccounts": (self.core.list_service_account_for_all_namespaces,
+                                self.core.list_namespaced_service_account),
+        }
+        return calls[resource]
+
+    def resource_version_of(self, resource: str, namespace: str | None, *,
+                            field_selector: str | None = None) -> str:
+        """Where to start watching `resource` ("secrets" or "serviceaccounts") from, without
+        reading the objects: a LIST of at most one item, whose resourceVersion is the
+        collection's. The fact watches (bot/kube/fact_watch.py) want only changes, and a full
+        list of secrets would carry every pull secret's credentials for nothing."""
+        all_namespaces, namespaced = self._fact_calls(resource)
+        kwargs: dict[str, Any] = {"limit": 1}
+        if field_selector:
+            kwargs["field_selector"] = field_selector
+        what = f'{resource} in "{namespace}"' if namespace else f"{resource} in all namespaces"
+        if namespace is None:
+            data = self._call(what, all_namespaces, **kwargs)
+        else:
+            data = self._call(what, namespaced, namespace, **kwargs)
+        return str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch_resource(self, resource: str, namespace: str | None,
+                       resource_version: str | None, timeout_seconds: int, *,
+                       idle_timeout: float | None = None, field_selector: str | None = None,
+                       ) -> Iterator[dict[str, Any]]:
+        """Watch "secrets" or "serviceaccounts" like `watch_events` watches events."""
+        all_namespaces, namespaced = self._fact_calls(resource)
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
+        return self._watch(what, all_namespaces, namespaced, namespace, resource_version,
+                           timeout_seconds, idle_timeout=idle_timeout,
+                           field_selector=field_selector)
+
     def _watch(self, what: str, all_namespaces: Callable[..., Any],
                namespaced: Callable[..., Any], namespace: str | None,
                resource_version: str | None, timeout_seconds: int, *,
