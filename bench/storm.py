@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -51,6 +53,7 @@ from bot.kube.watch import pull_signal  # noqa: E402
 from bot.sim import factory  # noqa: E402
 from bot.sim.server import RecordedRequest, SimCluster  # noqa: E402
 from bot.sim.slack import SlackCall, SlackStandIn  # noqa: E402
+from tests.support.slack_requests import sign, slash_command  # noqa: E402
 
 CHANNEL = "imagepull-alerts"
 UNREACHABLE = "registry.corp.example:5000"  # the registry every node times out on
@@ -115,6 +118,62 @@ class BotProcess:
                 _, _, self.rusage = os.wait4(self.proc.pid, 0)
             self.proc.returncode = 0
         self.log.close()
+
+
+# -- slash-command acks during the storm --------------------------------------------------------
+class AckProbe:
+    """Signed `/imagepull` slash commands, as Slack sends them, every `interval` seconds
+    while the storm and its resolution run; records how long the bot takes to answer each
+    HTTP request (the ack Slack waits 3 s for). The command is `help`: it goes through the
+    same gate, Bolt, middleware and ack as `diagnose` (whose work follows the ack on the
+    response_url) but reads nothing from the cluster, so the API counts stay the alerting's."""
+
+    def __init__(self, port: int, secret: str, slack: SlackStandIn, interval: float = 0.5
+                 ) -> None:
+        self.port = port
+        self.secret, self.slack, self.interval = secret, slack, interval
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ack-probe", daemon=True)
+
+    def start(self) -> AckProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self.interval):
+            n += 1
+            body = slash_command("help",
+                                 response_url=self.slack.response_url(f"ack{n}"))
+            headers = {"Content-Type": "application/x-www-form-urlencoded",
+                       **sign(body, self.secret)}
+            started = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("POST", "/slack/events", body=body, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+                ok = answer.status == 200
+            except OSError:
+                ok = False
+            finally:
+                conn.close()
+            if ok:
+                self.latencies.append(time.monotonic() - started)
+            else:
+                self.failures += 1
+
+    def quantile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # -- what the alerts show -------------------------------------------------------------------------
@@ -326,6 +385,11 @@ class Result:
     peak_rss_mb: float
     baseline_messages: int
     baseline_delivery_s: float
+    ack_p50_s: float | None  # slash-command HTTP answer during storm and resolution
+    ack_p99_s: float | None
+    ack_max_s: float | None
+    acks: int
+    ack_failures: int
     harness_cpu_s: float  # CPU of the stand-ins (this process), for comparison
     wall_s: float
 
@@ -362,6 +426,7 @@ def run(size: int, args: argparse.Namespace) -> Result:
             time.sleep(1.0)  # the first sweep and the initial list are done
             cpu0 = bot.cpu()
             rss_idle = bot.memory()[0]
+            probe = AckProbe(bot.port, env["SLACK_SIGNING_SECRET"], slack).start()
             t_start = time.time()
             storm = write_storm(sim, size, deployments, args.ramp, args.repeats)
             written = time.time() - t_start
@@ -395,6 +460,7 @@ def run(size: int, args: argparse.Namespace) -> Result:
             cpu2 = bot.cpu()
             peak = bot.memory()[1]
             api_res = count_requests(sim.requests, rec_start, rec_end)
+            probe.stop()
         finally:
             bot.stop()
             _clean_redis(args.redis, f"ipb:{cluster}")
@@ -431,6 +497,9 @@ def run(size: int, args: argparse.Namespace) -> Result:
             rss_idle_mb=rss_idle, rss_storm_mb=rss_storm, peak_rss_mb=peak,
             baseline_messages=storm.baseline_messages,
             baseline_delivery_s=float(storm.baseline_messages),  # Slack: ~1 message/s/channel
+            ack_p50_s=probe.quantile(0.5), ack_p99_s=probe.quantile(0.99),
+            ack_max_s=max(probe.latencies, default=None), acks=len(probe.latencies),
+            ack_failures=probe.failures,
             harness_cpu_s=time.process_time() - harness0, wall_s=time.monotonic() - began)
 
 
@@ -497,6 +566,11 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
                                       for r in results))
     for method in sorted({m for r in results for m in r.slack_calls}):
         row(f"Slack {method}", (str(r.slack_calls.get(method, 0)) for r in results))
+    row("slash-command ack p50 / p99 / max", (
+        f"{r.ack_p50_s * 1000:.0f} / {r.ack_p99_s * 1000:.0f} / {r.ack_max_s * 1000:.0f} ms"
+        f" ({r.acks} acks, {r.ack_failures} failed)" if r.ack_p50_s is not None
+        and r.ack_p99_s is not None and r.ack_max_s is not None else "no ack"
+        for r in results))
     row("bot CPU: storm / resolution", (f"{r.cpu_storm_s:.1f} s / {r.cpu_resolution_s:.1f} s"
                                         for r in results))
     row("bot CPU: whole process life", (f"{r.cpu_total_s:.1f} s (start {r.cpu_start_s:.1f})"

@@ -26,7 +26,7 @@ from bot.chatops.approvals import ApprovalService
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
-from bot.kube.fact_watch import fact_watches
+from bot.kube.fact_watch import WatchedFacts
 from bot.kube.reflector import Reflector
 from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
@@ -184,8 +184,10 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                      on_api_back=pipeline.api_is_back)
         for ns in namespaces]
     watchers += view.reflectors
-    # pull secrets and service accounts: forgotten by the fact cache the moment they change
-    watchers += fact_watches(kube, settings.watch_namespaces or None)
+    # pull secrets and service accounts by list+watch: the diagnosis reads them from there
+    watched_facts = WatchedFacts(kube, settings.watch_namespaces or None)
+    kube.facts.source = watched_facts
+    watchers += watched_facts.reflectors
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view)

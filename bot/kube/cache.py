@@ -22,10 +22,11 @@ an explicit, short window:
   node's status is rewritten by its kubelet every few minutes and on every condition change, so
   watching every node of a big cluster would cost more than the few reads a storm makes.
 
-With the fact watches running (bot/kube/fact_watch.py: `serve`), pull-secret lists, referenced
-pull secrets and service accounts are instead forgotten the moment the API server reports a
-change, and believed for up to `WATCHED_SECONDS` otherwise: a secret created to fix an incident
-is seen at the next diagnosis, not 30 s later.
+With the fact watches running (bot/kube/fact_watch.py, in `serve`), pull-secret metadata and
+service accounts are not read per namespace at all while the watches are current: the
+`source` answers from what they listed and watched, so a secret created to fix an incident is
+seen at the next diagnosis, not up to 30 s later. The tables above are the fallback (before the
+first list, while a watch is out of contact, or without permission to watch).
 
 Failures are not remembered: a read that raised (the API unreachable) is asked again next time.
 Concurrent misses for one key are collapsed into one read ("single flight"): with several
@@ -38,7 +39,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
+
+from bot.diagnosis.facts import PullSecretInfo
 
 V = TypeVar("V")
 
@@ -50,9 +53,6 @@ VERSION_SECONDS = 3600.0
 OWNER_ENTRIES = 10_000
 #: Entries of each freshness-bounded table (namespaces, service accounts, secrets, nodes).
 FRESH_ENTRIES = 10_000
-#: How long pull-secret lists and service accounts are believed while the fact watches
-#: invalidate them on change (seconds): only a safety net for a change a watch could miss.
-WATCHED_SECONDS = 300.0
 
 
 class _Flight:
@@ -161,6 +161,20 @@ class TTLCache(Generic[V]):
             self._items.clear()
 
 
+class FactSource(Protocol):
+    """Facts kept current by watch (bot/kube/fact_watch.py `WatchedFacts`). Each answer is
+    None when the source cannot vouch for it (not listed yet, out of contact, not watched):
+    then the client reads the API through the tables."""
+
+    def pull_secrets(self, namespace: str) -> tuple[PullSecretInfo, ...] | None:
+        """Metadata of the namespace's docker-registry secrets."""
+
+    def service_account(self, namespace: str, name: str
+                        ) -> tuple[bool, tuple[str, ...] | None]:
+        """(vouched, the account's imagePullSecrets names — None when it does not exist);
+        not vouched: read the API."""
+
+
 class KubeFactCache:
     """The tables KubeClient keeps; one per client (one per process in `serve`)."""
 
@@ -182,40 +196,8 @@ class KubeFactCache:
         self.secrets: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: node name → the Node (or None)
         self.nodes: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
-
-    # -- kept honest by watch (bot/kube/fact_watch.py) ------------------------------------------
-    def watched(self, *, secrets: float | None = None,
-                service_accounts: float | None = None) -> None:
-        """A fact watch runs (or gave up): pull-secret lists / service accounts are forgotten
-        the moment they change, so they may be believed for the given seconds (a safety net
-        for a change a watch could miss) instead of `fresh_seconds`."""
-        if secrets is not None:
-            self.namespace_secrets.ttl = secrets
-        if service_accounts is not None:
-            self.service_accounts.ttl = service_accounts
-
-    def pull_secret_changed(self, namespace: str, name: str) -> None:
-        """A pull secret was created, changed or deleted: its namespace's list and its own
-        entry are read again next time."""
-        self.namespace_secrets.forget(namespace)
-        self.secrets.forget((namespace, name))
-
-    def service_account_changed(self, namespace: str, name: str) -> None:
-        self.service_accounts.forget((namespace, name))
-
-    def scope_changed(self, namespace: str | None, *, secrets: bool = True,
-                      service_accounts: bool = True) -> None:
-        """A watch (re)started or relisted after a gap (410): whatever it covers may have
-        changed unseen. `namespace` None: every namespace."""
-        def inside(key: Hashable) -> bool:
-            ns = key[0] if isinstance(key, tuple) else key
-            return namespace is None or ns == namespace
-
-        if secrets:
-            self.namespace_secrets.forget_where(inside)
-            self.secrets.forget_where(inside)
-        if service_accounts:
-            self.service_accounts.forget_where(inside)
+        #: watch-fed answers that take precedence over the tables (None: read the API)
+        self.source: FactSource | None = None
 
     def fresh_view(self) -> KubeFactCache:
         """Tables for one look that must be current (a person asking `/imagepull diagnose`
@@ -223,6 +205,7 @@ class KubeFactCache:
         not go stale), everything else is read again."""
         view = KubeFactCache(0.0, fresh_entries=64, clock=self._clock)
         view.owners, view.version = self.owners, self.version
+        view.source = self.source  # current by watch: as fresh as a read
         return view
 
     def clear(self) -> None:

@@ -183,8 +183,13 @@ class KubeClient:
             return infer_workload(pod)
 
     def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...] | None:
-        """The account's imagePullSecrets names (None: absent or not readable); believed for
-        the cache's freshness window."""
+        """The account's imagePullSecrets names (None: absent or not readable): from the fact
+        watches when they vouch for it, else read and believed for the freshness window."""
+        source = self.facts.source
+        if source is not None:
+            vouched, names = source.service_account(namespace, name)
+            if vouched:
+                return names
 
         def load() -> tuple[str, ...] | None:
             try:
@@ -249,8 +254,14 @@ class KubeClient:
                 if any(r.get("name") == secret for r in sa.get("imagePullSecrets") or [])]
 
     def namespace_pull_secrets(self, namespace: str) -> list[PullSecretInfo] | None:
-        """Metadata of the namespace's docker-registry secrets (None: may not list them);
-        believed for the cache's freshness window. The listed values are dropped here."""
+        """Metadata of the namespace's docker-registry secrets (None: may not list them): from
+        the fact watches when they vouch for the namespace, else listed and believed for the
+        freshness window. The listed values are dropped here."""
+
+        source = self.facts.source
+        watched = source.pull_secrets(namespace) if source is not None else None
+        if watched is not None:
+            return list(watched)
 
         def load() -> tuple[PullSecretInfo, ...] | None:
             infos: list[PullSecretInfo] = []
@@ -398,22 +409,17 @@ class KubeClient:
         }
         return calls[resource]
 
-    def resource_version_of(self, resource: str, namespace: str | None, *,
-                            field_selector: str | None = None) -> str:
-        """Where to start watching `resource` ("secrets" or "serviceaccounts") from, without
-        reading the objects: a LIST of at most one item, whose resourceVersion is the
-        collection's. The fact watches (bot/kube/fact_watch.py) want only changes, and a full
-        list of secrets would carry every pull secret's credentials for nothing."""
+    def list_resource(self, resource: str, namespace: str | None, *,
+                      field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Every "secrets" (with a type selector) or "serviceaccounts" object, paginated, and
+        the list's resourceVersion (bot/kube/fact_watch.py keeps only their metadata)."""
         all_namespaces, namespaced = self._fact_calls(resource)
-        kwargs: dict[str, Any] = {"limit": 1}
-        if field_selector:
-            kwargs["field_selector"] = field_selector
-        what = f'{resource} in "{namespace}"' if namespace else f"{resource} in all namespaces"
+        kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
         if namespace is None:
-            data = self._call(what, all_namespaces, **kwargs)
-        else:
-            data = self._call(what, namespaced, namespace, **kwargs)
-        return str((data.get("metadata") or {}).get("resourceVersion") or "")
+            return self._list_all(what, all_namespaces, **kwargs)
+        return self._list_all(what, namespaced, namespace, **kwargs)
 
     def watch_resource(self, resource: str, namespace: str | None,
                        resource_version: str | None, timeout_seconds: int, *,

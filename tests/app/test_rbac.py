@@ -18,7 +18,7 @@ import yaml
 
 from bot.cli.main import main
 from bot.kube.client import KubeClient
-from bot.kube.fact_watch import fact_watches
+from bot.kube.fact_watch import WatchedFacts
 from bot.kube.remediation import RemediationRefused, rollout_restart, set_image
 from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSweeper
@@ -65,22 +65,20 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
             kube = KubeClient.from_environment(kubeconfig)
             watcher = EventWatcher(kube, MemoryStore(), lambda s: None, idle_timeout=0.3)
             view = PodView(kube, idle_timeout=0.3)
-            facts = fact_watches(kube, idle_timeout=0.3)
+            facts = WatchedFacts(kube, idle_timeout=0.3)
             watcher.start()
             view.start()
-            for fact_watch in facts:
-                fact_watch.start()
+            facts.start()
             PodSweeper(kube, lambda s: None).sweep()
             assert view.wait_synced(5)
-            assert all(f.synced.wait(5) for f in facts)
+            assert facts.wait_synced(5)
             for pod in view.failing()[:1]:
                 view.refresh(pod.namespace, pod.name)
             time.sleep(0.4)
             watcher.stop()
             view.stop()
-            for fact_watch in facts:
-                fact_watch.stop()
-                assert fact_watch.refused is None
+            facts.stop()
+            assert not [w.what for w in facts.secrets + facts.accounts if w.refused]
             remediated += remediate_everything(kube, scenario.objects)
             used |= set(sim.access_log)
             denied += sim.denied

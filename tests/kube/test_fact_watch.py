@@ -1,13 +1,12 @@
-"""The fact watches (bot/kube/fact_watch.py) against the scenario cluster over HTTP: a pull
-secret created or a service account patched to fix an incident is seen at the next read (no
-freshness window to wait out), while unchanged facts are read once however long they are
-believed; a 410 relist or a dropped watch loses no change; an identity that may not watch
-secrets keeps working with the short window."""
+"""The fact watches (bot/kube/fact_watch.py) against the scenario cluster over HTTP: with them
+current, the diagnosis reads pull secrets and service accounts from what they listed and
+watched (no read per namespace), a secret created or an account patched to fix an incident is
+seen at the next diagnosis; a 410 relist and a dropped watch lose no change; an identity that
+may not list or watch secrets falls back to reading them, and stays ready."""
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from kubernetes import config
 
 from bot.kube.cache import KubeFactCache
 from bot.kube.client import KubeClient
-from bot.kube.fact_watch import FactWatch, fact_watches
+from bot.kube.fact_watch import WatchedFacts
 from bot.sim.server import SimCluster
 from tests.support.waiting import wait_for
 
@@ -35,21 +34,19 @@ def sim() -> Iterator[SimCluster]:
 def kube(sim: SimCluster, tmp_path: Path) -> Iterator[KubeClient]:
     api = config.new_client_from_config(config_file=str(sim.write_kubeconfig(tmp_path / "kc")))
     try:
-        yield KubeClient(api, KubeFactCache(fresh_seconds=0.5))
+        yield KubeClient(api, KubeFactCache(fresh_seconds=30))
     finally:
         api.close()
 
 
 @pytest.fixture
-def watches(kube: KubeClient) -> Iterator[list[FactWatch]]:
-    started = fact_watches(kube, **OPTIONS)
-    for watch in started:
-        watch.start()
-    for watch in started:
-        assert watch.synced.wait(5), watch.what
-    yield started
-    for watch in started:
-        watch.stop()
+def facts(kube: KubeClient) -> Iterator[WatchedFacts]:
+    watched = WatchedFacts(kube, **OPTIONS)
+    kube.facts.source = watched
+    watched.start()
+    assert watched.wait_synced(5)
+    yield watched
+    watched.stop()
 
 
 def regcred_in_shop(sim: SimCluster) -> dict:
@@ -59,47 +56,56 @@ def regcred_in_shop(sim: SimCluster) -> dict:
 
 
 def test_three_watches_cluster_wide_and_one_set_per_namespace(kube: KubeClient) -> None:
-    assert sorted(w.what for w in fact_watches(kube)) == [
+    assert sorted(w.what for w in WatchedFacts(kube).reflectors) == [
         "secrets in all namespaces (type=kubernetes.io/dockercfg)",
         "secrets in all namespaces (type=kubernetes.io/dockerconfigjson)",
         "serviceaccounts in all namespaces"]
-    assert len(fact_watches(kube, ["a", "b"])) == 6
+    assert len(WatchedFacts(kube, ["a", "b"]).reflectors) == 6
 
 
-def test_a_created_secret_is_seen_at_once_and_unchanged_facts_are_read_once(
-        sim: SimCluster, kube: KubeClient, watches: list[FactWatch]) -> None:
-    assert kube.facts.namespace_secrets.ttl == 300  # believed long: the watch guards it
-    before = kube.namespace_pull_secrets("shop")
-    assert kube.referenced_secrets("shop", ("regcred",)) == {"regcred": None}
-    time.sleep(0.8)  # longer than the unwatched freshness window (0.5 s)
+def test_with_current_watches_no_namespace_is_read(
+        sim: SimCluster, kube: KubeClient, facts: WatchedFacts) -> None:
+    """The same answers as reading the API, with no request."""
+    reading = KubeClient(kube.api, KubeFactCache(fresh_seconds=0))
     sim.clear_requests()
-    assert kube.namespace_pull_secrets("shop") == before
-    assert sim.requests_matching("GET", r"/secrets$") == []  # still believed: no change seen
+    for namespace in ("shop", "default"):
+        assert kube.namespace_pull_secrets(namespace) == sorted(
+            reading.namespace_pull_secrets(namespace) or [], key=lambda i: (i.name, i.type))
+        assert kube.service_account_pull_secrets(namespace, "default") == \
+            reading.service_account_pull_secrets(namespace, "default")
+    assert kube.service_account_pull_secrets("shop", "nobody") is None
+    reads_by_reading = len(sim.requests)
+    sim.clear_requests()
+    kube.namespace_pull_secrets("shop")
+    kube.service_account_pull_secrets("shop", "default")
+    assert sim.requests == []
+    assert reads_by_reading > 0  # the comparison read the API: it was not two empty answers
 
+
+def test_a_created_secret_and_a_patched_account_are_seen_at_once(
+        sim: SimCluster, kube: KubeClient, facts: WatchedFacts) -> None:
+    assert kube.referenced_secrets("shop", ("regcred",))["regcred"] is None
     sim.apply(regcred_in_shop(sim))
     found = wait_for(lambda: kube.referenced_secrets("shop", ("regcred",))["regcred"], 3,
                      "the new secret")
     assert found.type == "kubernetes.io/dockerconfigjson" and found.registries
-    # nothing of the secret's credentials is kept, by the cache or the watch
-    kept = repr(kube.facts.namespace_secrets._items) + repr(kube.facts.secrets._items) \
-        + repr([vars(w) for w in watches])
-    assert regcred_in_shop(sim)["data"][".dockerconfigjson"] not in kept
-
-
-def test_a_patched_service_account_is_seen_at_once(
-        sim: SimCluster, kube: KubeClient, watches: list[FactWatch]) -> None:
-    assert kube.service_account_pull_secrets("shop", "default") == ()
     account = copy.deepcopy(sim.get("ServiceAccount", "default", "shop"))
     account["imagePullSecrets"] = [{"name": "regcred"}]
     sim.apply(account)
     wait_for(lambda: kube.service_account_pull_secrets("shop", "default") == ("regcred",), 3,
              "the patched service account")
+    sim.delete("Secret", "regcred", "shop")
+    wait_for(lambda: all(i.name != "regcred" for i in kube.namespace_pull_secrets("shop")), 3,
+             "the deleted secret")
+    # nothing of a secret's credentials is kept, by the cache or the watches
+    kept = repr(kube.facts.namespace_secrets._items) + repr(kube.facts.secrets._items) \
+        + repr([w.items for w in facts.secrets])
+    assert regcred_in_shop(sim)["data"][".dockerconfigjson"] not in kept
 
 
 def test_a_relist_after_410_and_a_dropped_watch_lose_no_change(
-        sim: SimCluster, kube: KubeClient, watches: list[FactWatch]) -> None:
-    secret_watch = next(w for w in watches if "dockerconfigjson" in w.what)
-    assert kube.referenced_secrets("shop", ("regcred",)) == {"regcred": None}
+        sim: SimCluster, kube: KubeClient, facts: WatchedFacts) -> None:
+    secret_watch = next(w for w in facts.secrets if "dockerconfigjson" in w.what)
     relists = secret_watch.relists
     sim.down()  # the watches break and cannot reconnect
     try:
@@ -107,47 +113,42 @@ def test_a_relist_after_410_and_a_dropped_watch_lose_no_change(
         sim.compact()  # and their resourceVersions are forgotten: they must relist (410)
     finally:
         sim.up()
-    wait_for(lambda: kube.referenced_secrets("shop", ("regcred",))["regcred"], 5,
+    wait_for(lambda: secret_watch.relists > relists, 10, "a relist after 410")
+    wait_for(lambda: any(i.name == "regcred" for i in facts.pull_secrets("shop") or ()), 5,
              "the secret created while the watch was away")
-    wait_for(lambda: secret_watch.relists > relists, 5, "a relist after 410")
-    assert all(w.health()[0] for w in watches)
+    assert all(w.health()[0] for w in facts.reflectors)
 
 
-def test_a_role_that_may_list_but_not_watch_gives_up_and_stays_ready(
-        sim: SimCluster, kube: KubeClient) -> None:
-    """A ClusterRole from before the fact watches (no `watch` on secrets)."""
+def test_out_of_contact_the_watches_do_not_vouch(sim: SimCluster, facts: WatchedFacts) -> None:
+    """Out of contact for longer than a blip (`stale_after`, 1 s here): the client reads."""
+    assert facts.pull_secrets("shop") is not None
+    for watch in facts.reflectors:
+        watch.stale_after = 1.0
+    sim.down()
+    try:
+        wait_for(lambda: facts.pull_secrets("shop") is None, 10, "the watches to stop vouching")
+        assert facts.service_account("shop", "default") == (False, None)
+    finally:
+        sim.up()
+    wait_for(lambda: facts.pull_secrets("shop") is not None, 10, "vouching again")
+
+
+@pytest.mark.parametrize("secret_verbs", [["get"], ["get", "list"]])
+def test_without_permission_the_api_is_read_and_the_bot_stays_ready(
+        sim: SimCluster, kube: KubeClient, secret_verbs: list[str]) -> None:
+    """A namespaced install without list on secrets, or a ClusterRole from before this
+    version (list but no watch)."""
     sim.enforce_rbac([{"apiGroups": [""], "resources": ["serviceaccounts"],
                        "verbs": ["get", "list", "watch"]},
-                      {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}])
-    started = fact_watches(kube, **OPTIONS)
-    for watch in started:
-        watch.start()
+                      {"apiGroups": [""], "resources": ["secrets"], "verbs": secret_verbs}])
+    watched = WatchedFacts(kube, **OPTIONS)
+    kube.facts.source = watched
+    watched.start()
     try:
-        secrets = [w for w in started if w.resource == "secrets"]
-        wait_for(lambda: all(w.refused for w in secrets), 5, "the secret watches giving up")
-        assert all(w.health()[0] for w in started)
-        assert kube.facts.namespace_secrets.ttl == 0.5
+        wait_for(lambda: all(w.refused for w in watched.secrets), 5, "the secret watches")
+        assert all(w.health()[0] for w in watched.reflectors)  # not needed to alert: ready
+        assert watched.pull_secrets("shop") is None  # never vouches: the client reads
+        assert watched.accounts[0].synced.wait(5) and watched.accounts[0].refused is None
+        assert watched.service_account("shop", "default")[0] is True
     finally:
-        for watch in started:
-            watch.stop()
-
-
-def test_without_permission_to_watch_secrets_the_short_window_applies(
-        sim: SimCluster, kube: KubeClient) -> None:
-    sim.enforce_rbac([{"apiGroups": [""], "resources": ["serviceaccounts"],
-                       "verbs": ["get", "list", "watch"]},
-                      {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
-    started = fact_watches(kube, **OPTIONS)
-    for watch in started:
-        watch.start()
-    try:
-        secrets = [w for w in started if w.resource == "secrets"]
-        wait_for(lambda: all(w.refused for w in secrets), 5, "the secret watches giving up")
-        assert all(w.health()[0] for w in started)  # not needed to alert: still ready
-        assert kube.facts.namespace_secrets.ttl == 0.5
-        accounts = next(w for w in started if w.resource == "serviceaccounts")
-        assert accounts.synced.wait(5) and accounts.refused is None
-        assert kube.facts.service_accounts.ttl == 300
-    finally:
-        for watch in started:
-            watch.stop()
+        watched.stop()
