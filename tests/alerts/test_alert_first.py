@@ -200,3 +200,11 @@ def test_an_answer_that_moves_the_pods_inside_group_wait_posts_only_the_right_in
         [incident_id] = bot.manager.active_ids()  # the tag incident was discarded unposted
         incident = bot.manager.load(incident_id)
         assert incident is not None and len(incident.pods) == REPLICAS
+        # diagnosed again (the kubelet's next back-off): the remembered answer is in the first
+        # look, so the pods stay where they are — no tag incident again, no second probe
+        bot.submit_all(sim)
+        assert bot.pipeline.drain(20)
+        time.sleep(GROUP_WAIT + 0.5)
+        assert bot.manager.active_ids() == {incident_id} and len(bot.roots()) == 1
+        assert bot.replies() == [] and bot.edits() == []
+        assert bot.pipeline.probes is not None and bot.pipeline.probes.asked == 1
