@@ -17,6 +17,16 @@ finds that message instead of posting another (see bot/slack/notifier.py).
 An incident keeps the diagnosis it was opened with (`IncidentDiagnosis`: the first failing
 container's, and the pod it was seen in) as the diagnosis JSON contract, so the record reads
 back typed in any later version, and a record written by an earlier one still loads.
+
+The registry's answers come after the alert (issue 10, Deliver 3): a pod is observed first
+with the API's facts, and again once the registry was asked (`observe(..., registry=...)`).
+A diagnosis that knows more replaces the incident's: each *depth* (`Depth`: the kubelet's
+facts, the registry unreachable, the registry's answer) is stored once per incident, the first
+writer's (HSETNX `diagnosis:<depth>`), and the deepest one is the incident's diagnosis. The
+root message shows it: posted within group_wait, the root simply goes out with it; posted
+before, the root is edited once per deeper diagnosis (`refresh`, under the incident's claim
+like every other Slack write, and recorded as `root_depth`): one edit, not one per pod or
+per replica.
 """
 
 from __future__ import annotations
@@ -27,11 +37,13 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import IntEnum
 from typing import Any, Protocol
 
 from bot.diagnosis.causes import CAUSES, Cause, Finding
+from bot.diagnosis.facts import RegistryFacts
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 from bot.metrics import Metrics
@@ -48,6 +60,26 @@ RESOLVED_RETENTION = 7 * 24 * 3600.0
 #: Field of the incident hash set by versions that keep, per pod, the member ids it has in
 #: the incident (`incident:<id>:pod:<ns>:<pod>`, listed in `incident:<id>:pods`).
 MEMBER_INDEX = "member_index"
+
+
+class Depth(IntEnum):
+    """How much a diagnosis knows beyond the kubelet: deeper ones replace shallower ones."""
+
+    KUBELET = 0  # the API's facts (the first look; no registry probe, or none needed)
+    UNREACHABLE = 1  # the registry was asked and did not answer the bot: that is evidence
+    REGISTRY = 2  # the registry answered
+
+    @classmethod
+    def of(cls, facts: RegistryFacts | None) -> Depth:
+        if facts is None or not (facts.answered or facts.probe_summary):
+            return cls.KUBELET
+        return cls.REGISTRY if facts.answered else cls.UNREACHABLE
+
+
+def _diagnosis_field(depth: Depth) -> str:
+    """The incident hash field of a diagnosis of this depth (`diagnosis`: the first one
+    stored, whatever its depth, as every version reads it)."""
+    return f"diagnosis:{int(depth)}"
 
 
 @dataclass(frozen=True)
@@ -153,6 +185,8 @@ class Incident:
     resolved_at: float | None = None
     updates: int = 0  # thread updates posted: the next one is part f"update:{updates + 1}"
     reminders: int = 0  # reminders posted
+    depth: Depth = Depth.KUBELET  # of `diagnosis`
+    root_depth: Depth = Depth.KUBELET  # of the diagnosis the root message shows
 
     @property
     def pods(self) -> set[str]:
@@ -191,6 +225,10 @@ class Notifier(Protocol):
     def post_reminder(self, incident: Incident, now: float, part: str) -> None: ...
 
     def post_resolved(self, incident: Incident, part: str) -> None: ...
+
+    def edit_root(self, incident: Incident) -> None:
+        """Show the incident as it is now in its posted root (an idempotent edit); NotifyError
+        when Slack cannot take it now (the edit stays due)."""
 
     def posted(self, incident: Incident, part: str) -> tuple[str, str] | None:
         """(channel id, ts) of `part` if it was ever sent and Slack has it, else None."""
@@ -232,15 +270,19 @@ class IncidentManager:
 
     # -- intake -------------------------------------------------------------------------------
 
-    def observe(self, result: PodDiagnosis, now: float | None = None) -> list[str]:
-        """Join each failing container of the pod to its incident; returns incident ids."""
+    def observe(self, result: PodDiagnosis, now: float | None = None, *,
+                registry: Mapping[str, RegistryFacts] | None = None) -> list[str]:
+        """Join each failing container of the pod to its incident; returns incident ids.
+        `registry`: what the registry answered per image, when it was asked (the diagnosis
+        is then deeper than the kubelet's and replaces a shallower one, see `Depth`)."""
         now = self.clock() if now is None else now
         touched: list[str] = []
         current: dict[str, str] = {}  # member id → incident id
         for entry in result.diagnoses:
             scope_kind, scope = incident_scope(entry, result.namespace)
             key = f"{self.cluster}|{entry.cause.value}|{scope}"
-            incident_id = self._join(key, entry, result, scope_kind, scope, now)
+            depth = Depth.of((registry or {}).get(entry.image))
+            incident_id = self._join(key, entry, result, scope_kind, scope, now, depth)
             member = Member(result.namespace, result.pod, entry.container, entry.image,
                             entry.workload.kind, entry.workload.name, now)
             members_key = self._k("incident", incident_id, "members")
@@ -270,7 +312,7 @@ class IncidentManager:
         return bool(self.store.smembers(self._pod_index(namespace, pod)))
 
     def _join(self, key: str, entry: ContainerDiagnosis, result: PodDiagnosis,
-              scope_kind: str, scope: str, now: float) -> str:
+              scope_kind: str, scope: str, now: float, depth: Depth = Depth.KUBELET) -> str:
         active_key = self._k("active", key)
         candidate = new_incident_id()
         if self.store.set_nx(active_key, candidate):
@@ -291,6 +333,10 @@ class IncidentManager:
             static[MEMBER_INDEX] = "1"
         for name, value in static.items():
             self.store.hsetnx(hkey, name, value)
+        if depth > Depth.KUBELET and self.store.hsetnx(hkey, _diagnosis_field(depth),
+                                                       static["diagnosis"]):
+            log.info("incident %s: the registry's answer refines its diagnosis (%s)",
+                     incident_id, depth.name.lower())
         self.store.sadd(self._active_set(), incident_id)
         return incident_id
 
@@ -356,13 +402,15 @@ class IncidentManager:
                    self.store.hgetall(self._k("incident", incident_id, "members")).items()}
         recovered = {mid: Member.from_json(v) for mid, v in
                      self.store.hgetall(self._k("incident", incident_id, "recovered")).items()}
+        depth = max((d for d in Depth if raw.get(_diagnosis_field(d))), default=Depth.KUBELET)
+        stored = raw.get(_diagnosis_field(depth)) or raw.get("diagnosis") or "{}"
         return Incident(
             id=incident_id, key=raw["key"], cluster=raw.get("cluster", self.cluster),
             cause=Cause(raw["cause"]), scope_kind=raw.get("scope_kind", "workload"),
             scope=raw.get("scope", ""), state=raw.get("state", "pending"),
             created_at=float(raw.get("created_at") or 0),
-            diagnosis=IncidentDiagnosis.from_json(
-                {"cause": raw["cause"], **json.loads(raw.get("diagnosis") or "{}")}),
+            diagnosis=IncidentDiagnosis.from_json({"cause": raw["cause"], **json.loads(stored)}),
+            depth=depth, root_depth=Depth(int(raw.get("root_depth") or 0)),
             members=members, recovered=recovered,
             announced=self.store.smembers(self._k("incident", incident_id, "announced")),
             channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,
@@ -394,6 +442,8 @@ class IncidentManager:
             return None
         if not incident.members:
             return "resolve"
+        if incident.depth > incident.root_depth:
+            return "refresh"  # the registry answered after the root went out
         changed = bool(set(incident.members) - incident.announced or incident.recovered)
         if changed and now - (incident.last_update_at or 0) >= t.group_interval:
             return "update"
@@ -435,8 +485,13 @@ class IncidentManager:
     def _do_root(self, incident: Incident, now: float) -> None:
         channel, ts = self.notifier.post_root(incident, "root")
         self._set(incident, state="open", channel=channel, thread_ts=ts, root_posted_at=now,
-                  last_update_at=now, last_notified_at=now)
+                  last_update_at=now, last_notified_at=now, root_depth=int(incident.depth))
         self._announce(incident, incident.members)
+
+    def _do_refresh(self, incident: Incident, now: float) -> None:
+        """Edit the root to show the deeper diagnosis (once per depth)."""
+        self.notifier.edit_root(incident)
+        self._set(incident, root_depth=int(incident.depth))
 
     def _do_update(self, incident: Incident, now: float) -> None:
         """Post what changed. If `update:N` turns out to be in Slack already (an earlier

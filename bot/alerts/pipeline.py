@@ -25,6 +25,15 @@ from 18/s to over 200/s):
   already probes at its own bounded pace (the event watch reconnecting, the once-a-second job
   reaching the store) ends a gate step early: recovery is not delayed by a long step.
 
+The registry never holds up the alert (issue 10, Deliver 3). A pod's first diagnosis — the
+API's facts, plus what the registry already answered about its images (`RegistryAnswers`) —
+is observed at once, so its incident's group_wait starts with the first signal. What is still
+to ask goes to the registry probe pool (bot/alerts/probes.py: its own two threads, each
+question once however many pods wait for it); when the answers are in, the waiting pods are
+queued again and observed with them: the refined diagnosis replaces the incident's (and edits
+the root if it was already posted, see bot/alerts/incidents.py). A registry that is slow or
+unreachable costs the probe threads, never a pipeline worker; its unreachability is evidence.
+
 Nothing is dropped: a pod leaves the pipeline only after a diagnosis that was recorded (or an
 unexpected error, which is logged with its traceback: retrying a bug forever helps no one).
 """
@@ -40,7 +49,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.alerts.incidents import IncidentManager
-from bot.alerts.investigate import SHARE_SECONDS, SharedDiagnoses, diagnose_pod
+from bot.alerts.investigate import (
+    SHARE_SECONDS,
+    RegistryAnswers,
+    SharedDiagnoses,
+    first_look,
+    with_answers,
+)
+from bot.alerts.probes import PROBE_WORKERS, RegistryProbes
 from bot.kube.client import KubeClient, KubeError, KubeNotFound, KubeUnreachable
 from bot.kube.view import PodView
 from bot.metrics import Metrics
@@ -84,7 +100,9 @@ class Pipeline:
                  retry_backoff: Backoff = RETRY_BACKOFF,
                  outage_backoff: Backoff = OUTAGE_BACKOFF,
                  rng: random.Random | None = None, view: PodView | None = None,
-                 share_seconds: float = SHARE_SECONDS) -> None:
+                 share_seconds: float = SHARE_SECONDS,
+                 answers: RegistryAnswers | None = None,
+                 probe_workers: int = PROBE_WORKERS) -> None:
         self.kube = kube
         #: the watch-fed pod view: once synced, the sweep checks incidents against it
         self.view = view
@@ -98,6 +116,11 @@ class Pipeline:
         #: pods alike (one ReplicaSet, node, images, kubelet error) share one diagnosis for
         #: `share_seconds`: a storm costs one diagnosis per workload, plus a read per pod
         self.shared = SharedDiagnoses(share_seconds)
+        #: what the registry answered, per question; asked on the probe pool, never inline
+        self.answers = answers or RegistryAnswers()
+        self.probes = None if registry is None else RegistryProbes(
+            kube, registry, self.answers, self._answered, known_hosts=self.known_hosts,
+            workers=probe_workers)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._queue: deque[Key] = deque()  # ready now, in order
         self._queued: set[Key] = set()
@@ -239,27 +262,37 @@ class Pipeline:
     # -- work ---------------------------------------------------------------------------------
 
     def process(self, namespace: str, pod: str) -> None:
-        """Diagnose one pod now and record the result."""
+        """Diagnose one pod now with what is known and record the result; what the registry
+        is still to be asked is asked on the probe pool, which queues the pod again when the
+        answers are in."""
         # a failing pod the view holds is diagnosed from the view's copy: no GET (issue 10)
         known = self.view.document(namespace, pod) if self.view is not None else None
         try:
-            result = diagnose_pod(self.kube, namespace, pod, self.registry, self.known_hosts,
-                                  self.shared, known)
+            look = first_look(self.kube, namespace, pod, self.shared, known)
         except KubeNotFound:
             self.manager.pod_recovered(namespace, pod)  # deleted: rolled forward or removed
             return
+        answers, ask = self.answers.known(look) if self.probes is not None else ({}, False)
+        result = with_answers(look, answers)
         if self.metrics is not None:
             for entry in result.diagnoses:
                 self.metrics.diagnoses.labels(entry.cause.value).inc()
         if not result.diagnoses:
             self.manager.pod_recovered(namespace, pod)
             return
-        self.manager.observe(result)
+        self.manager.observe(result, registry=answers)
+        if ask and self.probes is not None:
+            self.probes.ask(look)  # after the observation: the alert never waits for it
         if known is not None and self.view is not None \
                 and self.view.document(namespace, pod) is None and self.view.current:
             # the pod stopped failing (or left) while it was being diagnosed: the view's
             # recovery call may have come before this observation and been undone by it
             self.manager.pod_recovered(namespace, pod)
+
+    def _answered(self, pods: list[Key]) -> None:
+        """The registry answered what these pods waited for: diagnose them again."""
+        for key in pods:
+            self.submit(*key)
 
     def _worker(self) -> None:
         while True:
@@ -384,6 +417,8 @@ class Pipeline:
 
     def start(self) -> None:
         self._stop.clear()
+        if self.probes is not None:
+            self.probes.start()
         for i in range(self.workers):
             thread = threading.Thread(target=self._worker, name=f"pipeline-{i}", daemon=True)
             thread.start()
@@ -396,13 +431,16 @@ class Pipeline:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        if self.probes is not None:
+            self.probes.stop(timeout)
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until nothing is queued, running or waiting for a retry (tests, the demo,
-        graceful stop)."""
+        """Wait until nothing is queued, running or waiting for a retry, and no registry
+        question is open (tests, the demo, graceful stop)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._running or self._waiting:
+            while self._queue or self._running or self._waiting or (
+                    self.probes is not None and self.probes.pending()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -37,6 +37,8 @@ from bot.diagnosis.owners import infer_workload
 BACKOFF_INITIAL_SECONDS = 10
 BACKOFF_MAX_SECONDS = 300
 MAX_EVIDENCE = 6
+#: How the registry's answer starts in a diagnosis's evidence (always its last line).
+REGISTRY_EVIDENCE = "registry: "
 
 _MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
 _HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
@@ -285,7 +287,7 @@ def _evidence(verdict: _Verdict, container: _Container, events: Sequence[Kubelet
         texts.append(message)
     texts = texts[:MAX_EVIDENCE]
     if registry is not None and registry.probe_summary:
-        texts.append(f"registry: {registry.probe_summary}")
+        texts.append(f"{REGISTRY_EVIDENCE}{registry.probe_summary}")
     return tuple(texts)
 
 

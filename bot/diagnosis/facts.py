@@ -70,6 +70,12 @@ class RegistryFacts:
     #: tags the repository has, newest listing first (only for the record; may be truncated)
     tags: tuple[str, ...] = ()
 
+    @property
+    def answered(self) -> bool:
+        """Whether the registry itself answered (not only: the bot could not reach it)."""
+        return (self.probe_cause is not None or self.repository_exists is not None
+                or self.suggested_image is not None or self.digest is not None)
+
 
 @dataclass(frozen=True)
 class PodFacts:

@@ -144,6 +144,12 @@ class TTLCache(Generic[V]):
                 _flight.value, _flight.ok = value, True
                 _flight.done.set()
 
+    def get(self, key: Hashable) -> V | None:
+        """The stored value, if any and still believed (nothing is loaded)."""
+        with self._lock:
+            found, value = self._lookup(key)
+            return value if found else None
+
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._items.pop(key, None)

@@ -6,8 +6,9 @@ times a minute; reusing an answer for `cache_ttl` seconds (shorter when the regi
 from the old one, yet must not hold the password: it holds an HMAC of it under a per-process
 random key instead.
 
-The same question asked by several threads at once (the pipeline's workers diagnosing pods of
-different workloads that use one image, or one registry's outage) is asked once: `claim` makes
+The same question asked by several threads at once (the alert pipeline's probe threads asking
+for pods in other namespaces that use one image, a person's `/imagepull diagnose` beside them,
+or one registry's outage) is asked once: `claim` makes
 the first caller the one that probes and the others wait for its answer (bounded by
 `wait_seconds`, after which they ask themselves rather than hang behind a stuck probe).
 """

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.causes import CAUSES, Cause
+from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.facts import WorkloadRef
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 from bot.slack import actions
@@ -135,11 +136,19 @@ def _fix_blocks(diagnosis: IncidentDiagnosis) -> list[Block]:
 
 
 def _evidence_block(diagnosis: ContainerDiagnosis) -> Block | None:
-    evidence = diagnosis.evidence
-    if not evidence:
-        return None
-    return _mrkdwn(M("*Evidence* (the kubelet's own words)\n")
-                   + code_block(evidence[0], MAX_SECTION_TEXT - 60))
+    """The deciding kubelet text, and what the registry answered the bot (when it was asked:
+    the line an edit of the root adds once the registry's answer is in)."""
+    kubelet = [e for e in diagnosis.evidence if not e.startswith(REGISTRY_EVIDENCE)]
+    registry = [e.removeprefix(REGISTRY_EVIDENCE) for e in diagnosis.evidence
+                if e.startswith(REGISTRY_EVIDENCE)]
+    parts: list[Mrkdwn] = []
+    if kubelet:
+        parts.append(M("*Evidence* (the kubelet's own words)\n")
+                     + code_block(kubelet[0], MAX_SECTION_TEXT // 2 - 60))
+    if registry:
+        parts.append(M("*Registry* (asked by the bot)\n")
+                     + code_block(registry[-1], MAX_SECTION_TEXT // 2 - 60))
+    return _mrkdwn(M("\n").join(parts)) if parts else None
 
 
 def _buttons(incident: Incident) -> Block | None:

@@ -348,13 +348,20 @@ class SlackNotifier:
             raise NotifyError(f"incident {incident.id} has no thread yet")
         self._deliver(incident, part, text, blocks, thread_ts=incident.thread_ts)
 
-    def _refresh_root(self, incident: Incident, resolved: bool = False) -> None:
-        """Edit the root to show current counts (chat.update is idempotent, so the full retry
-        handlers apply); a failed edit is retried with the next one."""
+    def edit_root(self, incident: Incident, resolved: bool = False) -> None:
+        """Edit the root to show the incident as it is now (chat.update is idempotent, so the
+        full retry handlers apply); NotifyError when Slack does not take it."""
+        if not (incident.channel and incident.thread_ts):
+            raise NotifyError(f"incident {incident.id} has no root yet")
         text, blocks = root_message(incident, resolved=resolved)
+        self._call("chat.update", str(incident.channel), ts=incident.thread_ts,
+                   text=text, blocks=blocks)
+
+    def _refresh_root(self, incident: Incident, resolved: bool = False) -> None:
+        """Edit the root to show current counts; a failed edit is retried with the next
+        one."""
         try:
-            self._call("chat.update", str(incident.channel), ts=incident.thread_ts,
-                       text=text, blocks=blocks)
+            self.edit_root(incident, resolved)
         except NotifyError as exc:
             log.warning("incident %s: root message not refreshed: %s", incident.id, exc)
 

@@ -72,6 +72,9 @@ class QuietNotifier:
     def post_resolved(self, incident: Incident, part: str) -> None:
         pass
 
+    def edit_root(self, incident: Incident) -> None:
+        pass
+
     def posted(self, incident: Incident, part: str) -> tuple[str, str] | None:
         return None
 

@@ -41,12 +41,13 @@ NOT_FOUND = ('rpc error: code = NotFound desc = failed to pull and unpack image 
              '"docker.io/library/{repo}:lates": docker.io/library/{repo}:lates: not found')
 
 
-def failing(deployment: str, index: int, image: str, error: str) -> PodDiagnosis:
+def failing(deployment: str, index: int, image: str, error: str,
+            registry: RegistryFacts | None = None) -> PodDiagnosis:
     name = f"{deployment}-7d9f8b6c5d-{index:05d}"
     facts = PodFacts(pod=pod(image, name=name, container=deployment,
                              owner=("ReplicaSet", f"{deployment}-7d9f8b6c5d")),
                      events=pull_failure(image, error, pod_name=name, container=deployment),
-                     now=NOW)
+                     now=NOW, registry={image: registry} if registry else {})
     result = diagnose(facts)
     assert result.diagnoses, name
     return result
@@ -56,8 +57,21 @@ def outage(deployment: str, index: int) -> PodDiagnosis:
     return failing(deployment, index, f"{deployment}:1.0", RATE_LIMITED.format(repo=deployment))
 
 
-def bad_tag(deployment: str) -> PodDiagnosis:
-    return failing(deployment, 0, f"{deployment}:lates", NOT_FOUND.format(repo=deployment))
+def bad_tag(deployment: str, index: int = 0,
+            registry: RegistryFacts | None = None) -> PodDiagnosis:
+    return failing(deployment, index, f"{deployment}:lates", NOT_FOUND.format(repo=deployment),
+                   registry)
+
+
+#: What the registry answers about `web:lates`: no such tag, `latest` exists (confirmed).
+ANSWER = RegistryFacts(
+    probe_cause=Cause.TAG_NOT_FOUND, repository_exists=True, suggested_image="web:latest",
+    suggestion_kind=Finding.TAG_SUGGESTION, digest="sha256:" + "b" * 64,
+    probe_summary="asked docker.io for library/web:lates anonymously: 404 MANIFEST_UNKNOWN")
+#: What the bot reports when the registry does not answer it.
+SILENT = RegistryFacts(
+    probe_summary="asked docker.io for library/web:lates anonymously: unreachable — no answer "
+                  "within 5 s (from the bot's network; the nodes' view may differ)")
 
 
 @dataclass
@@ -412,3 +426,115 @@ def test_an_old_record_without_a_suggestion_has_none(store: Store, slack: SlackS
     incident = bot.manager.load(incident_id)
     assert incident is not None and incident.diagnosis.suggested_image is None
     assert incident.diagnosis.fixes == result.diagnoses[0].fixes
+
+
+# -- the registry's answer after the alert (issue 10, Deliver 3) --------------------------------
+
+
+def observe_refined(bot: Bot, facts: RegistryFacts, *indexes: int, at: float) -> None:
+    """The pipeline's second observation of `web` pods: with what the registry answered."""
+    for index in indexes:
+        bot.manager.observe(bad_tag("web", index, facts), now=at,
+                            registry={"web:lates": facts})
+
+
+def edits(slack: SlackStandIn) -> list[str]:
+    return [json.dumps(c.params["blocks"], ensure_ascii=False)
+            for c in slack.calls_to("chat.update") if c.ok]
+
+
+def test_an_answer_inside_group_wait_goes_out_with_the_root(slack: SlackStandIn,
+                                                          store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))  # the first look: the kubelet's facts
+    bot.tick(T0 + 5)
+    observe_refined(bot, ANSWER, 0, at=T0 + 6)
+    bot.tick(T0 + 11)
+    [root] = roots(slack)
+    blocks = json.dumps(root["blocks"], ensure_ascii=False)
+    assert "404 MANIFEST_UNKNOWN" in blocks and "Set image to web:latest" in blocks
+    bot.tick(T0 + 12)
+    assert edits(slack) == []  # nothing to edit: the root had it
+
+
+def test_an_answer_after_the_root_edits_it_once_whatever_the_pods_and_replicas(
+        slack: SlackStandIn, store: Store) -> None:
+    slack.set_latency("chat.update", 0.05)  # widen the race window
+    bots = [new_bot(slack, store) for _ in range(2)]
+    bots[0].observe(*(bad_tag("web", i) for i in range(5)))
+    bots[0].tick(T0 + 11)
+    [root] = roots(slack)
+    assert "MANIFEST_UNKNOWN" not in json.dumps(root["blocks"]) and edits(slack) == []
+    barrier = threading.Barrier(2)
+
+    def run(bot: Bot) -> None:  # each replica refines every pod, and ticks
+        barrier.wait()
+        observe_refined(bot, ANSWER, *range(5), at=T0 + 14)
+        for step in range(4):
+            bot.tick(T0 + 15 + step)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in bots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    [edit] = edits(slack)
+    assert "404 MANIFEST_UNKNOWN" in edit and "Set image to web:latest" in edit
+    assert slack.calls_to("chat.update")[0].params["ts"] == slack.calls_to(
+        "chat.postMessage")[0].response["ts"]
+    # a shallower diagnosis later (the registry unreachable, the kubelet's alone) changes
+    # nothing: the incident keeps the registry's answer, the root is not edited again
+    observe_refined(bots[1], SILENT, 0, at=T0 + 30)
+    bots[1].observe(bad_tag("web", 1), at=T0 + 31)
+    for bot in bots:
+        bot.tick(T0 + 32)
+    assert len(edits(slack)) == 1 and len(roots(slack)) == 1 and replies(slack) == []
+    [incident_id] = bots[0].manager.active_ids()
+    incident = bots[0].manager.load(incident_id)
+    assert incident is not None and incident.diagnosis.suggested_image == "web:latest"
+
+
+def test_a_silent_registry_is_evidence_and_its_later_answer_edits_again(
+        slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    bot.tick(T0 + 11)
+    observe_refined(bot, SILENT, 0, at=T0 + 20)
+    bot.tick(T0 + 21)
+    bot.tick(T0 + 22)
+    [silent] = edits(slack)
+    assert "no answer within 5 s" in silent and "Set image" not in silent
+    observe_refined(bot, ANSWER, 0, at=T0 + 90)  # asked again a minute later: it answers
+    bot.tick(T0 + 91)
+    bot.tick(T0 + 92)
+    assert len(edits(slack)) == 2 and "Set image to web:latest" in edits(slack)[-1]
+
+
+def test_an_edit_slack_refuses_stays_due(slack: SlackStandIn, store: Store) -> None:
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    bot.tick(T0 + 11)
+    slack.fail_next("chat.update", status=200, error="message_not_found")
+    observe_refined(bot, ANSWER, 0, at=T0 + 20)
+    bot.tick(T0 + 21)
+    assert edits(slack) == []
+    bot.tick(T0 + 22)
+    [edit] = edits(slack)
+    assert "Set image to web:latest" in edit
+
+
+def test_a_pod_moved_by_the_answer_inside_group_wait_leaves_no_trace(
+        slack: SlackStandIn, store: Store) -> None:
+    """The kubelet said "not found"; the registry says the repository does not exist: the
+    pod moves to that incident, and the one it left was never posted, so nobody hears of it."""
+    bot = new_bot(slack, store)
+    bot.observe(bad_tag("web"))
+    gone = RegistryFacts(probe_cause=Cause.REPOSITORY_NOT_FOUND, repository_exists=False,
+                         probe_summary="asked docker.io for library/web:lates: 404 NAME_UNKNOWN")
+    observe_refined(bot, gone, 0, at=T0 + 3)
+    for at in (T0 + 4, T0 + 11, T0 + 80, T0 + 200):
+        bot.tick(at)
+    [root] = roots(slack)
+    assert "Image repository not found" in root["text"]
+    assert replies(slack) == [] and edits(slack) == []
+    assert len(bot.manager.active_ids()) == 1

@@ -8,7 +8,7 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from bot.alerts.investigate import SharedDiagnoses
+from bot.alerts.investigate import FirstLook, SharedDiagnoses
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts
 from bot.diagnosis.model import PodDiagnosis
@@ -62,12 +62,12 @@ def test_a_shared_diagnosis_is_retargeted() -> None:
     shared = SharedDiagnoses(window=60)
     calls: list[str] = []
 
-    def alone(pod: dict[str, Any]) -> PodDiagnosis:
+    def alone(pod: dict[str, Any]) -> FirstLook:
         calls.append(pod["metadata"]["name"])
-        return PodDiagnosis("shop", pod["metadata"]["name"])
+        return FirstLook(PodFacts(pod=pod), PodDiagnosis("shop", pod["metadata"]["name"]))
 
-    first = shared.diagnose(a, lambda: alone(a))
-    second = shared.diagnose(b, lambda: alone(b))
+    first = shared.diagnose(a, lambda: alone(a)).diagnosis
+    second = shared.diagnose(b, lambda: alone(b)).diagnosis
     assert calls == [a["metadata"]["name"]]
     assert (first.pod, second.pod) == (a["metadata"]["name"], b["metadata"]["name"])
     assert shared.reused == 1
@@ -84,7 +84,7 @@ def test_a_diagnosis_that_names_its_pod_is_not_handed_to_another() -> None:
     named = replace(real, diagnoses=(replace(
         real.diagnoses[0], evidence=(f"seen on pod {a['metadata']['name']}",)),))
     shared = SharedDiagnoses(window=60)
-    assert shared.diagnose(a, lambda: named) == named
+    assert shared.diagnose(a, lambda: FirstLook(PodFacts(pod=a), named)).diagnosis == named
     own = diagnose(PodFacts(pod=b))
-    got = shared.diagnose(b, lambda: own)
+    got = shared.diagnose(b, lambda: FirstLook(PodFacts(pod=b), own)).diagnosis
     assert got == own and got.pod == b["metadata"]["name"]

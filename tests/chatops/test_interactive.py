@@ -117,6 +117,19 @@ def button_value(message: Any, action_id: str) -> str:
     raise AssertionError(f"no {action_id} button in {message.text!r}")
 
 
+def alert_with(bot: BotUnderTest, action_id: str) -> Any:
+    """The alert once it has the `action_id` button: a button that rests on the registry's
+    answer (Set image) may come with the edit that follows the root (issue 10, Deliver 3)."""
+    def find() -> Any:
+        for root in bot.slack.channel_history(ALERTS[0]):
+            if any(e.get("action_id") == action_id
+                   for block in root.blocks for e in block.get("elements", [])):
+                return root
+        return None
+
+    return wait_for(find, what=f"the alert with its {action_id} button")
+
+
 # -- slash command -----------------------------------------------------------------------------
 
 
@@ -297,7 +310,7 @@ def test_forged_approval_is_rejected_without_effect(bot: BotUnderTest) -> None:
 
 def test_set_image_button_on_the_alert(bot: BotUnderTest) -> None:
     failing_web(bot)
-    alert = wait_for(lambda: bot.slack.channel_history(ALERTS[0]), what="the alert")[0]
+    alert = alert_with(bot, "ipb_set_image")
     value = button_value(alert, "ipb_set_image")
     assert "Set image to registry.internal/shop/web:v2.1" in str(alert.blocks)
     reply, name = click(bot, "ipb_set_image", value, alert, user=ALICE)
@@ -319,13 +332,16 @@ def test_set_image_button_of_an_alert_stored_by_an_earlier_version(bot: BotUnder
     """An incident stored before `suggested_image` was a diagnosis key (the image was only in
     the first fix's command) still answers its Set image button after an upgrade."""
     failing_web(bot)
-    alert = wait_for(lambda: bot.slack.channel_history(ALERTS[0]), what="the alert")[0]
+    alert = alert_with(bot, "ipb_set_image")
     incident_id = button_value(alert, "ipb_set_image")
     key = bot.store.key("incident", incident_id)
-    stored = json.loads(bot.store.hgetall(key)["diagnosis"])
+    # the registry's answer (`diagnosis:2`; `diagnosis` may be the kubelet's first look)
+    stored = json.loads(bot.store.hgetall(key)["diagnosis:2"])
     assert stored["suggested_image"] == "registry.internal/shop/web:v2.1"
     del stored["suggested_image"]
+    # as an earlier version stored it: one diagnosis, the image only in the first fix
     bot.store.hset(key, {"diagnosis": json.dumps(stored)})
+    bot.store.hdel(key, "diagnosis:1", "diagnosis:2")
     reply, name = click(bot, "ipb_set_image", incident_id, alert, user=ALICE)
     assert reply.status == 200
     assert "Asked for approval of the set image" in answer(bot, name)["text"]

@@ -9,6 +9,7 @@ tests can assert e.g. that HEAD, not GET, was used for a rate-limit check.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -460,6 +461,97 @@ class BlackholeServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.stop()
+
+
+_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|HEAD|POST|PUT|DELETE) (\S+) HTTP/1\.[01]\r\n")
+
+
+class SlowProxy:
+    """A loopback TCP forwarder to a real server that holds each new connection `delay`
+    seconds before it passes anything on: the real registry's answers, late (the "registry is
+    slow" case). Records the HTTP request lines it forwarded (`requests`: "HEAD /v2/...")."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.requests: list[str] = []
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> Self:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((LOOPBACK, 0))
+        sock.listen(64)
+        sock.settimeout(0.1)
+        self._sock = sock
+        threading.Thread(target=self._accept_loop, name="slow-proxy", daemon=True).start()
+        return self
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set() and self._sock is not None:
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        if self._stopping.wait(self.delay):
+            return
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=5)
+        except OSError:
+            conn.close()
+            return
+        with self._lock:
+            self._open.append(upstream)
+        threading.Thread(target=self._pump, args=(upstream, conn, False), daemon=True).start()
+        self._pump(conn, upstream, True)
+
+    def _pump(self, source: socket.socket, target: socket.socket, record: bool) -> None:
+        source.settimeout(None)
+        try:
+            while data := source.recv(65536):
+                if record:
+                    with self._lock:
+                        self.requests.extend(f"{m.group(1).decode()} {m.group(2).decode()}"
+                                             for m in _REQUEST_LINE.finditer(data))
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def url(self) -> str:
+        if self._sock is None:
+            raise RuntimeError("SlowProxy is not started")
+        return f"http://{LOOPBACK}:{self._sock.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        with self._lock:
+            for sock in self._open:
+                sock.close()
+            self._open.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
 
