@@ -97,6 +97,8 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for watcher in self.watchers:
+            watcher.request_stop()  # all at once: each may take up to its idle timeout
+        for watcher in self.watchers:
             watcher.stop()
         self.pipeline.stop()
         if self.registry is not None:

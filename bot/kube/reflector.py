@@ -131,6 +131,11 @@ class Reflector:
         self._thread.start()
         return self._thread
 
+    def request_stop(self) -> None:
+        """Ask the loop to end (it ends within `idle_timeout`); `stop` also waits for it. To
+        stop many reflectors, ask them all first, then stop each: the waits overlap."""
+        self._stop_event.set()
+
     def stop(self, timeout: float = 5) -> None:
         self._stop_event.set()
         if self._thread is not None:
