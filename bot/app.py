@@ -165,7 +165,7 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
             pipeline.submit(namespace, pod)
 
     view = PodView(kube, namespaces=settings.watch_namespaces or None,
-                   on_recovered=on_recovered)
+                   on_recovered=on_recovered, max_documents=settings.view_max_documents)
     pipeline = Pipeline(kube, manager, registry=registry,
                         known_hosts=settings.registry_endpoints, metrics=metrics, view=view)
     approvals = ApprovalService(
@@ -223,6 +223,22 @@ def _gauges(runtime: Runtime) -> None:
     runtime.metrics.gauge("imagepull_bot_view_pods",
                           "Pods held by the pod view (Pending, and tracked ones failing a pull)",
                           lambda: float(len(runtime.view)))
+    runtime.metrics.gauge("imagepull_bot_view_documents",
+                          "Failing pods whose diagnosis document the pod view holds "
+                          "(at most VIEW_MAX_DOCUMENTS)",
+                          lambda: float(runtime.view.documents))
+    runtime.metrics.gauge("imagepull_bot_view_pods_without_document",
+                          "Failing pods held beyond VIEW_MAX_DOCUMENTS, without their document "
+                          "(each diagnosis of one reads the pod from the API)",
+                          lambda: float(runtime.view.without_document))
+    runtime.metrics.gauge("imagepull_bot_pipeline_pods",
+                          "Pods queued, being diagnosed or waiting for a retry (each once)",
+                          lambda: float(runtime.pipeline.pods()))
+    runtime.metrics.gauge("imagepull_bot_watch_processed_events",
+                          "Events the event watches remember as processed (to skip them on a "
+                          "relist; at most 20,000 per watch)",
+                          lambda: float(sum(len(w.processed) for w in runtime.watchers
+                                            if isinstance(w, EventWatcher))))
 
 
 def build_bolt_app(settings: Settings, runtime: Runtime, **kwargs: Any) -> App:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     #: incident's due work only after it expires (e.g. when the claiming replica was killed),
     #: so keep it above the longest post (Slack timeouts and 429 waits: a minute or two)
     claim_ttl_seconds: float = Field(default=120.0, gt=0, alias="CLAIM_TTL_SECONDS")
+    #: failing pods whose diagnosis document the pod view keeps (about 1.3 KB each, beside
+    #: the 0.7 KB every Pending pod costs); beyond it a failing pod is still watched, and its
+    #: diagnosis reads it from the API (one GET). 0: keep none (README "Performance")
+    view_max_documents: int = Field(default=10_000, ge=0, alias="VIEW_MAX_DOCUMENTS")
 
     #: ask registries what the kubelet could not tell (tags, repository existence, digests)
     registry_probe: bool = Field(default=True, alias="REGISTRY_PROBE")

@@ -261,7 +261,14 @@ class RedisStore(Store):
 
 
 class MemoryStore(Store):
-    """The same primitives in one process (one replica, tests of pure logic, the demo)."""
+    """The same primitives in one process (one replica, tests of pure logic, the demo).
+
+    Memory behaves as Redis's does: a hash or set emptied by HDEL/SREM is gone (the bot's
+    per-pod keys leave with their pods), and expired keys are swept every `SWEEP_EVERY`
+    writes, not only when read again (Redis's active expiry)."""
+
+    #: writes between two sweeps of expired keys (each sweep is one pass over the TTLs)
+    SWEEP_EVERY = 1_024
 
     def __init__(self, prefix: str = "ipb", clock: Any = time.monotonic) -> None:
         self.prefix = prefix
@@ -269,6 +276,28 @@ class MemoryStore(Store):
         self._data: dict[str, Any] = {}
         self._expires: dict[str, float] = {}
         self._lock = threading.RLock()
+        self._writes = 0
+
+    def __len__(self) -> int:
+        """Keys held (expired ones not yet swept included)."""
+        with self._lock:
+            return len(self._data)
+
+    def _written(self) -> None:
+        """Count a write (lock held); sweep expired keys every SWEEP_EVERY of them."""
+        self._writes += 1
+        if self._writes % self.SWEEP_EVERY:
+            return
+        now = self._clock()
+        for name in [n for n, deadline in self._expires.items() if deadline <= now]:
+            self._data.pop(name, None)
+            del self._expires[name]
+
+    def _drop_if_empty(self, name: str) -> None:
+        """An emptied hash or set no longer exists (lock held), as in Redis."""
+        if name in self._data and not self._data[name]:
+            del self._data[name]
+            self._expires.pop(name, None)
 
     def _live(self, name: str) -> Any:
         deadline = self._expires.get(name)
@@ -300,6 +329,7 @@ class MemoryStore(Store):
         with self._lock:
             self._data[name] = value
             self._ttl(name, ttl)
+            self._written()
 
     def set_nx(self, name: str, value: str, ttl: float | None = None) -> bool:
         with self._lock:
@@ -337,6 +367,8 @@ class MemoryStore(Store):
             self._hash(name).update(mapping)
             if ttl is not None:
                 self._ttl(name, ttl)
+            self._drop_if_empty(name)  # HSET with no field creates nothing
+            self._written()
 
     def set_nx_hset(self, name: str, value: str, record: str, mapping: Mapping[str, str],
                     ttl: float | None = None) -> bool:
@@ -353,6 +385,7 @@ class MemoryStore(Store):
             if field in fields:
                 return False
             fields[field] = value
+            self._written()
             return True
 
     def hgetall(self, name: str) -> dict[str, str]:
@@ -366,8 +399,10 @@ class MemoryStore(Store):
 
     def hdel(self, name: str, *fields: str) -> None:
         with self._lock:
+            values = self._typed(name, dict) or {}
             for field in fields:
-                (self._typed(name, dict) or {}).pop(field, None)
+                values.pop(field, None)
+            self._drop_if_empty(name)
 
     def _members(self, name: str) -> set[str]:
         value = self._typed(name, set)
@@ -380,13 +415,16 @@ class MemoryStore(Store):
             target = self._members(name)
             new = [m for m in members if m not in target]
             target.update(new)
+            self._drop_if_empty(name)  # SADD with no member creates nothing
+            self._written()
             return len(new)
 
     def srem(self, name: str, *members: str) -> int:
         with self._lock:
-            target = self._members(name)
+            target = self._typed(name, set) or set()
             gone = [m for m in members if m in target]
             target.difference_update(gone)
+            self._drop_if_empty(name)
             return len(gone)
 
     def smembers(self, name: str) -> set[str]:

@@ -248,6 +248,13 @@ class Pipeline:
 
     # -- state, for readiness, metrics and tests ----------------------------------------------
 
+    def pods(self) -> int:
+        """Pods in the pipeline: queued, being diagnosed or waiting for a retry (a pod is in
+        one place at a time, so this is at most the number of distinct pods signalled and not
+        yet done)."""
+        with self._cond:
+            return len(self._queued | self._running | set(self._waiting))
+
     def pending_retries(self) -> list[Key]:
         """Pods waiting for their retry (each at most once)."""
         with self._cond:
@@ -283,11 +290,12 @@ class Pipeline:
         self.manager.observe(result, registry=answers)
         if ask and self.probes is not None:
             self.probes.ask(look)  # after the observation: the alert never waits for it
-        if known is not None and self.view is not None \
-                and self.view.document(namespace, pod) is None and self.view.current:
-            # the pod stopped failing (or left) while it was being diagnosed: the view's
-            # recovery call may have come before this observation and been undone by it
-            self.manager.pod_recovered(namespace, pod)
+        if known is not None and self.view is not None and self.view.current:
+            now = self.view.get(namespace, pod)
+            if now is None or not now.failing:
+                # the pod stopped failing (or left) while it was being diagnosed: the view's
+                # recovery call may have come before this observation and been undone by it
+                self.manager.pod_recovered(namespace, pod)
 
     def _answered(self, pods: list[Key]) -> None:
         """The registry answered what these pods waited for: diagnose them again."""

@@ -139,6 +139,7 @@ class TTLCache(Generic[V]):
             self._items.move_to_end(key)
             while len(self._items) > self.max_entries:
                 self._items.popitem(last=False)
+            self._drop_expired()
             if _flight is not None:
                 self._flights.pop(key, None)
                 _flight.value, _flight.ok = value, True
@@ -149,6 +150,20 @@ class TTLCache(Generic[V]):
         with self._lock:
             found, value = self._lookup(key)
             return value if found else None
+
+    def _drop_expired(self) -> None:
+        """Drop expired entries from the least recently used end (lock held): a table of
+        entries nobody asks for again (a storm's pods come and go) empties as they expire
+        instead of holding `max_entries` stale values until evicted. Stops at the first entry
+        still fresh, so each put costs O(1) amortized."""
+        if self.ttl is None:
+            return
+        now = self._clock()
+        while self._items:
+            expires, _ = next(iter(self._items.values()))
+            if expires > now:
+                return
+            self._items.popitem(last=False)
 
     def forget(self, key: Hashable) -> None:
         with self._lock:

@@ -25,15 +25,26 @@ A pod that is not Pending can still fail a pull (a container of a running pod re
 named by the kubelet's events, not by this watch: `refresh` reads such a pod once (GET) and
 keeps it as *tracked* until it runs cleanly or is deleted (bounded: at most
 ``tracked_limit``, oldest dropped first).
+
+Memory (bench/view_memory.py; README "Performance"): a `SlimPod` per Pending pod, and for a
+pod failing a pull also its diagnosis document, so the pipeline diagnoses it without a GET.
+Documents are the bulk and are capped (``max_documents``, the ``VIEW_MAX_DOCUMENTS`` setting):
+beyond the cap a failing pod is still held — the view knows it fails, recovers it, the sweep
+sees it — but without its document, and its diagnosis reads the pod (one GET) as it would
+without a view. Nothing is dropped; the cost beyond the cap is API reads, not memory. The first
+time the cap is reached is logged; `documents` and `without_document` say where the view
+stands (gauges in bot/app.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.diagnosis.events import PULL_WAITING_REASONS
@@ -42,12 +53,16 @@ from bot.kube.reflector import Reflector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PENDING", "PodView", "SlimPod", "diagnosis_document"]
+__all__ = ["MAX_DOCUMENTS", "PENDING", "PodView", "SlimPod", "diagnosis_document"]
 
 #: The pods that can be waiting for their first image.
 PENDING = "status.phase=Pending"
 
 Key = tuple[str, str]  # (namespace, name)
+
+#: Diagnosis documents the view holds at most by default (``VIEW_MAX_DOCUMENTS``): 10,000
+#: failing pods cost about 25 MB with theirs (README "Performance").
+MAX_DOCUMENTS = 10_000
 
 #: The parts of a pod the diagnosis reads (bot/diagnosis/engine.py, owners.py, facts.py and
 #: SharedDiagnoses): nothing else is kept, so a failing pod costs about 1-2 KB, not 5-15 KB.
@@ -88,6 +103,13 @@ def diagnosis_document(pod: Mapping[str, Any]) -> dict[str, Any]:
     return {"metadata": doc_meta, "spec": doc_spec, "status": doc_status}
 
 
+def _shared(value: object) -> str:
+    """The string, interned: what pods of one workload, node or namespace have in common
+    (namespace, owner, images, node, kubelet reason and message) is held once, not per pod.
+    Interned strings are freed with their last reference."""
+    return sys.intern(str(value))
+
+
 @dataclass(frozen=True, slots=True)
 class SlimPod:
     """What the alerting needs of one pod; nothing else of the object is kept."""
@@ -103,9 +125,10 @@ class SlimPod:
     service_account: str
     node: str
     waiting: tuple[tuple[str, str, str], ...]  # (container, reason, message)
-    #: what the diagnosis reads of the pod (`diagnosis_document`), kept only while the pod
-    #: fails a pull: the diagnosis of a failing pod in the view needs no GET (issue 10)
-    document: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: what the diagnosis reads of the pod (`diagnosis_document`) as compact JSON, kept only
+    #: while the pod fails a pull (and the view's cap allows): the diagnosis of a failing pod
+    #: in the view needs no GET (issue 10). JSON text costs about a third of the parsed dicts.
+    packed: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> Key:
@@ -116,6 +139,11 @@ class SlimPod:
         """A container waits on its image (ErrImagePull, ImagePullBackOff, ...)."""
         return any(reason in PULL_WAITING_REASONS for _, reason, _ in self.waiting)
 
+    @property
+    def document(self) -> dict[str, Any] | None:
+        """The diagnosis document (a fresh dict each time), or None when not kept."""
+        return json.loads(self.packed) if self.packed is not None else None
+
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> SlimPod:
         meta = pod.get("metadata") or {}
@@ -123,7 +151,7 @@ class SlimPod:
         status = pod.get("status") or {}
         owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")),
                      None)
-        images = tuple((str(c.get("name")), str(c.get("image") or ""))
+        images = tuple((_shared(c.get("name")), _shared(c.get("image") or ""))
                        for key in ("initContainers", "containers")
                        for c in spec.get(key) or [])
         waiting = []
@@ -131,24 +159,25 @@ class SlimPod:
             for st in status.get(key) or []:
                 state = (st.get("state") or {}).get("waiting")
                 if state is not None:
-                    waiting.append((str(st.get("name")), str(state.get("reason") or ""),
-                                    str(state.get("message") or "")))
+                    waiting.append((_shared(st.get("name")), _shared(state.get("reason") or ""),
+                                    _shared(state.get("message") or "")))
+        failing = any(reason in PULL_WAITING_REASONS for _, reason, _ in waiting)
         return cls(
-            namespace=str(meta.get("namespace") or "default"),
+            namespace=_shared(meta.get("namespace") or "default"),
             name=str(meta.get("name") or ""),
             uid=str(meta.get("uid") or ""),
             resource_version=str(meta.get("resourceVersion") or ""),
-            phase=str(status.get("phase") or ""),
-            owner=(str(owner.get("kind")), str(owner.get("name")), str(owner.get("uid") or ""))
-            if owner else None,
+            phase=_shared(status.get("phase") or ""),
+            owner=(_shared(owner.get("kind")), _shared(owner.get("name")),
+                   _shared(owner.get("uid") or "")) if owner else None,
             images=images,
-            pull_secrets=tuple(str(r.get("name")) for r in spec.get("imagePullSecrets") or []
+            pull_secrets=tuple(_shared(r.get("name")) for r in spec.get("imagePullSecrets") or []
                                if r.get("name")),
-            service_account=str(spec.get("serviceAccountName") or "default"),
-            node=str(spec.get("nodeName") or ""),
+            service_account=_shared(spec.get("serviceAccountName") or "default"),
+            node=_shared(spec.get("nodeName") or ""),
             waiting=tuple(waiting),
-            document=diagnosis_document(pod)
-            if any(reason in PULL_WAITING_REASONS for _, reason, _ in waiting) else None,
+            packed=json.dumps(diagnosis_document(pod), separators=(",", ":")).encode()
+            if failing else None,
         )
 
 
@@ -175,14 +204,17 @@ class _PodScope(Reflector):
                                          field_selector=self.view.selector)
 
     def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
-        new = {}
-        for item in items:
-            pod = SlimPod.of(item)
-            new[pod.key] = pod
-        with self.view.lock:
-            old, self.pods = self.pods, new
-            for key in new:
-                self.view.tracked.pop(key, None)
+        listed = [SlimPod.of(item) for item in items]
+        view = self.view
+        with view.lock:
+            old, new = self.pods, dict[Key, SlimPod]()
+            for pod in old.values():
+                view._release(pod)
+            for pod in listed:
+                view._release(view.tracked.pop(pod.key, None))
+                view._release(new.get(pod.key))
+                new[pod.key] = view._admit(pod)
+            self.pods = new
         recovered = [key for key, pod in old.items()
                      if pod.failing and (key not in new or not new[key].failing)]
         self.synced.set()
@@ -193,15 +225,18 @@ class _PodScope(Reflector):
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
         pod = SlimPod.of(obj)
-        with self.view.lock:
+        view = self.view
+        with view.lock:
             if kind == "DELETED":  # deleted, or no longer Pending: it does not wait to pull
                 old = self.pods.pop(pod.key, None)
+                view._release(old)
                 was = old.failing if old is not None else pod.failing
                 now = False
             else:
                 old = self.pods.get(pod.key)
-                self.pods[pod.key] = pod
-                self.view.tracked.pop(pod.key, None)
+                view._release(old)
+                view._release(view.tracked.pop(pod.key, None))
+                self.pods[pod.key] = view._admit(pod)
                 was, now = old is not None and old.failing, pod.failing
         if was and not now:
             self.view.recovered([pod.key])
@@ -214,18 +249,27 @@ class PodView:
     `on_recovered(namespace, name)` is called on a reflector's thread when a pod that was
     waiting on a pull stops doing so or leaves (runs, is deleted); an exception in it is
     logged and the watch goes on.
+
+    At most `max_documents` failing pods keep their diagnosis document (0: none does); the
+    others are held without it (see the module's docstring).
     """
 
     def __init__(self, kube: KubeClient, *, namespaces: Sequence[str] | None = None,
                  on_recovered: Callable[[str, str], None] | None = None,
                  selector: str = PENDING, tracked_limit: int = 10_000,
-                 **reflector_options: Any) -> None:
+                 max_documents: int = MAX_DOCUMENTS, **reflector_options: Any) -> None:
         self.kube = kube
         self.selector = selector
         self.on_recovered = on_recovered
         self.tracked_limit = tracked_limit
+        self.max_documents = max_documents
         self.lock = threading.Lock()
         self.tracked: OrderedDict[Key, SlimPod] = OrderedDict()
+        #: diagnosis documents held (Pending and tracked pods), at most `max_documents`
+        self.documents = 0
+        #: failing pods held without their document because the cap was reached
+        self.without_document = 0
+        self._cap_logged = False
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.scopes = [_PodScope(self, ns, **reflector_options) for ns in scopes]
         self._by_namespace = {s.namespace: s for s in self.scopes}
@@ -295,6 +339,34 @@ class PodView:
         with self.lock:
             return sum(len(scope.pods) for scope in self.scopes) + len(self.tracked)
 
+    # -- the document cap (called with the lock held) -------------------------------------------
+    def _admit(self, pod: SlimPod) -> SlimPod:
+        """`pod` as the view keeps it: with its document while fewer than `max_documents` are
+        held, else without (counted in `without_document`)."""
+        if pod.packed is None:
+            return pod
+        if self.documents < self.max_documents:
+            self.documents += 1
+            return pod
+        self.without_document += 1
+        if not self._cap_logged:
+            self._cap_logged = True
+            log.warning("the pod view holds %d diagnosis documents (VIEW_MAX_DOCUMENTS): "
+                        "further failing pods are kept without theirs and read from the API "
+                        "(one GET each) when diagnosed; gauge "
+                        "imagepull_bot_view_pods_without_document counts them",
+                        self.max_documents)
+        return replace(pod, packed=None)
+
+    def _release(self, pod: SlimPod | None) -> None:
+        """`pod` leaves the view (or is replaced)."""
+        if pod is None:
+            return
+        if pod.packed is not None:
+            self.documents -= 1
+        elif pod.failing:
+            self.without_document -= 1
+
     # -- pods the watch does not cover ----------------------------------------------------------
     def refresh(self, namespace: str, name: str) -> SlimPod | None:
         """Read one pod (GET) the Pending watch does not hold, e.g. a running pod that the
@@ -305,16 +377,15 @@ class PodView:
             pod = SlimPod.of(self.kube.read_pod(namespace, name))
         except KubeNotFound:
             with self.lock:
-                self.tracked.pop(key, None)
+                self._release(self.tracked.pop(key, None))
             return None
         with self.lock:
+            self._release(self.tracked.pop(key, None))
             if pod.failing and pod.phase != "Pending":
-                self.tracked[key] = pod
-                self.tracked.move_to_end(key)
+                self.tracked[key] = self._admit(pod)
                 while len(self.tracked) > self.tracked_limit:
-                    self.tracked.popitem(last=False)
-            else:  # Pending ones are the watch's; a pod that does not fail is not kept
-                self.tracked.pop(key, None)
+                    self._release(self.tracked.popitem(last=False)[1])
+            # else: Pending ones are the watch's; a pod that does not fail is not kept
         return pod
 
     def forget(self, keep: Iterable[Key]) -> int:
@@ -323,7 +394,7 @@ class PodView:
         with self.lock:
             gone = [key for key in self.tracked if key not in keep]
             for key in gone:
-                del self.tracked[key]
+                self._release(self.tracked.pop(key))
         return len(gone)
 
     # -- to the alerting ------------------------------------------------------------------------

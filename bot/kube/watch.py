@@ -66,7 +66,8 @@ __all__ = ["EventWatcher", "PodSignal", "PodSweeper", "pull_signal"]
 #: How long before `last_seen` an event written in a gap may be stamped: client-go's recorder
 #: retries a write 12 times, 10 s apart; plus some clock drift between nodes.
 _LATE_WRITE: Final = timedelta(seconds=120)
-#: (uid, resourceVersion) of recently processed events, to skip them on a relist.
+#: Events remembered as processed (uid → the resourceVersion processed), to skip them on a
+#: relist: about 270 bytes each, 5.4 MB at the cap (bench/view_memory.py).
 _SEEN_LIMIT: Final = 20_000
 
 
@@ -119,6 +120,12 @@ def pull_signal(raw_event: Mapping[str, Any]) -> PodSignal | None:
     )
 
 
+def _event_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(uid, resourceVersion) of an event: which event, and which version of it."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or meta.get("name")), str(meta.get("resourceVersion"))
+
+
 class EventWatcher(Reflector):
     """Watches core/v1 events (one namespace or all) and calls `on_signal` for pull events.
 
@@ -163,7 +170,10 @@ class EventWatcher(Reflector):
         #: up to when this watcher has seen everything: the newest event time processed, or
         #: the time of a list or of a watch that ended with nothing left to send
         self.last_seen: datetime | None = None
-        self._processed: OrderedDict[tuple[str, str], None] = OrderedDict()
+        #: event uid → the resourceVersion last processed, least recently processed first: one
+        #: entry per live event (a repeat replaces its entry; a deleted event leaves), at most
+        #: _SEEN_LIMIT
+        self._processed: OrderedDict[str, str] = OrderedDict()
         self._dirty = False  # the RV changed since it was saved
         self._seen_dirty = False  # only last_seen changed (saved with the RV, or on exit)
         self._last_persist = float("-inf")
@@ -201,8 +211,10 @@ class EventWatcher(Reflector):
         self.persist(force=True)
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
-        if kind in ("ADDED", "MODIFIED"):  # a deleted (expired) event says nothing new
+        if kind in ("ADDED", "MODIFIED"):
             self._handle(obj)
+        else:  # a deleted (expired) event says nothing new, and no relist will list it again
+            self._processed.pop(_event_key(obj)[0], None)
 
     def rv_advanced(self) -> None:
         self._dirty = True
@@ -213,10 +225,9 @@ class EventWatcher(Reflector):
     # -- signals --------------------------------------------------------------------------------
     def _handle(self, obj: Mapping[str, Any]) -> int:
         """Signal one event if it is about a pull; remember it as processed."""
-        meta = obj.get("metadata") or {}
-        key = (str(meta.get("uid") or meta.get("name")), str(meta.get("resourceVersion")))
-        self._processed[key] = None
-        self._processed.move_to_end(key)
+        uid, rv = _event_key(obj)
+        self._processed[uid] = rv
+        self._processed.move_to_end(uid)
         while len(self._processed) > _SEEN_LIMIT:
             self._processed.popitem(last=False)
         when = event_time(obj)
@@ -237,9 +248,13 @@ class EventWatcher(Reflector):
             self._seen_dirty = True
 
     def _already_processed(self, obj: Mapping[str, Any]) -> bool:
-        meta = obj.get("metadata") or {}
-        key = (str(meta.get("uid") or meta.get("name")), str(meta.get("resourceVersion")))
-        return key in self._processed
+        uid, rv = _event_key(obj)
+        return self._processed.get(uid) == rv
+
+    @property
+    def processed(self) -> Mapping[str, str]:
+        """The events remembered as processed (uid → resourceVersion; metrics, tests)."""
+        return self._processed
 
     # -- state ----------------------------------------------------------------------------------
     def load_state(self) -> None:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: The distribution token spec's default lifetime when a token server omits `expires_in`.
 DEFAULT_TOKEN_SECONDS = 60
+#: Bearer tokens kept at most (one per registry, repository and user: pods with a new image
+#: each must not grow the cache without bound).
+MAX_TOKENS = 1_024
 
 _PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
@@ -135,6 +138,12 @@ class Authenticator:
         )
         with self._lock:
             self._tokens[token_key] = token
+            if len(self._tokens) > MAX_TOKENS:  # expired ones first, then the oldest
+                now = time.monotonic()
+                for stale in [k for k, t in self._tokens.items() if t.expires_at <= now]:
+                    del self._tokens[stale]
+                while len(self._tokens) > MAX_TOKENS:
+                    del self._tokens[next(iter(self._tokens))]
         return self.transport.send(method, url, target, headers, f"Bearer {token.value}")
 
     def _preemptive_authorization(

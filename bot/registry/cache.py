@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 CacheKey = tuple[str, ...]
 
+#: Answers kept at most (one per operation, image and credentials: a storm of pods with a new
+#: image each must not grow the cache without bound). Beyond it, expired answers go first,
+#: then the oldest.
+MAX_RESULTS = 4_096
+
 
 class ResultCache:
     """Probes and tag lists by (operation, target, user, password fingerprint); thread-safe.
@@ -37,8 +42,10 @@ class ResultCache:
     """
 
     def __init__(self, ttl: float, wait_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_entries: int = MAX_RESULTS) -> None:
         self.ttl = ttl
+        self.max_entries = max_entries
         self.wait_seconds = wait_seconds
         self._clock = clock
         self._results: dict[CacheKey, tuple[float, object]] = {}
@@ -132,7 +139,18 @@ class ResultCache:
         if probe.retry_after is not None:
             ttl = min(ttl, probe.retry_after)  # ask again once the registry allows it
         with self._lock:
-            self._results[key] = (self._clock() + ttl, value)
+            now = self._clock()
+            self._results.pop(key, None)  # re-inserted last: the dict's order is by age
+            self._results[key] = (now + ttl, value)
+            if len(self._results) > self.max_entries:
+                for stale in [k for k, (expires, _) in self._results.items() if expires <= now]:
+                    del self._results[stale]
+                while len(self._results) > self.max_entries:
+                    del self._results[next(iter(self._results))]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._results)
 
     def clear(self) -> None:
         """Forget every stored answer."""

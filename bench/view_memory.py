@@ -1,0 +1,123 @@
+"""What the bot's per-pod and per-event structures cost in memory (prints figures, not a test).
+
+    .venv/bin/python bench/view_memory.py [--pods N] [--events N]
+
+Measured with tracemalloc (Python's own allocations, so the figures are the structures' and
+nothing else's), each structure fed as the bot feeds it:
+
+* **the pod view** (bot/kube/view.py `PodView`): N Pending pods applied as watch events
+  (`ADDED`), each pod a fresh object parsed from JSON as the watch delivers it, then the
+  parsed object dropped. Three kinds: a Pending pod that does not fail a pull (only its
+  `SlimPod` is kept), a failing pod (its `SlimPod` plus its diagnosis document), and a failing
+  pod beyond ``VIEW_MAX_DOCUMENTS`` (the `SlimPod` alone: the pipeline reads that pod with a GET
+  when it diagnoses it).
+* **the event watch's processed map** (bot/kube/watch.py `EventWatcher._processed`): N
+  distinct events handled; the map is capped at ``_SEEN_LIMIT`` entries.
+
+The pods are the scenario factory's (bot/sim/factory.py `failing_deployment`: one container,
+an image on a private registry, containerd's "not found" error as the kubelet's message); a
+real pod's extra fields (managed fields, env, volumes, annotations) are not kept by the view,
+so they do not change these figures. Per-pod figures are the growth divided by N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.kube.view import PodView  # noqa: E402
+from bot.kube.watch import EventWatcher  # noqa: E402
+from bot.sim import factory  # noqa: E402
+from bot.store import MemoryStore  # noqa: E402
+
+REPLICAS = 20  # pods per Deployment
+
+
+def pods(n: int, *, failing: bool, tag: str) -> list[str]:
+    """`n` Pending pods as JSON text (as the watch delivers them), failing a pull or not."""
+    out: list[str] = []
+    for d in range((n + REPLICAS - 1) // REPLICAS):
+        image = f"registry.internal.example.com/payments/{tag}-app-{d}:v1.4.{d}"
+        objects = factory.failing_deployment(
+            f"team-{d % 10}", f"{tag}-app-{d}", image,
+            factory.containerd_error("not_found", image), replicas=REPLICAS)
+        for obj in objects:
+            if obj["kind"] != "Pod":
+                continue
+            if not failing:  # Pending, past its pull: ContainerCreating
+                obj["status"]["containerStatuses"][0]["state"] = {
+                    "waiting": {"reason": "ContainerCreating"}}
+            out.append(json.dumps(obj))
+    return out[:n]
+
+
+def events(n: int) -> list[str]:
+    objects = factory.failing_deployment("shop", "web", "registry.internal/shop/web:v3",
+                                         factory.containerd_error(
+                                             "not_found", "registry.internal/shop/web:v3"))
+    event = next(o for o in objects if o["kind"] == "Event" and o["reason"] == "Failed")
+    out = []
+    for i in range(n):
+        event["metadata"]["uid"] = f"{i:08d}-5b0e-4c44-9a55-{i:012d}"
+        event["metadata"]["resourceVersion"] = str(100_000 + i)
+        out.append(json.dumps(event))
+    return out
+
+
+def measure(feed: Any, texts: list[str]) -> float:
+    """Bytes still allocated after `feed` took every object (parsed one at a time), per object."""
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    for text in texts:
+        feed(json.loads(text))
+    gc.collect()
+    return (tracemalloc.get_traced_memory()[0] - before) / len(texts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    n = args.pods
+    pending, failing, beyond = (pods(n, failing=False, tag="ok"),
+                                pods(n, failing=True, tag="bad"),
+                                pods(n, failing=True, tag="over"))
+    seen = events(args.events)
+
+    tracemalloc.start()
+    view = PodView(None, max_documents=n)  # type: ignore[arg-type]  # not started: no client
+    scope = view.scopes[0]
+    rows = [
+        ("Pending pod, not failing (SlimPod)", measure(lambda o: scope.apply("ADDED", o),
+                                                       pending)),
+        ("failing pod (SlimPod + diagnosis document)",
+         measure(lambda o: scope.apply("ADDED", o), failing)),
+        ("failing pod beyond the document cap (SlimPod)",
+         measure(lambda o: scope.apply("ADDED", o), beyond)),
+    ]
+    assert view.documents == n and len(view) == 3 * n, (view.documents, len(view))
+    watcher = EventWatcher(None, MemoryStore(), lambda signal: None)  # type: ignore[arg-type]
+    rows.append(("processed event (EventWatcher map entry)",
+                 measure(lambda o: watcher._handle(o), seen)))
+    tracemalloc.stop()
+
+    print(f"{n:,} pods of each kind, {len(seen):,} events; bytes per object (tracemalloc):")
+    for what, size in rows:
+        print(f"  {what:<48} {size:8,.0f} B")
+    per_failing = rows[1][1]
+    print(f"  => {n:,} failing pods in the view: {per_failing * n / 1e6:,.1f} MB; "
+          f"the processed map at its cap ({len(watcher._processed):,}): "
+          f"{rows[3][1] * len(watcher._processed) / 1e6:,.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
