@@ -84,16 +84,18 @@ def by_resource(sim: SimCluster) -> Counter[str]:
 
 def run_storm(sim: SimCluster, tmp_path: Path, *, share_seconds: float,
               facts: KubeFactCache, sweeps: int = 0, with_view: bool = False,
+              max_documents: int = 10_000,
               ) -> tuple[Counter[str], IncidentManager, Pipeline, list[Counter[str]]]:
     """Every failing pod submitted at once (as the event watch does in a storm), drained;
     the API reads by resource; then `sweeps` re-checks of every incident's pods (the
     pipeline's sweep), each with its own count. `with_view`: the watch-fed pod view runs
-    (started with the count, so its list and watch are counted too)."""
+    (started with the count, so its list and watch are counted too), keeping at most
+    `max_documents` diagnosis documents."""
     api = config.new_client_from_config(config_file=str(sim.write_kubeconfig(
         tmp_path / "kubeconfig")))
     kube = KubeClient(api, facts)
     sim.clear_requests()
-    view = PodView(kube) if with_view else None
+    view = PodView(kube, max_documents=max_documents) if with_view else None
     if view is not None:
         view.start()
         assert view.wait_synced(10)
@@ -199,3 +201,20 @@ def test_with_the_pod_view_a_storm_reads_no_pod(sim: SimCluster, tmp_path: Path,
     assert reads["events"] == DEPLOYMENTS
     assert total / PODS <= MAX_READS_PER_POD_WITH_VIEW, reads
     assert sweeps[0] == Counter()  # the view answers the consistency check
+
+
+def test_beyond_the_view_cap_a_pod_is_read_and_still_alerted(sim: SimCluster, tmp_path: Path,
+                                                              ) -> None:
+    """VIEW_MAX_DOCUMENTS honestly: with room for 40 documents, the other 60 failing pods are
+    held without theirs, and each of their diagnoses reads the pod (one GET) — nothing is
+    dropped, every pod is in the alerts, and the rest costs what it did without the view."""
+    reads, manager, pipeline, _ = run_storm(sim, tmp_path, share_seconds=10,
+                                            facts=KubeFactCache(), with_view=True,
+                                            max_documents=40)
+    view = pipeline.view
+    assert view is not None
+    assert (view.documents, view.without_document) == (40, PODS - 40)
+    assert pods_in_incidents(manager) == {f"{NAMESPACE}/{p}" for p in failing_pods(sim)}
+    pod_gets = [r for r in sim.requests if r.method == "GET" and "/pods/" in r.path]
+    assert len(pod_gets) == PODS - 40
+    assert reads["events"] == DEPLOYMENTS  # still one diagnosis per workload

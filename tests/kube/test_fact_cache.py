@@ -204,3 +204,16 @@ def test_a_person_asking_sees_the_secret_at_once(sim: SimCluster, tmp_path: Path
     assert reads(sim, r"/replicasets/") == 0 and reads(sim, r"^/version") == 0
     # the pipeline's own table is untouched by the one look
     assert kube.pod_facts("shop", pod).referenced_secrets == {"regcred": None}
+
+
+def test_expired_entries_leave_as_new_ones_come() -> None:
+    """A table whose keys are never asked again (a storm's pods come and go) empties as its
+    entries expire, not only when `max_entries` pushes the oldest out."""
+    now = [0.0]
+    cache: TTLCache[int] = TTLCache(10.0, 1_000, clock=lambda: now[0])
+    for key in range(100):
+        cache.put(key, key)
+    now[0] = 11.0
+    cache.put("new", 1)
+    assert len(cache) == 1
+    assert cache.get_or_load("new", lambda: -1) == 1

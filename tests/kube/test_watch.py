@@ -162,6 +162,27 @@ def test_new_failure_and_its_repeats_are_signalled(
     assert len(list_requests(sim)) == 1 and len(watch_requests(sim)) == 1
 
 
+def test_the_processed_map_holds_each_live_event_once(
+        sim: SimCluster, make_watcher: Callable[..., Any]) -> None:
+    """Memory: the map of processed events (skipped on a relist) has one entry per event, not
+    per version of it (the kubelet's repeats replace it), and an event deleted by the API
+    server (expired) leaves it."""
+    watcher, signals = make_watcher()
+    sim.wait_for_watches(1)
+    pod, objs = failing("web")
+    events = [o for o in objs if o["kind"] == "Event"]
+    apply_all(sim, objs)
+    signals.wait_count(pod, PULL_FAILURES)
+    wait_until(lambda: len(watcher.processed) == len(events), what="every event processed")
+    for _ in range(3):
+        sim.bump_event("shop", backoff_event(objs))
+    signals.wait_count(pod, PULL_FAILURES + 3)
+    assert len(watcher.processed) == len(events)
+    for event in events:
+        sim.delete("Event", event["metadata"]["name"], "shop")
+    wait_until(lambda: len(watcher.processed) == 0, what="deleted events forgotten")
+
+
 def test_crash_loop_is_not_a_pull_failure(
         sim: SimCluster, make_watcher: Callable[..., Any]) -> None:
     _, signals = make_watcher(namespace="shop")

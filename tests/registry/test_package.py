@@ -87,3 +87,21 @@ def test_target_names_tags_and_digests_as_people_write_them() -> None:
     assert Target("reg.local", "a/b", None).where == "reg.local/a/b"
     assert Target("reg.local", "a/b", "v1").where == "reg.local/a/b:v1"
     assert Target("reg.local", "a/b", "sha256:abc").where == "reg.local/a/b@sha256:abc"
+
+
+def test_cache_is_bounded_expired_answers_first_then_the_oldest() -> None:
+    """Pods with a new image each must not grow the cache without bound."""
+    now = [0.0]
+    cache = ResultCache(ttl=60, clock=lambda: now[0], max_entries=3)
+    targets = [Target("reg.local", f"team/app{i}", "v1") for i in range(5)]
+    keys = [cache.key("manifest", t, None) for t in targets]
+    short = targets[0].failed(Outcome.RATE_LIMITED, "slow down", retry_after=5)
+    cache.put(keys[0], "a0", short)  # expires at 5 s (Retry-After)
+    for i in (1, 2):
+        cache.put(keys[i], f"a{i}", targets[i].failed(Outcome.UNREACHABLE, "down"))
+    now[0] = 6.0
+    cache.put(keys[3], "a3", targets[3].failed(Outcome.UNREACHABLE, "down"))
+    assert len(cache) == 3 and cache.get(keys[0]) is None  # the expired one went first
+    cache.put(keys[4], "a4", targets[4].failed(Outcome.UNREACHABLE, "down"))
+    assert len(cache) == 3
+    assert [cache.get(k) for k in keys[1:]] == [None, "a2", "a3", "a4"]  # then the oldest

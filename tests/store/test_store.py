@@ -79,3 +79,31 @@ def test_open_store_without_url_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert isinstance(open_store(None), MemoryStore)
     assert "per process" in caplog.text
     assert isinstance(open_store(REDIS_URL), RedisStore)
+
+
+def test_an_emptied_hash_or_set_is_gone(store: Store) -> None:
+    """As in Redis: per-pod keys (a pod's incident index) leave with their last member, so a
+    storm of pods created and deleted does not leave one empty key per pod behind."""
+    h, s = store.key("h"), store.key("s")
+    store.hset(h, {"a": "1"})
+    store.sadd(s, "x")
+    store.hdel(h, "a")
+    store.srem(s, "x")
+    store.srem(store.key("never"), "x")  # removing from a key that is not there creates none
+    store.hdel(store.key("never-h"), "a")
+    if isinstance(store, MemoryStore):
+        assert len(store) == 0
+    else:
+        assert store.client.exists(h, s, store.key("never"), store.key("never-h")) == 0
+
+
+def test_the_memory_store_sweeps_expired_keys_nobody_reads() -> None:
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0])
+    for i in range(100):
+        store.put(store.key("claim", str(i)), "owner", ttl=10)
+    store.put(store.key("kept"), "1")
+    now[0] = 11.0  # every claim has expired; nothing reads them again
+    for i in range(MemoryStore.SWEEP_EVERY):
+        store.put(store.key("busy"), str(i))
+    assert len(store) == 2  # "kept" and "busy"
