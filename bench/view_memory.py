@@ -13,6 +13,11 @@ nothing else's), each structure fed as the bot feeds it:
   when it diagnoses it).
 * **the event watch's processed map** (bot/kube/watch.py `EventWatcher._processed`): N
   distinct events handled; the map is capped at ``_SEEN_LIMIT`` entries.
+* **a relist of the pod view** (``--relist N``, 0 to skip): N failing Pending pods listed from
+  the scenario cluster through the real client, 500 a page; the peak of Python's allocations
+  while the whole pods are read and projected page by page (what the view does) against
+  reading all pages first and projecting after (what it did). The scenario cluster runs in
+  this process, so both peaks include its own page being written.
 
 The pods are the scenario factory's (bot/sim/factory.py `failing_deployment`: one container,
 an image on a private registry, containerd's "not found" error as the kubelet's message); a
@@ -25,7 +30,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import sys
+import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -33,9 +40,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.kube.view import PodView  # noqa: E402
+from bot.kube.client import KubeClient  # noqa: E402
+from bot.kube.view import PENDING, PodView, SlimPod  # noqa: E402
 from bot.kube.watch import EventWatcher  # noqa: E402
 from bot.sim import factory  # noqa: E402
+from bot.sim.server import SimCluster  # noqa: E402
 from bot.store import MemoryStore  # noqa: E402
 
 REPLICAS = 20  # pods per Deployment
@@ -82,11 +91,38 @@ def measure(feed: Any, texts: list[str]) -> float:
     return (tracemalloc.get_traced_memory()[0] - before) / len(texts)
 
 
+def relist_peaks(n: int) -> tuple[float, float]:
+    """Peak MB above the start while listing `n` failing Pending pods: (all pages read,
+    then projected; projected page by page)."""
+    objects = [json.loads(text) for text in pods(n, failing=True, tag="listed")]
+    with tempfile.TemporaryDirectory() as tmp, SimCluster(objects=objects) as sim:
+        del objects
+        kube = KubeClient.from_environment(str(sim.write_kubeconfig(Path(tmp) / "kc")))
+        peaks = []
+        for projected in (False, True):
+            gc.collect()
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            if projected:
+                slim, _ = kube.list_pods_projected(None, SlimPod.of, field_selector=PENDING)
+            else:
+                whole, _ = kube.list_pods_at(None, field_selector=PENDING)
+                slim = [SlimPod.of(p) for p in whole]
+                del whole
+            assert len(slim) == n
+            peaks.append((tracemalloc.get_traced_memory()[1] - base) / 1e6)
+            tracemalloc.stop()
+            del slim
+    return peaks[0], peaks[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--relist", type=int, default=2_000)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="log: %(message)s")
     n = args.pods
     pending, failing, beyond = (pods(n, failing=False, tag="ok"),
                                 pods(n, failing=True, tag="bad"),
@@ -117,7 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  => {n:,} failing pods in the view: {per_failing * n / 1e6:,.1f} MB; "
           f"the processed map at its cap ({len(watcher._processed):,}): "
           f"{rows[3][1] * len(watcher._processed) / 1e6:,.1f} MB")
+    if args.relist:
+        whole, paged = relist_peaks(args.relist)
+        print(f"relist of {args.relist:,} failing Pending pods, peak of allocations: "
+              f"{whole:,.1f} MB reading every page first, {paged:,.1f} MB projecting page by "
+              f"page")
 
 
 if __name__ == "__main__":
     main()
+

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client, config
@@ -28,6 +28,12 @@ from bot.kube.cache import KubeFactCache
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = (5, 15)  # connect, read: a diagnosis never hangs on a dead API server
+
+T = TypeVar("T")
+
+
+def _as_is(item: dict[str, Any]) -> dict[str, Any]:
+    return item
 
 
 
@@ -328,7 +334,15 @@ class KubeClient:
     def _list_all(self, what: str, fn: Callable[..., Any], *args: Any,
                   **kwargs: Any) -> tuple[list[dict[str, Any]], str]:
         """Every item of a paginated list, and the list's resourceVersion."""
-        items: list[dict[str, Any]] = []
+        return self._list_projected(what, fn, _as_is, *args, **kwargs)
+
+    def _list_projected(self, what: str, fn: Callable[..., Any],
+                        project: Callable[[dict[str, Any]], T], *args: Any,
+                        **kwargs: Any) -> tuple[list[T], str]:
+        """`project` of every item of a paginated list, applied page by page (so a list of
+        10,000 pods holds one page of whole objects at a time, not all of them), and the
+        list's resourceVersion."""
+        items: list[T] = []
         token: str | None = None
         rv = ""
         while True:
@@ -338,7 +352,8 @@ class KubeClient:
             data = self._call(what, fn, *args, **page_args)
             meta = data.get("metadata") or {}
             rv = rv or str(meta.get("resourceVersion") or "")
-            items.extend(data.get("items") or [])
+            items.extend(project(item) for item in data.get("items") or [])
+            del data  # the page's whole objects go before the next page is read
             token = meta.get("continue") or None
             if not token:
                 return items, rv
@@ -367,6 +382,19 @@ class KubeClient:
         if namespace is None:
             return self._list_all(what, self.core.list_pod_for_all_namespaces, **kwargs)
         return self._list_all(what, self.core.list_namespaced_pod, namespace, **kwargs)
+
+    def list_pods_projected(self, namespace: str | None, project: Callable[[dict[str, Any]], T],
+                            *, field_selector: str | None = None) -> tuple[list[T], str]:
+        """`list_pods_at`, each pod reduced by `project` as its page arrives (the pod view
+        keeps a slim projection: the whole pods of a large list are never all in memory)."""
+        kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"pods {where}" + (f" ({field_selector})" if field_selector else "")
+        if namespace is None:
+            return self._list_projected(what, self.core.list_pod_for_all_namespaces, project,
+                                        **kwargs)
+        return self._list_projected(what, self.core.list_namespaced_pod, project, namespace,
+                                    **kwargs)
 
     def watch_events(self, namespace: str | None, resource_version: str | None,
                      timeout_seconds: int, *, idle_timeout: float | None = None,

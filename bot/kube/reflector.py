@@ -34,7 +34,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bot.kube.client import KubeError
@@ -89,16 +89,18 @@ class Reflector:
         self.on_api_back = on_api_back
 
     # -- what a user says -----------------------------------------------------------------------
-    def list_objects(self) -> tuple[list[dict[str, Any]], str]:
-        """One full (paginated) list: the items and the list's resourceVersion."""
+    def list_objects(self) -> tuple[Sequence[Any], str]:
+        """One full (paginated) list: the items (raw, or as the user projects them page by
+        page) and the list's resourceVersion."""
         raise NotImplementedError
 
     def open_watch(self, resource_version: str | None) -> Iterator[dict[str, Any]]:
         """A watch from `resource_version` (raw watch events, as KubeClient yields them)."""
         raise NotImplementedError
 
-    def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
-        """The list's answer: everything there is, as of `resource_version`."""
+    def replace(self, items: Sequence[Any], resource_version: str) -> None:
+        """The list's answer (`list_objects`'s items): everything there is, as of
+        `resource_version`."""
         raise NotImplementedError
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:

@@ -195,16 +195,19 @@ class _PodScope(Reflector):
         self.pods: dict[Key, SlimPod] = {}
         self.synced = threading.Event()  # the first list is in
 
-    def list_objects(self) -> tuple[list[dict[str, Any]], str]:
-        return self.view.kube.list_pods_at(self.namespace, field_selector=self.view.selector)
+    def list_objects(self) -> tuple[list[SlimPod], str]:
+        # projected page by page: a relist of 10,000 Pending pods never holds them all whole
+        return self.view.kube.list_pods_projected(self.namespace, SlimPod.of,
+                                                  field_selector=self.view.selector)
 
     def open_watch(self, resource_version: str | None) -> Iterator[dict[str, Any]]:
         return self.view.kube.watch_pods(self.namespace, resource_version, self.watch_timeout,
                                          idle_timeout=self.idle_timeout,
                                          field_selector=self.view.selector)
 
-    def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
-        listed = [SlimPod.of(item) for item in items]
+    def replace(self, items: Sequence[SlimPod | Mapping[str, Any]],
+                resource_version: str) -> None:
+        listed = [item if isinstance(item, SlimPod) else SlimPod.of(item) for item in items]
         view = self.view
         with view.lock:
             old, new = self.pods, dict[Key, SlimPod]()

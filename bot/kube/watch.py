@@ -187,7 +187,7 @@ class EventWatcher(Reflector):
         return self.kube.watch_events(self.namespace, resource_version, self.watch_timeout,
                                       idle_timeout=self.idle_timeout)
 
-    def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
+    def replace(self, items: Sequence[Any], resource_version: str) -> None:
         """Signal listed pull events last seen within ``start_window`` (first start) or, after
         a gap, since ``min(seen - 2 min, now - start_window)``; skip those already handled."""
         cutoff = _now() - timedelta(seconds=self.start_window)

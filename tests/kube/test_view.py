@@ -299,3 +299,23 @@ def test_a_view_per_watched_namespace(sim: SimCluster, kube: KubeClient) -> None
         assert paths == {"/api/v1/namespaces/shop/pods"}
     finally:
         view.stop()
+
+
+def test_a_relist_projects_each_page_as_it_arrives(sim: SimCluster, kube: KubeClient) -> None:
+    """Memory: the view's list is projected page by page (`list_pods_projected`), so a relist
+    of 10,000 Pending pods holds one page of whole pods, not all of them (bench/view_memory.py
+    measures the peak); every page is read and every pod projected."""
+    image = "registry.internal/shop/paged:v1"
+    apply_all(sim, factory.failing_deployment("shop", "paged", image, factory.containerd_error(
+        "not_found", image), replicas=7))
+    kube.LIST_PAGE_SIZE = 3
+    sim.clear_requests()
+    seen: list[str] = []
+
+    def project(pod: dict[str, Any]) -> str:
+        seen.append(pod["metadata"]["name"])
+        return f"slim:{pod['metadata']['name']}"
+
+    slim, rv = kube.list_pods_projected(None, project, field_selector=PENDING)
+    assert rv and len(slim) == 7 and slim == [f"slim:{name}" for name in seen]
+    assert len(sim.requests_matching("GET", PODS_PATH)) == 3  # 3 + 3 + 1
