@@ -308,3 +308,32 @@ def test_the_sweep_reads_the_view_and_resolves_what_no_watch_saw(
         assert reads(sim) == []  # 12 Pending members: no API read
     finally:
         runtime.stop()
+
+
+def test_beyond_view_max_documents_every_pod_is_still_alerted(
+        env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """VIEW_MAX_DOCUMENTS reaches the pod view: with room for one document, the other pods of
+    a failing Deployment are held without theirs, read by GET when diagnosed, and alerted all
+    the same; the gauges at /metrics say so."""
+    monkeypatch.setenv("VIEW_MAX_DOCUMENTS", "1")
+    sim, slack = env["sim"], env["slack"]
+    runtime = start_bot(env)
+    try:
+        assert runtime.view.max_documents == 1
+        started = time.time()
+        objects = bad_tag("web", replicas=4)
+        apply(sim, objects)
+        pods = {f"shop/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
+        wait_for(lambda: len(roots(slack)) == 1, what="the root message")
+        wait_for(lambda: runtime.pipeline.drain(0.1), what="the pipeline idle")
+        [incident_id] = runtime.manager.active_ids()
+        incident = runtime.manager.load(incident_id)
+        assert incident is not None and incident.pods == pods
+        metrics = runtime.metrics.render().decode()
+        assert "imagepull_bot_view_documents 1.0" in metrics
+        assert "imagepull_bot_view_pods_without_document 3.0" in metrics
+        # the three pods beyond the cap were read (GET), the one with its document was not
+        got = {r.path for r in pod_reads(sim, started) if "/pods/" in r.path}
+        assert len(got) == 3, got
+    finally:
+        runtime.stop()
