@@ -95,7 +95,7 @@ class FactWatch(Reflector):
             self._give_up(str(exc))
             raise
 
-    def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
+    def replace(self, items: Sequence[Any], resource_version: str) -> None:
         new = {_key(item): self.project(item) for item in items}
         with self.lock:
             self.items = new
