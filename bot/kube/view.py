@@ -61,7 +61,7 @@ PENDING = "status.phase=Pending"
 Key = tuple[str, str]  # (namespace, name)
 
 #: Diagnosis documents the view holds at most by default (``VIEW_MAX_DOCUMENTS``): 10,000
-#: failing pods cost about 25 MB with theirs (README "Performance").
+#: failing pods cost about 20 MB with theirs (README "Performance").
 MAX_DOCUMENTS = 10_000
 
 #: The parts of a pod the diagnosis reads (bot/diagnosis/engine.py, owners.py, facts.py and
