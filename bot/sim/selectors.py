@@ -8,7 +8,7 @@ fields the resource type declares (anything else is a 400, as on a real cluster)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,21 +120,39 @@ def parse_field_selector(text: str | None, rt: ResourceType) -> list[FieldRequir
     return reqs
 
 
-def compile_selectors(
-    rt: ResourceType, label_selector: str | None, field_selector: str | None
-) -> Callable[[dict[str, Any]], bool]:
-    """One predicate for both selectors (AND), raising SelectorError up front if invalid."""
-    labels = parse_label_selector(label_selector)
-    fields = parse_field_selector(field_selector, rt)
+@dataclass(frozen=True)
+class Selector:
+    """Both selectors of one request (AND), callable as the predicate on one object."""
 
-    def predicate(obj: dict[str, Any]) -> bool:
-        obj_labels = (obj.get("metadata") or {}).get("labels") or {}
-        if not all(req.matches(obj_labels) for req in labels):
-            return False
-        for freq in fields:
-            equal = rt.field_value(obj, freq.field) == freq.value
+    rt: ResourceType
+    labels: tuple[LabelRequirement, ...] = ()
+    fields: tuple[FieldRequirement, ...] = ()
+
+    def __call__(self, obj: dict[str, Any]) -> bool:
+        if self.labels:
+            obj_labels = (obj.get("metadata") or {}).get("labels") or {}
+            if not all(req.matches(obj_labels) for req in self.labels):
+                return False
+        for freq in self.fields:
+            equal = self.rt.field_value(obj, freq.field) == freq.value
             if equal == freq.negate:
                 return False
         return True
 
-    return predicate
+    @property
+    def empty(self) -> bool:
+        """True if it matches every object (no requirement at all)."""
+        return not self.labels and not self.fields
+
+    def field_equals(self) -> dict[str, str]:
+        """The ``field=value`` requirements (not ``!=``): a store may look matches up by them
+        instead of testing every object; the selector itself still decides."""
+        return {req.field: req.value for req in self.fields if not req.negate}
+
+
+def compile_selectors(
+    rt: ResourceType, label_selector: str | None, field_selector: str | None
+) -> Selector:
+    """One predicate for both selectors (AND), raising SelectorError up front if invalid."""
+    return Selector(rt, tuple(parse_label_selector(label_selector)),
+                    tuple(parse_field_selector(field_selector, rt)))
