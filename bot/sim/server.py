@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -463,6 +463,10 @@ def _api_group(group: str) -> Obj:
     return {"name": group, "versions": gvs, "preferredVersion": gvs[0]}
 
 
+def _everything(_: Obj) -> bool:
+    return True
+
+
 class _ChunkedWriter:
     """HTTP/1.1 chunked transfer encoding on the raw socket file."""
 
@@ -670,40 +674,50 @@ class _Handler(BaseHTTPRequestHandler):
         return _Route(rt, namespace, name, sub, watch_path)
 
     # -- verbs ---------------------------------------------------------------------------------
-    def _predicate(self, route: _Route, q: dict[str, str]) -> Any:
+    def _selector(
+        self, route: _Route, q: dict[str, str]
+    ) -> tuple[Callable[[Obj], bool] | None, dict[str, str]]:
+        """The request's selectors as a predicate (None: matches everything) and their
+        ``field=value`` requirements, which let the store look objects up."""
         try:
-            pred = compile_selectors(route.rt, q.get("labelSelector"), q.get("fieldSelector"))
+            sel = compile_selectors(route.rt, q.get("labelSelector"), q.get("fieldSelector"))
         except SelectorError as exc:
             raise ApiError.bad_request(str(exc)) from None
+        fields = sel.field_equals()
         if route.name:
             name = route.name
-            return lambda obj: obj["metadata"].get("name") == name and pred(obj)
-        return pred
+            fields["metadata.name"] = name
+            return (lambda obj: obj["metadata"].get("name") == name and sel(obj)), fields
+        return (None if sel.empty else sel), fields
 
     def _list(self, route: _Route, q: dict[str, str]) -> None:
-        pred = self._predicate(route, q)
-        items, rv = self.cluster.store.list(route.rt, route.namespace, pred)
-        for item in items:  # the apiserver omits kind/apiVersion on list items
-            item.pop("kind", None)
-            item.pop("apiVersion", None)
-        meta: Obj = {"resourceVersion": str(rv)}
-        start = 0
+        pred, fields = self._selector(route, q)
+        after: tuple[str, str] | None = None
+        token_rv: int | None = None
         if q.get("continue"):
+            # Where the previous page ended, by key (namespace, name), as the apiserver's
+            # token does: the next page starts after it whatever was written in between.
             try:
                 token = json.loads(base64.urlsafe_b64decode(q["continue"]))
-                start, meta["resourceVersion"] = int(token["start"]), str(token["rv"])
+                token_rv, (ns, name) = int(token["rv"]), token["after"]
+                if not isinstance(ns, str) or not isinstance(name, str):
+                    raise TypeError(token)
+                after = (ns, name)
             except (ValueError, KeyError, TypeError):
                 raise ApiError.bad_request("continue key is not valid") from None
         limit = int(q.get("limit") or 0)
-        if limit > 0:
-            remaining = len(items) - (start + limit)
-            if remaining > 0:
-                raw = json.dumps({"rv": int(meta["resourceVersion"]), "start": start + limit})
-                meta["continue"] = base64.urlsafe_b64encode(raw.encode()).decode()
-                meta["remainingItemCount"] = remaining
-            items = items[start : start + limit]
-        else:
-            items = items[start:]
+        page = self.cluster.store.list_page(
+            route.rt, route.namespace, pred, fields=fields, after=after, limit=max(limit, 0)
+        )
+        for item in page.items:  # the apiserver omits kind/apiVersion on list items
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+        rv = page.rv if token_rv is None else token_rv
+        meta: Obj = {"resourceVersion": str(rv)}
+        if page.remaining > 0:
+            raw = json.dumps({"rv": rv, "after": list(page.last or ("", ""))})
+            meta["continue"] = base64.urlsafe_b64encode(raw.encode()).decode()
+            meta["remainingItemCount"] = page.remaining
         rt = route.rt
         self._send_json(
             200,
@@ -711,7 +725,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "kind": f"{rt.kind}List",
                 "apiVersion": rt.api_version,
                 "metadata": meta,
-                "items": items,
+                "items": page.items,
             },
         )
 
@@ -743,7 +757,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, obj)
 
     def _watch(self, route: _Route, q: dict[str, str]) -> None:
-        pred = self._predicate(route, q)  # 400 before the stream starts, as the apiserver
+        pred, fields = self._selector(route, q)  # 400 before the stream starts, as the apiserver
         store = self.cluster.store
         rv = q.get("resourceVersion")
         timeout = float(q.get("timeoutSeconds") or self.cluster.default_watch_timeout)
@@ -752,7 +766,9 @@ class _Handler(BaseHTTPRequestHandler):
         initial: list[tuple[str, Obj]] = []
         watcher = None
         try:
-            initial, watcher, last_rv = store.open_watch(route.rt, route.namespace, pred, rv)
+            initial, watcher, last_rv = store.open_watch(
+                route.rt, route.namespace, pred or _everything, rv, fields=fields
+            )
         except ApiError as exc:
             if exc.code != 410:
                 raise

@@ -10,10 +10,19 @@ It behaves like etcd behind the apiserver's watch cache, in the ways clients can
   ``410 Gone``/``Expired``, which is what forces clients to relist;
 * an object that stops (or starts) matching a watch's selector is sent as DELETED (or ADDED),
   as the apiserver's cacheWatcher does.
+
+Objects are kept by resource, then namespace, then name, each level's keys also kept sorted, so
+a LIST looks only at the objects of its resource (and namespace) and returns them in key order
+without sorting anything: a namespaced LIST costs the objects of that resource in that
+namespace, a cluster-wide one the objects of that resource. ``field=value`` requirements on
+``metadata.name``, ``metadata.namespace`` and the fields in ``INDEXED_FIELDS`` (the events of
+one pod: ``involvedObject.name``) are looked up, not tested on every object. ``examined``
+counts the objects LISTs have looked at, so tests can assert what a LIST costs.
 """
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import copy
 import datetime as dt
@@ -21,7 +30,7 @@ import queue
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +39,11 @@ from bot.sim.resources import GENERATION_KINDS, ResourceType, for_object
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (qualified resource, namespace or "", name)
+Cursor = tuple[str, str]  # (namespace or "", name): where a page ended
+
+#: Field selector labels kept in an index per resource (qualified name): ``label=value`` finds
+#: its objects without testing the others. The hot one: a pod's events (``pod_events``).
+INDEXED_FIELDS: dict[str, tuple[str, ...]] = {"events": ("involvedObject.name",)}
 
 
 def now_rfc3339() -> str:
@@ -153,13 +167,142 @@ class Watcher:
         return None
 
 
+def _remove(names: builtins.list[str], name: str) -> None:
+    i = bisect.bisect_left(names, name)
+    if i < len(names) and names[i] == name:
+        del names[i]
+
+
+def _after(names: builtins.list[str], name: str | None) -> Iterator[str]:
+    """The sorted ``names`` that sort after ``name`` (all of them for None)."""
+    start = 0 if name is None else bisect.bisect_right(names, name)
+    for i in range(start, len(names)):
+        yield names[i]
+
+
+class _Bucket:
+    """The objects of one resource in one namespace ("" when cluster-scoped), by name."""
+
+    def __init__(self, indexed: tuple[str, ...]) -> None:
+        self.objects: dict[str, Obj] = {}
+        self.names: builtins.list[str] = []  # sorted: the order LISTs return
+        #: indexed field label -> value -> sorted names of the objects with that value
+        self.by_field: dict[str, dict[str, builtins.list[str]]] = {f: {} for f in indexed}
+
+    def add(self, rt: ResourceType, name: str, obj: Obj) -> None:
+        self.objects[name] = obj
+        bisect.insort(self.names, name)
+        for label, index in self.by_field.items():
+            bisect.insort(index.setdefault(rt.field_value(obj, label) or "", []), name)
+
+    def replace(self, rt: ResourceType, name: str, old: Obj, new: Obj) -> None:
+        self.objects[name] = new
+        for label, index in self.by_field.items():
+            before, after = rt.field_value(old, label) or "", rt.field_value(new, label) or ""
+            if before != after:
+                self._unindex(index, before, name)
+                bisect.insort(index.setdefault(after, []), name)
+
+    def remove(self, rt: ResourceType, name: str) -> Obj:
+        obj = self.objects.pop(name)
+        _remove(self.names, name)
+        for label, index in self.by_field.items():
+            self._unindex(index, rt.field_value(obj, label) or "", name)
+        return obj
+
+    @staticmethod
+    def _unindex(index: dict[str, builtins.list[str]], value: str, name: str) -> None:
+        names = index.get(value)
+        if names is not None:
+            _remove(names, name)
+            if not names:
+                del index[value]
+
+    def candidates(self, fields: Mapping[str, str], after: str | None) -> Iterator[str]:
+        """Names after ``after``, in order, narrowed by an exact-name or an indexed field
+        requirement if there is one (the caller still tests every requirement)."""
+        if "metadata.name" in fields:
+            name = fields["metadata.name"]
+            if name in self.objects and (after is None or name > after):
+                yield name
+            return
+        for label, index in self.by_field.items():
+            if label in fields:
+                yield from _after(index.get(fields[label], []), after)
+                return
+        yield from _after(self.names, after)
+
+    def count_after(self, after: str | None) -> int:
+        return len(self.names) - (0 if after is None else bisect.bisect_right(self.names, after))
+
+
+class _Table:
+    """The objects of one resource: a bucket per namespace, namespaces kept sorted."""
+
+    def __init__(self, rt: ResourceType) -> None:
+        self.rt = rt
+        self.indexed = INDEXED_FIELDS.get(rt.qualified, ())
+        self.buckets: dict[str, _Bucket] = {}
+        self.namespaces: builtins.list[str] = []  # sorted
+
+    def bucket(self, namespace: str) -> _Bucket:
+        found = self.buckets.get(namespace)
+        if found is None:
+            found = self.buckets[namespace] = _Bucket(self.indexed)
+            bisect.insort(self.namespaces, namespace)
+        return found
+
+    def drop_if_empty(self, namespace: str) -> None:
+        if not self.buckets[namespace].objects:
+            del self.buckets[namespace]
+            _remove(self.namespaces, namespace)
+
+    def spaces(self, namespace: str | None, fields: Mapping[str, str],
+               after: Cursor | None) -> Iterator[str]:
+        """The namespaces a LIST visits, in order: one, or all from the cursor's on."""
+        wanted = fields.get("metadata.namespace")
+        if namespace is not None and wanted is not None and wanted != namespace:
+            return
+        only = namespace if namespace is not None else wanted
+        if only is not None:
+            if after is None or only >= after[0]:  # no key of an earlier namespace is after
+                yield only
+            return
+        yield from self.namespaces[bisect.bisect_left(self.namespaces, after[0]) if after
+                                   else 0:]
+
+    def count_after(self, namespace: str | None, after: Cursor) -> int:
+        """How many objects (no selector) sort after the cursor, without looking at them."""
+        total = 0
+        for ns in self.spaces(namespace, {}, after):
+            bucket = self.buckets.get(ns)
+            if bucket is not None:
+                total += bucket.count_after(after[1] if ns == after[0] else None)
+        return total
+
+
+@dataclass
+class Page:
+    """One LIST answer from the store: items in key order, the RV, what is left."""
+
+    items: builtins.list[Obj]
+    rv: int
+    #: matching objects after the last item (0 when the page holds the rest)
+    remaining: int = 0
+    #: key of the last item returned when more remain: where the next page starts after
+    last: Cursor | None = None
+
+
 class Store:
     """Thread-safe object store shared by the HTTP threads and the test-side API."""
 
     def __init__(self, history_limit: int = 1000) -> None:
         self.lock = threading.RLock()
-        self.objects: dict[Key, Obj] = {}
+        #: qualified resource -> its objects by namespace and name
+        self.tables: dict[str, _Table] = {}
         self.rv = 0
+        #: stored objects that LISTs have looked at (tested, or copied out): what LISTs cost
+        self.examined = 0
         #: Watching from an RV below this is 410 Gone (history before it is forgotten).
         self.compacted_rv = 0
         self.history: deque[Change] = deque()
@@ -170,6 +313,21 @@ class Store:
     @staticmethod
     def key(rt: ResourceType, namespace: str | None, name: str) -> Key:
         return (rt.qualified, (namespace or "") if rt.namespaced else "", name)
+
+    def _table(self, rt: ResourceType) -> _Table:
+        table = self.tables.get(rt.qualified)
+        if table is None:
+            table = self.tables[rt.qualified] = _Table(rt)
+        return table
+
+    def _find(self, key: Key) -> Obj | None:
+        table = self.tables.get(key[0])
+        bucket = table.buckets.get(key[1]) if table is not None else None
+        return bucket.objects.get(key[2]) if bucket is not None else None
+
+    def __len__(self) -> int:
+        with self.lock:
+            return sum(len(b.objects) for t in self.tables.values() for b in t.buckets.values())
 
     def _next_rv(self) -> int:
         self.rv += 1
@@ -186,7 +344,7 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         with self.lock:
-            obj = self.objects.get(self.key(rt, namespace, name))
+            obj = self._find(self.key(rt, namespace, name))
             if obj is None:
                 raise ApiError.not_found(rt, name)
             return copy.deepcopy(obj)
@@ -195,18 +353,64 @@ class Store:
         self,
         rt: ResourceType,
         namespace: str | None,
-        predicate: Callable[[Obj], bool] = lambda _: True,
-    ) -> tuple[list[Obj], int]:
+        predicate: Callable[[Obj], bool] | None = None,
+        *,
+        fields: Mapping[str, str] | None = None,
+    ) -> tuple[builtins.list[Obj], int]:
         """Matching objects sorted like etcd keys (namespace, name), and the list's RV."""
+        page = self.list_page(rt, namespace, predicate, fields=fields)
+        return page.items, page.rv
+
+    def list_page(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        predicate: Callable[[Obj], bool] | None = None,
+        *,
+        fields: Mapping[str, str] | None = None,
+        after: Cursor | None = None,
+        limit: int = 0,
+    ) -> Page:
+        """Up to ``limit`` (0: all) matching objects whose key sorts after ``after``.
+
+        An object matches if it is of ``rt``, in ``namespace`` (None: any), has every
+        ``fields`` label equal to its value (as ``ResourceType.field_value`` renders it) and
+        passes ``predicate``. ``fields`` is what lets the store look objects up instead of
+        testing them all: give it the selector's ``field=value`` requirements.
+        """
+        fields = fields or {}
         with self.lock:
-            items = [
-                copy.deepcopy(obj)
-                for (res, ns, _), obj in sorted(self.objects.items())
-                if res == rt.qualified
-                and (namespace is None or ns == namespace)
-                and predicate(obj)
-            ]
-            return items, self.rv
+            page = Page([], self.rv)
+            table = self.tables.get(rt.qualified)
+            if table is None:
+                return page
+            last: Cursor | None = None
+            for ns in table.spaces(namespace, fields, after):
+                bucket = table.buckets.get(ns)
+                if bucket is None:
+                    continue
+                start = after[1] if after is not None and ns == after[0] else None
+                for name in bucket.candidates(fields, start):
+                    obj = bucket.objects[name]
+                    if 0 < limit <= len(page.items) and predicate is None and not fields:
+                        # The rest all match: count them without looking at them.
+                        page.remaining = table.count_after(namespace, (ns, name)) + 1
+                        page.last = last
+                        return page
+                    self.examined += 1
+                    if not all(rt.field_value(obj, label) == value
+                               for label, value in fields.items()):
+                        continue
+                    if predicate is not None and not predicate(obj):
+                        continue
+                    if 0 < limit <= len(page.items):
+                        page.remaining += 1
+                    else:
+                        page.items.append(copy.deepcopy(obj))
+                        last = (ns, name)
+            if page.remaining:
+                page.last = last
+            return page
 
     # -- writes --------------------------------------------------------------------------------
     def create(self, obj: Obj, rt: ResourceType | None = None, namespace: str | None = None) -> Obj:
@@ -228,11 +432,11 @@ class Store:
             meta.setdefault("generation", 1)
         with self.lock:
             key = self.key(rt, meta.get("namespace"), name)
-            if key in self.objects:
+            if self._find(key) is not None:
                 raise ApiError.already_exists(rt, name)
             rv = self._next_rv()
             meta["resourceVersion"] = str(rv)
-            self.objects[key] = obj
+            self._table(rt).bucket(key[1]).add(rt, name, obj)
             self._record(Change(rv, "ADDED", rt, copy.deepcopy(obj), None))
             return copy.deepcopy(obj)
 
@@ -247,7 +451,7 @@ class Store:
         """Replace an object by ``fn(copy)``; bumps RV and emits MODIFIED only if it changed."""
         with self.lock:
             key = self.key(rt, namespace, name)
-            old = self.objects.get(key)
+            old = self._find(key)
             if old is None:
                 raise ApiError.not_found(rt, name)
             if expected_rv and expected_rv != old["metadata"].get("resourceVersion"):
@@ -268,7 +472,7 @@ class Store:
                 return copy.deepcopy(old)
             rv = self._next_rv()
             meta["resourceVersion"] = str(rv)
-            self.objects[key] = new
+            self.tables[key[0]].buckets[key[1]].replace(rt, name, old, new)
             self._record(Change(rv, "MODIFIED", rt, copy.deepcopy(new), copy.deepcopy(old)))
             return copy.deepcopy(new)
 
@@ -295,9 +499,11 @@ class Store:
         """Remove an object; the DELETED event carries a fresh RV, as in the apiserver."""
         with self.lock:
             key = self.key(rt, namespace, name)
-            old = self.objects.pop(key, None)
-            if old is None:
+            if self._find(key) is None:
                 raise ApiError.not_found(rt, name)
+            table = self.tables[key[0]]
+            old = table.buckets[key[1]].remove(rt, name)
+            table.drop_if_empty(key[1])
             rv = self._next_rv()
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(rv)
@@ -311,17 +517,19 @@ class Store:
         namespace: str | None,
         predicate: Callable[[Obj], bool],
         resource_version: str | None,
+        fields: Mapping[str, str] | None = None,
     ) -> tuple[builtins.list[tuple[str, Obj]], Watcher, int]:
         """Initial events, a registered watcher and the current RV, atomically (no gap).
 
         No RV or "0": synthetic ADDED for every current object (the apiserver's semantics).
         A specific RV: the retained changes after it, or ApiError 410 if it was compacted.
+        ``fields``: the predicate's ``field=value`` requirements, as for ``list``.
         """
         watcher = Watcher(rt, namespace, predicate)
         with self.lock:
             initial: builtins.list[tuple[str, Obj]] = []
             if resource_version in (None, "", "0"):
-                items, _ = self.list(rt, namespace, predicate)
+                items, _ = self.list(rt, namespace, predicate, fields=fields)
                 for item in items:
                     item["apiVersion"], item["kind"] = rt.api_version, rt.kind
                     initial.append(("ADDED", item))

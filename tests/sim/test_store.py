@@ -1,10 +1,13 @@
-"""LIST on the scenario cluster: the items, their order and the pages the apiserver would give.
+"""LIST on the scenario cluster: the items, their order and the pages the apiserver would give,
+and what a LIST costs the store.
 
 The reference is the store's original algorithm, kept here as an oracle: every stored object
 sorted by its key (qualified resource, namespace, name), then filtered by resource, namespace
 and selector. A shadow copy of what the cluster holds is kept from what its writes return, so
 the oracle never reads the store's internals. The comparison goes through HTTP, as the bot's
 client sees it: items, order, ``resourceVersion``, ``continue`` and ``remainingItemCount``.
+
+The cost is counted, not timed: ``Store.examined`` counts the stored objects LISTs look at.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from bot.sim.resources import ResourceType
 from bot.sim.selectors import compile_selectors
 from bot.sim.server import SimCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(120)]
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]
@@ -220,6 +223,7 @@ def check_lists(sim: SimCluster, shadow: Shadow, limits: tuple[int, ...]) -> int
     return checked
 
 
+@pytest.mark.integration
 def test_lists_match_the_reference_across_resources_namespaces_selectors_and_pages() -> None:
     with SimCluster(objects=_objects(seed=7)) as sim:
         shadow = Shadow(sim)
@@ -227,6 +231,7 @@ def test_lists_match_the_reference_across_resources_namespaces_selectors_and_pag
         assert check_lists(sim, shadow, limits=(1, 3, 500)) > 200
 
 
+@pytest.mark.integration
 def test_lists_still_match_after_patches_replacements_and_deletes() -> None:
     rng = _rng(11)
     with SimCluster(objects=_objects(seed=3)) as sim:
@@ -252,3 +257,168 @@ def test_lists_still_match_after_patches_replacements_and_deletes() -> None:
                                     rng.choice(PODS), rng_obj))
                 shadow.apply(_pod(ns_new, rng.choice(PODS), rng_obj))  # create or replace
         check_lists(sim, shadow, limits=(2,))
+
+
+# -- pages by key ----------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_next_page_starts_after_the_last_key_whatever_was_written_in_between() -> None:
+    """The continue token holds the last key, as the apiserver's does: a write before it
+    neither repeats an item on the next page nor skips one (an offset would do both)."""
+    rng = _rng(1)
+    with SimCluster(objects=[_pod("shop", f"p{i}", rng) for i in range(1, 7)]) as sim:
+        path = _path(SimCluster.resource("pods"), "shop")
+
+        def names(page: Obj) -> list[str]:
+            return [p["metadata"]["name"] for p in page["items"]]
+
+        first = _get(sim, path, limit=2)
+        assert names(first) == ["p1", "p2"]
+        sim.apply(_pod("shop", "p0", rng))
+        second = _get(sim, path, limit=2, **{"continue": first["metadata"]["continue"]})
+        assert names(second) == ["p3", "p4"]  # not p2 again
+        for name in ("p1", "p2", "p3"):
+            sim.delete("pods", name, "shop")
+        third = _get(sim, path, limit=2, **{"continue": second["metadata"]["continue"]})
+        assert names(third) == ["p5", "p6"]  # nothing skipped
+        rv = first["metadata"]["resourceVersion"]
+        assert second["metadata"]["resourceVersion"] == rv
+        assert third["metadata"] == {"resourceVersion": rv}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("token", ["not-base64!", "eyJydiI6IDF9", "eyJydiI6MSwiYWZ0ZXIiOjN9"])
+def test_a_continue_token_it_did_not_give_is_400(token: str) -> None:
+    with SimCluster(objects=[_pod("shop", "p1", _rng(1))]) as sim:
+        url = f"{sim.url}/api/v1/namespaces/shop/pods?limit=1&continue={token}"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=5)
+        assert err.value.code == 400
+        assert json.loads(err.value.read())["message"] == "continue key is not valid"
+
+
+# -- what a LIST costs -----------------------------------------------------------------------------
+def _crowded_store(namespaces: int, pods: int) -> SimCluster:
+    """``pods`` pods per namespace, each with 3 events, plus secrets and nodes (not started)."""
+    rng = _rng(5)
+    sim = SimCluster()
+    for n in range(namespaces):
+        ns = f"ns-{n:02d}"
+        for p in range(pods):
+            sim.store.create(_pod(ns, f"pod-{p:03d}", rng))
+            for e in range(3):
+                sim.store.create(_event(ns, f"pod-{p:03d}.{e:04x}", f"pod-{p:03d}", rng))
+        sim.store.create(_secret(ns, "pull", rng))
+    for n in range(20):
+        sim.store.create(_node(f"node-{n}", rng))
+    return sim
+
+
+def _examined(sim: SimCluster, fn: Callable[..., Any], *args: Any, **kwargs: Any
+              ) -> tuple[int, Any]:
+    """How many stored objects ``fn(*args, **kwargs)`` had LISTs look at, and its result."""
+    before = sim.store.examined
+    out = fn(*args, **kwargs)
+    return sim.store.examined - before, out
+
+
+@pytest.mark.parametrize("namespaces", [2, 10])  # the cost must not grow with the rest
+def test_a_namespaced_list_looks_only_at_that_resource_in_that_namespace(namespaces: int
+                                                                        ) -> None:
+    sim = _crowded_store(namespaces, pods=30)
+    events, pods = sim.resource("events"), sim.resource("pods")
+    assert len(sim.store) == namespaces * (30 * 4 + 1) + 20
+    cost, (items, _) = _examined(sim, sim.store.list, events, "ns-01")
+    assert len(items) == 90 and cost == 90
+    cost, (items, _) = _examined(sim, sim.store.list, pods, "ns-01")
+    assert len(items) == 30 and cost == 30
+    cost, (items, _) = _examined(sim, sim.store.list, pods, None)
+    assert len(items) == cost == namespaces * 30  # cluster-wide: that resource only
+    cost, (items, _) = _examined(sim, sim.store.list, pods, "ns-99")
+    assert items == [] and cost == 0
+
+
+def test_a_pods_events_are_looked_up_not_searched() -> None:
+    sim = _crowded_store(namespaces=4, pods=50)
+    events = sim.resource("events")
+    sel = compile_selectors(events, None, "involvedObject.name=pod-007")
+
+    def pod_events(ns: str | None) -> list[Obj]:
+        return sim.store.list(events, ns, sel, fields=sel.field_equals())[0]
+
+    cost, items = _examined(sim, lambda: pod_events("ns-02"))
+    assert cost == 3 and [e["metadata"]["name"] for e in items] == [
+        "pod-007.0000", "pod-007.0001", "pod-007.0002"]
+    cost, items = _examined(sim, lambda: pod_events(None))  # every namespace's pod-007
+    assert cost == 12 and [e["metadata"]["namespace"] for e in items][::3] == [
+        "ns-00", "ns-01", "ns-02", "ns-03"]
+    by_name = compile_selectors(events, None, "metadata.name=pod-001.0002")
+    cost, (items, _) = _examined(sim, sim.store.list, events, "ns-00", by_name,
+                                 fields=by_name.field_equals())
+    assert cost == 1 and len(items) == 1
+
+
+def test_the_index_follows_every_write() -> None:
+    sim = _crowded_store(namespaces=1, pods=3)
+    events = sim.resource("events")
+
+    def names(pod: str) -> list[str]:
+        sel = compile_selectors(events, None, f"involvedObject.name={pod}")
+        return [e["metadata"]["name"] for e in
+                sim.store.list(events, "ns-00", sel, fields=sel.field_equals())[0]]
+
+    sim.patch("events", "pod-000.0001", {"involvedObject": {"name": "pod-002"}}, "ns-00")
+    assert names("pod-000") == ["pod-000.0000", "pod-000.0002"]
+    assert names("pod-002") == ["pod-000.0001", "pod-002.0000", "pod-002.0001", "pod-002.0002"]
+    sim.delete("events", "pod-002.0000", "ns-00")
+    assert names("pod-002") == ["pod-000.0001", "pod-002.0001", "pod-002.0002"]
+    moved = _event("ns-00", "pod-002.0001", "pod-001", _rng(2))
+    sim.apply(moved)  # a replace (PUT)
+    assert names("pod-002") == ["pod-000.0001", "pod-002.0002"]
+    assert names("pod-001")[-1] == "pod-002.0001"
+    sim.apply(_event("ns-00", "new.0001", "pod-001", _rng(2)))  # a create
+    assert names("pod-001")[0] == "new.0001"
+    for name in names("pod-001"):
+        sim.delete("events", name, "ns-00")
+    assert names("pod-001") == []
+
+
+def test_pages_cost_their_own_items_not_the_whole_list() -> None:
+    sim = _crowded_store(namespaces=5, pods=40)  # 600 events
+    events = sim.resource("events")
+    seen: list[str] = []
+    after = None
+    pages = 0
+    total_cost = 0
+    while True:
+        cost, page = _examined(sim, sim.store.list_page, events, None, limit=50, after=after)
+        total_cost += cost
+        pages += 1
+        assert cost == len(page.items) == (50 if page.remaining else 600 - len(seen))
+        seen.extend(f'{e["metadata"]["namespace"]}/{e["metadata"]["name"]}'
+                    for e in page.items)
+        if not page.remaining:
+            break
+        assert page.remaining == 600 - len(seen)
+        after = page.last
+    assert pages == 12 and total_cost == 600 and len(set(seen)) == 600
+
+
+@pytest.mark.integration
+def test_the_server_hands_the_selector_to_the_index() -> None:
+    """``pod_events``' request over HTTP costs the pod's events, in a list and a watch."""
+    with _crowded_store(namespaces=3, pods=40) as sim:
+        path = "/api/v1/namespaces/ns-01/events"
+        cost, body = _examined(sim, lambda: _get(
+            sim, path, fieldSelector="involvedObject.name=pod-010"))
+        assert cost == 3 and len(body["items"]) == 3
+        cost, body = _examined(sim, lambda: _get(
+            sim, path, fieldSelector="involvedObject.name=pod-010,type=Warning"))
+        assert cost == 3 and all(e["type"] == "Warning" for e in body["items"])
+        query = "watch=1&timeoutSeconds=1&fieldSelector=involvedObject.name%3Dpod-010"
+        url = f"{sim.url}{path}?{query}"
+        before = sim.store.examined
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        assert sim.store.examined - before == 3
+        assert [(e["type"], e["object"]["involvedObject"]["name"]) for e in lines] == [
+            ("ADDED", "pod-010")] * 3
