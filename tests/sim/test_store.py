@@ -12,6 +12,7 @@ The cost is counted, not timed: ``Store.examined`` counts the stored objects LIS
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import urllib.parse
@@ -24,6 +25,7 @@ import pytest
 from bot.sim.resources import ResourceType
 from bot.sim.selectors import compile_selectors
 from bot.sim.server import SimCluster
+from bot.sim.store import copy_tree
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -422,3 +424,36 @@ def test_the_server_hands_the_selector_to_the_index() -> None:
         assert sim.store.examined - before == 3
         assert [(e["type"], e["object"]["involvedObject"]["name"]) for e in lines] == [
             ("ADDED", "pod-010")] * 3
+
+
+# -- copies and history ----------------------------------------------------------------------------
+def test_copies_share_nothing_with_the_store() -> None:
+    stamp = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    tree: Obj = {"a": [{"b": 1, "c": None}, "x", 2.5, True], "when": stamp}
+    copied = copy_tree(tree)
+    assert copied == tree and copied["a"] is not tree["a"] and copied["a"][0] is not tree["a"][0]
+    sim = _crowded_store(namespaces=1, pods=1)
+    pods = sim.resource("pods")
+    listed = sim.store.list(pods, "ns-00")[0][0]
+    listed["metadata"]["labels"]["app"] = "changed"
+    got = sim.store.get(pods, "ns-00", "pod-000")
+    got["spec"]["containers"].clear()
+    again = sim.store.get(pods, "ns-00", "pod-000")
+    assert again["metadata"]["labels"]["app"] == "pod" and again["spec"]["containers"]
+
+
+def test_a_watch_from_an_rv_gets_exactly_the_changes_after_it() -> None:
+    sim = _crowded_store(namespaces=2, pods=5)
+    events = sim.resource("events")
+    since = sim.store.rv
+    sim.bump_event("ns-01", "pod-003.0001")
+    sim.delete("pods", "pod-001", "ns-00")
+    sim.bump_event("ns-00", "pod-002.0000")
+    initial, watcher, rv = sim.store.open_watch(events, None, lambda _: True, str(since))
+    sim.store.close_watch(watcher)
+    assert rv == since + 3
+    assert [(t, o["metadata"]["name"]) for t, o in initial] == [
+        ("MODIFIED", "pod-003.0001"), ("MODIFIED", "pod-002.0000")]
+    initial, watcher, _ = sim.store.open_watch(events, None, lambda _: True, str(rv))
+    sim.store.close_watch(watcher)
+    assert initial == []
