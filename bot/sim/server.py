@@ -791,6 +791,7 @@ class _Handler(BaseHTTPRequestHandler):
                 out.event(type_, obj)
             for item in self._watch_items(watcher.queue, timeout, bookmarks):
                 if item is None:  # bookmark tick or timeout end
+                    last_rv = store.progress(watcher, last_rv)
                     out.event("BOOKMARK", self._bookmark(route.rt, last_rv))
                     continue
                 if item == DROP_ABRUPT:

@@ -325,6 +325,8 @@ class Store:
         self.history: deque[Change] = deque()
         self.history_limit = history_limit
         self.watchers: set[Watcher] = set()
+        #: qualified resource -> its open watches: a write wakes only the watches of its type
+        self._watching: dict[str, set[Watcher]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
@@ -355,7 +357,7 @@ class Store:
         while len(self.history) > self.history_limit:
             dropped = self.history.popleft()
             self.compacted_rv = dropped.rv
-        for watcher in list(self.watchers):
+        for watcher in tuple(self._watching.get(change.rt.qualified, ())):
             watcher.queue.put(change)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -571,11 +573,21 @@ class Store:
                     if (event := watcher.translate(change)) is not None:
                         initial.append(event)
             self.watchers.add(watcher)
+            self._watching.setdefault(rt.qualified, set()).add(watcher)
             return initial, watcher, self.rv
 
     def close_watch(self, watcher: Watcher) -> None:
         with self.lock:
             self.watchers.discard(watcher)
+            self._watching.get(watcher.rt.qualified, set()).discard(watcher)
+
+    def progress(self, watcher: Watcher, sent: int) -> int:
+        """The RV a BOOKMARK of this watch may carry, ``sent`` being the highest RV of the
+        changes it has taken from its queue: with nothing left in its queue, every change up
+        to the store's RV has reached it (a write to another resource is none of its
+        business but still moves its RV on, as the apiserver's progress notifications do)."""
+        with self.lock:
+            return self.rv if watcher.queue.empty() else sent
 
     def compact(self) -> int:
         """Forget all history: any watch from an RV older than the current one gets 410."""

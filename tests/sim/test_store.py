@@ -457,3 +457,36 @@ def test_a_watch_from_an_rv_gets_exactly_the_changes_after_it() -> None:
     initial, watcher, _ = sim.store.open_watch(events, None, lambda _: True, str(rv))
     sim.store.close_watch(watcher)
     assert initial == []
+
+
+def test_a_write_wakes_only_the_watches_of_its_resource() -> None:
+    sim = _crowded_store(namespaces=1, pods=2)
+    pods, events = sim.resource("pods"), sim.resource("events")
+    _, pod_watch, rv = sim.store.open_watch(pods, None, lambda _: True, None)
+    _, event_watch, _ = sim.store.open_watch(events, "ns-00", lambda _: True, None)
+    sim.bump_event("ns-00", "pod-001.0000")
+    sim.bump_event("ns-00", "pod-000.0002")
+    assert pod_watch.queue.empty() and event_watch.queue.qsize() == 2
+    # The pod watch was sent everything that concerns it: its bookmarks move on all the same.
+    assert sim.store.progress(pod_watch, rv) == sim.store.rv == rv + 2
+    assert sim.store.progress(event_watch, rv) == rv  # two changes not taken yet
+    event_watch.queue.get()
+    event_watch.queue.get()
+    assert sim.store.progress(event_watch, rv + 2) == rv + 2
+    sim.store.close_watch(pod_watch)
+    sim.patch("pods", "pod-000", {"metadata": {"labels": {"x": "y"}}}, "ns-00")
+    assert pod_watch.queue.empty() and sim.store.watchers == {event_watch}
+
+
+@pytest.mark.integration
+def test_a_bookmark_carries_the_rv_of_writes_to_other_resources() -> None:
+    with _crowded_store(namespaces=1, pods=2) as sim:
+        sim.bookmark_interval = 0.2
+        url = (f"{sim.url}/api/v1/namespaces/ns-00/pods?watch=1&timeoutSeconds=1"
+               f"&allowWatchBookmarks=true&resourceVersion={sim.store.rv}")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            sim.wait_for_watches(1)
+            sim.bump_event("ns-00", "pod-001.0000")  # an event: nothing for this watch
+            lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        assert {line["type"] for line in lines} == {"BOOKMARK"}
+        assert lines[-1]["object"]["metadata"]["resourceVersion"] == str(sim.store.rv)
