@@ -17,7 +17,13 @@ without sorting anything: a namespaced LIST costs the objects of that resource i
 namespace, a cluster-wide one the objects of that resource. ``field=value`` requirements on
 ``metadata.name``, ``metadata.namespace`` and the fields in ``INDEXED_FIELDS`` (the events of
 one pod: ``involvedObject.name``) are looked up, not tested on every object. ``examined``
-counts the objects LISTs have looked at, so tests can assert what a LIST costs.
+counts the objects LISTs have looked at, so tests can assert what a LIST costs. A page
+(``list_page``) starts after the key where the previous one ended and copies only its own
+items. A write wakes only the watches of its resource.
+
+The order is (namespace, name) compared as a pair, as this store always listed. etcd compares
+``namespace/name`` strings, which differs only where one namespace is another plus ``-...``
+(``-`` sorts below ``/``): ``team`` lists before ``team-1`` here, after it on a real cluster.
 """
 
 from __future__ import annotations
