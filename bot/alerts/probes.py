@@ -36,6 +36,11 @@ Key = tuple[str, str]  # (namespace, pod)
 #: Questions asked at once: each holds a thread for up to PROBE_DEADLINE when the registry
 #: hangs; the registry client's cache shares the answers of identical HTTP requests anyway.
 PROBE_WORKERS = 2
+#: Questions held at once (queued or being asked). Each holds its first look (a few KB);
+#: while a registry hangs, a storm with a new image per pod would otherwise queue one per pod.
+#: A question beyond the bound is not held: its pods keep their first diagnosis (the alert
+#: is out either way) and the question is asked at a pod's next diagnosis (its next event).
+MAX_QUESTIONS = 1_000
 
 
 @dataclass
@@ -49,7 +54,7 @@ class RegistryProbes:
 
     def __init__(self, kube: KubeClient, registry: RegistryClient, answers: RegistryAnswers,
                  on_answered: Callable[[list[Key]], None], *, known_hosts: Iterable[str] = (),
-                 workers: int = PROBE_WORKERS) -> None:
+                 workers: int = PROBE_WORKERS, max_questions: int = MAX_QUESTIONS) -> None:
         self.kube = kube
         self.registry = registry
         self.answers = answers
@@ -59,8 +64,11 @@ class RegistryProbes:
         self._questions: dict[Hashable, _Question] = {}  # queued or being asked
         self._queue: deque[Hashable] = deque()
         self._asking = 0
+        self.max_questions = max_questions
         #: questions asked, in total (tests, metrics)
         self.asked = 0
+        #: questions not held because `max_questions` were (asked again at a later diagnosis)
+        self.deferred = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -71,6 +79,14 @@ class RegistryProbes:
         pod = (look.diagnosis.namespace, look.diagnosis.pod)
         with self._cond:
             entry = self._questions.get(question)
+            if entry is None and len(self._questions) >= self.max_questions:
+                self.deferred += 1
+                if self.deferred == 1 or self.deferred % 1000 == 0:
+                    log.warning("%d registry questions waiting (the registry is slow or "
+                                "hangs): %s/%s keeps its first diagnosis and is asked again "
+                                "at its next diagnosis (%d deferred so far)", len(self._queue),
+                                *pod, self.deferred)
+                return
             if entry is None:
                 entry = self._questions[question] = _Question(look)
                 self._queue.append(question)

@@ -208,3 +208,35 @@ def test_an_answer_that_moves_the_pods_inside_group_wait_posts_only_the_right_in
         assert bot.manager.active_ids() == {incident_id} and len(bot.roots()) == 1
         assert bot.replies() == [] and bot.edits() == []
         assert bot.pipeline.probes is not None and bot.pipeline.probes.asked == 1
+
+
+def test_while_the_registry_hangs_the_questions_held_are_bounded(tmp_path: Path) -> None:
+    """Five workloads with five images and a registry that never answers: with room for two
+    questions, the other three are not held (each would hold its first look until the
+    registry gives up), every workload is alerted on time all the same, and a later
+    diagnosis of a deferred pod asks its question again."""
+    objects: list[dict] = []
+    for i in range(5):
+        image = f"{HOST}/shop/app{i}:lates"
+        objects += factory.failing_deployment(NAMESPACE, f"app{i}", image,
+                                              factory.containerd_error("not_found", image))
+    with SimCluster(["healthy"], objects=objects) as sim, BlackholeServer() as hung, \
+            running(sim, tmp_path, hung.url, timeout=2.5) as bot:
+        probes = bot.pipeline.probes
+        assert probes is not None
+        probes.max_questions = 2
+        names = sorted(p["metadata"]["name"] for p in sim.list("Pod", NAMESPACE)
+                       if p["metadata"]["name"].startswith("app"))
+        for name in names:
+            bot.pipeline.submit(NAMESPACE, name)
+        wait_for(lambda: len(bot.roots()) == 5, GROUP_WAIT + 3 * MARGIN, "five roots")
+        assert probes.deferred == 3
+        assert probes.pending() <= 2
+        wait_for(lambda: probes.pending() == 0, 30, "the two questions given up on")
+        assert probes.asked == 2
+        probes.max_questions = 5
+        for name in names:  # their next events: only the three deferred questions are asked
+            bot.pipeline.submit(NAMESPACE, name)
+        wait_for(lambda: probes.asked == 5, 30, "the deferred questions asked again")
+        assert bot.pipeline.drain(30)
+        assert probes.asked == 5 and len(bot.roots()) == 5
