@@ -26,8 +26,13 @@ Posting again on an unknown outcome is how one incident became five roots. So:
    retried here instead, each retry after a look-up. chat.update is idempotent and keeps every
    retry handler, as do the read methods.
 
-Pacing is shared by all replicas through the store (about one message per second per channel,
-Slack's chat.postMessage limit); a burst is delayed, not dropped.
+Pacing is shared by all replicas through the store, in two lanes per channel, as Slack limits
+them (https://docs.slack.dev/apis/web-api/rate-limits): new messages about one per second per
+channel with short bursts ("Posting messages: 1 per second, short bursts >1 allowed"), and
+edits (chat.update, a Tier 3 method: 50+ per minute) in a lane of their own, so root edits
+never queue behind thread replies (a resolution is a reply and an edit). Each lane allows
+`PACE_BURST` calls per `PACE_BURST` intervals; a burst beyond is delayed, not dropped, and a
+429 is still waited out by slack_sdk.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ CLOCK_MARGIN = 60.0
 #: Posts with an unknown outcome retried (each after a look-up) within one delivery.
 UNKNOWN_RETRIES = 3
 #: A look-up reads at most this many pages of `PAGE_SIZE` messages (Slack suggests ≤ 200).
+#: Calls a pacing lane allows at once (then one per `min_interval` on average): Slack allows
+#: "short bursts >1" of posts; three keeps a burst short.
+PACE_BURST = 3
 MAX_PAGES = 10
 PAGE_SIZE = 200
 #: `ok: false` errors after which Slack may have done the work all the same (its docs:
@@ -152,13 +160,17 @@ class SlackNotifier:
 
     # -- transport --------------------------------------------------------------------------
 
-    def _pace(self, channel: str) -> None:
-        """Wait for this channel's slot (shared across replicas through the store)."""
+    def _pace(self, channel: str, lane: str = "post") -> None:
+        """Wait for a slot of this channel's lane (shared across replicas through the store):
+        `PACE_BURST` slots, each held for `PACE_BURST` intervals, so the lane averages one
+        call per `min_interval` and allows a burst of `PACE_BURST`."""
         deadline = time.monotonic() + self.max_wait
-        key = self.store.key("slack", "pace", channel)
+        hold = self.min_interval * PACE_BURST
+        keys = [self.store.key("slack", "pace", channel, lane, str(slot))
+                for slot in range(PACE_BURST)]
         while True:
             try:
-                if self.store.set_nx(key, "1", ttl=self.min_interval):
+                if any(self.store.set_nx(key, "1", ttl=hold) for key in keys):
                     return
             except StoreUnavailable:
                 return  # pacing is a courtesy; slack_sdk still honours 429s
@@ -169,7 +181,7 @@ class SlackNotifier:
     def _call(self, method: str, channel: str, *, client: WebClient | None = None,
               **kwargs: Any) -> dict[str, Any]:
         """One paced write; DeliveryUnknown when Slack may have acted, NotifyError when not."""
-        self._pace(channel)
+        self._pace(channel, "edit" if method == "chat.update" else "post")
         try:
             response = (client or self.client).api_call(
                 method, json={"channel": channel, **kwargs})
