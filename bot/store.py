@@ -95,6 +95,13 @@ class Store(ABC):
     @abstractmethod
     def hsetnx(self, name: str, field: str, value: str) -> bool: ...
 
+    def hsetnx_many(self, name: str, mapping: Mapping[str, str]) -> list[bool]:
+        """HSETNX of each field, in one round trip where the store allows; which were set."""
+        return [self.hsetnx(name, field, value) for field, value in mapping.items()]
+
+    @abstractmethod
+    def hincrby(self, name: str, field: str, amount: int = 1) -> int: ...
+
     @abstractmethod
     def hgetall(self, name: str) -> dict[str, str]: ...
 
@@ -233,6 +240,22 @@ class RedisStore(Store):
 
     def hsetnx(self, name: str, field: str, value: str) -> bool:
         return bool(self._run(self.client.hsetnx, name, field, value))
+
+    def hsetnx_many(self, name: str, mapping: Mapping[str, str]) -> list[bool]:
+        if not mapping:
+            return []
+        items = list(mapping.items())
+
+        def write() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:  # one round trip
+                for field, value in items:
+                    pipe.hsetnx(name, field, value)
+                return list(pipe.execute())
+
+        return [bool(done) for done in self._run(write)]
+
+    def hincrby(self, name: str, field: str, amount: int = 1) -> int:
+        return int(self._run(self.client.hincrby, name, field, amount))
 
     def hgetall(self, name: str) -> dict[str, str]:
         return dict(self._run(self.client.hgetall, name))
@@ -387,6 +410,14 @@ class MemoryStore(Store):
             fields[field] = value
             self._written()
             return True
+
+    def hincrby(self, name: str, field: str, amount: int = 1) -> int:
+        with self._lock:
+            fields = self._hash(name)
+            value = int(fields.get(field) or 0) + amount
+            fields[field] = str(value)
+            self._written()
+            return value
 
     def hgetall(self, name: str) -> dict[str, str]:
         with self._lock:

@@ -36,7 +36,7 @@ import logging
 import re
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
@@ -60,6 +60,10 @@ RESOLVED_RETENTION = 7 * 24 * 3600.0
 #: Field of the incident hash set by versions that keep, per pod, the member ids it has in
 #: the incident (`incident:<id>:pod:<ns>:<pod>`, listed in `incident:<id>:pods`).
 MEMBER_INDEX = "member_index"
+#: Incidents whose static fields a process remembers having written (ids, LRU).
+COMPLETE_MEMO = 10_000
+#: Longest the tick trusts an incident it found quiet without loading it again (seconds).
+QUIET_RECHECK = 30.0
 
 
 class Depth(IntEnum):
@@ -184,6 +188,9 @@ class Incident:
     last_notified_at: float | None = None
     resolved_at: float | None = None
     updates: int = 0  # thread updates posted: the next one is part f"update:{updates + 1}"
+    #: bumped by every change of members, announcements, depth or state (`IncidentManager`'s
+    #: tick skips an incident whose version it has seen quiet)
+    version: str = ""
     reminders: int = 0  # reminders posted
     depth: Depth = Depth.KUBELET  # of `diagnosis`
     root_depth: Depth = Depth.KUBELET  # of the diagnosis the root message shows
@@ -256,6 +263,11 @@ class IncidentManager:
         self.owner = owner or f"bot-{uuid.uuid4().hex[:8]}"
         self.clock = clock
         self.metrics = metrics
+        #: incident id → (version, re-check at): incidents the tick found with nothing due;
+        #: until that version changes or that time comes, the tick reads one field of them
+        self._quiet: dict[str, tuple[str | None, float]] = {}
+        #: incidents whose static fields this process has written (no need to write again)
+        self._complete: OrderedDict[str, None] = OrderedDict()
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -295,6 +307,7 @@ class IncidentManager:
             if self.store.hsetnx(members_key, member.id, member.to_json()):
                 log.info("incident %s: %s joins (%s)", incident_id, member.id, entry.cause)
                 self.store.hdel(self._k("incident", incident_id, "recovered"), member.id)
+                self._changed(incident_id)
             self.store.sadd(self._pod_index(result.namespace, result.pod), incident_id)
             current[member.id] = incident_id
             touched.append(incident_id)
@@ -331,14 +344,24 @@ class IncidentManager:
             # Opened by this version: every member it ever has is in a per-pod member set.
             # Incidents opened before (no such field) keep being searched by a scan.
             static[MEMBER_INDEX] = "1"
-        for name, value in static.items():
-            self.store.hsetnx(hkey, name, value)
+        if incident_id not in self._complete:
+            # static fields never change once written (HSETNX): one round trip, once per
+            # incident and process, not once per pod of a storm
+            self.store.hsetnx_many(hkey, static)
+            self._complete[incident_id] = None
+            while len(self._complete) > COMPLETE_MEMO:
+                self._complete.popitem(last=False)
         if depth > Depth.KUBELET and self.store.hsetnx(hkey, _diagnosis_field(depth),
                                                        static["diagnosis"]):
             log.info("incident %s: the registry's answer refines its diagnosis (%s)",
                      incident_id, depth.name.lower())
+            self._changed(incident_id)
         self.store.sadd(self._active_set(), incident_id)
         return incident_id
+
+    def _changed(self, incident_id: str) -> None:
+        """Something the tick decides on changed: every replica's tick looks again."""
+        self.store.hincrby(self._k("incident", incident_id), "version")
 
     def _pod_members_key(self, incident_id: str, namespace: str, pod: str) -> str:
         return self._k("incident", incident_id, "pod", namespace, pod)
@@ -378,6 +401,7 @@ class IncidentManager:
                 self.store.hdel(self._k("incident", incident_id, "members"), *stale)
                 recovered = self._k("incident", incident_id, "recovered")
                 self.store.hset(recovered, {mid: members[mid] for mid in stale})
+                self._changed(incident_id)
                 log.info("incident %s: %s recovered or moved", incident_id, ", ".join(stale))
             if incident_id not in current.values():
                 self.store.srem(index, incident_id)
@@ -416,21 +440,51 @@ class IncidentManager:
             channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,
             root_posted_at=number("root_posted_at"), last_update_at=number("last_update_at"),
             last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"),
-            updates=int(raw.get("updates") or 0), reminders=int(raw.get("reminders") or 0))
+            updates=int(raw.get("updates") or 0), reminders=int(raw.get("reminders") or 0),
+            version=raw.get("version") or "")
 
     # -- the due work -------------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> None:
         """Do what is due for every active incident: root, update, reminder, resolution."""
         now = self.clock() if now is None else now
-        for incident_id in sorted(self.active_ids()):
+        active = self.active_ids()
+        for gone in [i for i in self._quiet if i not in active]:
+            del self._quiet[gone]
+        for incident_id in sorted(active):
+            quiet = self._quiet.get(incident_id)
+            if quiet is not None and now < quiet[1]:
+                # nothing was due at this version: one field read, not every member
+                [version] = self.store.hmget(self._k("incident", incident_id), "version")
+                if version == quiet[0]:
+                    continue
             incident = self.load(incident_id)
             if incident is None:
                 self.store.srem(self._active_set(), incident_id)
+                self._quiet.pop(incident_id, None)
                 continue
             action = self._due(incident, now)
-            if action is not None:
-                self._under_claim(incident_id, action, now)
+            if action is None:
+                self._quiet[incident_id] = (incident.version or None,
+                                            self._next_check(incident, now))
+                continue
+            self._quiet.pop(incident_id, None)
+            self._under_claim(incident_id, action, now)
+
+    def _next_check(self, incident: Incident, now: float) -> float:
+        """When time alone could make something due for an incident found quiet (a root after
+        group_wait, an update after group_interval, a reminder): until then, and until its
+        version changes, the tick does not load it. At most `QUIET_RECHECK` seconds, so a
+        change written by a replica of an earlier version (which does not bump the version)
+        is seen within that."""
+        t = self.timing
+        times = [now + QUIET_RECHECK]
+        if incident.state == "pending":
+            times.append(incident.created_at + t.group_wait)
+        elif incident.state == "open":
+            times.append((incident.last_update_at or 0) + t.group_interval)
+            times.append((incident.last_notified_at or 0) + t.repeat_interval)
+        return min(times)
 
     def _due(self, incident: Incident, now: float) -> str | None:
         t = self.timing
@@ -473,6 +527,7 @@ class IncidentManager:
         self.store.hset(self._k("incident", incident.id),
                         {k: "" if v is None else (repr(v) if isinstance(v, float) else str(v))
                          for k, v in fields.items()})
+        self._changed(incident.id)
 
     def _announce(self, incident: Incident, members: Iterable[str]) -> None:
         ids = list(members)

@@ -538,3 +538,40 @@ def test_a_pod_moved_by_the_answer_inside_group_wait_leaves_no_trace(
     assert "Image repository not found" in root["text"]
     assert replies(slack) == [] and edits(slack) == []
     assert len(bot.manager.active_ids()) == 1
+
+
+def hgetall_calls() -> int:
+    """HGETALLs the Redis server has answered so far (INFO commandstats)."""
+    import redis
+
+    from tests.support.redis import REDIS_URL
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+def test_a_quiet_incident_costs_the_tick_one_field_not_its_members(
+        slack: SlackStandIn, store: Store) -> None:
+    """An open incident with 200 pods and nothing due: each tick reads its version field,
+    not its members (at 10,000 pods, loading every member every second was the bot's main
+    cost while an outage lasts). A new member changes the version: the next tick loads it,
+    and the update goes out after group_interval as before; a reminder still comes on time."""
+    bot = new_bot(slack, store)
+    bot.observe(*(outage(f"svc{i % 10}", i) for i in range(200)))
+    bot.tick(T0 + 10)
+    assert len(roots(slack)) == 1
+    bot.tick(T0 + 11)  # found quiet
+    before = hgetall_calls()
+    for second in range(12, 40):
+        bot.tick(T0 + second)
+    assert hgetall_calls() == before  # nothing loaded while nothing changed
+    assert replies(slack) == []
+    bot.observe(outage("svc0", 500), at=T0 + 40)
+    bot.tick(T0 + 40)  # the version moved: loaded (not yet due: group_interval)
+    assert hgetall_calls() > before
+    bot.tick(T0 + 71)
+    assert len(replies(slack)) == 1 and "201 pods" in replies(slack)[0]["text"]
+    bot.tick(T0 + 71 + 3601)  # repeat_interval after the last notification: time alone
+    assert len(replies(slack)) == 2

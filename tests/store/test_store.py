@@ -107,3 +107,14 @@ def test_the_memory_store_sweeps_expired_keys_nobody_reads() -> None:
     for i in range(MemoryStore.SWEEP_EVERY):
         store.put(store.key("busy"), str(i))
     assert len(store) == 2  # "kept" and "busy"
+
+
+def test_hsetnx_many_sets_only_missing_fields_and_hincrby_counts(store: Store) -> None:
+    key = store.key("h")
+    assert store.hsetnx_many(key, {"a": "1"}) == [True]
+    assert store.hsetnx_many(key, {"a": "2", "b": "3"}) == [False, True]
+    assert store.hgetall(key) == {"a": "1", "b": "3"}
+    assert store.hsetnx_many(key, {}) == []
+    assert store.hincrby(key, "v") == 1
+    assert store.hincrby(key, "v", 2) == 3
+    assert store.hmget(key, "v") == ["3"]
