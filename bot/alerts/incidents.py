@@ -318,6 +318,20 @@ class IncidentManager:
         """The pod runs (or is gone): it leaves every incident it was in."""
         self._drop_stale_members(namespace, pod, {})
 
+    def member_pods(self) -> set[tuple[str, str]]:
+        """(namespace, pod) of every member of every active incident, read from the member
+        ids alone (`Member.id` is namespace/pod/container: no member is decoded), for the
+        sweep's consistency check."""
+        pods: set[tuple[str, str]] = set()
+        for incident_id in self.active_ids():
+            if not INCIDENT_ID.fullmatch(incident_id):
+                continue
+            for member_id in self.store.hgetall(self._k("incident", incident_id, "members")):
+                namespace, _, rest = member_id.partition("/")
+                pod, _, _ = rest.partition("/")
+                pods.add((namespace, pod))
+        return pods
+
     def in_incident(self, namespace: str, pod: str) -> bool:
         """Whether the pod is (or may still be) a member of an active incident: one read of
         its index, so a signal that could only resolve it is skipped when there is nothing to

@@ -179,15 +179,7 @@ class Pipeline:
 
     def incident_members(self) -> set[Key]:
         """Every pod of every active incident."""
-        members: set[Key] = set()
-        for incident_id in self.manager.active_ids():
-            incident = self.manager.load(incident_id)
-            if incident is None:
-                continue
-            for pod in incident.pods:
-                namespace, _, name = pod.partition("/")
-                members.add((namespace, name))
-        return members
+        return self.manager.member_pods()
 
     def recheck_incident_members(self) -> int:
         """The periodic consistency check (resolution without events); returns how many pods
