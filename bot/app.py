@@ -86,8 +86,11 @@ class Runtime:
             scheduler = BackgroundScheduler(job_defaults={"coalesce": True,
                                                           "max_instances": 1})
             scheduler.add_job(_logged(self.tick), "interval", seconds=1, id="tick")
-            scheduler.add_job(_logged(self.sweep), "interval",
-                              seconds=self.settings.sweep_interval_seconds, id="sweep")
+            scheduler.add_job(_logged(_once_per_period(self.store, "sweep",
+                                                       self.settings.sweep_interval_seconds,
+                                                       self.manager.owner, self.sweep)),
+                              "interval", seconds=self.settings.sweep_interval_seconds,
+                              id="sweep")
             scheduler.start()
             self.scheduler = scheduler
             _logged(self.sweep)()  # first sweep now, not after one interval
@@ -118,6 +121,19 @@ class Runtime:
             if not healthy:
                 problems.append(f"{watcher.name}: {why}")
         return not problems, "; ".join(problems) or "ok"
+
+
+def _once_per_period(store: Store, name: str, period: float, owner: str,
+                     job: Callable[[], None]) -> Callable[[], None]:
+    """`job`, run by one replica per period (`Store.take_turn`): the sweep's consistency check
+    looks at every incident's pods, and replicas sharing Redis need it once, not once each."""
+
+    def run() -> None:
+        if store.take_turn(name, period, owner):
+            job()
+
+    run.__name__ = getattr(job, "__name__", name)
+    return run
 
 
 def _logged(job: Callable[[], None]) -> Callable[[], None]:

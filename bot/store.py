@@ -135,6 +135,16 @@ class Store(ABC):
     def release(self, name: str, owner: str) -> None:
         self.delete_if_equals(self.key("lock", name), owner)
 
+    def take_turn(self, job: str, period: float, owner: str,
+                  now: float | None = None) -> bool:
+        """Whether `owner` runs `job` in the current period (`now // period`): the first
+        replica to ask in a period gets it, every other gets False. The turn is a key per
+        period, not a held lock, so a run that crashes or hangs cannot block the next period
+        (its key simply belongs to a period that has passed; it expires after two)."""
+        now = time.time() if now is None else now
+        turn = str(int(now // period))
+        return self.set_nx(self.key("turn", job, turn), owner, ttl=2 * period)
+
 
 _COMPARE_AND_DELETE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end

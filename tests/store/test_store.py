@@ -118,3 +118,11 @@ def test_hsetnx_many_sets_only_missing_fields_and_hincrby_counts(store: Store) -
     assert store.hincrby(key, "v") == 1
     assert store.hincrby(key, "v", 2) == 3
     assert store.hmget(key, "v") == ["3"]
+
+
+def test_take_turn_gives_each_period_to_one_owner(store: Store) -> None:
+    assert store.take_turn("sweep", 30, "a", now=3000.0)
+    assert not store.take_turn("sweep", 30, "b", now=3010.0)  # same period
+    assert not store.take_turn("sweep", 30, "a", now=3029.9)
+    assert store.take_turn("sweep", 30, "b", now=3030.0)  # the next period: whoever asks
+    assert store.take_turn("digest", 30, "a", now=3030.0)  # jobs do not share turns
