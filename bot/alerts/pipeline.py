@@ -57,6 +57,7 @@ from bot.alerts.investigate import (
     with_answers,
 )
 from bot.alerts.probes import PROBE_WORKERS, RegistryProbes
+from bot.alerts.workers import start_workers, stop_workers
 from bot.kube.client import KubeClient, KubeError, KubeNotFound, KubeUnreachable
 from bot.kube.view import PodView
 from bot.metrics import Metrics
@@ -419,18 +420,10 @@ class Pipeline:
         self._stop.clear()
         if self.probes is not None:
             self.probes.start()
-        for i in range(self.workers):
-            thread = threading.Thread(target=self._worker, name=f"pipeline-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._threads += start_workers(self.workers, self._worker, "pipeline")
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads.clear()
+        stop_workers(self._threads, self._stop, self._cond, timeout)
         if self.probes is not None:
             self.probes.stop(timeout)
 

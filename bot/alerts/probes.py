@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from bot.alerts.investigate import FirstLook, RegistryAnswers, ask_registry
+from bot.alerts.workers import start_workers, stop_workers
 from bot.kube.client import KubeClient, KubeError
 from bot.registry.client import RegistryClient
 
@@ -137,19 +138,10 @@ class RegistryProbes:
 
     def start(self) -> None:
         self._stop.clear()
-        for i in range(self.workers):
-            thread = threading.Thread(target=self._worker, name=f"registry-probe-{i}",
-                                      daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._threads += start_workers(self.workers, self._worker, "registry-probe")
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads.clear()
+        stop_workers(self._threads, self._stop, self._cond, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no question is queued or being asked."""
