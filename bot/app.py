@@ -32,6 +32,7 @@ from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient, client_from_settings
+from bot.routines import Routine
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
@@ -59,6 +60,8 @@ class Runtime:
     watchers: list[Reflector]
     sweeper: PodSweeper
     view: PodView
+    #: the recurring jobs (watches, digests, expiry), each run once per tick across replicas
+    routines: list[Routine] = field(default_factory=list)
     scheduler: BackgroundScheduler | None = None
     started: threading.Event = field(default_factory=threading.Event)
 
@@ -91,6 +94,11 @@ class Runtime:
                                                        self.manager.owner, self.sweep)),
                               "interval", seconds=self.settings.sweep_interval_seconds,
                               id="sweep")
+            for routine in self.routines:
+                scheduler.add_job(_logged(_once_per_period(self.store, routine.name,
+                                                           routine.period, self.manager.owner,
+                                                           routine.run)),
+                                  routine.trigger, id=routine.name, **routine.trigger_args)
             scheduler.start()
             self.scheduler = scheduler
             _logged(self.sweep)()  # first sweep now, not after one interval
