@@ -167,7 +167,10 @@ def _logged(job: Callable[[], None]) -> Callable[[], None]:
 def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                   slack: WebClient | None = None, store: Store | None = None) -> Runtime:
     store = store or open_store(settings.redis_url, prefix=f"ipb:{settings.cluster_name}")
-    kube = kube or KubeClient.from_environment(settings.kubeconfig)
+    kube = kube or KubeClient.from_environment(settings.kubeconfig,
+                                               read_secrets=settings.read_secrets)
+    if kube.read_secrets and not settings.read_secrets:
+        raise ValueError("READ_SECRETS=false, but the KubeClient given reads secrets")
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     slack = slack or web_client(token, settings.slack_api_url,
                                 timeout=settings.slack_timeout_seconds)
@@ -177,7 +180,9 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                     group_interval=settings.group_interval_seconds,
                     repeat_interval=settings.repeat_interval_seconds,
                     claim_ttl=settings.claim_ttl_seconds)
-    manager = IncidentManager(store, SlackNotifier(slack, settings.alert_channel, store),
+    notifier = SlackNotifier(slack, settings.alert_channel, store,
+                             remediation=settings.remediation_enabled)
+    manager = IncidentManager(store, notifier,
                               cluster=settings.cluster_name, timing=timing, metrics=metrics)
 
     def on_recovered(namespace: str, pod: str) -> None:
@@ -196,7 +201,8 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
         store, kube, slack, Approvers(settings.approvers, slack),
         ttl=settings.approval_ttl_seconds,
         require_second_approver=settings.require_second_approver,
-        allowed_namespaces=settings.watch_namespaces or None, metrics=metrics)
+        allowed_namespaces=settings.watch_namespaces or None, metrics=metrics,
+        remediation_enabled=settings.remediation_enabled)
     interactive = Interactive(settings=settings, kube=kube, registry=registry,
                               incidents=manager, approvals=approvals, slack=slack)
 

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     slack_timeout_seconds: float = Field(default=10.0, gt=0, le=120,
                                          alias="SLACK_TIMEOUT_SECONDS")
 
+    # -- what this install may do (the profiles in deploy/overlays/ set these) ------------------
+    #: offer and run approved remediations (PATCHes); false in the read-only profile, whose
+    #: role has no patch verb: no remediation buttons, and the commands say why
+    remediation_enabled: bool = Field(default=True, alias="REMEDIATION_ENABLED")
+    #: read pull secrets (list, watch, get); false in the no-secrets profile, whose role has
+    #: no rule on secrets: the secret checks and credentialed registry probes are skipped
+    read_secrets: bool = Field(default=True, alias="READ_SECRETS")
+
     # -- state and timing ----------------------------------------------------------------------
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     group_wait_seconds: float = Field(default=10.0, ge=0, alias="GROUP_WAIT_SECONDS")

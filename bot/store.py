@@ -33,6 +33,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached (down, timing out, read-only, loading); retry later."""
 
 
+class StoreAuthFailed(StoreUnavailable):
+    """Redis refused the bot's credentials (NOAUTH, WRONGPASS): nothing works until REDIS_URL
+    carries the right password, so it is said as an error, in words, not as "unreachable"."""
+
+
 class StoreRefused(StoreError):
     """The store answered with an error for this command (e.g. WRONGTYPE: a key of another
     type): a bug or a crafted key, never a reason to show a traceback."""
@@ -176,14 +181,36 @@ class RedisStore(Store):
                                            socket_timeout=socket_timeout,
                                            socket_connect_timeout=socket_timeout,
                                            health_check_interval=30)
+        self._auth_logged_at = -3600.0
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
+
+    def _auth_failed(self, exc: redis.exceptions.AuthenticationError) -> StoreAuthFailed:
+        """The words for a refused AUTH, logged as an error once per minute (every call
+        fails the same way until the password is fixed)."""
+        code = _error_code(exc)
+        where = self.client.connection_pool.connection_kwargs
+        has_password = bool(where.get("password"))
+        why = ("REDIS_URL carries a password Redis does not accept" if has_password
+               else "REDIS_URL carries no password and Redis requires one")
+        problem = StoreAuthFailed(
+            f"Redis at {where.get('host')}:{where.get('port')} refused the bot's "
+            f"authentication ({code}): {why}; set REDIS_URL to redis://:PASSWORD@host:port/db "
+            "with the password Redis requires (the bundled Redis: the imagepull-bot-redis "
+            "Secret's `password`)")
+        now = time.monotonic()
+        if now - self._auth_logged_at > 60:
+            self._auth_logged_at = now
+            log.error("%s", problem)
+        return problem
 
     def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Every Redis call goes through here: whatever redis-py raises leaves as a
         StoreError (never a redis exception, never a traceback in a listener)."""
         try:
             return fn(*args, **kwargs)
+        except redis.exceptions.AuthenticationError as exc:  # a ConnectionError subclass
+            raise self._auth_failed(exc) from None
         except redis.exceptions.ConnectionError as exc:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
         except redis.exceptions.TimeoutError:
@@ -289,8 +316,19 @@ class RedisStore(Store):
     def ping(self) -> bool:
         try:
             return bool(self.client.ping())
+        except redis.exceptions.AuthenticationError as exc:
+            self._auth_failed(exc)  # logged: /readyz says "store unreachable", the log why
+            return False
         except redis.exceptions.RedisError:
             return False
+
+    def check(self) -> str | None:
+        """None when Redis answers; otherwise why not, in words (check-config)."""
+        try:
+            self._run(self.client.ping)
+        except StoreError as exc:
+            return str(exc)
+        return None
 
 
 class MemoryStore(Store):

@@ -21,7 +21,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.kube.client import KubeClient, KubeError
-from bot.kube.remediation import RemediationRefused, check_target, rollout_restart, set_image
+from bot.kube.remediation import (
+    RemediationRefused,
+    check_target,
+    read_only_refusal,
+    rollout_restart,
+    set_image,
+)
 from bot.metrics import Metrics
 from bot.slack.approvers import Approvers
 from bot.slack.text import Mrkdwn, code, sentence
@@ -101,7 +107,8 @@ class ApprovalService:
     def __init__(self, store: Store, kube: KubeClient, slack: WebClient, approvers: Approvers,
                  *, ttl: float = 900.0, require_second_approver: bool = False,
                  allowed_namespaces: Sequence[str] | None = None,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 remediation_enabled: bool = True) -> None:
         self.store = store
         self.kube = kube
         self.slack = slack
@@ -111,6 +118,9 @@ class ApprovalService:
         self.allowed_namespaces = list(allowed_namespaces) if allowed_namespaces else None
         self.clock = clock
         self.metrics = metrics
+        #: False (REMEDIATION_ENABLED=false, the read-only profile): nothing is requested,
+        #: nothing is patched, and each refusal names the command to run instead
+        self.remediation_enabled = remediation_enabled
 
     def _key(self, request_id: str, *parts: str) -> str:
         return self.store.key("approval", request_id, *parts)
@@ -153,6 +163,8 @@ class ApprovalService:
         at nothing; a twin pointing at a missing or decided request is taken over; Slack last.
         """
         check_target(action, namespace, kind, name, allowed_namespaces=self.allowed_namespaces)
+        if not self.remediation_enabled:
+            raise read_only_refusal(action, namespace, kind, name, container, image)
         now = self.clock()
         twin_key = self.store.key("approval", "pending", action, namespace, kind.lower(), name,
                                   container, image)
@@ -258,6 +270,9 @@ class ApprovalService:
 
     def _execute(self, request: ApprovalRequest, user: str) -> Decision:
         try:
+            if not self.remediation_enabled:  # a request from before the switch to read-only
+                raise read_only_refusal(request.action, request.namespace, request.kind,
+                                        request.name, request.container, request.image)
             if request.action == "set_image":
                 result = set_image(self.kube, request.namespace, request.kind, request.name,
                                    request.container, request.image,

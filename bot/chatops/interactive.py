@@ -21,7 +21,13 @@ from bot.chatops.approvals import ApprovalService
 from bot.chatops.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
 from bot.config import Settings
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
-from bot.kube.client import KubeClient, KubeError, KubeNotFound
+from bot.kube.client import (
+    SECRETS_HOW_TO_GRANT,
+    SECRETS_NOT_READ,
+    KubeClient,
+    KubeError,
+    KubeNotFound,
+)
 from bot.kube.remediation import RemediationRefused
 from bot.registry.client import RegistryClient
 from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
@@ -81,6 +87,8 @@ class Interactive:
         from bot.registry.pullsecrets import secret_credentials
 
         credentials = None
+        if secret is not None and not self.settings.read_secrets:
+            return self._secrets_not_read(f"{secret[0]}/{secret[1]}", "checked for its quota")
         if secret is not None:
             credentials = secret_credentials(self.kube, *secret, "docker.io")
             if credentials is None:
@@ -92,7 +100,14 @@ class Interactive:
                                  timeout=self.settings.registry_timeout_seconds)
         return text_message(Mrkdwn("🐳 {}").format(sentence(result.describe())))
 
+    def _secrets_not_read(self, what: str, verb: str) -> Message:
+        """The answer to a command that needs a secret in an install that reads none."""
+        return text_message(Mrkdwn("🔒 {} cannot be {}: {}; {}.").format(
+            code(what), verb, SECRETS_NOT_READ, SECRETS_HOW_TO_GRANT))
+
     def verify(self, namespace: str, name: str, image: str | None) -> Message:
+        if not self.settings.read_secrets:
+            return self._secrets_not_read(f"{namespace}/{name}", "verified")
         if self.registry is not None:
             return self._verify(self.registry, namespace, name, image)
         from bot.registry.client import client_from_settings

@@ -11,7 +11,8 @@ def live_checks(settings: Settings) -> list[tuple[bool, str]]:
     """(ok, plain-words line) for the Kubernetes API, Redis and Slack."""
     results: list[tuple[bool, str]] = []
     try:
-        kube = KubeClient.from_environment(settings.kubeconfig)
+        kube = KubeClient.from_environment(settings.kubeconfig,
+                                           read_secrets=settings.read_secrets)
         version = kube.server_version()
         kube.list_pods(settings.watch_namespaces[0] if settings.watch_namespaces else None)
         results.append((True, f"Kubernetes API {kube.api.configuration.host} answers "
@@ -19,9 +20,9 @@ def live_checks(settings: Settings) -> list[tuple[bool, str]]:
     except KubeError as exc:
         results.append((False, f"Kubernetes: {exc}"))
     if settings.redis_url:
-        ok = RedisStore(settings.redis_url).ping()
-        results.append((ok, "Redis answers" if ok else
-                        f"Redis does not answer at {settings.redis_url.split('@')[-1]}"))
+        problem = RedisStore(settings.redis_url).check()
+        results.append((problem is None, "Redis answers" if problem is None else
+                        f"Redis at {settings.redis_url.split('@')[-1]}: {problem}"))
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     if token:
         from slack_sdk import WebClient

@@ -25,7 +25,13 @@ from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.model import PodDiagnosis
 from bot.diagnosis.render import render_text
 from bot.diagnosis.terminal import TerminalFormatter, write, write_error, write_json
-from bot.kube.client import KubeClient, KubeError, KubeNotFound
+from bot.kube.client import (
+    SECRETS_HOW_TO_GRANT,
+    SECRETS_NOT_READ,
+    KubeClient,
+    KubeError,
+    KubeNotFound,
+)
 from bot.sim.demo import UnknownScenario, run_demo
 
 if TYPE_CHECKING:
@@ -147,7 +153,8 @@ def _print_results(results: Sequence[PodDiagnosis], output: str, as_list: bool) 
 
 
 def _kube(args: argparse.Namespace, settings: Settings) -> KubeClient:
-    return KubeClient.from_environment(args.kubeconfig or settings.kubeconfig, args.context)
+    return KubeClient.from_environment(args.kubeconfig or settings.kubeconfig, args.context,
+                                       read_secrets=settings.read_secrets)
 
 
 def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
@@ -219,6 +226,9 @@ def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
 
     namespace, name = parse_namespaced(args.secret, "SECRET")
     image = _image(args.image)
+    if not settings.read_secrets:
+        raise UsageError(f"{namespace}/{name} cannot be verified: {SECRETS_NOT_READ}; "
+                         f"{SECRETS_HOW_TO_GRANT}")
     with client_from_settings(settings) as registry:
         try:
             result = verify_pull_secret(_kube(args, settings), registry, namespace, name, image)

@@ -45,6 +45,8 @@ class Finding(StrEnum):
     POLICY_NEVER = "policy_never"
     ENSURE_SECRET_PULLED_IMAGES = "ensure_secret_pulled_images"
     NODE_DISK_PRESSURE = "node_disk_pressure"
+    #: the install reads no secrets (READ_SECRETS=false): the pull-secret checks were skipped
+    SECRETS_NOT_READ = "secrets_not_read"
     # from asking the registry (bot/registry/investigator.py)
     TAG_SUGGESTION = "tag_suggestion"
     SWAPPED_PATH = "swapped_path"

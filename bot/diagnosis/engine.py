@@ -344,6 +344,8 @@ def _findings(facts: PodFacts, cause: Cause, ref: ImageRef | None, policy: str,
               secrets: _SecretView) -> list[Finding]:
     found: list[Finding] = []
     credentials = CAUSES[cause].credentials_refused
+    if not facts.secrets_read and (credentials or CAUSES[cause].credentials_suspect):
+        found.append(Finding.SECRETS_NOT_READ)
     if secrets.missing:
         found.append(Finding.PULL_SECRET_MISSING)
     if credentials:

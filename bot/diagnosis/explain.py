@@ -154,6 +154,12 @@ FINDING_TEXT: dict[Finding, str] = {
         "KubeletEnsureSecretPulledImages gate on, cached private images need credentials again"
     ),
     Finding.NODE_DISK_PRESSURE: "the node reports DiskPressure",
+    Finding.SECRETS_NOT_READ: (
+        "the pull-secret checks were skipped: this install does not read secrets "
+        "(READ_SECRETS=false, the no-secrets profile), so whether the pod's pull secrets "
+        "exist, name this registry or have expired was not looked at, and the registry was "
+        "not asked with them"
+    ),
     Finding.TAG_SUGGESTION: "the registry has a close tag that exists (in the first fix)",
     Finding.SWAPPED_PATH: (
         "the repository path with two segments swapped exists (in the first fix)"

@@ -96,6 +96,9 @@ class PodFacts:
     namespace_pull_secrets: Sequence[PullSecretInfo] | None = None
     node: JSON | None = None
     cluster_version: str | None = None
+    #: False: the install reads no secrets (READ_SECRETS=false), so `referenced_secrets` and
+    #: `namespace_pull_secrets` are None by choice, and the diagnosis says what it skipped
+    secrets_read: bool = True
     #: image string (as in the pod spec) → what its registry said; empty when not asked
     registry: Mapping[str, RegistryFacts] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))

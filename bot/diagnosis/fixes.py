@@ -141,6 +141,18 @@ def set_image(ctx: FixContext, new_image: str, title: str) -> Fix:
     )
 
 
+def remediation_command(action: str, namespace: str, kind: str, name: str,
+                        container: str = "", image: str = "") -> str:
+    """The kubectl line a person runs instead of an approved remediation ("rollout_restart"
+    or "set_image"), e.g. when the install is read-only: the same command the bot's PATCH
+    imitates."""
+    ref = f"{kind.lower()}/{name}"
+    if action == "set_image":
+        return _cmd("kubectl", "set", "image", args=[ref, f"{container}={image}"],
+                    tail=("-n", namespace))
+    return _cmd("kubectl", "rollout", "restart", args=[ref], tail=("-n", namespace))
+
+
 def restart_workload(ctx: FixContext) -> Fix:
     """Clear the back-off timer at once instead of waiting up to 5 minutes."""
     kind = ctx.workload.kind

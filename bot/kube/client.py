@@ -53,6 +53,26 @@ class KubeNotFound(KubeError):
     """The object asked for does not exist."""
 
 
+#: Why a secret was not read when the install reads none (READ_SECRETS=false).
+SECRETS_NOT_READ = ("this install does not read secrets (READ_SECRETS=false, the no-secrets "
+                    "profile)")
+
+
+#: How to let the bot read pull secrets again, for the commands that need one.
+SECRETS_HOW_TO_GRANT = (
+    "to let it check pull secrets, install a profile that includes the secrets role "
+    "(deploy/rbac/secrets: get, list, watch on secrets; e.g. deploy/overlays/http) or grant "
+    "those verbs on secrets to the bot's service account, then set READ_SECRETS=true")
+
+
+class SecretsNotRead(KubeForbidden):
+    """The install does not read secrets (READ_SECRETS=false): no request was sent. A
+    KubeForbidden, so every caller that copes with a refused secret read copes with it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} was not read: {SECRETS_NOT_READ}")
+
+
 @dataclass
 class KubeClient:
     """A thin, typed wrapper around the official client's API groups.
@@ -63,17 +83,24 @@ class KubeClient:
 
     api: client.ApiClient
     facts: KubeFactCache = field(default_factory=KubeFactCache)
+    #: False (READ_SECRETS=false): no secret is ever listed, watched or read; the methods
+    #: that would answer "may not be read" (None) and `read_secret` raises SecretsNotRead
+    read_secrets: bool = True
+    #: whether the one warning about unreadable nodes was logged
+    _nodes_refused: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None,
-                         context: str | None = None) -> KubeClient:
+                         context: str | None = None, *,
+                         read_secrets: bool = True) -> KubeClient:
         """In-cluster config inside a pod, else the kubeconfig (KUBECONFIG / ~/.kube/config)."""
         try:
             if kubeconfig is None and context is None and os.environ.get(
                     "KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config()
-                return cls(client.ApiClient())
-            return cls(config.new_client_from_config(config_file=kubeconfig, context=context))
+                return cls(client.ApiClient(), read_secrets=read_secrets)
+            return cls(config.new_client_from_config(config_file=kubeconfig, context=context),
+                       read_secrets=read_secrets)
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise KubeUnreachable(f"cannot load Kubernetes configuration: {exc}") from exc
 
@@ -88,8 +115,8 @@ class KubeClient:
             return KubeNotFound(f"{what} not found")
         if exc.status in (401, 403):
             return KubeForbidden(f"the Kubernetes API refused to let this identity {verb} "
-                                 f"{what} ({detail}); see the bot's ClusterRole in "
-                                 "deploy/base/rbac.yaml")
+                                 f"{what} ({detail}); see the bot's roles in deploy/rbac/ "
+                                 "and the profile installed (deploy/overlays/)")
         if exc.status == 409:
             return KubeError(f"{what} changed in the meantime ({detail}); try again")
         if exc.status == 422:
@@ -219,6 +246,8 @@ class KubeClient:
         found: dict[str, PullSecretInfo | None] = {}
         if not names:
             return found
+        if not self.read_secrets:
+            return None
         # a referenced docker-registry secret is in the namespace's list already: no GET
         if listed is False:
             listed = self.namespace_pull_secrets(namespace)
@@ -246,6 +275,8 @@ class KubeClient:
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A secret in full, None when absent. Only bot/registry/pullsecrets.py calls this: it is
         the one place that turns credentials into RegistryCredentials and drops the rest."""
+        if not self.read_secrets:
+            raise SecretsNotRead(f'secret "{namespace}/{name}"')
         try:
             return dict(self._call(f'secret "{namespace}/{name}"',
                                    self.core.read_namespaced_secret, name, namespace))
@@ -263,7 +294,8 @@ class KubeClient:
         """Metadata of the namespace's docker-registry secrets (None: may not list them): from
         the fact watches when they vouch for the namespace, else listed and believed for the
         freshness window. The listed values are dropped here."""
-
+        if not self.read_secrets:
+            return None
         source = self.facts.source
         watched = source.pull_secrets(namespace) if source is not None else None
         if watched is not None:
@@ -293,7 +325,15 @@ class KubeClient:
         def load() -> dict[str, Any] | None:
             try:
                 node = self._call(f'node "{name}"', self.core.read_node, name)
-            except (KubeNotFound, KubeForbidden):
+            except KubeNotFound:
+                return None
+            except KubeForbidden as exc:
+                if not self._nodes_refused:  # a namespaced install: said once, not per pod
+                    self._nodes_refused = True
+                    log.warning("nodes cannot be read, so the node checks (DiskPressure, the "
+                                "image already on the node) are skipped in every diagnosis; "
+                                "a namespaced install (Roles only) cannot grant cluster-scoped "
+                                "reads: %s", exc)
                 return None
             status = node.get("status") or {}
             return {"metadata": {"name": (node.get("metadata") or {}).get("name")},
@@ -322,6 +362,7 @@ class KubeClient:
             namespace_pull_secrets=namespace_secrets,
             node=self.node(spec.get("nodeName")),
             cluster_version=self.server_version(),
+            secrets_read=self.read_secrets,
         )
 
     # -- watching (bot/kube/watch.py) ------------------------------------------------------------
@@ -441,6 +482,8 @@ class KubeClient:
                       field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Every "secrets" (with a type selector) or "serviceaccounts" object, paginated, and
         the list's resourceVersion (bot/kube/fact_watch.py keeps only their metadata)."""
+        if resource == "secrets" and not self.read_secrets:
+            raise SecretsNotRead("secrets")
         all_namespaces, namespaced = self._fact_calls(resource)
         kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
         where = f'in "{namespace}"' if namespace else "in all namespaces"
@@ -454,6 +497,8 @@ class KubeClient:
                        idle_timeout: float | None = None, field_selector: str | None = None,
                        ) -> Iterator[dict[str, Any]]:
         """Watch "secrets" or "serviceaccounts" like `watch_events` watches events."""
+        if resource == "secrets" and not self.read_secrets:
+            raise SecretsNotRead("secrets")
         all_namespaces, namespaced = self._fact_calls(resource)
         where = f'in "{namespace}"' if namespace else "in all namespaces"
         what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")

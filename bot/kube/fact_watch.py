@@ -155,9 +155,12 @@ class WatchedFacts:
     def __init__(self, kube: KubeClient, namespaces: Sequence[str] | None = None,
                  **options: Any) -> None:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        # READ_SECRETS=false: no secret watch at all (it would only be refused), so pull
+        # secrets are never vouched for and the client answers "not read" for them
         self.secrets = [FactWatch(kube, "secrets", ns, pull_secret_info,
                                   field_selector=f"type={secret_type}", **options)
-                        for ns in scopes for secret_type in PULL_SECRET_TYPES]
+                        for ns in scopes for secret_type in PULL_SECRET_TYPES
+                        if kube.read_secrets]
         self.accounts = [FactWatch(kube, "serviceaccounts", ns, _account_pull_secrets,
                                    **options) for ns in scopes]
 

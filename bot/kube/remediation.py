@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bot.diagnosis.fixes import remediation_command
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.names import is_dns1123_label, is_dns1123_subdomain
 from bot.diagnosis.owners import controller_of
@@ -53,6 +54,20 @@ IMAGE_SETTABLE: Final = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 
 class RemediationRefused(ValueError):
     """The action was not attempted; the message says why, in words a person can act on."""
+
+
+#: Why nothing is patched in a read-only install.
+READ_ONLY = ("this install is read-only: remediation is disabled (REMEDIATION_ENABLED=false, "
+             "the read-only profile)")
+
+
+def read_only_refusal(action: str, namespace: str, kind: str, name: str,
+                      container: str = "", image: str = "") -> RemediationRefused:
+    """The refusal of a remediation in a read-only install, with the command to run instead
+    (built by bot/diagnosis/fixes.py, the one place shell commands are quoted)."""
+    command = remediation_command(action, namespace, resolve_kind(kind), name, container,
+                                  image)
+    return RemediationRefused(f"{READ_ONLY}; run the command yourself: {command}")
 
 
 @dataclass(frozen=True)

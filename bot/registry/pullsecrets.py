@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.diagnosis.imageref import ImageRef, registry_matches
 from bot.diagnosis.secrets import DOCKERCFG, DOCKERCONFIGJSON
-from bot.kube.client import KubeClient, KubeForbidden, KubeNotFound
+from bot.kube.client import KubeClient, KubeForbidden, KubeNotFound, SecretsNotRead
 from bot.registry.client import RegistryClient
 from bot.registry.model import Outcome, RegistryCredentials
 
@@ -88,6 +88,8 @@ def pod_credentials(kube: KubeClient, namespace: str,
     for name in secret_names:
         try:
             secret = kube.read_secret(namespace, name)
+        except SecretsNotRead:
+            raise  # READ_SECRETS=false: no probe with the pod's credentials (not anonymous)
         except KubeForbidden:
             return merged
         if secret is None:

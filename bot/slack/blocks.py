@@ -17,8 +17,9 @@ import time
 from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
-from bot.diagnosis.causes import CAUSES, Cause
+from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
+from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.facts import WorkloadRef
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 from bot.slack import actions
@@ -151,7 +152,16 @@ def _evidence_block(diagnosis: ContainerDiagnosis) -> Block | None:
     return _mrkdwn(M("\n").join(parts)) if parts else None
 
 
-def _buttons(incident: Incident) -> Block | None:
+def _skipped(diagnosis: ContainerDiagnosis) -> Block | None:
+    """What the diagnosis did not look at because this install may not (no secret reads)."""
+    if Finding.SECRETS_NOT_READ not in diagnosis.findings:
+        return None
+    return _context(M("🔒 {}").format(FINDING_TEXT[Finding.SECRETS_NOT_READ]))
+
+
+def _buttons(incident: Incident, remediation: bool = True) -> Block | None:
+    """The alert's buttons; without `remediation` (a read-only install) only the checks, no
+    Set image / Rollout restart (the fixes above still show the commands to run)."""
     d = incident.diagnosis
     elements: list[Block] = []
 
@@ -171,17 +181,19 @@ def _buttons(incident: Incident) -> Block | None:
 
     if incident.cause is Cause.RATE_LIMITED:
         button("Check Docker Hub quota", actions.QUOTA)
-    if CAUSES[incident.cause].credentials_suspect:
+    # not in an install that reads no secrets: the check could only say it may not look
+    if (CAUSES[incident.cause].credentials_suspect
+            and Finding.SECRETS_NOT_READ not in d.findings):
         button("Verify pull secret", actions.VERIFY_SECRET)
     suggestion = d.suggested_image
     kind = d.workload.kind.lower()
     target = d.workload.kubectl_ref
     # a Job's pod template cannot change (its fix is delete and re-create): no button for it
-    if suggestion and incident.scope_kind == "workload" and kind != "job":
+    if remediation and suggestion and incident.scope_kind == "workload" and kind != "job":
         button(f"Set image to {suggestion}", actions.SET_IMAGE, "primary",
                M("Set {} of {} from {} to {}? An approver must confirm.").format(
                    code(d.container), code(target), code(d.image), code(suggestion)))
-    if kind in _RESTARTABLE and incident.scope_kind == "workload":
+    if remediation and kind in _RESTARTABLE and incident.scope_kind == "workload":
         button("Rollout restart", actions.RESTART, None,
                M("Restart {} in {}? An approver must confirm.").format(
                    code(target), code(d.namespace)))
@@ -190,8 +202,9 @@ def _buttons(incident: Incident) -> Block | None:
 
 
 def root_message(incident: Incident, *, resolved: bool = False,
-                 now: float | None = None) -> tuple[str, list[Block]]:
-    """The root alert (also its resolved form, used by chat.update)."""
+                 now: float | None = None, remediation: bool = True) -> tuple[str, list[Block]]:
+    """The root alert (also its resolved form, used by chat.update); `remediation` False (a
+    read-only install) leaves the remediation buttons out."""
     d = incident.diagnosis
     summary = _summary(d)
     text = M("{}: {}").format(CAUSES[incident.cause].title, summary)
@@ -211,7 +224,10 @@ def root_message(incident: Incident, *, resolved: bool = False,
         if evidence:
             blocks.append(evidence)
         blocks.extend(_fix_blocks(d))
-        actions = _buttons(incident)
+        skipped = _skipped(d)
+        if skipped:
+            blocks.append(skipped)
+        actions = _buttons(incident, remediation)
         if actions:
             blocks.append(actions)
     blocks.append(_context(M("imagepull-bot · incident {} · cause {} · {}").format(
@@ -280,6 +296,9 @@ def diagnosis_message(result: PodDiagnosis) -> tuple[str, list[Block]]:
         if evidence:
             blocks.append(evidence)
         blocks.extend(_fix_blocks(d))
+        skipped = _skipped(entry)
+        if skipped:
+            blocks.append(skipped)
         blocks.append({"type": "divider"})
     text = M("{}: {} container(s) cannot pull their image").format(where, len(entries))
     return message(text, blocks)

@@ -149,8 +149,10 @@ class SlackNotifier:
 
     def __init__(self, client: WebClient, channel: str, store: Store, *,
                  min_interval: float = 1.0, max_wait: float = 30.0,
-                 retry_pause: float = 0.5) -> None:
+                 retry_pause: float = 0.5, remediation: bool = True) -> None:
         self.client = client
+        #: False (REMEDIATION_ENABLED=false): roots carry no remediation buttons
+        self.remediation = remediation
         self.post_client = _rate_limit_only(client)
         self.channel = channel
         self.store = store
@@ -350,7 +352,7 @@ class SlackNotifier:
     # -- the Notifier -------------------------------------------------------------------------
 
     def post_root(self, incident: Incident, part: str) -> tuple[str, str]:
-        text, blocks = root_message(incident)
+        text, blocks = root_message(incident, remediation=self.remediation)
         return self._deliver(incident, part, text, blocks, unfurl_links=False,
                              unfurl_media=False)
 
@@ -365,7 +367,8 @@ class SlackNotifier:
         full retry handlers apply); NotifyError when Slack does not take it."""
         if not (incident.channel and incident.thread_ts):
             raise NotifyError(f"incident {incident.id} has no root yet")
-        text, blocks = root_message(incident, resolved=resolved)
+        text, blocks = root_message(incident, resolved=resolved,
+                                    remediation=self.remediation)
         self._call("chat.update", str(incident.channel), ts=incident.thread_ts,
                    text=text, blocks=blocks)
 

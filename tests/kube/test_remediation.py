@@ -363,7 +363,7 @@ def test_a_forbidden_patch_raises_kube_forbidden_with_a_readable_message(
     message = str(info.value)
     assert 'refused to let this identity patch deployment "shop/web" (403 Forbidden' in message
     assert 'cannot patch resource "deployments" in API group "apps"' in message
-    assert "deploy/base/rbac.yaml" in message
+    assert "deploy/rbac/" in message
     assert len(sim.requests_matching("PATCH")) == 1  # tried once, refused
     assert sim.get("Deployment", "web", "shop") == before
     with pytest.raises(KubeForbidden):

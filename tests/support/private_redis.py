@@ -20,13 +20,16 @@ class PrivateRedis:
     SIGKILL comes back with its data, as a production Redis with AOF (or a managed one) does.
     Without it the server comes back empty."""
 
-    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False,
+                 password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.workdir = workdir
         self.persistent = persistent
+        #: with a password the server requires AUTH (`--requirepass`), as the bundled one does
+        self.password = password
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
@@ -34,14 +37,16 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent \
             else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *aof, "--dir", str(self.workdir)],
+             *aof, "--dir", str(self.workdir),
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
 
