@@ -318,8 +318,10 @@ class KubeClient:
 
     def node(self, name: str | None) -> dict[str, Any] | None:
         """The node's name, conditions, cached images and node info (the rest of the Node is
-        not kept); None when absent or not readable. Believed for the freshness window."""
-        if not name:
+        not kept); None when absent or not readable. Believed for the freshness window. Once
+        the API refused a node (a namespaced install: Roles cannot grant cluster-scoped
+        reads), no node is asked for again: one warning, then the node checks are skipped."""
+        if not name or self._nodes_refused:  # refused once: never asked again
             return None
 
         def load() -> dict[str, Any] | None:

@@ -125,6 +125,11 @@ class SimCluster(LoopbackService):
         #: (verb, API group, resource) of every resource request, and those RBAC refused
         self.access_log: list[tuple[str, str, str]] = []
         self.denied: list[tuple[str, str, str]] = []
+        #: Role rules by namespace (`enforce_rbac(namespaced=...)`)
+        self._rbac_namespaced: dict[str, list[dict[str, Any]]] = {}
+        #: (namespace or None for cluster-wide, verb, API group, resource) of every resource
+        #: request: which namespace's Role a request needed
+        self.accesses: list[tuple[str | None, str, str, str]] = []
         self._latency: list[tuple[re.Pattern[str], float]] = []
         self._requests_lock = threading.Lock()
         #: serves, refuses (``down(refuse=True)``: the port stays bound but not listening, so
@@ -367,25 +372,38 @@ class SimCluster(LoopbackService):
     def _latency_for(self, path: str) -> float:
         return sum(seconds for pattern, seconds in self._latency if pattern.search(path))
 
-    def enforce_rbac(self, rules: Iterable[Mapping[str, Any]]) -> None:
-        """Allow only what these ClusterRole `rules` grant (a least-privilege check): every
-        other request gets the apiserver's 403, and is listed in `denied`."""
+    def enforce_rbac(self, rules: Iterable[Mapping[str, Any]],
+                     namespaced: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+                     ) -> None:
+        """Allow only what these rules grant (a least-privilege check): `rules` bound
+        cluster-wide (ClusterRole + ClusterRoleBinding), `namespaced` per namespace (a Role,
+        or a ClusterRole bound by a RoleBinding). As the apiserver's RBAC authorizer: a
+        namespace's rules allow requests in that namespace only, never a cluster-wide list or
+        watch (all namespaces) nor a cluster-scoped object (a node). Every other request gets
+        the apiserver's 403, and is listed in `denied`."""
         self._rbac = [dict(r) for r in rules]
+        self._rbac_namespaced = {ns: [dict(r) for r in ns_rules]
+                                 for ns, ns_rules in (namespaced or {}).items()}
 
-    def _rbac_allows(self, verb: str, group: str, plural: str) -> bool:
+    def _rbac_allows(self, verb: str, group: str, plural: str,
+                     namespace: str | None = None) -> bool:
         def matches(values: Iterable[str], value: str) -> bool:
             return "*" in values or value in values
 
+        rules = list(self._rbac or [])
+        if namespace is not None:
+            rules += self._rbac_namespaced.get(namespace, [])
         return any(matches(r.get("apiGroups") or [], group)
                    and matches(r.get("resources") or [], plural)
-                   and matches(r.get("verbs") or [], verb) for r in self._rbac or [])
+                   and matches(r.get("verbs") or [], verb) for r in rules)
 
     def _check_access(self, verb: str, route: _Route) -> None:
         rt = route.rt
         with self._requests_lock:
             self.access_log.append((verb, rt.group, rt.plural))
-        denied_by_rbac = self._rbac is not None and not self._rbac_allows(verb, rt.group,
-                                                                          rt.plural)
+            self.accesses.append((route.namespace, verb, rt.group, rt.plural))
+        denied_by_rbac = self._rbac is not None and not self._rbac_allows(
+            verb, rt.group, rt.plural, route.namespace)
         if denied_by_rbac:
             with self._requests_lock:
                 self.denied.append((verb, rt.group, rt.plural))

@@ -1,110 +1,285 @@
-"""deploy/base/rbac.yaml grants exactly what the bot uses: no call is refused, no rule unused.
+"""Least privilege, for every install profile: what a profile grants is exactly what the bot,
+configured as that profile configures it, uses. No call is refused, no granted rule unused.
 
-The scenario cluster enforces the ClusterRole's rules like the apiserver's RBAC authorizer;
-then the bot does everything it does in production: diagnose every scenario (owner chains,
-secrets, nodes), verify a pull secret, run the watcher, the pod view and the sweep, and run
-every approved remediation on every workload (rollout restart, set image, and the refusals
-that read a ReplicaSet's or Job's owner).
+The per-profile design:
+
+* **Grants from the rendered overlay.** `kubectl kustomize deploy/overlays/<profile>` (through
+  tests/support/profiles.py), then every binding of the bot's service account followed to its
+  rules, as the RBAC authorizer does: ClusterRoleBindings grant cluster-wide, RoleBindings only
+  in their namespace. The source files (deploy/rbac/<role>/role.yaml) are never read here, so
+  what is tested is what `kubectl apply -k` would create.
+* **Enforced like the apiserver.** The scenario cluster (bot/sim/server.py `enforce_rbac`)
+  refuses every request the grants do not cover with the apiserver's 403; a namespace's
+  rules allow requests in that namespace only (not a list across all namespaces, not a node).
+* **Configured like the Deployment.** The profile's configMap (`READ_SECRETS`,
+  `REMEDIATION_ENABLED`, `WATCH_NAMESPACES`) goes into the environment the bot reads.
+* **Everything the bot does in production**: diagnose every scenario's pods (owner chains,
+  secrets, nodes) in the namespaces it watches, verify a pull secret, run the event watches,
+  the pod view, the fact watches and the sweep, and every remediation on every workload
+  through the approval service (rollout restart, set image, and the refusals that read a
+  ReplicaSet's or Job's owner) — or, read-only, see each refused in words with no PATCH sent.
+
+Adding a rule to one role file reaches every profile that includes the role, and this test
+then demands that the code use it; a profile that leaves a role out must configure the bot
+not to need it. The only refusal allowed is the namespaced profile's one read of a node per
+client (Roles cannot grant cluster-scoped reads; the bot then stops asking, see
+test_a_namespaced_install_asks_for_a_node_once). With read-only, the alerts the bot posts
+carry no remediation buttons (test_read_only_alerts_have_no_remediation_buttons).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from slack_sdk import WebClient
 
-from bot.cli.main import main
+from bot.app import build_runtime
+from bot.chatops.approvals import ApprovalService
+from bot.cli.main import EXIT_BAD_INPUT, main
+from bot.config import Settings, load_settings
 from bot.kube.client import KubeClient
 from bot.kube.fact_watch import WatchedFacts
-from bot.kube.remediation import RemediationRefused, rollout_restart, set_image
+from bot.kube.remediation import RemediationRefused, set_image
 from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSweeper
-from bot.sim import SimCluster, bundled_scenarios, load_scenario
+from bot.sim import SimCluster, bundled_scenarios, factory, load_scenario
+from bot.sim.slack import SlackStandIn
+from bot.slack import actions
+from bot.slack.approvers import Approvers
 from bot.store import MemoryStore
+from tests.support.profiles import PROFILES, Grants, config, grants, render
+from tests.support.redis import redis_store
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-RBAC = Path(__file__).parents[2] / "deploy" / "base" / "rbac.yaml"
+Triple = tuple[str, str, str]  # (verb, API group, resource)
+NODE_READ: Triple = ("get", "", "nodes")
 
 
-def cluster_role_rules() -> list[dict[str, Any]]:
-    for doc in yaml.safe_load_all(RBAC.read_text()):
-        if doc and doc.get("kind") == "ClusterRole":
-            return list(doc["rules"])
-    raise AssertionError("no ClusterRole in deploy/base/rbac.yaml")
-
-
-def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+def granted(rules: list[dict[str, Any]]) -> set[Triple]:
     return {(verb, group, resource) for r in rules for group in r["apiGroups"]
             for resource in r["resources"] for verb in r["verbs"]}
 
 
-def test_the_bot_needs_every_granted_permission_and_no_other(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def all_granted(grant: Grants) -> set[Triple]:
+    found = granted(grant.cluster)
+    for rules in grant.namespaced.values():
+        found |= granted(rules)
+    return found
+
+
+@pytest.fixture
+def profile_env(request: pytest.FixtureRequest,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[str, Grants, Settings]:
+    """The profile's grants, and the bot's settings from its configMap (set in the
+    environment, where the Deployment's envFrom puts them)."""
+    profile = str(request.param)
+    docs = render(profile)
+    for name, value in config(docs).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("REGISTRY_PROBE", "false")
-    rules = cluster_role_rules()
-    used: set[tuple[str, str, str]] = set()
-    denied: list[tuple[str, str, str]] = []
+    return profile, grants(docs), load_settings()
+
+
+@pytest.mark.parametrize("profile_env", PROFILES, indirect=True)
+def test_the_bot_needs_every_granted_permission_and_no_other(
+        profile_env: tuple[str, Grants, Settings], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    profile, grant, settings = profile_env
+    watched = settings.watch_namespaces or None
+    used: set[Triple] = set()
+    denied: list[Triple] = []
     remediated: list[str] = []
+    outputs: list[dict[str, Any]] = []
     for path in bundled_scenarios():
         scenario = load_scenario(path)
         with SimCluster([scenario]) as sim:
-            sim.enforce_rbac(rules)
+            sim.enforce_rbac(grant.cluster, grant.namespaced)
             kubeconfig = str(sim.write_kubeconfig(tmp_path / "kubeconfig"))
             for obj in scenario.objects:
+                namespace = obj["metadata"].get("namespace")
+                if watched and namespace not in watched:
+                    continue
                 if obj["kind"] == "Pod":
-                    ref = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-                    assert main(["diagnose", ref, "--kubeconfig", kubeconfig]) == 0
-                if obj["kind"] == "Secret" and obj["metadata"]["namespace"] == "shop":
-                    main(["verify-secret", f"shop/{obj['metadata']['name']}", "--image",
-                          "127.0.0.1:1/team/app:1", "--kubeconfig", kubeconfig])
-            kube = KubeClient.from_environment(kubeconfig)
-            watcher = EventWatcher(kube, MemoryStore(), lambda s: None, idle_timeout=0.3)
-            view = PodView(kube, idle_timeout=0.3)
-            facts = WatchedFacts(kube, idle_timeout=0.3)
-            watcher.start()
+                    capsys.readouterr()
+                    ref = f"{namespace}/{obj['metadata']['name']}"
+                    assert main(["diagnose", ref, "--kubeconfig", kubeconfig,
+                                 "-o", "json"]) == 0
+                    outputs.append(json.loads(capsys.readouterr().out))
+                if obj["kind"] == "Secret" and namespace == "shop":
+                    code = main(["verify-secret", f"shop/{obj['metadata']['name']}", "--image",
+                                 "127.0.0.1:1/team/app:1", "--kubeconfig", kubeconfig])
+                    if not settings.read_secrets:
+                        assert code == EXIT_BAD_INPUT
+                        assert "READ_SECRETS=false" in capsys.readouterr().err
+            kube = KubeClient.from_environment(kubeconfig, read_secrets=settings.read_secrets)
+            watchers = [EventWatcher(kube, MemoryStore(), lambda s: None, namespace=ns,
+                                     idle_timeout=0.3) for ns in watched or [None]]
+            view = PodView(kube, namespaces=watched, idle_timeout=0.3)
+            facts = WatchedFacts(kube, watched, idle_timeout=0.3)
+            for watcher in watchers:
+                watcher.start()
             view.start()
             facts.start()
-            PodSweeper(kube, lambda s: None).sweep()
+            PodSweeper(kube, lambda s: None, namespaces=watched).sweep()
             assert view.wait_synced(5)
             assert facts.wait_synced(5)
             for pod in view.failing()[:1]:
                 view.refresh(pod.namespace, pod.name)
             time.sleep(0.4)
-            watcher.stop()
+            for watcher in watchers:
+                watcher.stop()
             view.stop()
             facts.stop()
             assert not [w.what for w in facts.secrets + facts.accounts if w.refused]
-            remediated += remediate_everything(kube, scenario.objects)
+            assert bool(facts.secrets) == settings.read_secrets
+            remediated += remediate_everything(kube, settings, scenario.objects)
+            if not settings.remediation_enabled:
+                assert sim.requests_matching("PATCH") == []
             used |= set(sim.access_log)
             denied += sim.denied
     capsys.readouterr()
-    assert {"Deployment", "StatefulSet", "DaemonSet", "CronJob", "ReplicaSet", "Job"} <= {
-        line.split()[0] for line in remediated}, remediated
-    assert denied == [], f"the code needs more than deploy/base/rbac.yaml grants: {denied}"
-    unused = granted(rules) - used
-    assert unused == set(), f"deploy/base/rbac.yaml grants what the code never uses: {unused}"
+    allowed = {NODE_READ} if profile == "namespaced" else set()
+    assert set(denied) <= allowed, f"{profile}: the code needs more than it grants: {denied}"
+    unused = all_granted(grant) - used
+    assert unused == set(), f"{profile} grants what the code never uses: {unused}"
+    kinds = {"Deployment", "StatefulSet", "DaemonSet", "CronJob", "ReplicaSet", "Job"}
+    assert kinds <= {line.split()[0] for line in remediated}, remediated
+    findings = {f for out in outputs for d in out["diagnoses"] for f in d["findings"]}
+    assert ("secrets_not_read" in findings) == (not settings.read_secrets)
+    if not settings.read_secrets:
+        assert not [a for a in used if a[2] == "secrets"]
 
 
-def remediate_everything(kube: KubeClient, objects: list[dict[str, Any]]) -> list[str]:
-    """Every remediation call on every workload of a scenario; what was done, for the test."""
-    done: list[str] = []
-    for obj in objects:
-        kind, meta = obj["kind"], obj["metadata"]
-        namespace, name = meta.get("namespace", ""), meta["name"]
-        if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob"):
-            template = obj["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else obj["spec"]
-            container = template["template"]["spec"]["containers"][0]["name"]
-            if kind != "CronJob":
-                rollout_restart(kube, namespace, kind, name)
-            set_image(kube, namespace, kind, name, container, "registry.internal/fixed/app:1")
-            done.append(f"{kind} {namespace}/{name}")
-        elif kind in ("ReplicaSet", "Job"):  # refused, after reading the owner to name it
+def remediate_everything(kube: KubeClient, settings: Settings,
+                         objects: list[dict[str, Any]]) -> list[str]:
+    """Every remediation on every workload of a scenario, as people run it: asked for, then
+    approved (the approval service posts to the Slack stand-in); a read-only install refuses
+    at the request, in words. What was done, for the test."""
+    with SlackStandIn() as slack_server:
+        slack = WebClient(token=slack_server.token, base_url=slack_server.api_url)
+        approvals = ApprovalService(MemoryStore(), kube, slack, Approvers(["U0APPROVER"], slack),
+                                    allowed_namespaces=settings.watch_namespaces or None,
+                                    remediation_enabled=settings.remediation_enabled)
+        return [line for obj in objects
+                if (line := _remediate(approvals, settings, obj)) is not None]
+
+
+def _remediate(approvals: ApprovalService, settings: Settings,
+               obj: dict[str, Any]) -> str | None:
+    kind, meta = obj["kind"], obj["metadata"]
+    namespace, name = meta.get("namespace", ""), meta["name"]
+    if settings.watch_namespaces and namespace not in settings.watch_namespaces:
+        return None
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob"):
+        template = obj["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else obj["spec"]
+        container = template["template"]["spec"]["containers"][0]["name"]
+        requests = [("set_image", container, "registry.internal/fixed/app:1")]
+        if kind != "CronJob":
+            requests.append(("rollout_restart", "", ""))
+        for action, cont, image in requests:
+            if not settings.remediation_enabled:
+                with pytest.raises(RemediationRefused, match=r"this install is read-only.*"
+                                   r"run the command yourself: kubectl "):
+                    approvals.request(action, namespace, kind, name, "U0ASKER",
+                                      "imagepull-alerts", container=cont, image=image)
+                continue
+            request, _ = approvals.request(action, namespace, kind, name, "U0ASKER",
+                                           "imagepull-alerts", container=cont, image=image)
+            decision = approvals.decide(request.id, "U0APPROVER", approve=True)
+            assert decision.ok, decision.message
+        return f"{kind} {namespace}/{name}"
+    if kind in ("ReplicaSet", "Job"):  # refused, after reading the owner to name it
+        if settings.remediation_enabled:
             with pytest.raises(RemediationRefused, match=r"(deployment|cronjob)/"):
-                set_image(kube, namespace, kind, name, "app", "registry.internal/fixed/app:1")
-            done.append(f"{kind} {namespace}/{name}")
-    return done
+                set_image(approvals.kube, namespace, kind, name, "app",
+                          "registry.internal/fixed/app:1")
+        return f"{kind} {namespace}/{name}"
+    return None
+
+
+def test_a_namespaced_install_asks_for_a_node_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Roles cannot grant nodes: the first refusal is one warning, later diagnoses skip the
+    node checks without asking (no error loop) and still diagnose."""
+    grant = grants(render("namespaced"))
+    objects = [obj for name in ("web", "api", "worker") for obj in factory.failing_deployment(
+        "shop", name, f"registry.internal/shop/{name}:v3",
+        factory.containerd_error("not_found", f"registry.internal/shop/{name}:v3"))]
+    with SimCluster() as sim:
+        for obj in objects:
+            sim.apply(obj)
+        sim.enforce_rbac(grant.cluster, grant.namespaced)
+        kube = KubeClient.from_environment(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
+        pods = [o["metadata"]["name"] for o in objects if o["kind"] == "Pod"]
+        with caplog.at_level(logging.WARNING, logger="bot.kube.client"):
+            facts = [kube.pod_facts("shop", pod) for pod in pods]
+        assert len(pods) == 3 and all(f.node is None for f in facts)
+        assert [d for d in sim.denied] == [NODE_READ]
+        warnings = [r.getMessage() for r in caplog.records if "nodes cannot be read" in
+                    r.getMessage()]
+        assert len(warnings) == 1 and "namespaced install" in warnings[0]
+
+
+@pytest.fixture
+def alerting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with SimCluster() as sim, SlackStandIn() as slack, redis_store() as store:
+        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+        for name, value in {
+            "KUBECONFIG": str(kubeconfig), "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_SIGNING_SECRET": "test-signing-secret", "SLACK_API_URL": slack.api_url,
+            "SLACK_ALERT_CHANNEL": "#imagepull-alerts", "GROUP_WAIT_SECONDS": "0.5",
+            "SWEEP_INTERVAL_SECONDS": "1", "REGISTRY_PROBE": "false",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield {"sim": sim, "slack": slack, "store": store, "kubeconfig": kubeconfig,
+               "monkeypatch": monkeypatch}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("profile", ["read-only", "http"])
+def test_read_only_alerts_have_no_remediation_buttons(
+        alerting: dict[str, Any], profile: str) -> None:
+    """The whole bot, configured and granted as the profile, posts its alert for a bad tag on
+    a Deployment: with read-only it carries no Rollout restart / Set image button (and the
+    http profile's does, so this test can fail)."""
+    sim, slack = alerting["sim"], alerting["slack"]
+    docs = render(profile)
+    for name, value in config(docs).items():
+        if name not in ("CLUSTER_NAME", "SLACK_ALERT_CHANNEL"):
+            alerting["monkeypatch"].setenv(name, value)
+    alerting["monkeypatch"].setenv("CLUSTER_NAME", f"rbac-{profile}")
+    grant = grants(docs)
+    image = "registry.internal/shop/web:v3"
+    for obj in factory.failing_deployment("shop", "web", image,
+                                          factory.containerd_error("not_found", image)):
+        sim.apply(obj)
+    sim.enforce_rbac(grant.cluster, grant.namespaced)
+    settings = load_settings()
+    kube = KubeClient.from_environment(str(alerting["kubeconfig"]),
+                                       read_secrets=settings.read_secrets)
+    runtime = build_runtime(settings, kube=kube, store=alerting["store"])
+    for watcher in runtime.watchers:
+        watcher.idle_timeout = 0.5
+    runtime.start()
+    try:
+        wait_for(lambda: slack.channel_history("imagepull-alerts"), what="the root message")
+    finally:
+        runtime.stop()
+    [root] = slack.channel_history("imagepull-alerts")
+    buttons = {e["action_id"] for b in root.blocks if b["type"] == "actions"
+               for e in b["elements"]}
+    remediation = {actions.RESTART, actions.SET_IMAGE} & buttons
+    if profile == "read-only":
+        assert remediation == set(), buttons
+        assert "kubectl set image deployment/web" in str(root.blocks)  # the fix, to run
+    else:
+        assert actions.RESTART in remediation
+    assert sim.denied == []
