@@ -471,8 +471,8 @@ def running_bot(
         }
         stack.enter_context(_environment(values))
         settings = load_settings()
-        runtime = build_runtime(settings, kube=KubeClient.from_environment(str(kubeconfig)),
-                                store=store)
+        kube = KubeClient.from_environment(str(kubeconfig), read_secrets=settings.read_secrets)
+        runtime = build_runtime(settings, kube=kube, store=store)
         for watcher in runtime.watchers:
             watcher.idle_timeout = 0.5  # so stop() returns quickly
         stack.callback(runtime.stop)
