@@ -101,6 +101,29 @@ class Settings(BaseSettings):
     dockerhub_registry_url: str = Field(default="https://registry-1.docker.io",
                                         alias="DOCKERHUB_REGISTRY_URL")
 
+
+    # -- scheduled watches (bot/routines) --------------------------------------------------------
+    #: how often the Docker Hub quota watch reads the quotas (HEAD only: reading uses no quota)
+    quota_check_interval_seconds: float = Field(default=600.0, gt=0,
+                                                alias="QUOTA_CHECK_INTERVAL_SECONDS")
+    #: warn the alert channel when fewer Docker Hub pulls than this are left (IP or account)
+    quota_warn_remaining: int = Field(default=20, ge=0, alias="QUOTA_WARN_REMAINING")
+    #: when the daily digest is posted (crontab, UTC); empty: no digest
+    digest_cron: str = Field(default="0 9 * * *", alias="DIGEST_CRON")
+
+    @field_validator("digest_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"not a crontab expression ({exc})") from None
+        return value
+
     @field_validator("registry_endpoints", "registry_ca_bundles", mode="before")
     @classmethod
     def _parse_pairs(cls, value: object) -> dict[str, str]:

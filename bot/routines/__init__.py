@@ -14,11 +14,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.store import Store
 
 DAY = 24 * 3600.0
+#: firings of a cron routine looked at to find its shortest gap (its period)
+CRON_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,37 @@ class Routine:
 
 def interval(name: str, run: Callable[[], None], seconds: float) -> Routine:
     return Routine(name, run, "interval", {"seconds": seconds}, seconds)
+
+
+def cron(name: str, run: Callable[[], None], crontab: str, timezone: str = "UTC") -> Routine:
+    """A routine fired by a crontab expression (`0 9 * * *`: daily at 09:00 UTC).
+
+    Its `period` (the tick that "once per tick across replicas" counts in) is the shortest gap
+    between two of its next firings: a day for a daily job, an hour for `0 * * * *`. Replicas
+    fire within the same second, so they fall into the same period and one of them runs it."""
+    args = cron_trigger_args(crontab, timezone)
+    trigger = CronTrigger(**args)
+    firings: list[datetime] = []
+    previous: datetime | None = None
+    now = datetime.now(UTC)
+    for _ in range(CRON_SAMPLES):
+        fire = trigger.get_next_fire_time(previous, previous or now)
+        if fire is None:
+            break
+        firings.append(fire)
+        previous = fire + timedelta(microseconds=1)  # strictly after this one
+    gaps = [(b - a).total_seconds() for a, b in zip(firings, firings[1:], strict=False)]
+    period = min((g for g in gaps if g > 0), default=DAY)
+    return Routine(name, run, "cron", args, period)
+
+
+def cron_trigger_args(crontab: str, timezone: str = "UTC") -> dict[str, Any]:
+    """APScheduler's `cron` trigger arguments for a crontab line, exactly as
+    `CronTrigger.from_crontab` reads it (which validates it: ValueError when it is wrong)."""
+    CronTrigger.from_crontab(crontab, timezone=timezone)
+    minute, hour, day, month, day_of_week = crontab.split()
+    return {"minute": minute, "hour": hour, "day": day, "month": month,
+            "day_of_week": day_of_week, "timezone": timezone}
 
 
 def first_time(store: Store, topic: str, finding: str, period: float = DAY) -> bool:
