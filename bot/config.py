@@ -104,7 +104,8 @@ class Settings(BaseSettings):
 
     # -- scheduled watches (bot/routines) --------------------------------------------------------
     #: how often the Docker Hub quota watch reads the quotas (HEAD only: reading uses no quota)
-    quota_check_interval_seconds: float = Field(default=600.0, gt=0,
+    #: (0: no quota watch, e.g. where the bot cannot reach Docker Hub)
+    quota_check_interval_seconds: float = Field(default=600.0, ge=0,
                                                 alias="QUOTA_CHECK_INTERVAL_SECONDS")
     #: warn the alert channel when fewer Docker Hub pulls than this are left (IP or account)
     quota_warn_remaining: int = Field(default=20, ge=0, alias="QUOTA_WARN_REMAINING")

@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -47,13 +48,17 @@ def interval(name: str, run: Callable[[], None], seconds: float) -> Routine:
 
 
 def cron(name: str, run: Callable[[], None], crontab: str, timezone: str = "UTC") -> Routine:
-    """A routine fired by a crontab expression (`0 9 * * *`: daily at 09:00 UTC).
+    """A routine fired by a crontab expression (`0 9 * * *`: daily at 09:00 UTC)."""
+    return Routine(name, run, "cron", cron_trigger_args(crontab, timezone),
+                   cron_period(crontab, timezone))
 
-    Its `period` (the tick that "once per tick across replicas" counts in) is the shortest gap
-    between two of its next firings: a day for a daily job, an hour for `0 * * * *`. Replicas
-    fire within the same second, so they fall into the same period and one of them runs it."""
-    args = cron_trigger_args(crontab, timezone)
-    trigger = CronTrigger(**args)
+
+def cron_period(crontab: str, timezone: str = "UTC") -> float:
+    """The shortest gap between two firings of `crontab` (a day for `0 9 * * *`, an hour for
+    `0 * * * *`): a cron routine's tick for "once per tick across replicas" (replicas fire in
+    the same second, so they fall into the same period and one of them runs it), and what a
+    digest calls "the period" it reports on."""
+    trigger = CronTrigger(**cron_trigger_args(crontab, timezone))
     firings: list[datetime] = []
     previous: datetime | None = None
     now = datetime.now(UTC)
@@ -63,9 +68,8 @@ def cron(name: str, run: Callable[[], None], crontab: str, timezone: str = "UTC"
             break
         firings.append(fire)
         previous = fire + timedelta(microseconds=1)  # strictly after this one
-    gaps = [(b - a).total_seconds() for a, b in zip(firings, firings[1:], strict=False)]
-    period = min((g for g in gaps if g > 0), default=DAY)
-    return Routine(name, run, "cron", args, period)
+    gaps = [(b - a).total_seconds() for a, b in pairwise(firings)]
+    return min((g for g in gaps if g > 0), default=DAY)
 
 
 def cron_trigger_args(crontab: str, timezone: str = "UTC") -> dict[str, Any]:
