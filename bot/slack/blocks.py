@@ -367,6 +367,13 @@ def quota_owner(quota: Quota, secrets: Sequence[str] = ()) -> Mrkdwn:
         code(quota.username or "?"), source, "s" if len(secrets) != 1 else "", used, more)
 
 
+def _span(seconds: int) -> str:
+    """`6 hours` for 21600 (Docker Hub's window), else the usual short duration."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hour{'s' if seconds != 3600 else ''}"
+    return duration(seconds)
+
+
 def _window(seconds: int | None) -> Mrkdwn:
     if not seconds:
         return M("Docker Hub's window")
@@ -387,7 +394,7 @@ def quota_warning_message(quota: Quota, whose: Mrkdwn, threshold: int, now: floa
         if quota.status == 429 else M("")
     recovers = (M("Pulls older than {} stop counting, so the quota comes back gradually; with "
                   "no new pulls it is full again by {} at the latest.").format(
-                      duration(window), date(now + window)) if window
+                      _span(window), date(now + window)) if window
                 else M("It comes back as older pulls leave the window."))
     blocks: list[Block] = [
         _mrkdwn(M("⚠️ *Docker Hub pull quota low* — {} of {} pulls left (warning below {}) "
@@ -420,7 +427,7 @@ def digest_message(*, cluster: str, period: float,
                    noisiest: Sequence[tuple[str, int]]) -> tuple[str, list[Block]]:
     """The daily digest: open incidents (each with a link to its thread: a Slack permalink,
     or its channel and ts), then the period's figures."""
-    span = duration(period)
+    span = _span(int(period))
     title = f"📋 Image-pull digest for {cluster}: {len(open_incidents)} open, {opened} opened " \
             f"and {resolved} resolved in the last {span}"
     blocks: list[Block] = [{"type": "header", "text": {
