@@ -15,6 +15,7 @@ catches a planted leak, so this guard cannot silently be a no-op.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Generator
 
 import pytest
@@ -22,6 +23,10 @@ import pytest
 from bot.sim.slack import DEFAULT_TOKEN, SlackStandIn
 from tests.support import leaks
 from tests.support.leaks import SECRETS, LeakLogHandler, LeakScanner
+
+#: The daily digest (DIGEST_CRON, 09:00 UTC by default) of a bot a test starts must not post
+#: into that test's Slack stand-in because the suite runs at 09:00; tests of it set it.
+os.environ.setdefault("DIGEST_CRON", "")
 
 _current = {"test": "collection"}
 _CHATTY = {"apscheduler": logging.ERROR, "httpx": logging.WARNING,

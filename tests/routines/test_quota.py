@@ -25,7 +25,7 @@ from bot.kube.client import KubeClient
 from bot.kube.fact_watch import WatchedFacts
 from bot.routines.quota import QuotaWatch, quota_reader
 from bot.sim.server import SimCluster
-from bot.sim.slack import SlackStandIn, SlackCall
+from bot.sim.slack import SlackCall, SlackStandIn
 from bot.slack.notifier import web_client
 from bot.store import Store
 from tests.support.redis import redis_store
