@@ -28,7 +28,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.alerts.incidents import Incident, IncidentManager, ResolvedIncident
 from bot.diagnosis.causes import Cause
 from bot.routines import DAY
-from bot.slack.blocks import digest_message
+from bot.slack.blocks import MAX_LISTED, digest_message
 from bot.slack.notifier import posting_client
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class Digest:
             + sum(1 for r in resolved if r.created_at >= since)
         text, blocks = digest_message(
             cluster=self.cluster, period=self.period, now=now,
-            open_incidents=[(i, self._permalink(i)) for i in open_incidents],
+            open_incidents=[(incident, self._permalink(incident) if n < MAX_LISTED else None)
+                            for n, incident in enumerate(open_incidents)],  # links: listed ones
             opened=opened, resolved=len(resolved),
             top_causes=top_causes(open_incidents, resolved),
             resolve_times=resolve_times(resolved),

@@ -93,43 +93,74 @@ class QuotaWatch:
         #: owners whose last read failed (logged once until a read works again)
         self._unreadable: set[str] = set()
         self._facts_warned = False
+        #: (namespace, secret) → (version, username it holds for Docker Hub, or None)
+        self._usernames: dict[tuple[str, str], tuple[object, str | None]] = {}
 
     # -- what to check ------------------------------------------------------------------------
     def owners(self) -> list[QuotaOwner]:
-        """The anonymous IP first, then one owner per Docker Hub account in use."""
-        accounts: dict[str, QuotaOwner] = {}
-        for namespace, name in self._hub_secrets_in_use():
-            try:
-                credentials = secret_credentials(self.kube, namespace, name, DOCKER_HUB)
-            except (KubeError, SecretError) as exc:
-                log.info("quota watch: skipping pull secret %s/%s: %s", namespace, name, exc)
-                continue
-            if credentials is None:
-                continue
-            ref = f"{namespace}/{name}"
-            known = accounts.get(credentials.username)
-            accounts[credentials.username] = (
-                QuotaOwner(credentials, (ref,)) if known is None
-                else replace(known, secrets=(*known.secrets, ref)))
-        return [QuotaOwner(), *(accounts[user] for user in sorted(accounts))]
+        """The anonymous IP first, then one owner per Docker Hub account in use.
 
-    def _hub_secrets_in_use(self) -> list[tuple[str, str]]:
-        """(namespace, name) of each pull secret with a Docker Hub key that a service account
-        or a failing pod lists, from the fact watches (no API list)."""
+        Which account a secret holds is remembered per secret version (its username only,
+        keyed by the update time the fact watch reports), so a tick reads one secret per
+        account for its password, not every secret in use: 1,000 namespaces whose default
+        service account lists a copy of one `dockerhub-creds` cost one GET a tick after the
+        first."""
+        by_user: dict[str, list[tuple[str, str]]] = {}
+        in_use = self._hub_secrets_in_use()
+        for (namespace, name), version in in_use.items():
+            username = self._username(namespace, name, version)
+            if username is not None:
+                by_user.setdefault(username, []).append((namespace, name))
+        self._usernames = {key: known for key, known in self._usernames.items()
+                           if key in in_use}  # forget secrets no longer in use
+        owners = [QuotaOwner()]
+        for username in sorted(by_user):
+            secrets = sorted(by_user[username])
+            for namespace, name in secrets:  # the first that still holds this account
+                credentials = self._credentials(namespace, name, in_use[(namespace, name)])
+                if credentials is not None and credentials.username == username:
+                    owners.append(QuotaOwner(credentials,
+                                             tuple(f"{ns}/{n}" for ns, n in secrets)))
+                    break
+        return owners
+
+    def _username(self, namespace: str, name: str, version: object) -> str | None:
+        known = self._usernames.get((namespace, name))
+        if known is not None and version is not None and known[0] == version:
+            return known[1]
+        credentials = self._credentials(namespace, name, version)
+        return credentials.username if credentials is not None else None
+
+    def _credentials(self, namespace: str, name: str,
+                     version: object) -> RegistryCredentials | None:
+        """The secret's Docker Hub credentials (one GET); its username is remembered."""
+        try:
+            credentials = secret_credentials(self.kube, namespace, name, DOCKER_HUB)
+        except (KubeError, SecretError) as exc:
+            log.info("quota watch: skipping pull secret %s/%s: %s", namespace, name, exc)
+            credentials = None
+        self._usernames[(namespace, name)] = (
+            version, credentials.username if credentials is not None else None)
+        return credentials
+
+    def _hub_secrets_in_use(self) -> dict[tuple[str, str], object]:
+        """(namespace, name) → version (update time) of each pull secret with a Docker Hub
+        key that a service account or a failing pod lists, from the fact watches (no API
+        list)."""
         if self.facts is None:
-            return []
+            return {}
         if not self.facts.current:
             if not self._facts_warned:
                 log.warning("quota watch: the pull-secret and service-account watches are not "
                             "current (starting, out of contact, or not permitted): checking "
                             "only this bot's IP until they are")
                 self._facts_warned = True
-            return []
+            return {}
         self._facts_warned = False
-        hub = {(ns, info.name) for ns, info in self.facts.all_pull_secrets()
-               if any(registry_matches(key, DOCKER_HUB) for key in info.registries)}
         used = self.facts.account_references() | set(self._pod_references())
-        return sorted(hub & used)
+        return {(ns, info.name): info.updated_at for ns, info in self.facts.all_pull_secrets()
+                if (ns, info.name) in used
+                and any(registry_matches(key, DOCKER_HUB) for key in info.registries)}
 
     def _pod_references(self) -> Iterable[tuple[str, str]]:
         if self.view is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from bot.slack.notifier import web_client
 from bot.store import Store
 from tests.support.redis import redis_store
 from tests.support.stubs import HUB_PASSWORD, HUB_USER, DockerHubStub, closed_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -196,9 +198,13 @@ def test_one_check_per_docker_hub_account_in_use_and_no_password_anywhere(
                 for o in owners] == [(None, ()), (HUB_USER, ("shop/hub-a", "shop/hub-b"))]
 
         hub.clear_requests()
+        sim.clear_requests()
         a.run()
         logins = [r for r in hub.requests if r.path == "/token" and r.auth_user]
         assert [r.auth_user for r in logins] == [HUB_USER]  # one check for the account
+        # after the first look, one GET a tick per account (its first secret), not per secret
+        assert [r.path for r in sim.requests_matching("GET", "/secrets/")] == [
+            "/api/v1/namespaces/shop/secrets/hub-a"]
 
         hub.remaining = 4  # the stand-in counts both quotas down together
         a.run()
@@ -211,9 +217,21 @@ def test_one_check_per_docker_hub_account_in_use_and_no_password_anywhere(
         assert "shop/hub-a" in text and "shop/hub-b" in text
         assert hub.account_id in text  # docker-ratelimit-source of an account
         assert "kubectl create secret" not in text  # it is authenticated already
+        # a secret re-created for the other account: seen by its new version, checked too
+        updated = pull_secret("hub-b", "shop", "docker.io", OTHER_USER, OTHER_PASSWORD)
+        # the update time the apiserver records in managedFields (the scenario cluster keeps
+        # what it is given): the secret's version as the fact watch reports it
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+        updated["metadata"]["managedFields"] = [
+            {"manager": "kubectl-create", "operation": "Update", "time": later}]
+        sim.apply(updated)
+        wait_for(lambda: [o.secrets for o in a.owners()] == [(), ("shop/hub-a",),
+                                                            ("shop/hub-b",)], 5,
+                 "the account of the re-created secret")
         for call in slack.calls:
             assert HUB_PASSWORD not in json.dumps(call.params)
             assert OTHER_PASSWORD not in json.dumps(call.params)
         assert OTHER_USER not in json.dumps([c.params for c in slack.calls])
+        assert "x-not-hub" not in json.dumps([c.params for c in slack.calls])
     finally:
         facts.stop()
