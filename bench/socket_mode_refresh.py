@@ -15,6 +15,7 @@ slack_bolt.adapter.socket_mode.websocket_client, and bot/slack/socket_mode.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import sys
@@ -25,12 +26,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slack_bolt import Ack, App  # noqa: E402
-from slack_sdk import WebClient  # noqa: E402
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
 
-from bot.sim.slack import SlackStandIn  # noqa: E402
-from bot.sim.socket_mode import SocketModeStandIn, form_fields  # noqa: E402
-from tests.support.slack_requests import slash_command  # noqa: E402
+from bot.sim.slack import SlackStandIn
+from bot.sim.socket_mode import SocketModeStandIn, form_fields
+from tests.support.slack_requests import slash_command
 
 
 def builtin(app: App, token: str) -> Any:
@@ -82,10 +83,9 @@ def measure(name: str, make: Callable[[App, str], Any], rounds: int, hold: float
             for n in range(rounds):
                 before = len(socket_mode.connections)
                 socket_mode.refresh(hold)
-                try:
+                # a client that opens the new one later: Slack holds the command meanwhile
+                with contextlib.suppress(TimeoutError):
                     socket_mode.wait_connections(before + 1, timeout=0.5)
-                except TimeoutError:
-                    pass  # this client opens the new one later: Slack holds the command
                 envelope = command(socket_mode, slack, n + 1)
                 ack = socket_mode.wait_ack(envelope, 20)
                 latencies.append(ack.at - envelope.created_at)

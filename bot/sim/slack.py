@@ -35,13 +35,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.sim.lifecycle import HTTPListener, LoopbackService
-
-if TYPE_CHECKING:
-    from bot.sim.socket_mode import SocketModeStandIn
 
 JSON = dict[str, Any]
 _T = TypeVar("_T")
@@ -113,6 +110,14 @@ class SlackCallError(Exception):
             body["errors"] = list(self.detail)
             body["response_metadata"] = {"messages": [f"[ERROR] {d}" for d in self.detail]}
         return body
+
+
+class SocketModeEndpoint(Protocol):
+    """What ``apps.connections.open`` needs of bot/sim/socket_mode.py's stand-in."""
+
+    app_token: str
+
+    def issue_url(self) -> str: ...
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -338,7 +343,7 @@ class SlackStandIn(LoopbackService):
         self._listener = HTTPListener(host, "slack-standin")
         #: the Socket Mode endpoint ``apps.connections.open`` hands out (bot/sim/socket_mode.py
         #: sets it when it starts); without one the method answers ``not_allowed_token_type``
-        self.socket_mode: SocketModeStandIn | None = None
+        self.socket_mode: SocketModeEndpoint | None = None
         self.add_channel(*DEFAULT_CHANNEL)
 
     # -- workspace state -------------------------------------------------------------------------
