@@ -96,8 +96,9 @@ class PromptSocketModeClient(BaseSocketModeClient):
         `connect_to_new_endpoint`), read it at once, then retire the previous one."""
         if not self.wss_uri:
             self.wss_uri = self.issue_new_wss_url()
+        tls = {"context": self.web_client.ssl} if self.web_client.ssl is not None else None
         ws = websocket.create_connection(self.wss_uri, timeout=self.connect_timeout,
-                                         enable_multithread=True, skip_utf8_validation=False)
+                                         enable_multithread=True, sslopt=tls)
         ws.settimeout(None)  # the reader blocks; liveness is the monitor's job
         self._links += 1
         link = _Link(ws, self._links)

@@ -33,7 +33,13 @@ from bot.sim import factory
 from bot.sim.slack import SlackStandIn
 from bot.sim.socket_mode import SocketModeStandIn, interaction_payload
 from bot.slack.inbound import UNREADABLE_BUTTON
-from tests.support.slack_requests import ALERTS, block_action
+from tests.support.slack_requests import (
+    ALERTS,
+    BOT_USER_ID,
+    app_mention_event,
+    block_action,
+    message_ts,
+)
 from tests.support.socket_mode import ALICE, SocketBot, running_socket_bot
 from tests.support.waiting import wait_for
 
@@ -144,6 +150,25 @@ def test_approval_by_an_approver_patches_once(bot: SocketBot) -> None:
     assert "Done:" in bot.answer(name)["text"]
     [patch] = bot.sim.requests_matching("PATCH")
     assert "kubectl.kubernetes.io/restartedAt" in str(patch.body)
+
+
+def test_app_mention_is_answered_once_even_when_slack_redelivers(bot: SocketBot) -> None:
+    """An `events_api` envelope; the redelivery (retry_attempt 1, same event_id) is acked and
+    skipped by the same middleware as over HTTP (handlers/middleware.py)."""
+    ts = message_ts()
+    body = json.loads(app_mention_event(f"<@{BOT_USER_ID}> are you there?", ts=ts))
+    first = bot.socket_mode.events_api(body)
+    acked_in_time(bot, first)
+    again = bot.socket_mode.events_api(body, retry_attempt=1, retry_reason="timeout")
+    acked_in_time(bot, again)
+
+    def answers() -> list[Any]:
+        return [m for m in bot.slack.messages(ALERTS[0])
+                if m.thread_ts == ts and "open incident" in m.text]
+
+    wait_for(answers, what="the answer in the thread")
+    time.sleep(0.5)
+    assert len(answers()) == 1
 
 
 def test_malformed_button_press_is_stopped_before_bolt_as_over_http(bot: SocketBot) -> None:
