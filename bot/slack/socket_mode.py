@@ -8,18 +8,19 @@ a command sent on the new connection as soon as it opens; bench/socket_mode_refr
 
 - `slack_bolt.adapter.socket_mode` (slack_sdk's built-in client): one thread reads "the current
   session"; closing the old one waits for that reader's 3 s receive timeout, and the new
-  connection is not read before that: the ack came after ~3.1 s, past Slack's limit.
-- `slack_bolt.adapter.socket_mode.websocket_client`: opens the new connection only after the old
-  one has closed, and closing sends a close frame and waits up to 3 s for Slack's answer: the
-  ack came after ~3.6 s.
+  connection is not read before that: acks after 3.07-3.08 s, past Slack's limit. A dropped
+  connection (EOF) leaves its reader spinning until the ping check gives up.
+- `slack_bolt.adapter.socket_mode.websocket_client`: closes the old connection first (a close
+  frame, then up to 3 s waiting for Slack's answer) and opens the new one only afterwards:
+  acks after 3.0-10.0 s.
 - the aiohttp and websockets adapters need the async `AsyncApp`, which the bot is not.
 
 This client (slack_sdk's `BaseSocketModeClient`, so its queue, worker pool, `disconnect`
 handling and `apps.connections.open` call are slack_sdk's) gives every connection its own reader
 thread on websocket-client's `WebSocket`: a new connection is read from the moment it opens, the
 old one is closed in the background (close frame, `close_timeout`, then cut), and a connection
-that dies (EOF, reset, no frame for three ping intervals) is replaced at once. Measured: ack in
-~10 ms across the refresh (the README's Socket Mode section has the numbers).
+that dies (EOF, reset, no frame for three ping intervals) is replaced at once. Measured: acks
+in 12-17 ms across the refresh (the README's Socket Mode section has the table).
 """
 
 from __future__ import annotations
