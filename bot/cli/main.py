@@ -314,6 +314,8 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     /readyz and /metrics on PORT for the Deployment's probes and scrapes."""
     import threading
 
+    from slack_sdk.errors import SlackApiError
+
     from bot.app import build_bolt_app, build_runtime
     from bot.server import make_ops_server
     from bot.slack.socket_mode import SocketModeHandler
@@ -329,7 +331,13 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     try:
         ops_thread.start()
         runtime.start()
-        handler.client.connect_to_new_endpoint()
+        try:
+            handler.client.connect_to_new_endpoint()
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            raise UsageError(f"Slack refused the Socket Mode connection (apps.connections.open: "
+                             f"{error}); check SLACK_APP_TOKEN (an app-level token with "
+                             "connections:write)") from None
         write(f"imagepull-bot: Socket Mode connected; /healthz, /readyz, /metrics on "
               f"{args.host}:{settings.port}", file=sys.stderr)
         threading.Event().wait()

@@ -8,8 +8,8 @@ a command sent on the new connection as soon as it opens; bench/socket_mode_refr
 
 - `slack_bolt.adapter.socket_mode` (slack_sdk's built-in client): one thread reads "the current
   session"; closing the old one waits for that reader's 3 s receive timeout, and the new
-  connection is not read before that: acks after 3.07-3.08 s, past Slack's limit. A dropped
-  connection (EOF) leaves its reader spinning until the ping check gives up.
+  connection is not read before that: acks after 3.07-3.08 s, past Slack's limit. After a
+  dropped connection it reconnects only at its monitor's next check (every ping interval).
 - `slack_bolt.adapter.socket_mode.websocket_client`: closes the old connection first (a close
   frame, then up to 3 s waiting for Slack's answer) and opens the new one only afterwards:
   acks after 3.0-10.0 s.
@@ -48,6 +48,8 @@ from slack_sdk.web import WebClient
 from bot.slack.inbound import AnsweredAlready, Refused, screen_interaction
 
 log = logging.getLogger(__name__)
+#: Seconds between two reconnects (the first after a drop is immediate).
+RECONNECT_SPACING = 1.0
 
 
 @dataclass(eq=False)
@@ -86,6 +88,7 @@ class PromptSocketModeClient(BaseSocketModeClient):
         self._links = 0
         self._monitor: threading.Thread | None = None
         self._stop = threading.Event()
+        self._last_reconnect = float("-inf")
 
     # -- BaseSocketModeClient --------------------------------------------------------------------
     def is_connected(self) -> bool:
@@ -180,6 +183,12 @@ class PromptSocketModeClient(BaseSocketModeClient):
             self._reconnect()
 
     def _reconnect(self) -> None:
+        """Replace the connection; at most one attempt per `RECONNECT_SPACING` seconds, so
+        a Slack that closes every new connection at once is not hammered."""
+        wait = self._last_reconnect + RECONNECT_SPACING - time.monotonic()
+        if wait > 0 and self._stop.wait(wait):
+            return
+        self._last_reconnect = time.monotonic()
         try:
             self.connect_to_new_endpoint()
         except Exception as exc:  # the monitor tries again every ping interval

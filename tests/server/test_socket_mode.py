@@ -261,4 +261,20 @@ def test_socket_command_connects_serves_probes_and_stops_on_sigterm(tmp_path: Pa
             if process.poll() is None:
                 process.kill()
                 process.wait(5)
-            time.sleep(0)
+
+
+def test_socket_command_with_a_refused_app_token_says_so(tmp_path: Path) -> None:
+    from bot.sim.server import SimCluster
+    from tests.support.serve import free_port, serve_environment
+
+    with SimCluster() as sim, SlackStandIn() as slack, SocketModeStandIn(slack):
+        env = serve_environment(sim.write_kubeconfig(tmp_path / "kubeconfig"), slack.token,
+                                slack.api_url, SLACK_APP_TOKEN="xapp-1-A0-1-revoked",
+                                PORT=str(free_port()))
+        done = subprocess.run([sys.executable, "-m", "bot", "socket", "--host", "127.0.0.1"],
+                              env=env, cwd=Path(__file__).parents[2], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "apps.connections.open: invalid_auth" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "xapp-1-A0-1-revoked" not in done.stderr
