@@ -133,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--offline", action="store_true",
                        help="only check the settings, do not contact anything")
 
-    sub.add_parser("demo", help="play an incident timeline against the real pipeline and "
-                   "show what the Slack channel receives")
+    demo = sub.add_parser("demo", help="play an incident timeline against the real pipeline "
+                          "and show what the Slack channel receives")
+    demo.add_argument("--socket", action="store_true",
+                      help="also ask the bot over Socket Mode (the local stand-in), across a "
+                      "connection refresh")
     scenarios = sub.add_parser("scenarios", help="diagnose every pod of the built-in "
                                "scenarios (one per cause)")
     output_option(scenarios)
@@ -388,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from bot.sim.demo_story import run_story
 
-            return run_story()
+            return run_story(socket=args.socket)
         if args.command == "scenarios":
 
             return run_demo(args.ids, args.output)
