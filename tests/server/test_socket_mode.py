@@ -100,6 +100,32 @@ def test_apps_connections_open_wants_the_app_token() -> None:
         assert socket_mode.app_token not in json.dumps(call.headers)  # masked when recorded
 
 
+def test_a_ticket_opens_one_connection_and_hello_comes_first() -> None:
+    import websocket
+
+    with SlackStandIn() as slack, SocketModeStandIn(slack) as socket_mode:
+        url = socket_mode.issue_url()
+        ws = websocket.create_connection(url, timeout=5)
+        try:
+            hello = json.loads(ws.recv())
+            assert hello["type"] == "hello" and hello["num_connections"] == 1
+            assert hello["connection_info"] == {"app_id": slack.app_id}
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                websocket.create_connection(url, timeout=5)  # the same ticket again
+            assert refused.value.status_code == 401
+            envelope = socket_mode.events_api({"type": "event_callback", "event_id": "Ev1"})
+            message = json.loads(ws.recv())
+            assert message == {"envelope_id": envelope.envelope_id, "type": "events_api",
+                               "payload": {"type": "event_callback", "event_id": "Ev1"},
+                               "accepts_response_payload": False, "retry_attempt": 0,
+                               "retry_reason": ""}
+            ws.send(json.dumps({"envelope_id": envelope.envelope_id}))
+            ack = socket_mode.wait_ack(envelope, 5)
+            assert ack.payload is None and ack.connection == 1
+        finally:
+            ws.close()
+
+
 # -- requests over the socket ------------------------------------------------------------------
 
 

@@ -27,9 +27,16 @@ from bot.kube.client import KubeClient
 from bot.server import HttpServer, make_ops_server
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
-from bot.sim.socket_mode import Envelope, SocketModeStandIn, form_fields, interaction_payload
+from bot.sim.socket_mode import (
+    Envelope,
+    SocketModeStandIn,
+    form_fields,
+    interaction_payload,
+    new_app_token,
+)
 from bot.slack.socket_mode import SocketModeHandler
 from bot.store import RedisStore
+from tests.support.leaks import SECRETS
 from tests.support.redis import redis_store
 from tests.support.slack_requests import ALERTS, _environment, block_action, slash_command
 
@@ -96,7 +103,9 @@ def running_socket_bot(*, env: Mapping[str, str] | None = None, hold_open: float
     with ExitStack() as stack:
         sim = stack.enter_context(SimCluster())
         slack = stack.enter_context(SlackStandIn())
-        socket_mode = stack.enter_context(SocketModeStandIn(slack, hold_open=hold_open))
+        socket_mode = stack.enter_context(SocketModeStandIn(slack, new_app_token(),
+                                                            hold_open=hold_open))
+        SECRETS.add(socket_mode.app_token, "Socket Mode app-level token")
         store = stack.enter_context(redis_store())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ipb-sock-")))
         kubeconfig = sim.write_kubeconfig(workdir / "kubeconfig")
