@@ -31,8 +31,9 @@ services:
 test: lint typecheck services
 	$(BIN)/pytest -q
 
+# `make demo DEMO_ARGS=--socket` also asks the bot over Socket Mode, across a connection refresh.
 demo: $(STAMP)
-	$(BIN)/python -m bot demo
+	$(BIN)/python -m bot demo $(DEMO_ARGS)
 
 scenarios: $(STAMP)
 	$(BIN)/python -m bot scenarios

@@ -123,15 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the bot: HTTP for Slack (/slack/events), "
                            "/healthz, /readyz, plus the watcher and scheduler")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
-    sub.add_parser("socket", help="run the bot over Slack Socket Mode (no public ingress)")
+    socket_mode = sub.add_parser("socket", help="run the bot over Slack Socket Mode (no public "
+                                 "ingress); /healthz, /readyz, /metrics on PORT")
+    socket_mode.add_argument("--host", default="0.0.0.0",  # noqa: S104
+                             help="address the ops endpoints listen on")
     check = sub.add_parser("check-config", help="say what is missing or wrong in the "
                            "environment, and test the connections")
     check.add_argument("--mode", choices=("serve", "socket"), default="serve")
     check.add_argument("--offline", action="store_true",
                        help="only check the settings, do not contact anything")
 
-    sub.add_parser("demo", help="play an incident timeline against the real pipeline and "
-                   "show what the Slack channel receives")
+    demo = sub.add_parser("demo", help="play an incident timeline against the real pipeline "
+                          "and show what the Slack channel receives")
+    demo.add_argument("--socket", action="store_true",
+                      help="also ask the bot over Socket Mode (the local stand-in), across a "
+                      "connection refresh")
     scenarios = sub.add_parser("scenarios", help="diagnose every pod of the built-in "
                                "scenarios (one per cause)")
     output_option(scenarios)
@@ -306,21 +312,44 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_socket(args: argparse.Namespace, settings: Settings) -> int:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    """Socket Mode through bot/slack/socket_mode.py (its docstring says why not Bolt's
+    adapters: the ack must stay within 3 s across Slack's connection refresh), plus /healthz,
+    /readyz and /metrics on PORT for the Deployment's probes and scrapes."""
+    import threading
+
+    from slack_sdk.errors import SlackApiError
 
     from bot.app import build_bolt_app, build_runtime
+    from bot.server import make_ops_server
+    from bot.slack.socket_mode import SocketModeHandler
 
     _require(settings, "socket")
     runtime = build_runtime(settings)
     bolt = build_bolt_app(settings, runtime)
+    ops = make_ops_server(runtime, args.host, settings.port)
+    ops_thread = threading.Thread(target=ops.serve_forever, name="ops-http", daemon=True)
     _stop_on_sigterm()
-    runtime.start()
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    handler = SocketModeHandler(bolt, app_token)
     try:
-        SocketModeHandler(bolt, app_token).start()
+        ops_thread.start()
+        runtime.start()
+        try:
+            handler.client.connect_to_new_endpoint()
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            raise UsageError(f"Slack refused the Socket Mode connection (apps.connections.open: "
+                             f"{error}); check SLACK_APP_TOKEN (an app-level token with "
+                             "connections:write)") from None
+        write(f"imagepull-bot: Socket Mode connected; /healthz, /readyz, /metrics on "
+              f"{args.host}:{settings.port}", file=sys.stderr)
+        threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
+        handler.close()
+        ops.shutdown()
+        ops.server_close()
         runtime.stop()
     return EXIT_OK
 
@@ -362,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from bot.sim.demo_story import run_story
 
-            return run_story()
+            return run_story(socket=args.socket)
         if args.command == "scenarios":
 
             return run_demo(args.ids, args.output)
