@@ -85,10 +85,11 @@ def _always(c: Container, inv: Inventory) -> AuditFinding | None:
     if c.ref is None or c.spec.pull_policy != "Always" or not immutable(c.ref):
         return None
     what = "a digest" if c.ref.digest else f"the release tag {code_span(c.ref.tag)}"
+    quota = " (and spends Docker Hub quota)" if c.ref.is_docker_hub else ""
     return c.finding(Check.ALWAYS_PULL_IMMUTABLE,
                      f"{c.where} pins {what} but sets imagePullPolicy `Always`: every start "
-                     "asks the registry (and spends Docker Hub quota) for an image that cannot "
-                     "change, and fails when the registry is down.",
+                     f"asks the registry{quota} about an image that cannot change, and fails "
+                     "while the registry is down.",
                      fixes.audit_pull_if_not_present(c.context(inv, pull_policy="Always")))
 
 
