@@ -32,7 +32,10 @@ from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient, client_from_settings
-from bot.routines import Routine
+from bot.routines import Routine, interval
+from bot.routines.audit import AuditDigest
+from bot.routines.credentials import CredentialsWatch
+from bot.routines.cron import cron
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
@@ -216,9 +219,29 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     watchers += watched_facts.reflectors
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
-                      approvals, interactive, watchers, sweeper, view)
+                      approvals, interactive, watchers, sweeper, view,
+                      routines=_audit_routines(settings, kube, slack, store))
     _gauges(runtime)
     return runtime
+
+
+def _audit_routines(settings: Settings, kube: KubeClient, slack: WebClient,
+                    store: Store) -> list[Routine]:
+    """The weekly prevention audit (AUDIT_CRON) and the credentials watch
+    (CREDENTIALS_WATCH_SECONDS); an empty or zero setting turns each off."""
+    namespaces = settings.watch_namespaces or None
+    routines: list[Routine] = []
+    if settings.audit_cron:
+        digest = AuditDigest(kube, slack, settings.alert_channel, namespaces)
+        try:
+            routines.append(cron("audit-digest", digest.run, settings.audit_cron))
+        except ValueError as exc:
+            raise ValueError(f"AUDIT_CRON={settings.audit_cron!r}: {exc}") from None
+    if settings.credentials_watch_seconds > 0:
+        watch = CredentialsWatch(kube, slack, store, settings.alert_channel, namespaces)
+        routines.append(interval("credentials-watch", watch.run,
+                                 settings.credentials_watch_seconds))
+    return routines
 
 
 def _gauges(runtime: Runtime) -> None:

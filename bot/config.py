@@ -101,6 +101,23 @@ class Settings(BaseSettings):
     dockerhub_registry_url: str = Field(default="https://registry-1.docker.io",
                                         alias="DOCKERHUB_REGISTRY_URL")
 
+    # -- the prevention audit and the credentials watch (issue 11) ------------------------------
+    #: when the weekly audit digest is posted to the alert channel (crontab, UTC; empty: never)
+    audit_cron: str = Field(default="0 9 * * 1", alias="AUDIT_CRON")
+    #: how often the credentials watch looks (each finding is said once a day; 0: never)
+    credentials_watch_seconds: float = Field(default=3600.0, ge=0,
+                                             alias="CREDENTIALS_WATCH_SECONDS")
+
+    @field_validator("audit_cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        """The shape here; each field's values when the routine is built (bot/routines/cron)."""
+        value = value.strip()
+        if value and len(value.split()) != 5:
+            raise ValueError("expected five crontab fields (minute hour day month weekday), "
+                             f"e.g. '0 9 * * 1', got {value!r}")
+        return value
+
     @field_validator("registry_endpoints", "registry_ca_bundles", mode="before")
     @classmethod
     def _parse_pairs(cls, value: object) -> dict[str, str]:

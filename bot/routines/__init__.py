@@ -47,3 +47,10 @@ def first_time(store: Store, topic: str, finding: str, period: float = DAY) -> b
     (names from the cluster included); it is hashed into the key, never a key of its own."""
     digest = hashlib.sha256(finding.encode()).hexdigest()[:32]
     return store.set_nx(store.key("said", topic, digest), "1", ttl=period)
+
+
+def forget(store: Store, topic: str, finding: str) -> None:
+    """Undo `first_time` for a finding that could not be said after all (the post failed):
+    the next run says it, rather than the next day's."""
+    digest = hashlib.sha256(finding.encode()).hexdigest()[:32]
+    store.delete(store.key("said", topic, digest))

@@ -425,3 +425,17 @@ def audit_message(report: AuditReport, *, title: str = "Prevention audit",
                                  "them, with every fix step").format(
             hidden, code("python -m bot audit" + (f" -n {scope}" if scope else "")))))
     return message(text, blocks)
+
+
+def audit_finding_message(finding: AuditFinding, title: str) -> tuple[str, list[Block]]:
+    """One finding on its own (the credentials watch): what, where, why, and every fix step."""
+    where = M("{} {} in {}").format(finding.kind, code(finding.name), code(finding.namespace))
+    if finding.container:
+        where += M(" (container {})").format(code(finding.container))
+    text = M("{} — {}: {}").format(title, finding.check.value, where)
+    blocks: list[Block] = [_mrkdwn(M("*{}* — {}: {}\n{}").format(
+        title, code(finding.check.value), where, cut(escape(finding.message), 2000)))]
+    for number, fix in enumerate(finding.fixes[:MAX_FIXES], start=1):
+        head = M("*{}.* {}\n").format(number, fix.title)
+        blocks.append(_mrkdwn(head + code_block(fix.command, MAX_SECTION_TEXT - len(head))))
+    return message(text, blocks)
