@@ -146,3 +146,13 @@ def test_lists_are_paginated(tmp_path: Path) -> None:
                  if r.param("continue")]
     assert len(inventory.workloads) == 8
     assert len(pages) == 2  # 3 + 3 + 2
+
+
+def test_without_secrets_the_credential_checks_are_skipped_and_say_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with SimCluster([load_scenario(DATA / "credentials.yaml")], forbidden=["secrets"]) as sim:
+        code, out, _ = run(sim, tmp_path, capsys, "-o", "json")
+    report = json.loads(out)
+    assert code == EXIT_OK and report["clean"]
+    assert report["skipped"] and "pull secrets" in report["skipped"][0]
+    assert "not permitted" in report["skipped"][0]
