@@ -4,7 +4,8 @@ Objects are fetched as raw JSON (`_preload_content=False`) rather than the clien
 classes: diagnosis reads the same camelCase shape as `kubectl get -o json`, and the code does not
 depend on the generated models, which were regenerated wholesale in kubernetes-client 37.
 Reads are limited to what the bot's Role grants (deploy/ RBAC): pods, events, the owner chain,
-service accounts, docker-registry secrets and nodes.
+service accounts, docker-registry secrets and nodes; for the prevention audit, the workloads'
+pod templates and the namespaces' labels.
 """
 
 from __future__ import annotations

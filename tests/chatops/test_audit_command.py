@@ -85,3 +85,12 @@ def test_hostile_names_come_out_escaped(bot: BotUnderTest) -> None:
     assert "`reboot`" not in everything and f"{lookalike}reboot{lookalike}" in everything
     assert "$(rm -rf /)" in everything  # shown, as a name
     assert "kubectl set image 'deployment/&lt;workload-name&gt;'" in everything  # not run
+
+
+def test_a_namespace_outside_watch_namespaces_is_refused() -> None:
+    with running_bot(env={"WATCH_NAMESPACES": "tools"}) as bot:
+        bot.sim.load(load_scenario(DATA / "clean.yaml"))
+        _, refused = command(bot, "audit shop")
+        _, watched = command(bot, "audit")
+    assert "is not one of the namespaces this bot watches" in refused["text"]
+    assert "no findings (1 namespaces, 1 workloads checked)" in watched["text"]
