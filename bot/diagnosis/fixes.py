@@ -411,6 +411,38 @@ def _rate_limited(ctx: FixContext) -> list[Fix]:
     return fixes
 
 
+def dockerhub_quota_fixes(authenticated: bool) -> tuple[Fix, ...]:
+    """The field guide's fixes for a Docker Hub quota running low, for the quota watch's
+    warning (bot/routines/quota.py): it is about a whole IP or account, not one workload, so
+    the namespace is a placeholder. Anonymous pulls (an IP's quota): authenticate them (a
+    free account doubles the quota and decouples it from the NAT IP) and pull through a
+    cache. An account's quota: pull through a cache (or a paid plan, which has no limit)."""
+    hub = FixContext(namespace="<namespace>", workload=WorkloadRef("Deployment", "<workload>"),
+                     container="", image="docker.io/library/nginx",
+                     ref=try_parse_image("docker.io/library/nginx"))
+    fixes: list[Fix] = []
+    if not authenticated:
+        fixes += [
+            create_pull_secret(
+                hub, "dockerhub-creds",
+                "Authenticate pulls in each namespace that pulls from Docker Hub (fill in "
+                "<namespace>, <username> and <personal-access-token>): a free account allows "
+                "200 pulls per 6 hours, counted per account instead of per NAT IP",
+                placeholder="<personal-access-token>"),
+            replace(attach_secret_to_service_account(hub, "dockerhub-creds"),
+                    title="Attach it to the namespace's default service account (keep any "
+                          "secrets it already lists in the patch; existing pods need a "
+                          "restart)"),
+        ]
+    fixes.append(hosts_toml(
+        "docker.io",
+        'server = "https://registry-1.docker.io"\n\n'
+        '[host."https://<registry-mirror>"]\n  capabilities = ["pull", "resolve"]',
+        "Pull through a cache (Harbor, Nexus or registry:2 as a proxy): point docker.io at "
+        "your mirror (replace <registry-mirror>)"))
+    return tuple(fixes)
+
+
 def _quota_check(ctx: FixContext) -> Fix:
     """Docker's documented check: a token, then a manifest HEAD (HEAD uses no quota)."""
     repo = ctx.ref.repository if ctx.ref else "library/nginx"

@@ -733,6 +733,21 @@ class SlackStandIn(LoopbackService):
                     return m
         return None
 
+    def _chat_get_permalink(self, params: JSON) -> JSON:
+        """https://docs.slack.dev/reference/methods/chat.getPermalink: `channel` and
+        `message_ts` → `{"channel", "permalink"}` on the workspace's host (a reply's link
+        carries `thread_ts` and `cid`, as Slack's do); `message_not_found` otherwise."""
+        cid = self._channel_param(params)
+        ts = str(params.get("message_ts") or "")
+        message = self._find(cid, ts)  # roots and replies alike
+        if message is None:
+            raise SlackCallError("message_not_found")
+        host = f"https://{self.team.lower().replace(' ', '-')}.slack.com"
+        link = f"{host}/archives/{cid}/p{ts.replace('.', '')}"
+        if message.thread_ts and message.thread_ts != ts:
+            link += f"?thread_ts={message.thread_ts}&cid={cid}"
+        return {"ok": True, "channel": cid, "permalink": link}
+
     def _chat_update(self, params: JSON) -> JSON:
         cid = self._channel_param(params)
         ts = str(params.get("ts") or "")
@@ -1028,6 +1043,7 @@ _METHODS: dict[str, Callable[[SlackStandIn, JSON], JSON]] = {
     "auth.test": SlackStandIn._auth_test,
     "chat.postMessage": SlackStandIn._chat_post_message,
     "chat.update": SlackStandIn._chat_update,
+    "chat.getPermalink": SlackStandIn._chat_get_permalink,
     "chat.postEphemeral": SlackStandIn._chat_post_ephemeral,
     "views.open": SlackStandIn._views_open,
     "usergroups.users.list": SlackStandIn._usergroups_users_list,

@@ -14,6 +14,7 @@ hide a link, and a backtick in a value cannot break a code span.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
@@ -21,9 +22,10 @@ from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.causes import CAUSES, Cause
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.facts import WorkloadRef
-from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
+from bot.diagnosis.model import ContainerDiagnosis, Fix, PodDiagnosis
+from bot.registry.dockerhub import Quota
 from bot.slack import actions
-from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, plain, user
+from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, permalink, plain, user
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -439,3 +441,127 @@ def audit_finding_message(finding: AuditFinding, title: str) -> tuple[str, list[
         head = M("*{}.* {}\n").format(number, fix.title)
         blocks.append(_mrkdwn(head + code_block(fix.command, MAX_SECTION_TEXT - len(head))))
     return message(text, blocks)
+
+
+# -- scheduled watches (bot/routines) -----------------------------------------------------------
+
+
+def _fix_steps(fixes: Sequence[Fix]) -> list[Block]:
+    blocks: list[Block] = []
+    for number, fix in enumerate(fixes[:MAX_FIXES], start=1):
+        title = M("*{}.* {}\n").format(number, fix.title)
+        blocks.append(_mrkdwn(title + code_block(fix.command, MAX_SECTION_TEXT - len(title))))
+    return blocks
+
+
+def quota_owner(quota: Quota, secrets: Sequence[str] = ()) -> Mrkdwn:
+    """Whose Docker Hub quota it is, in words: the bot's outbound IP (anonymous pulls) or an
+    account by its username and the pull secrets holding it. Never a password or token."""
+    if not quota.authenticated:
+        return M("this bot's outbound IP {} (anonymous pulls: every node leaving through the "
+                 "same NAT shares it)").format(code(quota.source or "unknown"))
+    used = M(", ").join(code(s) for s in secrets[:MAX_LISTED])
+    more = M(" and {} more").format(len(secrets) - MAX_LISTED) if len(secrets) > MAX_LISTED \
+        else M("")
+    source = M(", docker-ratelimit-source {}").format(code(quota.source)) if quota.source \
+        else M("")
+    return M("Docker Hub account {}{} (pull secret{} {}{})").format(
+        code(quota.username or "?"), source, "s" if len(secrets) != 1 else "", used, more)
+
+
+def _span(seconds: int) -> str:
+    """`6 hours` for 21600 (Docker Hub's window), else the usual short duration."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hour{'s' if seconds != 3600 else ''}"
+    return duration(seconds)
+
+
+def _window(seconds: int | None) -> Mrkdwn:
+    if not seconds:
+        return M("Docker Hub's window")
+    hours = seconds / 3600
+    span = f"{hours:g}-hour" if hours >= 1 else f"{seconds}-second"
+    return M("Docker Hub's rolling {} window (w={})").format(span, seconds)
+
+
+def quota_warning_message(quota: Quota, whose: Mrkdwn, threshold: int, now: float,
+                          fixes: Sequence[Fix]) -> tuple[str, list[Block]]:
+    """The quota watch's warning: whose quota, what is left, when it recovers, the fixes."""
+    remaining = quota.remaining if quota.remaining is not None else 0
+    limit = M("{}").format(quota.limit) if quota.limit is not None else M("?")
+    text = M("⚠️ Docker Hub pull quota low: {} of {} pulls left for {}").format(
+        remaining, limit, whose)
+    window = quota.window_seconds
+    limited = M(" Docker Hub is refusing pulls now (429 toomanyrequests).") \
+        if quota.status == 429 else M("")
+    recovers = (M("Pulls older than {} stop counting, so the quota comes back gradually; with "
+                  "no new pulls it is full again by {} at the latest.").format(
+                      _span(window), date(now + window)) if window
+                else M("It comes back as older pulls leave the window."))
+    blocks: list[Block] = [
+        _mrkdwn(M("⚠️ *Docker Hub pull quota low* — {} of {} pulls left (warning below {}) "
+                  "in {}.{}").format(remaining, limit, threshold, _window(window), limited)),
+        _mrkdwn(M("*Whose quota:* {}\n*Recovers:* {}").format(whose, recovers)),
+        *_fix_steps(fixes),
+        _context(M("imagepull-bot · quota watch · checked with HEAD requests (they use no "
+                   "quota) · I will say in this thread when it is back at {} or more")
+                 .format(threshold)),
+    ]
+    return message(text, blocks)
+
+
+def quota_recovered_message(quota: Quota, whose: Mrkdwn,
+                            threshold: int) -> tuple[str, list[Block]]:
+    """The quota is back at or above the threshold (or Docker Hub no longer limits it)."""
+    if quota.unlimited:
+        text = M("✅ Docker Hub no longer rate-limits {} (no rate-limit headers).").format(whose)
+    else:
+        limit = M("{}").format(quota.limit) if quota.limit is not None else M("?")
+        text = M("✅ Docker Hub pull quota recovered: {} of {} pulls left for {} (at or above "
+                 "{}).").format(quota.remaining, limit, whose, threshold)
+    return message(text, [_mrkdwn(text)])
+
+
+def digest_message(*, cluster: str, period: float,
+                   open_incidents: Sequence[tuple[Incident, str | None]], now: float,
+                   opened: int, resolved: int, top_causes: Sequence[tuple[Cause, int]],
+                   resolve_times: tuple[float, float] | None,
+                   noisiest: Sequence[tuple[str, int]]) -> tuple[str, list[Block]]:
+    """The daily digest: open incidents (each with a link to its thread: a Slack permalink,
+    or its channel and ts), then the period's figures."""
+    span = _span(int(period))
+    title = f"📋 Image-pull digest for {cluster}: {len(open_incidents)} open, {opened} opened " \
+            f"and {resolved} resolved in the last {span}"
+    blocks: list[Block] = [{"type": "header", "text": {
+        "type": "plain_text", "text": plain(f"📋 Image-pull digest — {cluster}", MAX_HEADER),
+        "emoji": True}}]
+    if open_incidents:
+        lines: list[Mrkdwn] = []
+        for incident, url in open_incidents[:MAX_LISTED]:
+            where = (permalink(url, "thread") if url else
+                     M("thread {} in {}").format(code(incident.thread_ts or "?"),
+                                                 code(incident.channel or "?")))
+            lines.append(M("• *{}* — {} — open {} — {} pod{} failing — {}").format(
+                CAUSES[incident.cause].title, code(incident.scope),
+                duration(now - incident.created_at), len(incident.pods),
+                "s" if len(incident.pods) != 1 else "", where))
+        if len(open_incidents) > MAX_LISTED:
+            lines.append(M("…and {} more").format(len(open_incidents) - MAX_LISTED))
+        blocks.append(_mrkdwn(M("*Open incidents ({})*\n").format(len(open_incidents))
+                              + M("\n").join(lines)))
+    else:
+        blocks.append(_mrkdwn(M("✅ *No open incidents.*")))
+    figures = [M("*Last {}:* {} opened, {} resolved").format(span, opened, resolved)]
+    if top_causes:
+        figures.append(M("*Top causes:* ") + M(", ").join(
+            M("{} ({})").format(CAUSES[cause].title, n) for cause, n in top_causes))
+    if resolve_times is not None:
+        figures.append(M("*Time to resolve:* median {}, worst {}").format(
+            duration(resolve_times[0]), duration(resolve_times[1])))
+    if noisiest:
+        figures.append(M("*Noisiest workloads:* ") + M(", ").join(
+            M("{} ({} pod{})").format(code(w), n, "s" if n != 1 else "") for w, n in noisiest))
+    blocks.append(_mrkdwn(M("\n").join(figures)))
+    blocks.append(_context(M("imagepull-bot · daily digest (DIGEST_CRON) · reminders of open "
+                             "incidents also go to their threads every REPEAT_INTERVAL_SECONDS")))
+    return message(title, blocks)
