@@ -344,9 +344,6 @@ def approval_audit_line(request: Any, outcome: str, by: str) -> Mrkdwn:
 
 # -- the prevention audit (/imagepull audit, the weekly digest) -------------------------------
 
-#: blocks kept for the header, the summary and the closing "more" line
-_AUDIT_RESERVED = 3
-
 
 def _audit_entry(finding: AuditFinding) -> Mrkdwn:
     """One finding: what and where, the plain words, and its first fix (the rest counted).
