@@ -33,6 +33,8 @@ from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient, client_from_settings
 from bot.routines import Routine, cron, cron_period, interval
+from bot.routines.audit import AuditDigest
+from bot.routines.credentials import CredentialsWatch
 from bot.routines.digest import Digest
 from bot.routines.quota import QuotaWatch, quota_reader
 from bot.slack.approvers import Approvers
@@ -240,6 +242,22 @@ def _routines(settings: Settings, store: Store, kube: KubeClient, slack: WebClie
         digest = Digest(manager, slack, settings.alert_channel, cluster=settings.cluster_name,
                         period=cron_period(settings.digest_cron))
         routines.append(cron("digest", digest.run, settings.digest_cron))
+    return routines + _audit_routines(settings, kube, slack, store)
+
+
+def _audit_routines(settings: Settings, kube: KubeClient, slack: WebClient,
+                    store: Store) -> list[Routine]:
+    """The weekly prevention audit (AUDIT_CRON) and the credentials watch
+    (CREDENTIALS_WATCH_SECONDS); an empty or zero setting turns each off."""
+    namespaces = settings.watch_namespaces or None
+    routines: list[Routine] = []
+    if settings.audit_cron:
+        audit = AuditDigest(kube, slack, settings.alert_channel, namespaces)
+        routines.append(cron("audit-digest", audit.run, settings.audit_cron))
+    if settings.credentials_watch_seconds > 0:
+        watch = CredentialsWatch(kube, slack, store, settings.alert_channel, namespaces)
+        routines.append(interval("credentials-watch", watch.run,
+                                 settings.credentials_watch_seconds))
     return routines
 
 

@@ -112,7 +112,14 @@ class Settings(BaseSettings):
     #: when the daily digest is posted (crontab, UTC); empty: no digest
     digest_cron: str = Field(default="0 9 * * *", alias="DIGEST_CRON")
 
-    @field_validator("digest_cron")
+    # -- the prevention audit and the credentials watch (issue 11) ------------------------------
+    #: when the weekly audit digest is posted to the alert channel (crontab, UTC; empty: never)
+    audit_cron: str = Field(default="0 9 * * 1", alias="AUDIT_CRON")
+    #: how often the credentials watch looks (each finding is said once a day; 0: never)
+    credentials_watch_seconds: float = Field(default=3600.0, ge=0,
+                                             alias="CREDENTIALS_WATCH_SECONDS")
+
+    @field_validator("digest_cron", "audit_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
         value = " ".join(value.split())

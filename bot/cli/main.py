@@ -2,7 +2,8 @@
 
 Exit codes are a contract for scripts: 0 done (diagnosed, or no pull problem), 2 bad arguments
 or input, 3 Kubernetes API unreachable or forbidden, 4 the registry could not be asked (quota,
-tags, verify-secret).
+tags, verify-secret). `audit` has its own, for CI: 0 clean, 1 findings, 2 errors (bad
+arguments, the API unreachable or refusing).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 EXIT_OK = 0
+EXIT_FINDINGS = 1  # audit: something to fix
 EXIT_BAD_INPUT = 2
 EXIT_KUBE = 3
 EXIT_REGISTRY = 4
@@ -119,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--secret", metavar="NAMESPACE/NAME", help="pull with this secret")
     output_option(tags)
     kube_options(tags)
+
+    audit = sub.add_parser("audit", help="check every workload against the field guide's "
+                           "prevention rules (exit 1 when there are findings)")
+    audit.add_argument("--namespace", "-n", metavar="NS",
+                       help="audit one namespace (default: WATCH_NAMESPACES, or all)")
+    output_option(audit)
+    kube_options(audit)
 
     serve = sub.add_parser("serve", help="run the bot: HTTP for Slack (/slack/events), "
                            "/healthz, /readyz, plus the watcher and scheduler")
@@ -269,6 +278,26 @@ def run_tags(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def run_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.diagnosis.audit import audit
+    from bot.diagnosis.render import render_audit_text
+    from bot.kube.inventory import gather
+
+    if args.namespace is not None and not names.is_dns1123_label(args.namespace):
+        raise UsageError(f"namespace {args.namespace!r} is not a valid DNS-1123 label")
+    namespaces = [args.namespace] if args.namespace else settings.watch_namespaces or None
+    try:
+        result = audit(gather(_kube(args, settings), namespaces))
+    except KubeError as exc:  # unreachable, forbidden, an unknown namespace: an error, not 3
+        write_error(str(exc))
+        return EXIT_BAD_INPUT
+    if args.output == "json":
+        write_json(result.to_json())
+    else:
+        write(render_audit_text(result), end="")
+    return EXIT_OK if result.clean else EXIT_FINDINGS
+
+
 def _require(settings: Settings, mode: str) -> None:
     from bot.config import config_problems
 
@@ -372,7 +401,7 @@ def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"diagnose": run_diagnose, "quota": run_quota, "verify-secret": run_verify_secret,
-            "tags": run_tags, "serve": run_serve, "socket": run_socket,
+            "tags": run_tags, "audit": run_audit, "serve": run_serve, "socket": run_socket,
             "check-config": run_check_config}
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
+from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.causes import CAUSES, Cause
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.facts import WorkloadRef
@@ -339,6 +340,104 @@ def approval_audit_line(request: Any, outcome: str, by: str) -> Mrkdwn:
     line = M("🧾 {} {} the {} requested by {} at {}").format(
         user(by), verbs.get(outcome, outcome), request.describe(), user(request.requester), at)
     return line + (M(" — {}").format(request.result) if request.result else M(""))
+
+
+# -- the prevention audit (/imagepull audit, the weekly digest) -------------------------------
+
+
+def _audit_entry(finding: AuditFinding) -> Mrkdwn:
+    """One finding: what and where, the plain words, and its first fix (the rest counted).
+
+    The message's own code spans are built backtick-safe (bot/diagnosis/markup.py), so, like a
+    diagnosis summary, escaping Slack's three control characters is all it needs."""
+    where = M("{} {}").format(finding.kind, code(finding.name))
+    if finding.container:
+        where += M(" · container {}").format(code(finding.container))
+    entry = M("• {} — {}\n{}").format(code(finding.check.value), where,
+                                      cut(escape(finding.message), 1200))
+    if finding.fixes:
+        first = finding.fixes[0]
+        entry += M("\n_{}_\n").format(cut(M("{}").format(first.title), 400))
+        entry += code_block(first.command, 1000)
+        if len(finding.fixes) > 1:
+            entry += M("\n+{} more step{}").format(len(finding.fixes) - 1,
+                                                    "s" if len(finding.fixes) > 2 else "")
+    return entry
+
+
+def _audit_sections(spaces: list[tuple[str, list[AuditFinding]]], budget: int
+                    ) -> tuple[list[Mrkdwn], int]:
+    """Sections of at most 3,000 characters, at most `budget` of them, and how many findings
+    they hold (namespace by namespace, in order)."""
+    sections: list[Mrkdwn] = []
+    shown = 0
+    for namespace, findings in spaces:
+        if len(sections) >= budget:
+            break
+        section = M("*{}* — {} finding(s): {}").format(
+            code(namespace), len(findings), _counts_line(AuditReport(tuple(findings)).counts()))
+        for finding in findings:
+            entry = _audit_entry(finding)
+            if len(section) + len(entry) + 2 > MAX_SECTION_TEXT:
+                sections.append(section)
+                if len(sections) >= budget:
+                    return sections, shown
+                section = M("*{}* (continued)").format(code(namespace))
+            section += M("\n\n") + entry
+            shown += 1
+        sections.append(section)
+    return sections, shown
+
+
+def _counts_line(counts: dict[str, int]) -> Mrkdwn:
+    return M(" · ").join(M("{} {}").format(code(check), n) for check, n in counts.items())
+
+
+def audit_message(report: AuditReport, *, title: str = "Prevention audit",
+                  scope: str | None = None) -> tuple[str, list[Block]]:
+    """The audit grouped by namespace, each finding with the command that fixes it.
+
+    Within Slack's limits: findings are packed into sections of at most 3,000 characters and
+    the message into 50 blocks; what does not fit is counted in a last line that says how to
+    see everything (`python -m bot audit`)."""
+    where = M(" of {}").format(code(scope)) if scope else M("")
+    checked = M("{} namespaces, {} workloads checked").format(report.namespaces,
+                                                             report.workloads)
+    skipped = [_context(M("Skipped: {}").format(why)) for why in report.skipped[:2]]
+    if report.clean:
+        text = M("✅ {}{}: no findings ({}).").format(title, where, checked)
+        return message(text, [_mrkdwn(text), *skipped])
+    spaces = report.by_namespace()
+    text = M("{}{}: {} findings in {} namespace(s)").format(title, where, len(report.findings),
+                                                           len(spaces))
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                    "text": plain(f"🔎 {title}", MAX_HEADER)}},
+        _mrkdwn(M("*{} findings* in {} namespace(s){} ({})\n{}").format(
+            len(report.findings), len(spaces), where, checked, _counts_line(report.counts()))),
+        *skipped]
+    sections, shown = _audit_sections(spaces, MAX_BLOCKS - len(blocks) - 1)
+    blocks += [_mrkdwn(section) for section in sections]
+    hidden = len(report.findings) - shown
+    if hidden > 0:
+        blocks.append(_context(M("…and {} more finding(s) not shown here: run {} for all of "
+                                 "them, with every fix step").format(
+            hidden, code("python -m bot audit" + (f" -n {scope}" if scope else "")))))
+    return message(text, blocks)
+
+
+def audit_finding_message(finding: AuditFinding, title: str) -> tuple[str, list[Block]]:
+    """One finding on its own (the credentials watch): what, where, why, and every fix step."""
+    where = M("{} {} in {}").format(finding.kind, code(finding.name), code(finding.namespace))
+    if finding.container:
+        where += M(" (container {})").format(code(finding.container))
+    text = M("{} — {}: {}").format(title, finding.check.value, where)
+    blocks: list[Block] = [_mrkdwn(M("*{}* — {}: {}\n{}").format(
+        title, code(finding.check.value), where, cut(escape(finding.message), 2000)))]
+    for number, fix in enumerate(finding.fixes[:MAX_FIXES], start=1):
+        head = M("*{}.* {}\n").format(number, fix.title)
+        blocks.append(_mrkdwn(head + code_block(fix.command, MAX_SECTION_TEXT - len(head))))
+    return message(text, blocks)
 
 
 # -- scheduled watches (bot/routines) -----------------------------------------------------------

@@ -4,7 +4,8 @@ The scenario cluster enforces the ClusterRole's rules like the apiserver's RBAC 
 then the bot does everything it does in production: diagnose every scenario (owner chains,
 secrets, nodes), verify a pull secret, run the watcher, the pod view and the sweep, and run
 every approved remediation on every workload (rollout restart, set image, and the refusals
-that read a ReplicaSet's or Job's owner).
+that read a ReplicaSet's or Job's owner), and the prevention audit (cluster-wide and of one
+namespace: the same inventory the weekly digest and the credentials watch gather).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli.main import main
+from bot.cli.main import EXIT_FINDINGS, EXIT_OK, main
 from bot.kube.client import KubeClient
 from bot.kube.fact_watch import WatchedFacts
 from bot.kube.remediation import RemediationRefused, rollout_restart, set_image
@@ -62,6 +63,12 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
                 if obj["kind"] == "Secret" and obj["metadata"]["namespace"] == "shop":
                     main(["verify-secret", f"shop/{obj['metadata']['name']}", "--image",
                           "127.0.0.1:1/team/app:1", "--kubeconfig", kubeconfig])
+            # the prevention audit, cluster-wide (lists) and of one namespace (a read)
+            assert main(["audit", "--kubeconfig", kubeconfig]) in (EXIT_OK, EXIT_FINDINGS)
+            for ns in [o["metadata"]["name"] for o in scenario.objects
+                       if o["kind"] == "Namespace"][:1]:
+                assert main(["audit", "-n", ns, "--kubeconfig", kubeconfig]) in (
+                    EXIT_OK, EXIT_FINDINGS)
             kube = KubeClient.from_environment(kubeconfig)
             watcher = EventWatcher(kube, MemoryStore(), lambda s: None, idle_timeout=0.3)
             view = PodView(kube, idle_timeout=0.3)
