@@ -54,14 +54,22 @@ bench: $(STAMP)
 # Linux. Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves each to the newest that
 # pyproject.toml allows (or `LOCK_ARGS="--upgrade-package redis"`). tests/release fails
 # when pyproject.toml and the lock disagree.
+# uv lives in a venv of its own: `make lock` works without the project installed (or its lock).
 UV_VERSION ?= 0.13.8
 LOCK_ARGS ?=
+LOCK_TOOLS := $(VENV)/lock-tools
+UV_STAMP := $(LOCK_TOOLS)/.uv-$(UV_VERSION)
 BUILD_REQUIRES := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))
-lock: $(STAMP)
-	$(BIN)/pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/python -c '$(BUILD_REQUIRES)' | $(BIN)/uv pip compile --quiet --generate-hashes \
-		--python-version 3.11 --python-platform linux --custom-compile-command "make lock" \
-		$(LOCK_ARGS) -o requirements.lock pyproject.toml -
+
+$(UV_STAMP):
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $(UV_STAMP)
+
+lock: $(UV_STAMP)
+	$(LOCK_TOOLS)/bin/python -c '$(BUILD_REQUIRES)' | $(LOCK_TOOLS)/bin/uv pip compile --quiet \
+		--generate-hashes --python-version 3.11 --python-platform linux \
+		--custom-compile-command "make lock" $(LOCK_ARGS) -o requirements.lock pyproject.toml -
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
