@@ -347,3 +347,14 @@ def test_a_message_slack_no_longer_has_is_given_up_not_retried_forever(
     calls = len(bot.slack.calls_to("chat.update"))
     bot.runtime.approvals.expire_due()
     assert len(bot.slack.calls_to("chat.update")) == calls
+
+
+def test_a_click_whose_edit_slack_refuses_leaves_it_to_the_routine(bot: BotUnderTest) -> None:
+    request = ask(bot)
+    past(request)
+    bot.slack.fail_next("chat.update", status=200, error="internal_error")
+    assert "expired at" in click(bot, request)
+    assert edits(bot, request) == 0 and indexed(bot) == [request.id]
+    bot.runtime.approvals.expire_due()
+    assert edits(bot, request) == 1 and len(audit_lines(bot, request)) == 1
+    assert indexed(bot) == [] and patches(bot) == []
