@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 
 from bot.alerts.incidents import IncidentManager, Timing
 from bot.alerts.pipeline import Pipeline
-from bot.chatops.approvals import ApprovalService
+from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalService
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
@@ -220,6 +220,7 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     watchers += watched_facts.reflectors
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
     routines = _routines(settings, store, kube, slack, manager, watched_facts, view)
+    routines.append(interval("approval-expiry", approvals.expire_due, EXPIRY_INTERVAL))
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view, routines)
     _gauges(runtime)

@@ -137,6 +137,11 @@ class Store(ABC):
         """(member, score) of every member scored within [low, high], lowest score first."""
 
     @abstractmethod
+    def zrem(self, name: str, *members: str) -> int:
+        """Remove members from a sorted set (an index entry whose work is done); how many were
+        there. The last one removed removes the key, as in Redis."""
+
+    @abstractmethod
     def ping(self) -> bool: ...
 
     # -- claims -----------------------------------------------------------------------------
@@ -322,6 +327,9 @@ class RedisStore(Store):
         top = "+inf" if high == float("inf") else repr(high)
         found = self._run(self.client.zrangebyscore, name, repr(low), top, withscores=True)
         return [(str(member), float(score)) for member, score in found]
+
+    def zrem(self, name: str, *members: str) -> int:
+        return int(self._run(self.client.zrem, name, *members)) if members else 0
 
     def ping(self) -> bool:
         try:
@@ -529,6 +537,15 @@ class MemoryStore(Store):
             held = self._typed(name, _Scores) or _Scores()
             found = [(m, at) for m, at in held.scores.items() if low <= at <= high]
         return sorted(found, key=lambda item: (item[1], item[0]))
+
+    def zrem(self, name: str, *members: str) -> int:
+        with self._lock:
+            held = self._typed(name, _Scores)
+            if held is None:
+                return 0
+            gone = [m for m in members if held.scores.pop(m, None) is not None]
+            self._drop_if_empty(name)
+            return len(gone)
 
     def ping(self) -> bool:
         return True

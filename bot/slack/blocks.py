@@ -323,7 +323,9 @@ def approval_message(request: Any, approvers: str,
             _context(M("request {}").format(code(request.id)))]
         return message(text, blocks)
     outcome = {"approved": "✅ Approved", "denied": "🚫 Denied", "failed": "⚠️ Approved, failed",
-               "expired": "⌛ Expired"}.get(request.state, request.state)
+               "expired": M("⌛ Expired at {}, nobody approved").format(
+                   date(request.decided_at or request.expires_at))}.get(request.state,
+                                                                        request.state)
     who = M(" by {}").format(user(request.decided_by)) if request.decided_by else M("")
     result = M("\n{}").format(request.result) if request.result else M("")
     text = M("{}{}: {}").format(outcome, who, what)
@@ -335,6 +337,9 @@ def approval_message(request: Any, approvers: str,
 def approval_audit_line(request: Any, outcome: str, by: str) -> Mrkdwn:
     """One line for the incident thread: who, what, when, result."""
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(request.decided_at or time.time()))
+    if outcome == "expired":  # decided by nobody: the clock
+        return M("🧾 Nobody approved the {} requested by {}: it expired at {}").format(
+            request.describe(), user(request.requester), at)
     verbs = {"approved": "approved", "denied": "denied", "failed": "approved (it failed)",
              "expired": "let expire"}
     line = M("🧾 {} {} the {} requested by {} at {}").format(

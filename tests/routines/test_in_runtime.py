@@ -48,14 +48,15 @@ def routines(env: dict, monkeypatch: pytest.MonkeyPatch, **settings: str) -> dic
 def test_the_watches_are_in_the_runtime_and_each_can_be_turned_off(
         env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     built = routines(env, monkeypatch)
-    assert set(built) == {"dockerhub-quota", "digest"}
+    always = "approval-expiry"  # requests expire on time whatever else is turned off
+    assert set(built) == {"dockerhub-quota", "digest", always}
     quota, digest = built["dockerhub-quota"], built["digest"]
     assert (quota.trigger, quota.trigger_args, quota.period) == (
         "interval", {"seconds": 600.0}, 600.0)
     assert digest.trigger == "cron" and digest.period == 24 * 3600
     assert (digest.trigger_args["hour"], digest.trigger_args["minute"]) == ("9", "0")
-    assert set(routines(env, monkeypatch, DIGEST_CRON="")) == {"dockerhub-quota"}
-    assert routines(env, monkeypatch, QUOTA_CHECK_INTERVAL_SECONDS="0") == {}
+    assert set(routines(env, monkeypatch, DIGEST_CRON="")) == {"dockerhub-quota", always}
+    assert set(routines(env, monkeypatch, QUOTA_CHECK_INTERVAL_SECONDS="0")) == {always}
 
 
 def test_the_scheduler_runs_the_quota_watch(env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
