@@ -4,11 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo scenarios clean services bench
+.PHONY: install test lint typecheck unit demo scenarios clean services bench lock
 
-$(STAMP): pyproject.toml
+# The runtime comes from requirements.lock (hash-checked), as in the image, so the tests run
+# the versions the image ships; then the bot itself (editable) and the dev tools.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -31,8 +34,9 @@ services:
 test: lint typecheck services
 	$(BIN)/pytest -q
 
+# `make demo DEMO_ARGS=--socket` also asks the bot over Socket Mode, across a connection refresh.
 demo: $(STAMP)
-	$(BIN)/python -m bot demo
+	$(BIN)/python -m bot demo $(DEMO_ARGS)
 
 scenarios: $(STAMP)
 	$(BIN)/python -m bot scenarios
@@ -43,6 +47,29 @@ SIZES ?= 200 2000
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python bench/storm.py $(SIZES) $(BENCH_ARGS)
+
+# requirements.lock: every runtime dependency (and the build backend the Dockerfile builds the
+# bot with) pinned, with the sha256 of every file PyPI has for that version; the image installs
+# from it with --require-hashes. Resolved by uv against PyPI for the image's CPython 3.11 on
+# Linux. Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves each to the newest that
+# pyproject.toml allows (or `LOCK_ARGS="--upgrade-package redis"`). tests/release fails
+# when pyproject.toml and the lock disagree.
+# uv lives in a venv of its own: `make lock` works without the project installed (or its lock).
+UV_VERSION ?= 0.13.8
+LOCK_ARGS ?=
+LOCK_TOOLS := $(VENV)/lock-tools
+UV_STAMP := $(LOCK_TOOLS)/.uv-$(UV_VERSION)
+BUILD_REQUIRES := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))
+
+$(UV_STAMP):
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $(UV_STAMP)
+
+lock: $(UV_STAMP)
+	$(LOCK_TOOLS)/bin/python -c '$(BUILD_REQUIRES)' | $(LOCK_TOOLS)/bin/uv pip compile --quiet \
+		--generate-hashes --python-version 3.11 --python-platform linux \
+		--custom-compile-command "make lock" $(LOCK_ARGS) -o requirements.lock pyproject.toml -
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

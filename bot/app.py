@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 
 from bot.alerts.incidents import IncidentManager, Timing
 from bot.alerts.pipeline import Pipeline
-from bot.chatops.approvals import ApprovalService
+from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalService
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
@@ -32,7 +32,11 @@ from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSignal, PodSweeper
 from bot.metrics import Metrics
 from bot.registry.client import RegistryClient, client_from_settings
-from bot.routines import Routine
+from bot.routines import Routine, cron, cron_period, interval
+from bot.routines.audit import AuditDigest
+from bot.routines.credentials import CredentialsWatch
+from bot.routines.digest import Digest
+from bot.routines.quota import QuotaWatch, quota_reader
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store, StoreUnavailable, open_store
@@ -221,10 +225,47 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     kube.facts.source = watched_facts
     watchers += watched_facts.reflectors
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
+    routines = _routines(settings, store, kube, slack, manager, watched_facts, view)
+    routines.append(interval("approval-expiry", approvals.expire_due, EXPIRY_INTERVAL))
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
-                      approvals, interactive, watchers, sweeper, view)
+                      approvals, interactive, watchers, sweeper, view, routines)
     _gauges(runtime)
     return runtime
+
+
+def _routines(settings: Settings, store: Store, kube: KubeClient, slack: WebClient,
+              manager: IncidentManager, facts: WatchedFacts, view: PodView) -> list[Routine]:
+    """The scheduled watches the settings turn on (bot/routines)."""
+    routines: list[Routine] = []
+    if settings.quota_check_interval_seconds > 0:
+        quota = QuotaWatch(store, slack, settings.alert_channel, kube=kube, facts=facts,
+                           view=view, warn_below=settings.quota_warn_remaining,
+                           read_quota=quota_reader(settings.dockerhub_auth_url,
+                                                   settings.dockerhub_registry_url,
+                                                   settings.registry_timeout_seconds))
+        routines.append(interval("dockerhub-quota", quota.run,
+                                 settings.quota_check_interval_seconds))
+    if settings.digest_cron:
+        digest = Digest(manager, slack, settings.alert_channel, cluster=settings.cluster_name,
+                        period=cron_period(settings.digest_cron))
+        routines.append(cron("digest", digest.run, settings.digest_cron))
+    return routines + _audit_routines(settings, kube, slack, store)
+
+
+def _audit_routines(settings: Settings, kube: KubeClient, slack: WebClient,
+                    store: Store) -> list[Routine]:
+    """The weekly prevention audit (AUDIT_CRON) and the credentials watch
+    (CREDENTIALS_WATCH_SECONDS); an empty or zero setting turns each off."""
+    namespaces = settings.watch_namespaces or None
+    routines: list[Routine] = []
+    if settings.audit_cron:
+        audit = AuditDigest(kube, slack, settings.alert_channel, namespaces)
+        routines.append(cron("audit-digest", audit.run, settings.audit_cron))
+    if settings.credentials_watch_seconds > 0:
+        watch = CredentialsWatch(kube, slack, store, settings.alert_channel, namespaces)
+        routines.append(interval("credentials-watch", watch.run,
+                                 settings.credentials_watch_seconds))
+    return routines
 
 
 def _gauges(runtime: Runtime) -> None:

@@ -109,6 +109,37 @@ class Settings(BaseSettings):
     dockerhub_registry_url: str = Field(default="https://registry-1.docker.io",
                                         alias="DOCKERHUB_REGISTRY_URL")
 
+
+    # -- scheduled watches (bot/routines) --------------------------------------------------------
+    #: how often the Docker Hub quota watch reads the quotas (HEAD only: reading uses no quota)
+    #: (0: no quota watch, e.g. where the bot cannot reach Docker Hub)
+    quota_check_interval_seconds: float = Field(default=600.0, ge=0,
+                                                alias="QUOTA_CHECK_INTERVAL_SECONDS")
+    #: warn the alert channel when fewer Docker Hub pulls than this are left (IP or account)
+    quota_warn_remaining: int = Field(default=20, ge=0, alias="QUOTA_WARN_REMAINING")
+    #: when the daily digest is posted (crontab, UTC); empty: no digest
+    digest_cron: str = Field(default="0 9 * * *", alias="DIGEST_CRON")
+
+    # -- the prevention audit and the credentials watch (issue 11) ------------------------------
+    #: when the weekly audit digest is posted to the alert channel (crontab, UTC; empty: never)
+    audit_cron: str = Field(default="0 9 * * 1", alias="AUDIT_CRON")
+    #: how often the credentials watch looks (each finding is said once a day; 0: never)
+    credentials_watch_seconds: float = Field(default=3600.0, ge=0,
+                                             alias="CREDENTIALS_WATCH_SECONDS")
+
+    @field_validator("digest_cron", "audit_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"not a crontab expression ({exc})") from None
+        return value
+
     @field_validator("registry_endpoints", "registry_ca_bundles", mode="before")
     @classmethod
     def _parse_pairs(cls, value: object) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""HTTP mode: `/slack/events` for Slack, `/healthz`, `/readyz` and `/metrics` for the platform.
+"""HTTP mode: `/slack/events` for Slack, `/healthz`, `/readyz` and `/metrics` for the platform
+(Socket Mode serves the last three alone: `make_ops_server`).
 
 A plain WSGI app served by waitress. Why waitress and not the standard library's threading
 server: that server starts one thread per connection and has no read timeout, so 300 clients
@@ -23,7 +24,6 @@ from typing import Any
 from slack_bolt import App, BoltRequest
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
-from slack_sdk.webhook import WebhookClient
 from waitress import wasyncore
 from waitress.server import MultiSocketServer, create_server
 
@@ -31,13 +31,11 @@ from bot.app import Runtime
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.inbound import (
     MAX_BODY_BYTES,
-    UNREADABLE_BUTTON,
     Admitted,
-    MalformedPayload,
+    AnsweredAlready,
     Refused,
     SlackGate,
-    read_block_actions,
-    response_url_of,
+    screen_interaction,
 )
 
 log = logging.getLogger(__name__)
@@ -85,29 +83,14 @@ class SlackEndpoint:
                 body, content_type=environ.get("CONTENT_TYPE"),
                 timestamp=environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP"),
                 signature=environ.get("HTTP_X_SLACK_SIGNATURE"))
-            self._check_interaction(admitted)
+            screen_interaction(admitted.payload)
         except Refused as refused:
             log.warning("slack request refused (%d): %s", refused.status, refused.reason)
             return _json(start_response, _REASONS[refused.status],
                          f'{{"error": "{refused.error}"}}'.encode())
-        except _Answered:
+        except AnsweredAlready:
             return _json(start_response, "200 OK", b"")
         return self._dispatch(environ, admitted, start_response)
-
-    def _check_interaction(self, admitted: Admitted) -> None:
-        """A signed button press whose fields are not Slack's gets a polite answer, and never
-        reaches Bolt (whose context building raises on, e.g., a numeric `user`)."""
-        if admitted.payload.get("type") != "block_actions":
-            return
-        try:
-            read_block_actions(admitted.payload)
-        except MalformedPayload as exc:
-            url = response_url_of(admitted.payload)
-            if url is None:
-                raise Refused(400, "malformed request", str(exc)) from None
-            log.warning("slack button press refused: %s", exc)
-            _answer_unreadable(url)
-            raise _Answered from None
 
     def _dispatch(self, environ: dict[str, Any], admitted: Admitted,
                   start_response: StartResponse) -> Iterable[bytes]:
@@ -125,21 +108,9 @@ class SlackEndpoint:
         return response.get_body()
 
 
-class _Answered(Exception):
-    """The request was answered already (through its response_url); ack with 200."""
-
-
-def _answer_unreadable(url: str) -> None:
-    try:
-        WebhookClient(url, timeout=2).send(text=UNREADABLE_BUTTON, response_type="ephemeral",
-                                           replace_original=False)
-    except Exception as exc:  # the answer is a courtesy; the refusal stands without it
-        log.warning("could not answer through response_url: %s", type(exc).__name__)
-
-
-def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> WsgiApp:
-    signing = runtime.settings.slack_signing_secret
-    slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body)
+def ops_app(runtime: Runtime) -> WsgiApp:
+    """`/healthz`, `/readyz`, `/metrics`: what the platform asks in both modes (Socket Mode has
+    no `/slack/events`, but the Deployment's probes and the scrapes stay the same)."""
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -154,10 +125,21 @@ def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> Wsg
         if path == "/metrics":
             start_response("200 OK", [("Content-Type", METRICS_CONTENT_TYPE)])
             return [runtime.metrics.render()]
-        if path == "/slack/events":
-            return slack(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
+
+    return application
+
+
+def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> WsgiApp:
+    signing = runtime.settings.slack_signing_secret
+    slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body)
+    ops = ops_app(runtime)
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") == "/slack/events":
+            return slack(environ, start_response)
+        return ops(environ, start_response)
 
     return application
 
@@ -227,3 +209,9 @@ def make_http_server(bolt: App, runtime: Runtime, host: str, port: int,
                      limits: HttpLimits | None = None) -> HttpServer:
     limits = limits or HttpLimits()
     return HttpServer(wsgi_app(bolt, runtime, limits.max_body), host, port, limits)
+
+
+def make_ops_server(runtime: Runtime, host: str, port: int,
+                    limits: HttpLimits | None = None) -> HttpServer:
+    """The server `socket` runs beside its Socket Mode connection: the ops endpoints only."""
+    return HttpServer(ops_app(runtime), host, port, limits or HttpLimits())

@@ -129,6 +129,24 @@ class Store(ABC):
     def smembers(self, name: str) -> set[str]: ...
 
     @abstractmethod
+    def zadd_trimmed(self, name: str, member: str, score: float, *, keep_from: float,
+                     ttl: float | None = None) -> None:
+        """Add `member` at `score` to the sorted set `name` and drop every member scored below
+        `keep_from`, atomically (a bounded history: a record per event, trimmed by age in the
+        same step that adds to it). With `ttl`, the whole set expires that long after its
+        last addition."""
+
+    @abstractmethod
+    def zrange_by_score(self, name: str, low: float, high: float = float("inf")
+                        ) -> list[tuple[str, float]]:
+        """(member, score) of every member scored within [low, high], lowest score first."""
+
+    @abstractmethod
+    def zrem(self, name: str, *members: str) -> int:
+        """Remove members from a sorted set (an index entry whose work is done); how many were
+        there. The last one removed removes the key, as in Redis."""
+
+    @abstractmethod
     def ping(self) -> bool: ...
 
     # -- claims -----------------------------------------------------------------------------
@@ -171,6 +189,17 @@ end
 return 1
 """
 
+# KEYS: sorted set. ARGV: score, member, "(keep_from", ttl ms (0 = none). The type is checked
+# before anything is written (a WRONGTYPE key gets no expiry either).
+_ADD_TRIMMED = """
+local t = redis.call('type', KEYS[1])['ok']
+if t ~= 'none' and t ~= 'zset' then return redis.error_reply('WRONGTYPE history') end
+redis.call('zadd', KEYS[1], ARGV[1], ARGV[2])
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[3])
+if tonumber(ARGV[4]) > 0 then redis.call('pexpire', KEYS[1], ARGV[4]) end
+return 1
+"""
+
 
 class RedisStore(Store):
     """Redis-backed store: safe across replicas and restarts."""
@@ -184,6 +213,7 @@ class RedisStore(Store):
         self._auth_logged_at = -3600.0
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
+        self._add_trimmed = self.client.register_script(_ADD_TRIMMED)
 
     def _auth_failed(self, exc: redis.exceptions.AuthenticationError) -> StoreAuthFailed:
         """The words for a refused AUTH, logged as an error once per minute (every call
@@ -312,6 +342,21 @@ class RedisStore(Store):
 
     def smembers(self, name: str) -> set[str]:
         return set(self._run(self.client.smembers, name))
+
+    def zadd_trimmed(self, name: str, member: str, score: float, *, keep_from: float,
+                     ttl: float | None = None) -> None:
+        self._run(self._add_trimmed, keys=[name],
+                  args=[repr(float(score)), member, f"({float(keep_from)!r}",
+                        self._px(ttl) or 0])
+
+    def zrange_by_score(self, name: str, low: float, high: float = float("inf")
+                        ) -> list[tuple[str, float]]:
+        top = "+inf" if high == float("inf") else repr(high)
+        found = self._run(self.client.zrangebyscore, name, repr(low), top, withscores=True)
+        return [(str(member), float(score)) for member, score in found]
+
+    def zrem(self, name: str, *members: str) -> int:
+        return int(self._run(self.client.zrem, name, *members)) if members else 0
 
     def ping(self) -> bool:
         try:
@@ -510,8 +555,51 @@ class MemoryStore(Store):
         with self._lock:
             return set(self._typed(name, set) or set())
 
+    def zadd_trimmed(self, name: str, member: str, score: float, *, keep_from: float,
+                     ttl: float | None = None) -> None:
+        with self._lock:
+            held = self._typed(name, _Scores)
+            if held is None:
+                held = self._data[name] = _Scores()
+            held.scores[member] = float(score)
+            for old in [m for m, at in held.scores.items() if at < keep_from]:
+                del held.scores[old]
+            if ttl is not None:
+                self._ttl(name, ttl)
+            self._drop_if_empty(name)
+            self._written()
+
+    def zrange_by_score(self, name: str, low: float, high: float = float("inf")
+                        ) -> list[tuple[str, float]]:
+        with self._lock:
+            held = self._typed(name, _Scores) or _Scores()
+            found = [(m, at) for m, at in held.scores.items() if low <= at <= high]
+        return sorted(found, key=lambda item: (item[1], item[0]))
+
+    def zrem(self, name: str, *members: str) -> int:
+        with self._lock:
+            held = self._typed(name, _Scores)
+            if held is None:
+                return 0
+            gone = [m for m in members if held.scores.pop(m, None) is not None]
+            self._drop_if_empty(name)
+            return len(gone)
+
     def ping(self) -> bool:
         return True
+
+
+class _Scores:
+    """A sorted set of the in-process store (member → score; sorted when read). Not a dict,
+    so a hash command on a sorted set's key fails with WRONGTYPE, as in Redis."""
+
+    __slots__ = ("scores",)
+
+    def __init__(self) -> None:
+        self.scores: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
 
 def open_store(redis_url: str | None, prefix: str = "ipb") -> Store:

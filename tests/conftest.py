@@ -15,6 +15,7 @@ catches a planted leak, so this guard cannot silently be a no-op.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Generator
 
 import pytest
@@ -22,6 +23,14 @@ import pytest
 from bot.sim.slack import DEFAULT_TOKEN, SlackStandIn
 from tests.support import leaks
 from tests.support.leaks import SECRETS, LeakLogHandler, LeakScanner
+
+#: The daily digest (DIGEST_CRON, 09:00 UTC by default) of a bot a test starts must not post
+#: into that test's Slack stand-in because the suite runs at 09:00; tests of it set it.
+os.environ.setdefault("DIGEST_CRON", "")
+#: Likewise the weekly audit (Mondays 09:00 UTC) and the hourly credentials watch: off unless a
+#: test turns them on (tests/routines/test_audit_routines.py).
+os.environ.setdefault("AUDIT_CRON", "")
+os.environ.setdefault("CREDENTIALS_WATCH_SECONDS", "0")
 
 _current = {"test": "collection"}
 _CHATTY = {"apscheduler": logging.ERROR, "httpx": logging.WARNING,

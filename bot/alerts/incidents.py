@@ -64,6 +64,8 @@ MEMBER_INDEX = "member_index"
 COMPLETE_MEMO = 10_000
 #: Longest the tick trusts an incident it found quiet without loading it again (seconds).
 QUIET_RECHECK = 30.0
+#: Workloads an incident remembers by name for the history (the ones with the most pods).
+PEAK_WORKLOADS = 20
 
 
 class Depth(IntEnum):
@@ -194,6 +196,9 @@ class Incident:
     reminders: int = 0  # reminders posted
     depth: Depth = Depth.KUBELET  # of `diagnosis`
     root_depth: Depth = Depth.KUBELET  # of the diagnosis the root message shows
+    #: workload → most pods seen failing at once, as of the last post (at most
+    #: PEAK_WORKLOADS): a resolved incident has no members left, and its history keeps this
+    peak: dict[str, int] = field(default_factory=dict)
 
     @property
     def pods(self) -> set[str]:
@@ -208,6 +213,56 @@ class Incident:
     @property
     def transient(self) -> bool:
         return self.diagnosis.transient
+
+    def peak_now(self) -> dict[str, int]:
+        """`peak` with the current members counted in (the most pods per workload so far)."""
+        merged = dict(self.peak)
+        for workload, pods in self.workloads.items():
+            merged[workload] = max(pods, merged.get(workload, 0))
+        top = sorted(merged.items(), key=lambda item: (-item[1], item[0]))[:PEAK_WORKLOADS]
+        return dict(top)
+
+
+@dataclass(frozen=True)
+class ResolvedIncident:
+    """The compact record of a resolved incident that the history keeps for a week (what a
+    digest reports: cause, scope, how long it took, how many pods and which workloads)."""
+
+    id: str
+    cause: Cause
+    scope_kind: str
+    scope: str
+    created_at: float
+    resolved_at: float
+    pods: int
+    workloads: dict[str, int]
+
+    @property
+    def took(self) -> float:
+        return max(0.0, self.resolved_at - self.created_at)
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "cause": self.cause.value,
+                           "scope_kind": self.scope_kind, "scope": self.scope,
+                           "created_at": self.created_at, "resolved_at": self.resolved_at,
+                           "pods": self.pods, "workloads": self.workloads}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> ResolvedIncident:
+        data = json.loads(raw)
+        return cls(id=str(data["id"]), cause=Cause(data["cause"]),
+                   scope_kind=str(data.get("scope_kind", "workload")),
+                   scope=str(data.get("scope", "")), created_at=float(data["created_at"]),
+                   resolved_at=float(data["resolved_at"]), pods=int(data.get("pods", 0)),
+                   workloads={str(k): int(v) for k, v in (data.get("workloads") or {}).items()})
+
+
+def _peak(raw: str | None) -> dict[str, int]:
+    try:
+        data = json.loads(raw) if raw else {}
+        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (ValueError, TypeError):
+        return {}
 
 
 def new_incident_id() -> str:
@@ -276,6 +331,9 @@ class IncidentManager:
 
     def _active_set(self) -> str:
         return self._k("incidents", "active")
+
+    def _history(self) -> str:
+        return self._k("incidents", "resolved")
 
     def _pod_index(self, namespace: str, pod: str) -> str:
         return self._k("pod", namespace, pod)
@@ -455,7 +513,21 @@ class IncidentManager:
             root_posted_at=number("root_posted_at"), last_update_at=number("last_update_at"),
             last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"),
             updates=int(raw.get("updates") or 0), reminders=int(raw.get("reminders") or 0),
-            version=raw.get("version") or "")
+            version=raw.get("version") or "", peak=_peak(raw.get("peak")))
+
+    def resolved_since(self, since: float) -> list[ResolvedIncident]:
+        """Incidents resolved at or after `since` (at most a week back: RESOLVED_RETENTION),
+        oldest first, from the history `_do_resolve` writes; unreadable records are skipped."""
+        found: dict[str, ResolvedIncident] = {}  # by id: the latest record of each
+        for raw, _ in self.store.zrange_by_score(self._history(), since):
+            try:
+                record = ResolvedIncident.from_json(raw)
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping an unreadable record of the incident history")
+                continue
+            found.pop(record.id, None)
+            found[record.id] = record
+        return list(found.values())
 
     # -- the due work -------------------------------------------------------------------------
 
@@ -554,7 +626,8 @@ class IncidentManager:
     def _do_root(self, incident: Incident, now: float) -> None:
         channel, ts = self.notifier.post_root(incident, "root")
         self._set(incident, state="open", channel=channel, thread_ts=ts, root_posted_at=now,
-                  last_update_at=now, last_notified_at=now, root_depth=int(incident.depth))
+                  last_update_at=now, last_notified_at=now, root_depth=int(incident.depth),
+                  peak=json.dumps(incident.peak_now(), sort_keys=True))
         self._announce(incident, incident.members)
 
     def _do_refresh(self, incident: Incident, now: float) -> None:
@@ -571,7 +644,8 @@ class IncidentManager:
         self.notifier.post_update(incident, new, sorted(incident.recovered.values(),
                                                         key=lambda m: m.id),
                                   f"update:{number}")
-        self._set(incident, last_update_at=now, last_notified_at=now, updates=number)
+        self._set(incident, last_update_at=now, last_notified_at=now, updates=number,
+                  peak=json.dumps(incident.peak_now(), sort_keys=True))
         self._announce(incident, [m.id for m in new])
 
     def _do_remind(self, incident: Incident, now: float) -> None:
@@ -583,7 +657,20 @@ class IncidentManager:
         incident.resolved_at = now
         self.notifier.post_resolved(incident, "resolved")
         self._set(incident, state="resolved", resolved_at=now)
+        self._record_resolution(incident, now)
         self._retire(incident)
+
+    def _record_resolution(self, incident: Incident, now: float) -> None:
+        """One compact record in the history (a sorted set by resolution time, trimmed to
+        RESOLVED_RETENTION as it is written), for the digest. A resolution recorded twice (a
+        store write that failed after this one) is read back once (`resolved_since`)."""
+        pods = len({mid.rsplit("/", 1)[0] for mid in incident.announced})
+        record = ResolvedIncident(
+            id=incident.id, cause=incident.cause, scope_kind=incident.scope_kind,
+            scope=incident.scope, created_at=incident.created_at, resolved_at=now, pods=pods,
+            workloads=incident.peak_now())
+        self.store.zadd_trimmed(self._history(), record.to_json(), now,
+                                keep_from=now - RESOLVED_RETENTION, ttl=RESOLVED_RETENTION)
 
     def _do_discard(self, incident: Incident, now: float) -> None:
         """Every pod recovered inside group_wait: nobody needs to hear about it, unless a root

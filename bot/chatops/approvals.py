@@ -5,6 +5,13 @@ SET NX on the request's decision key: double clicks, two approvers clicking toge
 retries and several replicas all race for that key and exactly one wins, so the PATCH runs
 once. Every decision leaves an audit line in the thread, a structured `bot.audit` log record,
 and an edit of the approval message that removes its buttons.
+
+Requests expire when they expire, not when someone clicks: every posted request is indexed by
+its expiry (a sorted set), and `expire_due`, a routine run every few seconds by one replica,
+takes the decision "expired" with the same atomic claim a click uses (a click and the expiry
+racing: exactly one wins), then edits the message. The edit is not part of the claim: it has
+its own short lease and leaves the index only once Slack has it, so a Slack outage delays it to
+a later tick instead of losing it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from bot.kube.remediation import (
 )
 from bot.metrics import Metrics
 from bot.slack.approvers import Approvers
-from bot.slack.text import Mrkdwn, code, sentence
+from bot.slack.text import Mrkdwn, code, date, sentence
 from bot.slack.text import user as mention
 from bot.store import Store, StoreError
 
@@ -43,6 +50,22 @@ audit = logging.getLogger("bot.audit")
 REQUEST_ID = re.compile(r"apr-[0-9a-f]{12}")
 #: How long a decided request (and its decision claim) stays readable after it expires.
 RETENTION = 7 * 24 * 3600.0
+#: How often the expiry routine looks for requests whose time is up (seconds): a request's
+#: message says "expired" at most this long after it expires.
+EXPIRY_INTERVAL = 5.0
+#: Due requests handled per run; more wait for the next run (a backlog after an outage).
+EXPIRY_BATCH = 100
+#: How long one replica may take to write the "expired" edit before another may try again:
+#: longer than two Slack calls with their retries (10 s timeout, 3 retries each), so two
+#: replicas never both post the audit line, short enough that a crash mid-edit delays the
+#: edit by minutes, not days.
+NOTICE_LEASE = 120.0
+_NOTICE_DONE = "done"
+#: chat.update / chat.postMessage errors that no retry will cure (the message, the channel or
+#: the thread is gone or closed to the bot): the expiry is recorded, that part is given up.
+_SLACK_FOR_GOOD = frozenset({"message_not_found", "channel_not_found", "thread_not_found",
+                             "cant_update_message", "edit_window_closed", "is_archived",
+                             "not_in_channel"})
 
 
 def new_request_id() -> str:
@@ -199,13 +222,32 @@ class ApprovalService:
             raise RemediationRefused(f"could not post the approval request: {exc}") from None
         request.channel = str(response.get("channel") or channel)
         request.message_ts = str(response.get("ts") or "")
-        try:
-            self._save(request)
+        try:  # only where it was posted: a click may already have decided it
+            self.store.hset(self._key(request.id), {"channel": request.channel,
+                                                    "message_ts": request.message_ts},
+                            ttl=self._retention)
         except StoreError as exc:  # posted and decidable; only the later edit of it is lost
             log.warning("approval %s: posted, but its message ts was not recorded (%s): the "
                         "message keeps its buttons after the decision", request.id, exc)
+        self._index(request)
         self._audit(request, "requested", requester)
         return request, True
+
+    @property
+    def _due_key(self) -> str:
+        """The sorted set of posted requests by expiry (never a request id: those are apr-...)."""
+        return self.store.key("approval", "expiring")
+
+    def _index(self, request: ApprovalRequest) -> None:
+        """After the post, so the routine never expires a request whose message it cannot
+        know yet. Lost on a store failure: that request then expires when someone clicks.
+        Entries older than a record's retention are trimmed (their records are gone)."""
+        try:
+            self.store.zadd_trimmed(self._due_key, request.id, request.expires_at,
+                                    keep_from=self.clock() - self._retention)
+        except StoreError as exc:
+            log.warning("approval %s: not indexed for expiry (%s): its message says "
+                        "\"expired\" only when someone clicks it", request.id, exc)
 
     def _pending_twin(self, twin_key: str) -> ApprovalRequest | None:
         existing = self.load(self.store.get(twin_key) or "")
@@ -218,14 +260,10 @@ class ApprovalService:
         if request is None:
             return Decision(False, Mrkdwn("This request no longer exists (it expired or was "
                                           "cleaned up). Ask again from the alert."))
+        if request.state == "pending" and self.clock() >= request.expires_at:
+            request = self._expire(request, user, notify=True)
         if request.state != "pending":
-            who = Mrkdwn(" by {}").format(mention(request.decided_by)) if request.decided_by else ""
-            return Decision(False, Mrkdwn("Already {}{}.").format(request.state, who), request)
-        if self.clock() >= request.expires_at:
-            if self._claim_decision(request, "expired", "", 0.0):
-                self._finish(request, "expired", user)
-            return Decision(False, Mrkdwn("This request expired ({} minutes). Ask again.")
-                            .format(int(self.ttl // 60)), request)
+            return self._already(request)
         withdrawing = not approve and user == request.requester
         if not withdrawing and not self.approvers.allows(user):
             self._audit(request, "refused_not_approver", user)
@@ -238,13 +276,102 @@ class ApprovalService:
                                           "must approve it. Nothing was changed."), request)
         if not self._claim_decision(request, "approved" if approve else "denied", user,
                                     self.clock()):
-            current = self.load(request.id) or request
-            return Decision(False, Mrkdwn("Already decided by {}.").format(
-                mention(current.decided_by) if current.decided_by else "someone else"), current)
+            current = self.load(request.id)
+            if current is not None and current.state != "pending":
+                return self._already(current)  # e.g. the expiry routine, a moment earlier
+            return Decision(False, Mrkdwn("Already decided by someone else."), current)
         if not approve:
             self._finish(request, "denied", user)
             return Decision(True, Mrkdwn("Denied: {}.").format(request.describe()), request)
         return self._execute(request, user)
+
+    @staticmethod
+    def _already(request: ApprovalRequest) -> Decision:
+        """The answer to a click on a decided request: nothing was done."""
+        if request.state == "expired":
+            return Decision(False, Mrkdwn("This request expired at {}; nobody approved it. "
+                                          "Nothing was changed. Ask again from the alert.")
+                            .format(date(request.expires_at)), request)
+        who = Mrkdwn(" by {}").format(mention(request.decided_by)) if request.decided_by else ""
+        return Decision(False, Mrkdwn("Already {}{}.").format(request.state, who), request)
+
+    # -- expiring -------------------------------------------------------------------------------
+
+    def expire_due(self) -> None:
+        """The routine: every posted request whose expiry has passed is decided "expired" and
+        its message edited, oldest first. A request decided otherwise (or gone) leaves the
+        index; one whose edit Slack refused stays for the next run, and so does everything
+        after it (Slack is failing: one failed call per run, not one per request)."""
+        due = self.store.zrange_by_score(self._due_key, float("-inf"), self.clock())
+        for request_id, _expires_at in due[:EXPIRY_BATCH]:
+            request = self.load(request_id)
+            if request is not None and request.state == "pending":
+                request = self._expire(request, "", notify=False)
+            if request is None or request.state != "expired":
+                self.store.zrem(self._due_key, request_id)  # nothing (more) to say
+                continue
+            if not self._notify_expired(request):
+                return
+
+    def _expire(self, request: ApprovalRequest, user: str,
+                *, notify: bool) -> ApprovalRequest:
+        """Claim the decision "expired" (at the request's expiry, by nobody); `user` is who
+        noticed (a click) for the audit record. Returns the request as decided: expired, or
+        what a click decided first. `notify`: edit the message now (a click: the routine
+        would do it within EXPIRY_INTERVAL; the clicker sees it at once)."""
+        if not self._claim_decision(request, "expired", "", request.expires_at):
+            return self.load(request.id) or request
+        self._audit(request, "expired", user)
+        if notify:
+            try:
+                self._notify_expired(request)
+            except StoreError as exc:  # the index still has it: the routine edits it
+                log.warning("approval %s: expired; the edit waits for the routine (%s)",
+                            request.id, exc)
+        return request
+
+    def _notify_expired(self, request: ApprovalRequest) -> bool:
+        """Edit the message to "expired" without buttons and post the audit line, once across
+        replicas and clicks (a lease), then take the request off the index. False when Slack
+        failed and it must be tried again (the lease is given back at once)."""
+        from bot.slack.blocks import approval_audit_line, approval_message
+
+        notice, owner = self._key(request.id, "notice"), uuid.uuid4().hex
+        if not self.store.set_nx(notice, owner, ttl=NOTICE_LEASE):
+            if self.store.get(notice) == _NOTICE_DONE:
+                self.store.zrem(self._due_key, request.id)
+            return True  # done, or another replica is at it (retried if its lease runs out)
+        text, blocks = approval_message(request, self.approvers.mention(),
+                                        self.require_second_approver)
+        calls: list[tuple[str, Callable[[], object]]] = []
+        if request.message_ts:
+            calls.append(("chat.update", lambda: self.slack.chat_update(
+                channel=request.channel, ts=request.message_ts, text=text, blocks=blocks)))
+        calls.append(("chat.postMessage", lambda: self.slack.chat_postMessage(
+            channel=request.channel, thread_ts=(request.thread_ts or request.message_ts) or None,
+            text=approval_audit_line(request, "expired", ""))))
+        for method, call in calls:
+            try:
+                call()
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or "")
+                if error not in _SLACK_FOR_GOOD:
+                    return self._notice_later(request, notice, owner, f"{method}: {error}")
+                log.warning("approval %s: expired, %s refused for good (%s)", request.id,
+                            method, error)
+            except (SlackClientError, OSError) as exc:
+                return self._notice_later(request, notice, owner,
+                                          f"{method}: {type(exc).__name__}")
+        self.store.put(notice, _NOTICE_DONE, ttl=self._retention)
+        self.store.zrem(self._due_key, request.id)
+        return True
+
+    def _notice_later(self, request: ApprovalRequest, notice: str, owner: str,
+                      why: str) -> bool:
+        log.warning("approval %s: expired, but Slack did not take the edit (%s): retried in "
+                    "%.0f s", request.id, why, EXPIRY_INTERVAL)
+        self.store.delete_if_equals(notice, owner)
+        return False
 
     def _claim_decision(self, request: ApprovalRequest, state: str, user: str,
                         at: float) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.markup import code_span
-from bot.diagnosis.names import InvalidName, parse_namespaced
+from bot.diagnosis.names import InvalidName, is_dns1123_label, parse_namespaced
 
 HELP = """*`/imagepull` — image-pull help from imagepull-bot*
 • `/imagepull diagnose NAMESPACE/POD` — why the pod cannot pull its image, and the fix
@@ -19,6 +19,8 @@ HELP = """*`/imagepull` — image-pull help from imagepull-bot*
 a secret's account)
 • `/imagepull verify-secret NAMESPACE/SECRET --image REF` — do these credentials pull that image?
 • `/imagepull verify-secret NAMESPACE/POD` — check every pull secret of a pod against its images
+• `/imagepull audit [NAMESPACE]` — the prevention audit: `:latest` tags, digests, pull secrets \
+on pods, anonymous Docker Hub pulls, cloud registries on static secrets, and the fix for each
 • `/imagepull restart NAMESPACE/KIND/NAME` — ask for an approved rollout restart \
 (deployment, statefulset, daemonset)
 • `/imagepull help` — this text"""
@@ -61,11 +63,16 @@ class Restart:
 
 
 @dataclass(frozen=True)
+class Audit:
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
-Command = Diagnose | Quota | VerifySecret | Restart | Help
+Command = Diagnose | Quota | VerifySecret | Restart | Audit | Help
 
 
 def _namespaced(value: str, what: str) -> tuple[str, str]:
@@ -130,6 +137,15 @@ def parse_command(text: str) -> Command:
             except InvalidImageReference as exc:
                 raise CommandError(f"not a valid image reference: {exc}") from None
         return VerifySecret(*_namespaced(positional[0], "SECRET"), image)
+    if verb == "audit":
+        positional, _ = _options(rest, set())
+        if len(positional) > 1:
+            raise CommandError("usage: `/imagepull audit [NAMESPACE]`")
+        if positional and not is_dns1123_label(positional[0]):
+            raise CommandError(f"namespace {code_span(positional[0])} is not a valid DNS-1123 "
+                               "label (lower-case letters, digits and '-', at most 63 "
+                               "characters)")
+        return Audit(positional[0] if positional else None)
     if verb == "restart":
         positional, _ = _options(rest, set())
         parts = positional[0].split("/") if len(positional) == 1 else []

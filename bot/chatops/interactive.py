@@ -18,8 +18,18 @@ from slack_sdk import WebClient
 from bot.alerts.incidents import Incident, IncidentManager
 from bot.alerts.investigate import diagnose_pod
 from bot.chatops.approvals import ApprovalService
-from bot.chatops.commands import HELP, Command, Diagnose, Help, Quota, Restart, VerifySecret
+from bot.chatops.commands import (
+    HELP,
+    Audit,
+    Command,
+    Diagnose,
+    Help,
+    Quota,
+    Restart,
+    VerifySecret,
+)
 from bot.config import Settings
+from bot.diagnosis.audit import audit
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.kube.client import (
     SECRETS_HOW_TO_GRANT,
@@ -28,10 +38,11 @@ from bot.kube.client import (
     KubeError,
     KubeNotFound,
 )
+from bot.kube.inventory import gather
 from bot.kube.remediation import RemediationRefused
 from bot.registry.client import RegistryClient
 from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
-from bot.slack.blocks import diagnosis_message, text_message
+from bot.slack.blocks import audit_message, diagnosis_message, text_message
 from bot.slack.text import Mrkdwn, code, sentence
 
 log = logging.getLogger(__name__)
@@ -70,6 +81,8 @@ class Interactive:
                     return self.verify(namespace, name, image)
                 case Restart(namespace, kind, name):
                     return self.request("rollout_restart", namespace, kind, name, user, channel)
+                case Audit(namespace):
+                    return self.audit(namespace)
         except KubeNotFound as exc:
             return text_message(Mrkdwn("⚠️ {}.").format(sentence(exc)))
         except KubeError as exc:
@@ -81,6 +94,18 @@ class Interactive:
     def diagnose(self, namespace: str, pod: str) -> Message:
         return diagnosis_message(diagnose_pod(self.kube, namespace, pod, self.registry,
                                               self.settings.registry_endpoints))
+
+    def audit(self, namespace: str | None) -> Message:
+        """The prevention audit of one namespace, or of every watched one (WATCH_NAMESPACES;
+        the whole cluster when unset). A namespace outside WATCH_NAMESPACES is refused: the
+        bot's role there may be none at all."""
+        watched = self.settings.watch_namespaces
+        if namespace is not None and watched and namespace not in watched:
+            return text_message(Mrkdwn("🚫 {} is not one of the namespaces this bot watches "
+                                       "(WATCH_NAMESPACES: {}).").format(
+                code(namespace), Mrkdwn(", ").join(code(n) for n in watched)))
+        report = audit(gather(self.kube, [namespace] if namespace else watched or None))
+        return audit_message(report, scope=namespace)
 
     def quota(self, secret: tuple[str, str] | None) -> Message:
         from bot.registry.dockerhub import dockerhub_quota

@@ -2,7 +2,8 @@
 
 Exit codes are a contract for scripts: 0 done (diagnosed, or no pull problem), 2 bad arguments
 or input, 3 Kubernetes API unreachable or forbidden, 4 the registry could not be asked (quota,
-tags, verify-secret).
+tags, verify-secret). `audit` has its own, for CI: 0 clean, 1 findings, 2 errors (bad
+arguments, the API unreachable or refusing).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 EXIT_OK = 0
+EXIT_FINDINGS = 1  # audit: something to fix
 EXIT_BAD_INPUT = 2
 EXIT_KUBE = 3
 EXIT_REGISTRY = 4
@@ -126,18 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(tags)
     kube_options(tags)
 
+    audit = sub.add_parser("audit", help="check every workload against the field guide's "
+                           "prevention rules (exit 1 when there are findings)")
+    audit.add_argument("--namespace", "-n", metavar="NS",
+                       help="audit one namespace (default: WATCH_NAMESPACES, or all)")
+    output_option(audit)
+    kube_options(audit)
+
     serve = sub.add_parser("serve", help="run the bot: HTTP for Slack (/slack/events), "
                            "/healthz, /readyz, plus the watcher and scheduler")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
-    sub.add_parser("socket", help="run the bot over Slack Socket Mode (no public ingress)")
+    socket_mode = sub.add_parser("socket", help="run the bot over Slack Socket Mode (no public "
+                                 "ingress); /healthz, /readyz, /metrics on PORT")
+    socket_mode.add_argument("--host", default="0.0.0.0",  # noqa: S104
+                             help="address the ops endpoints listen on")
     check = sub.add_parser("check-config", help="say what is missing or wrong in the "
                            "environment, and test the connections")
     check.add_argument("--mode", choices=("serve", "socket"), default="serve")
     check.add_argument("--offline", action="store_true",
                        help="only check the settings, do not contact anything")
 
-    sub.add_parser("demo", help="play an incident timeline against the real pipeline and "
-                   "show what the Slack channel receives")
+    demo = sub.add_parser("demo", help="play an incident timeline against the real pipeline "
+                          "and show what the Slack channel receives")
+    demo.add_argument("--socket", action="store_true",
+                      help="also ask the bot over Socket Mode (the local stand-in), across a "
+                      "connection refresh")
     scenarios = sub.add_parser("scenarios", help="diagnose every pod of the built-in "
                                "scenarios (one per cause)")
     output_option(scenarios)
@@ -273,6 +288,26 @@ def run_tags(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def run_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.diagnosis.audit import audit
+    from bot.diagnosis.render import render_audit_text
+    from bot.kube.inventory import gather
+
+    if args.namespace is not None and not names.is_dns1123_label(args.namespace):
+        raise UsageError(f"namespace {args.namespace!r} is not a valid DNS-1123 label")
+    namespaces = [args.namespace] if args.namespace else settings.watch_namespaces or None
+    try:
+        result = audit(gather(_kube(args, settings), namespaces))
+    except KubeError as exc:  # unreachable, forbidden, an unknown namespace: an error, not 3
+        write_error(str(exc))
+        return EXIT_BAD_INPUT
+    if args.output == "json":
+        write_json(result.to_json())
+    else:
+        write(render_audit_text(result), end="")
+    return EXIT_OK if result.clean else EXIT_FINDINGS
+
+
 def _require(settings: Settings, mode: str) -> None:
     from bot.config import config_problems
 
@@ -316,21 +351,44 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_socket(args: argparse.Namespace, settings: Settings) -> int:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    """Socket Mode through bot/slack/socket_mode.py (its docstring says why not Bolt's
+    adapters: the ack must stay within 3 s across Slack's connection refresh), plus /healthz,
+    /readyz and /metrics on PORT for the Deployment's probes and scrapes."""
+    import threading
+
+    from slack_sdk.errors import SlackApiError
 
     from bot.app import build_bolt_app, build_runtime
+    from bot.server import make_ops_server
+    from bot.slack.socket_mode import SocketModeHandler
 
     _require(settings, "socket")
     runtime = build_runtime(settings)
     bolt = build_bolt_app(settings, runtime)
+    ops = make_ops_server(runtime, args.host, settings.port)
+    ops_thread = threading.Thread(target=ops.serve_forever, name="ops-http", daemon=True)
     _stop_on_sigterm()
-    runtime.start()
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    handler = SocketModeHandler(bolt, app_token)
     try:
-        SocketModeHandler(bolt, app_token).start()
+        ops_thread.start()
+        runtime.start()
+        try:
+            handler.client.connect_to_new_endpoint()
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            raise UsageError(f"Slack refused the Socket Mode connection (apps.connections.open: "
+                             f"{error}); check SLACK_APP_TOKEN (an app-level token with "
+                             "connections:write)") from None
+        write(f"imagepull-bot: Socket Mode connected; /healthz, /readyz, /metrics on "
+              f"{args.host}:{settings.port}", file=sys.stderr)
+        threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
+        handler.close()
+        ops.shutdown()
+        ops.server_close()
         runtime.stop()
     return EXIT_OK
 
@@ -353,7 +411,7 @@ def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {"diagnose": run_diagnose, "quota": run_quota, "verify-secret": run_verify_secret,
-            "tags": run_tags, "serve": run_serve, "socket": run_socket,
+            "tags": run_tags, "audit": run_audit, "serve": run_serve, "socket": run_socket,
             "check-config": run_check_config}
 
 
@@ -372,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from bot.sim.demo_story import run_story
 
-            return run_story()
+            return run_story(socket=args.socket)
         if args.command == "scenarios":
 
             return run_demo(args.ids, args.output)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -423,6 +423,38 @@ def _rate_limited(ctx: FixContext) -> list[Fix]:
     return fixes
 
 
+def dockerhub_quota_fixes(authenticated: bool) -> tuple[Fix, ...]:
+    """The field guide's fixes for a Docker Hub quota running low, for the quota watch's
+    warning (bot/routines/quota.py): it is about a whole IP or account, not one workload, so
+    the namespace is a placeholder. Anonymous pulls (an IP's quota): authenticate them (a
+    free account doubles the quota and decouples it from the NAT IP) and pull through a
+    cache. An account's quota: pull through a cache (or a paid plan, which has no limit)."""
+    hub = FixContext(namespace="<namespace>", workload=WorkloadRef("Deployment", "<workload>"),
+                     container="", image="docker.io/library/nginx",
+                     ref=try_parse_image("docker.io/library/nginx"))
+    fixes: list[Fix] = []
+    if not authenticated:
+        fixes += [
+            create_pull_secret(
+                hub, "dockerhub-creds",
+                "Authenticate pulls in each namespace that pulls from Docker Hub (fill in "
+                "<namespace>, <username> and <personal-access-token>): a free account allows "
+                "200 pulls per 6 hours, counted per account instead of per NAT IP",
+                placeholder="<personal-access-token>"),
+            replace(attach_secret_to_service_account(hub, "dockerhub-creds"),
+                    title="Attach it to the namespace's default service account (keep any "
+                          "secrets it already lists in the patch; existing pods need a "
+                          "restart)"),
+        ]
+    fixes.append(hosts_toml(
+        "docker.io",
+        'server = "https://registry-1.docker.io"\n\n'
+        '[host."https://<registry-mirror>"]\n  capabilities = ["pull", "resolve"]',
+        "Pull through a cache (Harbor, Nexus or registry:2 as a proxy): point docker.io at "
+        "your mirror (replace <registry-mirror>)"))
+    return tuple(fixes)
+
+
 def _quota_check(ctx: FixContext) -> Fix:
     """Docker's documented check: a token, then a manifest HEAD (HEAD uses no quota)."""
     repo = ctx.ref.repository if ctx.ref else "library/nginx"
@@ -716,3 +748,181 @@ def _dedupe(fixes: Iterable[Fix]) -> list[Fix]:
         seen.add(fix.command)
         out.append(fix)
     return out
+
+
+# -- the prevention audit and the credentials watch (bot/diagnosis/audit.py) ---------------------
+# The same builders and the same rules for names: every name from the cluster is checked by
+# `_checked` (a refused one becomes a <placeholder> and the title says why) and every argument
+# is quoted by `_cmd`.
+
+
+def _audited(ctx: FixContext, build: Callable[[FixContext], list[Fix]]) -> tuple[Fix, ...]:
+    ctx, refused = _checked(ctx)
+    return tuple(_explain_refused(_dedupe(build(ctx)), refused))
+
+
+def _template_path(kind: str) -> str:
+    """The JSON pointer of a workload's pod spec."""
+    if kind == "CronJob":
+        return "/spec/jobTemplate/spec/template/spec"
+    return "/spec" if kind == "Pod" else "/spec/template/spec"
+
+
+def audit_pin_tag(ctx: FixContext) -> tuple[Fix, ...]:
+    """`:latest` or no tag: name a version."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        base = ctx.ref.familiar_repository if ctx.ref else "<image>"
+        return [set_image(ctx, f"{base}:<tag>", "Name the version to run instead of a moving "
+                          ":latest (replace <tag>; or pin a digest)")]
+
+    return _audited(ctx, build)
+
+
+def audit_pin_digest(ctx: FixContext) -> tuple[Fix, ...]:
+    """A tag in a namespace that asks for digests: look the digest up, then pin it."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        base = ctx.ref.familiar_repository if ctx.ref else "<image>"
+        return [
+            Fix("Look up the digest the tag points at now (crane, from go-containerregistry)",
+                _cmd("crane", "digest", args=[ctx.image])),
+            set_image(ctx, f"{base}@sha256:<digest>",
+                      "Pin that digest, so a re-tag or a cleanup cannot change what runs "
+                      "(replace <digest>)"),
+        ]
+
+    return _audited(ctx, build)
+
+
+def audit_move_pull_secrets(ctx: FixContext, secrets: Sequence[str]) -> tuple[Fix, ...]:
+    """imagePullSecrets on a pod template: put them on the service account, then drop them
+    from the template (a Pod's spec cannot change: it is re-created from its manifest)."""
+    checked = [n if names.is_dns1123_subdomain(n) else "<secret-name>" for n in secrets]
+
+    def build(ctx: FixContext) -> list[Fix]:
+        listed = [*ctx.service_account_pull_secrets]
+        listed += [n for n in checked if n not in listed]
+        patch = json.dumps({"imagePullSecrets": [{"name": n} for n in listed]})
+        fixes = [Fix(
+            f"Attach {', '.join(checked)} to service account {ctx.service_account}, keeping "
+            "what it lists (new pods of every workload using it inherit them)",
+            _cmd("kubectl", "patch", "serviceaccount", args=[ctx.service_account],
+                 tail=["-p", patch, *_ns(ctx)]))]
+        if ctx.workload.kind == "Pod":
+            fixes.append(Fix("Then drop imagePullSecrets from the pod's manifest and re-create "
+                             "it (a pod's spec cannot change)",
+                             _cmd("kubectl", "delete", args=[ctx.workload.kubectl_ref],
+                                  tail=_ns(ctx))))
+        else:
+            remove = json.dumps([{"op": "remove",
+                                  "path": f"{_template_path(ctx.workload.kind)}"
+                                          "/imagePullSecrets"}])
+            fixes.append(Fix(
+                f"Then drop them from {ctx.workload.kubectl_ref}'s pod template (and from its "
+                "manifest)",
+                _cmd("kubectl", "patch", args=[ctx.workload.kubectl_ref],
+                     tail=[*_ns(ctx), "--type=json", "-p", remove])))
+        return fixes
+
+    refused = [n for n in secrets if not names.is_dns1123_subdomain(n)]
+    fixes = _audited(ctx, build)
+    if not refused:
+        return fixes
+    note = (f" (replace <secret-name>: pull secret name {refused[0][:60]!r} is not a valid "
+            "Kubernetes name)")
+    return tuple(Fix(f.title + note, f.command) if "<secret-name>" in f.command else f
+                 for f in fixes)
+
+
+def audit_authenticate_docker_hub(ctx: FixContext) -> tuple[Fix, ...]:
+    """Anonymous Docker Hub pulls share 100 pulls / 6 h per NAT IP: authenticate them."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        return [
+            create_pull_secret(
+                ctx, "dockerhub-creds",
+                "Authenticate Docker Hub pulls: a free account doubles the quota and decouples "
+                "it from the NAT IP (fill in <username> and <personal-access-token>)",
+                placeholder="<personal-access-token>"),
+            attach_secret_to_service_account(ctx, "dockerhub-creds"),
+        ]
+
+    return _audited(ctx, build)
+
+
+def audit_credential_provider(ctx: FixContext) -> tuple[Fix, ...]:
+    """A cloud registry on a static pull secret: let the kubelet fetch credentials itself."""
+    cloud = cloud_registry(ctx.registry)
+    if cloud is None:
+        return ()
+    return _audited(ctx, lambda _ctx: [credential_provider_config(cloud)])
+
+
+def audit_pull_if_not_present(ctx: FixContext) -> tuple[Fix, ...]:
+    """`Always` on an immutable reference re-asks the registry at every start for nothing."""
+    return _audited(ctx, lambda ctx: [Fix(
+        "An immutable reference never changes: pull it only when the node lacks it "
+        "(imagePullPolicy IfNotPresent)", _policy_patch(ctx, "IfNotPresent"))])
+
+
+def audit_private_image_credentials(ctx: FixContext) -> tuple[Fix, ...]:
+    """A private image pulled without credentials works only from the node's cache."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        return [create_pull_secret(ctx, DEFAULT_SECRET_NAME),
+                attach_secret_to_service_account(ctx, DEFAULT_SECRET_NAME)]
+
+    return _audited(ctx, build)
+
+
+def audit_invalid_image(ctx: FixContext) -> tuple[Fix, ...]:
+    return _audited(ctx, _invalid_name)
+
+
+def audit_create_missing_secret(ctx: FixContext) -> tuple[Fix, ...]:
+    """A referenced pull secret that does not exist (`ctx.missing_secret`)."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        name = ctx.missing_secret or "<secret-name>"
+        return [create_pull_secret(
+            ctx, name, f"Create {name} in namespace {ctx.namespace}, or stop referencing it "
+            "(fill in <registry>, <username> and <token>)")]
+
+    return _audited(ctx, build)
+
+
+def audit_refresh_ecr_secret(ctx: FixContext) -> tuple[Fix, ...]:
+    """An ECR pull secret older than its 12-hour token (`ctx.missing_secret` names it)."""
+    return _audited(ctx, _cloud_fixes)
+
+
+def audit_unused_secret(ctx: FixContext, name: str) -> tuple[Fix, ...]:
+    """A pull secret nothing references: attach it, or delete it."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        secret = ctx.unreferenced_secret or "<secret-name>"
+        return [
+            attach_secret_to_service_account(ctx, secret),
+            Fix(f"Or, if nothing outside this cluster's pods reads it, delete {secret}",
+                _cmd("kubectl", "delete", "secret", args=[secret], tail=_ns(ctx))),
+        ]
+
+    return _audited(replace(ctx, unreferenced_secret=name), build)
+
+
+def audit_secret_registries(ctx: FixContext, name: str) -> tuple[Fix, ...]:
+    """A pull secret whose registries no image of its namespace comes from."""
+
+    def build(ctx: FixContext) -> list[Fix]:
+        secret = ctx.wrong_registry_secret or "<secret-name>"
+        return [show_secret_registries(ctx, secret),
+                Fix(f"Re-create {secret} for the registry the images use (fill in <registry>, "
+                    "<username> and <token>)",
+                    _create("secret docker-registry", secret,
+                            _flag("docker-server", "<registry>"),
+                            _flag("docker-username", "<username>"),
+                            _flag("docker-password", "<token>"), *_ns(ctx),
+                            "--dry-run=client", "-o", "yaml") + " | kubectl apply -f -")]
+
+    return _audited(replace(ctx, wrong_registry_secret=name), build)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from bot.diagnosis.audit_model import AuditReport
 from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
 
@@ -59,3 +60,36 @@ def _outlook(d: ContainerDiagnosis) -> str:
 def _wrap(label: str, text: str) -> list[str]:
     wrapped = textwrap.wrap(text, _WIDTH - 12) or [""]
     return [f"  {label:<9} {wrapped[0]}"] + [f"  {'':<9} {w}" for w in wrapped[1:]]
+
+
+# -- the prevention audit (python -m bot audit) ----------------------------------------------
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{check} {n}" for check, n in counts.items())
+
+
+def render_audit_text(report: AuditReport) -> str:
+    """The audit grouped by namespace, each finding with the commands that fix it."""
+    checked = f"{report.namespaces} namespaces, {report.workloads} workloads checked"
+    if report.clean:
+        lines = [f"Audit: no findings ({checked})."]
+    else:
+        spaces = len(report.by_namespace())
+        lines = [f"Audit: {len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}"
+                 f" in {spaces} namespace{'s' if spaces != 1 else ''} ({checked})",
+                 f"  {_counts(report.counts())}"]
+    for namespace, findings in report.by_namespace():
+        lines += ["", f"{namespace} — {len(findings)} finding"
+                  f"{'s' if len(findings) != 1 else ''} ({_counts(report.counts(findings))})"]
+        for f in findings:
+            where = f"{f.kind}/{f.name}" + (f"  container {f.container}" if f.container else "")
+            lines.append(f"  ● {f.check.value}  {where}")
+            lines += [f"    {w}" for w in textwrap.wrap(f.message, _WIDTH - 4)]
+            for number, fix in enumerate(f.fixes, start=1):
+                lines.append(f"    {number}. {fix.title}")
+                first, *rest = fix.command.splitlines() or [""]
+                lines.append(f"       $ {first}")
+                lines += [f"         {line}" for line in rest]
+    lines += [f"skipped: {why}" for why in report.skipped]
+    return "\n".join(lines) + "\n"

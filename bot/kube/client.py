@@ -4,7 +4,8 @@ Objects are fetched as raw JSON (`_preload_content=False`) rather than the clien
 classes: diagnosis reads the same camelCase shape as `kubectl get -o json`, and the code does not
 depend on the generated models, which were regenerated wholesale in kubernetes-client 37.
 Reads are limited to what the bot's Role grants (deploy/ RBAC): pods, events, the owner chain,
-service accounts, docker-registry secrets and nodes.
+service accounts, docker-registry secrets and nodes; for the prevention audit, the workloads'
+pod templates and the namespaces' labels.
 """
 
 from __future__ import annotations
@@ -626,6 +627,72 @@ class KubeClient:
             raise self._api_error(exc, "patch", what) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from None
+
+    # -- the audit's inventory (bot/kube/inventory.py) -------------------------------------------
+    # Appended for the prevention audit and the credentials watch: paginated lists of the
+    # workloads with pod templates, namespaces, and each object projected as its page arrives.
+
+    def _template_lists(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(all namespaces, one namespace) list calls of a workload kind with a pod template."""
+        apps, batch = self.apps, self.batch
+        calls = {
+            "Deployment": (apps.list_deployment_for_all_namespaces,
+                           apps.list_namespaced_deployment),
+            "StatefulSet": (apps.list_stateful_set_for_all_namespaces,
+                            apps.list_namespaced_stateful_set),
+            "DaemonSet": (apps.list_daemon_set_for_all_namespaces,
+                          apps.list_namespaced_daemon_set),
+            "CronJob": (batch.list_cron_job_for_all_namespaces, batch.list_namespaced_cron_job),
+        }
+        return calls[kind]
+
+    def list_workloads(self, kind: str, namespace: str | None,
+                       project: Callable[[dict[str, Any]], T]) -> list[T]:
+        """Every Deployment, StatefulSet, DaemonSet or CronJob (of one namespace, or of all),
+        each reduced by `project` as its page arrives."""
+        all_namespaces, namespaced = self._template_lists(kind)
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"{kind.lower()}s {where}"
+        if namespace is None:
+            return self._list_projected(what, all_namespaces, project)[0]
+        return self._list_projected(what, namespaced, project, namespace)[0]
+
+    def list_resource_projected(self, resource: str, namespace: str | None,
+                                project: Callable[[dict[str, Any]], T], *,
+                                field_selector: str | None = None) -> list[T]:
+        """`list_resource` ("secrets" with a type selector, or "serviceaccounts"), each item
+        reduced by `project` as its page arrives: a secret's credentials go with its page."""
+        if resource == "secrets" and not self.read_secrets:
+            raise SecretsNotRead("secrets")
+        all_namespaces, namespaced = self._fact_calls(resource)
+        kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        where = f'in "{namespace}"' if namespace else "in all namespaces"
+        what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
+        if namespace is None:
+            return self._list_projected(what, all_namespaces, project, **kwargs)[0]
+        return self._list_projected(what, namespaced, project, namespace, **kwargs)[0]
+
+    def list_namespaces(self, project: Callable[[dict[str, Any]], T]) -> list[T]:
+        """Every namespace (for its labels), reduced by `project`."""
+        return self._list_projected("namespaces", self.core.list_namespace, project)[0]
+
+    def read_namespace(self, name: str) -> dict[str, Any]:
+        """One namespace (for its labels), when the bot watches a list of namespaces."""
+        return dict(self._call(f'namespace "{name}"', self.core.read_namespace, name))
+
+    def secret_exists(self, namespace: str, name: str) -> bool | None:
+        """Whether a secret of that name exists (None: may not be read). Asked only for a
+        referenced name that is not among the listed pull secrets; nothing of it is kept."""
+        if not self.read_secrets:
+            return None
+        try:
+            self._call(f'secret "{namespace}/{name}"', self.core.read_namespaced_secret, name,
+                       namespace)
+        except KubeNotFound:
+            return False
+        except KubeForbidden:
+            return None
+        return True
 
     @staticmethod
     def _api_message(exc: ApiException) -> str:

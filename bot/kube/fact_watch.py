@@ -132,6 +132,11 @@ class FactWatch(Reflector):
         with self.lock:
             return self.items.get((namespace, name))
 
+    def everything(self) -> list[tuple[Key, Any]]:
+        """Every object held, as ((namespace, name), projection), sorted."""
+        with self.lock:
+            return sorted(self.items.items())
+
     def __len__(self) -> int:
         with self.lock:
             return len(self.items)
@@ -187,6 +192,21 @@ class WatchedFacts:
         if not covering or not all(w.current for w in covering):
             return None
         return covering
+
+    # -- the whole scope (scheduled watches: bot/routines) --------------------------------------
+    @property
+    def current(self) -> bool:
+        """Every watch has listed and is in contact (none refused): the lists below are whole."""
+        return all(w.current for w in self.reflectors if isinstance(w, FactWatch))
+
+    def all_pull_secrets(self) -> list[tuple[str, PullSecretInfo]]:
+        """(namespace, secret) of every pull secret held, every watched namespace."""
+        return [(ns, info) for watch in self.secrets for (ns, _), info in watch.everything()]
+
+    def account_references(self) -> set[tuple[str, str]]:
+        """(namespace, secret name) of every pull secret some service account lists."""
+        return {(ns, name) for watch in self.accounts
+                for (ns, _), names in watch.everything() for name in names}
 
     # -- FactSource ---------------------------------------------------------------------------
     def pull_secrets(self, namespace: str) -> tuple[PullSecretInfo, ...] | None:

@@ -50,7 +50,9 @@ def _pods(objects: list[Obj]) -> list[Obj]:
     return [o for o in objects if o["kind"] == "Pod"]
 
 
-def run_story(out_dir: Path = Path("demo-out")) -> int:
+def run_story(out_dir: Path = Path("demo-out"), socket: bool = False) -> int:
+    """The timeline; with `socket`, people also ask the bot over Socket Mode (the Socket Mode
+    stand-in, the bot's own handler) before the fixes, across a connection refresh."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="imagepull-demo-") as tmp, \
             SimCluster() as sim, SlackStandIn() as slack, \
@@ -68,7 +70,9 @@ def run_story(out_dir: Path = Path("demo-out")) -> int:
             watcher.idle_timeout = 0.5
         runtime.start()
         try:
-            _play(sim, slack, runtime, started)
+            tour = (lambda: _socket_mode_tour(slack, settings, runtime, started)) if socket \
+                else None
+            _play(sim, slack, runtime, started, tour)
         finally:
             runtime.stop()
         write("\n" + "═" * 100 + "\n#imagepull-alerts after the fixes (roots edited, "
@@ -87,7 +91,52 @@ def _roots(slack: SlackStandIn) -> int:
     return len(slack.channel_history("imagepull-alerts"))
 
 
-def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float) -> None:
+def _socket_mode_tour(slack: SlackStandIn, settings: Settings, runtime: Runtime,
+                      started: float) -> None:
+    """`/imagepull diagnose` over Socket Mode, then again right after Slack asks for a
+    connection refresh while it keeps the old connection open 5 s: both acks well under 3 s."""
+    from bot.app import build_bolt_app
+    from bot.sim.socket_mode import SocketModeStandIn
+    from bot.slack.socket_mode import SocketModeHandler
+
+    pod = factory.pod_names(NS, "checkout", "registry.internal/shop/checkout:v2.2")[0]
+    with SocketModeStandIn(slack, hold_open=5.0) as socket_mode:
+        handler = SocketModeHandler(build_bolt_app(settings, runtime), socket_mode.app_token)
+        try:
+            handler.client.connect_to_new_endpoint()
+            socket_mode.wait_connections(1)
+            for round_, note in enumerate(("", " (new connection; the old one held open)")):
+                if round_:
+                    socket_mode.refresh()
+                    _say(started, "Slack asks for a Socket Mode refresh (disconnect, "
+                                  "refresh_requested)")
+                    socket_mode.wait_connections(2)
+                name = f"socket-{round_}"
+                url = slack.response_url(name, channel="C0ALERTS01", user="U0ALICE001")
+                envelope = socket_mode.slash_command({
+                    "team_id": slack.team_id, "channel_id": "C0ALERTS01",
+                    "channel_name": "imagepull-alerts", "user_id": "U0ALICE001",
+                    "user_name": "alice", "command": "/imagepull",
+                    "text": f"diagnose {NS}/{pod}", "response_url": url,
+                    "trigger_id": f"{round_}.1.demo", "api_app_id": slack.app_id})
+                ack = socket_mode.wait_ack(envelope)
+                answers = _answers(slack, name)
+                first = str(answers[0].body.get("text", "")).splitlines()[0] if answers else "-"
+                _say(started, f"/imagepull diagnose {NS}/{pod} over Socket Mode{note}: acked "
+                              f"in {(ack.at - envelope.created_at) * 1000:.0f} ms; answer: "
+                              f"{first[:90]}")
+        finally:
+            handler.close()
+
+
+def _answers(slack: SlackStandIn, name: str) -> list[Any]:
+    """The posts to response_url `name`, once there is one (or none after 15 s)."""
+    _wait(lambda: bool(slack.responses(name)), timeout=15)
+    return slack.responses(name)
+
+
+def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float,
+          tour: Callable[[], None] | None = None) -> None:
     def apply(objects: list[Obj]) -> None:
         for obj in objects:
             sim.apply(obj)
@@ -130,6 +179,8 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
     _wait(lambda: any("more failing" in c.params.get("text", "")
                       for c in slack.calls_to("chat.postMessage")), timeout=8)
     _say(started, f"alerts in the channel: {_roots(slack)}; later pods went into the thread")
+    if tour is not None:
+        tour()
     write("\n" + "═" * 100 + "\n#imagepull-alerts before the fixes:\n" + "═" * 100)
     write(slack.render_transcript())
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.sim.lifecycle import HTTPListener, LoopbackService
@@ -110,6 +110,14 @@ class SlackCallError(Exception):
             body["errors"] = list(self.detail)
             body["response_metadata"] = {"messages": [f"[ERROR] {d}" for d in self.detail]}
         return body
+
+
+class SocketModeEndpoint(Protocol):
+    """What ``apps.connections.open`` needs of bot/sim/socket_mode.py's stand-in."""
+
+    app_token: str
+
+    def issue_url(self) -> str: ...
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -333,6 +341,9 @@ class SlackStandIn(LoopbackService):
         self._deterministic = start_ts is not None
         self._view_seq = 0
         self._listener = HTTPListener(host, "slack-standin")
+        #: the Socket Mode endpoint ``apps.connections.open`` hands out (bot/sim/socket_mode.py
+        #: sets it when it starts); without one the method answers ``not_allowed_token_type``
+        self.socket_mode: SocketModeEndpoint | None = None
         self.add_channel(*DEFAULT_CHANNEL)
 
     # -- workspace state -------------------------------------------------------------------------
@@ -654,13 +665,25 @@ class SlackStandIn(LoopbackService):
 
     def _dispatch(self, method: str, params: JSON, token: str | None) -> JSON:
         impl = _METHODS.get(method)
-        if impl is None:
+        if impl is None and method != "apps.connections.open":
             raise SlackCallError("unknown_method")
         if token is None:
             raise SlackCallError("not_authed")
+        if impl is None:  # the one method that takes the app-level token
+            return self._apps_connections_open(token)
         if token != self.token:
             raise SlackCallError("invalid_auth")
         return impl(self, params)
+
+    def _apps_connections_open(self, token: str) -> JSON:
+        """Socket Mode's URL, for the app-level token only (a bot token is the wrong type,
+        https://docs.slack.dev/reference/methods/apps.connections.open)."""
+        socket_mode = self.socket_mode
+        if token == self.token or not token.startswith("xapp-"):
+            raise SlackCallError("not_allowed_token_type")
+        if socket_mode is None or token != socket_mode.app_token:
+            raise SlackCallError("invalid_auth")
+        return {"ok": True, "url": socket_mode.issue_url()}
 
     # -- methods ---------------------------------------------------------------------------------
     def _auth_test(self, params: JSON) -> JSON:
@@ -732,6 +755,21 @@ class SlackStandIn(LoopbackService):
                 if m.ts == ts:
                     return m
         return None
+
+    def _chat_get_permalink(self, params: JSON) -> JSON:
+        """https://docs.slack.dev/reference/methods/chat.getPermalink: `channel` and
+        `message_ts` → `{"channel", "permalink"}` on the workspace's host (a reply's link
+        carries `thread_ts` and `cid`, as Slack's do); `message_not_found` otherwise."""
+        cid = self._channel_param(params)
+        ts = str(params.get("message_ts") or "")
+        message = self._find(cid, ts)  # roots and replies alike
+        if message is None:
+            raise SlackCallError("message_not_found")
+        host = f"https://{self.team.lower().replace(' ', '-')}.slack.com"
+        link = f"{host}/archives/{cid}/p{ts.replace('.', '')}"
+        if message.thread_ts and message.thread_ts != ts:
+            link += f"?thread_ts={message.thread_ts}&cid={cid}"
+        return {"ok": True, "channel": cid, "permalink": link}
 
     def _chat_update(self, params: JSON) -> JSON:
         cid = self._channel_param(params)
@@ -1028,6 +1066,7 @@ _METHODS: dict[str, Callable[[SlackStandIn, JSON], JSON]] = {
     "auth.test": SlackStandIn._auth_test,
     "chat.postMessage": SlackStandIn._chat_post_message,
     "chat.update": SlackStandIn._chat_update,
+    "chat.getPermalink": SlackStandIn._chat_get_permalink,
     "chat.postEphemeral": SlackStandIn._chat_post_ephemeral,
     "views.open": SlackStandIn._views_open,
     "usergroups.users.list": SlackStandIn._usergroups_users_list,

@@ -14,16 +14,19 @@ hide a link, and a backtick in a value cannot break a code span.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
+from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.facts import WorkloadRef
-from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
+from bot.diagnosis.model import ContainerDiagnosis, Fix, PodDiagnosis
+from bot.registry.dockerhub import Quota
 from bot.slack import actions
-from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, plain, user
+from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, permalink, plain, user
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -339,7 +342,9 @@ def approval_message(request: Any, approvers: str,
             _context(M("request {}").format(code(request.id)))]
         return message(text, blocks)
     outcome = {"approved": "✅ Approved", "denied": "🚫 Denied", "failed": "⚠️ Approved, failed",
-               "expired": "⌛ Expired"}.get(request.state, request.state)
+               "expired": M("⌛ Expired at {}, nobody approved").format(
+                   date(request.decided_at or request.expires_at))}.get(request.state,
+                                                                        request.state)
     who = M(" by {}").format(user(request.decided_by)) if request.decided_by else M("")
     result = M("\n{}").format(request.result) if request.result else M("")
     text = M("{}{}: {}").format(outcome, who, what)
@@ -351,8 +356,233 @@ def approval_message(request: Any, approvers: str,
 def approval_audit_line(request: Any, outcome: str, by: str) -> Mrkdwn:
     """One line for the incident thread: who, what, when, result."""
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(request.decided_at or time.time()))
+    if outcome == "expired":  # decided by nobody: the clock
+        return M("🧾 Nobody approved the {} requested by {}: it expired at {}").format(
+            request.describe(), user(request.requester), at)
     verbs = {"approved": "approved", "denied": "denied", "failed": "approved (it failed)",
              "expired": "let expire"}
     line = M("🧾 {} {} the {} requested by {} at {}").format(
         user(by), verbs.get(outcome, outcome), request.describe(), user(request.requester), at)
     return line + (M(" — {}").format(request.result) if request.result else M(""))
+
+
+# -- the prevention audit (/imagepull audit, the weekly digest) -------------------------------
+
+
+def _audit_entry(finding: AuditFinding) -> Mrkdwn:
+    """One finding: what and where, the plain words, and its first fix (the rest counted).
+
+    The message's own code spans are built backtick-safe (bot/diagnosis/markup.py), so, like a
+    diagnosis summary, escaping Slack's three control characters is all it needs."""
+    where = M("{} {}").format(finding.kind, code(finding.name))
+    if finding.container:
+        where += M(" · container {}").format(code(finding.container))
+    entry = M("• {} — {}\n{}").format(code(finding.check.value), where,
+                                      cut(escape(finding.message), 1200))
+    if finding.fixes:
+        first = finding.fixes[0]
+        entry += M("\n_{}_\n").format(cut(M("{}").format(first.title), 400))
+        entry += code_block(first.command, 1000)
+        if len(finding.fixes) > 1:
+            entry += M("\n+{} more step{}").format(len(finding.fixes) - 1,
+                                                    "s" if len(finding.fixes) > 2 else "")
+    return entry
+
+
+def _audit_sections(spaces: list[tuple[str, list[AuditFinding]]], budget: int
+                    ) -> tuple[list[Mrkdwn], int]:
+    """Sections of at most 3,000 characters, at most `budget` of them, and how many findings
+    they hold (namespace by namespace, in order)."""
+    sections: list[Mrkdwn] = []
+    shown = 0
+    for namespace, findings in spaces:
+        if len(sections) >= budget:
+            break
+        section = M("*{}* — {} finding(s): {}").format(
+            code(namespace), len(findings), _counts_line(AuditReport(tuple(findings)).counts()))
+        for finding in findings:
+            entry = _audit_entry(finding)
+            if len(section) + len(entry) + 2 > MAX_SECTION_TEXT:
+                sections.append(section)
+                if len(sections) >= budget:
+                    return sections, shown
+                section = M("*{}* (continued)").format(code(namespace))
+            section += M("\n\n") + entry
+            shown += 1
+        sections.append(section)
+    return sections, shown
+
+
+def _counts_line(counts: dict[str, int]) -> Mrkdwn:
+    return M(" · ").join(M("{} {}").format(code(check), n) for check, n in counts.items())
+
+
+def audit_message(report: AuditReport, *, title: str = "Prevention audit",
+                  scope: str | None = None) -> tuple[str, list[Block]]:
+    """The audit grouped by namespace, each finding with the command that fixes it.
+
+    Within Slack's limits: findings are packed into sections of at most 3,000 characters and
+    the message into 50 blocks; what does not fit is counted in a last line that says how to
+    see everything (`python -m bot audit`)."""
+    where = M(" of {}").format(code(scope)) if scope else M("")
+    checked = M("{} namespaces, {} workloads checked").format(report.namespaces,
+                                                             report.workloads)
+    skipped = [_context(M("Skipped: {}").format(why)) for why in report.skipped[:2]]
+    if report.clean:
+        text = M("✅ {}{}: no findings ({}).").format(title, where, checked)
+        return message(text, [_mrkdwn(text), *skipped])
+    spaces = report.by_namespace()
+    text = M("{}{}: {} findings in {} namespace(s)").format(title, where, len(report.findings),
+                                                           len(spaces))
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                    "text": plain(f"🔎 {title}", MAX_HEADER)}},
+        _mrkdwn(M("*{} findings* in {} namespace(s){} ({})\n{}").format(
+            len(report.findings), len(spaces), where, checked, _counts_line(report.counts()))),
+        *skipped]
+    sections, shown = _audit_sections(spaces, MAX_BLOCKS - len(blocks) - 1)
+    blocks += [_mrkdwn(section) for section in sections]
+    hidden = len(report.findings) - shown
+    if hidden > 0:
+        blocks.append(_context(M("…and {} more finding(s) not shown here: run {} for all of "
+                                 "them, with every fix step").format(
+            hidden, code("python -m bot audit" + (f" -n {scope}" if scope else "")))))
+    return message(text, blocks)
+
+
+def audit_finding_message(finding: AuditFinding, title: str) -> tuple[str, list[Block]]:
+    """One finding on its own (the credentials watch): what, where, why, and every fix step."""
+    where = M("{} {} in {}").format(finding.kind, code(finding.name), code(finding.namespace))
+    if finding.container:
+        where += M(" (container {})").format(code(finding.container))
+    text = M("{} — {}: {}").format(title, finding.check.value, where)
+    blocks: list[Block] = [_mrkdwn(M("*{}* — {}: {}\n{}").format(
+        title, code(finding.check.value), where, cut(escape(finding.message), 2000)))]
+    for number, fix in enumerate(finding.fixes[:MAX_FIXES], start=1):
+        head = M("*{}.* {}\n").format(number, fix.title)
+        blocks.append(_mrkdwn(head + code_block(fix.command, MAX_SECTION_TEXT - len(head))))
+    return message(text, blocks)
+
+
+# -- scheduled watches (bot/routines) -----------------------------------------------------------
+
+
+def _fix_steps(fixes: Sequence[Fix]) -> list[Block]:
+    blocks: list[Block] = []
+    for number, fix in enumerate(fixes[:MAX_FIXES], start=1):
+        title = M("*{}.* {}\n").format(number, fix.title)
+        blocks.append(_mrkdwn(title + code_block(fix.command, MAX_SECTION_TEXT - len(title))))
+    return blocks
+
+
+def quota_owner(quota: Quota, secrets: Sequence[str] = ()) -> Mrkdwn:
+    """Whose Docker Hub quota it is, in words: the bot's outbound IP (anonymous pulls) or an
+    account by its username and the pull secrets holding it. Never a password or token."""
+    if not quota.authenticated:
+        return M("this bot's outbound IP {} (anonymous pulls: every node leaving through the "
+                 "same NAT shares it)").format(code(quota.source or "unknown"))
+    used = M(", ").join(code(s) for s in secrets[:MAX_LISTED])
+    more = M(" and {} more").format(len(secrets) - MAX_LISTED) if len(secrets) > MAX_LISTED \
+        else M("")
+    source = M(", docker-ratelimit-source {}").format(code(quota.source)) if quota.source \
+        else M("")
+    return M("Docker Hub account {}{} (pull secret{} {}{})").format(
+        code(quota.username or "?"), source, "s" if len(secrets) != 1 else "", used, more)
+
+
+def _span(seconds: int) -> str:
+    """`6 hours` for 21600 (Docker Hub's window), else the usual short duration."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hour{'s' if seconds != 3600 else ''}"
+    return duration(seconds)
+
+
+def _window(seconds: int | None) -> Mrkdwn:
+    if not seconds:
+        return M("Docker Hub's window")
+    hours = seconds / 3600
+    span = f"{hours:g}-hour" if hours >= 1 else f"{seconds}-second"
+    return M("Docker Hub's rolling {} window (w={})").format(span, seconds)
+
+
+def quota_warning_message(quota: Quota, whose: Mrkdwn, threshold: int, now: float,
+                          fixes: Sequence[Fix]) -> tuple[str, list[Block]]:
+    """The quota watch's warning: whose quota, what is left, when it recovers, the fixes."""
+    remaining = quota.remaining if quota.remaining is not None else 0
+    limit = M("{}").format(quota.limit) if quota.limit is not None else M("?")
+    text = M("⚠️ Docker Hub pull quota low: {} of {} pulls left for {}").format(
+        remaining, limit, whose)
+    window = quota.window_seconds
+    limited = M(" Docker Hub is refusing pulls now (429 toomanyrequests).") \
+        if quota.status == 429 else M("")
+    recovers = (M("Pulls older than {} stop counting, so the quota comes back gradually; with "
+                  "no new pulls it is full again by {} at the latest.").format(
+                      _span(window), date(now + window)) if window
+                else M("It comes back as older pulls leave the window."))
+    blocks: list[Block] = [
+        _mrkdwn(M("⚠️ *Docker Hub pull quota low* — {} of {} pulls left (warning below {}) "
+                  "in {}.{}").format(remaining, limit, threshold, _window(window), limited)),
+        _mrkdwn(M("*Whose quota:* {}\n*Recovers:* {}").format(whose, recovers)),
+        *_fix_steps(fixes),
+        _context(M("imagepull-bot · quota watch · checked with HEAD requests (they use no "
+                   "quota) · I will say in this thread when it is back at {} or more")
+                 .format(threshold)),
+    ]
+    return message(text, blocks)
+
+
+def quota_recovered_message(quota: Quota, whose: Mrkdwn,
+                            threshold: int) -> tuple[str, list[Block]]:
+    """The quota is back at or above the threshold (or Docker Hub no longer limits it)."""
+    if quota.unlimited:
+        text = M("✅ Docker Hub no longer rate-limits {} (no rate-limit headers).").format(whose)
+    else:
+        limit = M("{}").format(quota.limit) if quota.limit is not None else M("?")
+        text = M("✅ Docker Hub pull quota recovered: {} of {} pulls left for {} (at or above "
+                 "{}).").format(quota.remaining, limit, whose, threshold)
+    return message(text, [_mrkdwn(text)])
+
+
+def digest_message(*, cluster: str, period: float,
+                   open_incidents: Sequence[tuple[Incident, str | None]], now: float,
+                   opened: int, resolved: int, top_causes: Sequence[tuple[Cause, int]],
+                   resolve_times: tuple[float, float] | None,
+                   noisiest: Sequence[tuple[str, int]]) -> tuple[str, list[Block]]:
+    """The daily digest: open incidents (each with a link to its thread: a Slack permalink,
+    or its channel and ts), then the period's figures."""
+    span = _span(int(period))
+    title = f"📋 Image-pull digest for {cluster}: {len(open_incidents)} open, {opened} opened " \
+            f"and {resolved} resolved in the last {span}"
+    blocks: list[Block] = [{"type": "header", "text": {
+        "type": "plain_text", "text": plain(f"📋 Image-pull digest — {cluster}", MAX_HEADER),
+        "emoji": True}}]
+    if open_incidents:
+        lines: list[Mrkdwn] = []
+        for incident, url in open_incidents[:MAX_LISTED]:
+            where = (permalink(url, "thread") if url else
+                     M("thread {} in {}").format(code(incident.thread_ts or "?"),
+                                                 code(incident.channel or "?")))
+            lines.append(M("• *{}* — {} — open {} — {} pod{} failing — {}").format(
+                CAUSES[incident.cause].title, code(incident.scope),
+                duration(now - incident.created_at), len(incident.pods),
+                "s" if len(incident.pods) != 1 else "", where))
+        if len(open_incidents) > MAX_LISTED:
+            lines.append(M("…and {} more").format(len(open_incidents) - MAX_LISTED))
+        blocks.append(_mrkdwn(M("*Open incidents ({})*\n").format(len(open_incidents))
+                              + M("\n").join(lines)))
+    else:
+        blocks.append(_mrkdwn(M("✅ *No open incidents.*")))
+    figures = [M("*Last {}:* {} opened, {} resolved").format(span, opened, resolved)]
+    if top_causes:
+        figures.append(M("*Top causes:* ") + M(", ").join(
+            M("{} ({})").format(CAUSES[cause].title, n) for cause, n in top_causes))
+    if resolve_times is not None:
+        figures.append(M("*Time to resolve:* median {}, worst {}").format(
+            duration(resolve_times[0]), duration(resolve_times[1])))
+    if noisiest:
+        figures.append(M("*Noisiest workloads:* ") + M(", ").join(
+            M("{} ({} pod{})").format(code(w), n, "s" if n != 1 else "") for w, n in noisiest))
+    blocks.append(_mrkdwn(M("\n").join(figures)))
+    blocks.append(_context(M("imagepull-bot · daily digest (DIGEST_CRON) · reminders of open "
+                             "incidents also go to their threads every REPEAT_INTERVAL_SECONDS")))
+    return message(title, blocks)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,37 @@ def read_block_actions(payload: Any) -> BlockActions:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
         raise MalformedPayload(f"block_actions {where}: {first.get('msg')}") from None
+
+
+class AnsweredAlready(Exception):
+    """The request was answered through its response_url; acknowledge it and stop."""
+
+
+def screen_interaction(payload: Any) -> None:
+    """The check both transports make before Bolt sees an interaction (`/slack/events` in
+    bot/server.py, Socket Mode in bot/slack/socket_mode.py): a button press whose fields are
+    not Slack's never reaches Bolt (whose context building raises on, e.g., a numeric `user`).
+    The person gets a polite answer through the response_url (AnsweredAlready); without a
+    usable one the request is Refused(400)."""
+    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        return
+    try:
+        read_block_actions(payload)
+    except MalformedPayload as exc:
+        url = response_url_of(payload)
+        if url is None:
+            raise Refused(400, "malformed request", str(exc)) from None
+        log.warning("slack button press refused: %s", exc)
+        _answer_unreadable(url)
+        raise AnsweredAlready from None
+
+
+def _answer_unreadable(url: str) -> None:
+    try:
+        WebhookClient(url, timeout=2).send(text=UNREADABLE_BUTTON, response_type="ephemeral",
+                                           replace_original=False)
+    except Exception as exc:  # the answer is a courtesy; the refusal stands without it
+        log.warning("could not answer through response_url: %s", type(exc).__name__)
 
 
 def response_url_of(payload: Any) -> str | None:

@@ -105,6 +105,14 @@ def _rate_limit_only(client: WebClient) -> WebClient:
                                      if isinstance(h, RateLimitErrorRetryHandler)])
 
 
+def posting_client(client: WebClient) -> WebClient:
+    """For posts that are not idempotent outside the incident notifier (a scheduled watch's
+    message): `client` with only the 429 retry handler, so one call never re-sends a message
+    Slack may already have stored; the caller decides on an unknown outcome
+    (`outcome_unknown`)."""
+    return _rate_limit_only(client)
+
+
 class DeliveryUnknown(NotifyError):
     """The request may have reached Slack: look for the message before posting it again."""
 

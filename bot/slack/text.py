@@ -35,8 +35,7 @@ from typing import Any
 from bot.diagnosis.markup import BACKTICK_LOOKALIKE, outside_span, span_body
 
 __all__ = ["BACKTICK_LOOKALIKE", "Mrkdwn", "code", "code_block", "cut", "date", "escape", "literal",
-           "plain", "sentence", "user",
-           "usergroup"]
+           "permalink", "plain", "sentence", "user", "usergroup"]
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -156,6 +155,20 @@ def usergroup(group_id: object) -> Mrkdwn:
     """A live mention of a Slack user group (subteam) id; anything else is shown as code."""
     text = str(group_id)
     return Mrkdwn(f"<!subteam^{text}>") if _GROUP_ID.fullmatch(text) else code(text)
+
+
+#: A Slack permalink as chat.getPermalink answers it (Slack's own host, no markup in it).
+_PERMALINK = re.compile(r"https://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.slack(?:-gov)?\.com/"
+                        r"[A-Za-z0-9/?=&._%-]*")
+
+
+def permalink(url: object, label: object) -> Mrkdwn:
+    """A live link to a Slack message (a permalink on Slack's own host, as chat.getPermalink
+    answers); any other URL is shown as code, never as a link someone could disguise."""
+    text = str(url)
+    if not _PERMALINK.fullmatch(text):
+        return code(text)
+    return Mrkdwn(f"<{text.replace('&', '&amp;')}|{literal(label)}>")
 
 
 def date(epoch: float) -> Mrkdwn:

@@ -14,16 +14,18 @@ The per-profile design:
 * **Configured like the Deployment.** The profile's configMap (`READ_SECRETS`,
   `REMEDIATION_ENABLED`, `WATCH_NAMESPACES`) goes into the environment the bot reads.
 * **Everything the bot does in production**: diagnose every scenario's pods (owner chains,
-  secrets, nodes) in the namespaces it watches, verify a pull secret, run the event watches,
+  secrets, nodes) in the namespaces it watches, verify a pull secret, run the prevention audit
+  (cluster-wide or of WATCH_NAMESPACES, and of one namespace), run the event watches,
   the pod view, the fact watches and the sweep, and every remediation on every workload
   through the approval service (rollout restart, set image, and the refusals that read a
   ReplicaSet's or Job's owner) — or, read-only, see each refused in words with no PATCH sent.
 
 Adding a rule to one role file reaches every profile that includes the role, and this test
 then demands that the code use it; a profile that leaves a role out must configure the bot
-not to need it. The only refusal allowed is the namespaced profile's one read of a node per
-client (Roles cannot grant cluster-scoped reads; the bot then stops asking, see
-test_a_namespaced_install_asks_for_a_node_once). With read-only, the alerts the bot posts
+not to need it. The only refusals allowed are the namespaced profile's reads of cluster-scoped
+objects, which Roles cannot grant: a node once per client (the bot then stops asking, see
+test_a_namespaced_install_asks_for_a_node_once) and the namespaces' labels once per audit
+(the report says it skipped them). With read-only, the alerts the bot posts
 carry no remediation buttons (test_read_only_alerts_have_no_remediation_buttons).
 """
 
@@ -41,7 +43,7 @@ from slack_sdk import WebClient
 
 from bot.app import build_runtime
 from bot.chatops.approvals import ApprovalService
-from bot.cli.main import EXIT_BAD_INPUT, main
+from bot.cli.main import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, main
 from bot.config import Settings, load_settings
 from bot.kube.client import KubeClient
 from bot.kube.fact_watch import WatchedFacts
@@ -61,6 +63,7 @@ pytestmark = pytest.mark.integration
 
 Triple = tuple[str, str, str]  # (verb, API group, resource)
 NODE_READ: Triple = ("get", "", "nodes")
+NAMESPACE_READ: Triple = ("get", "", "namespaces")
 
 
 def granted(rules: list[dict[str, Any]]) -> set[Triple]:
@@ -119,6 +122,13 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
                     if not settings.read_secrets:
                         assert code == EXIT_BAD_INPUT
                         assert "READ_SECRETS=false" in capsys.readouterr().err
+            # the prevention audit, cluster-wide (or WATCH_NAMESPACES) and of one namespace
+            assert main(["audit", "--kubeconfig", kubeconfig]) in (EXIT_OK, EXIT_FINDINGS)
+            for ns in [o["metadata"]["name"] for o in scenario.objects
+                       if o["kind"] == "Namespace"
+                       and (not watched or o["metadata"]["name"] in watched)][:1]:
+                assert main(["audit", "-n", ns, "--kubeconfig", kubeconfig]) in (
+                    EXIT_OK, EXIT_FINDINGS)
             kube = KubeClient.from_environment(kubeconfig, read_secrets=settings.read_secrets)
             watchers = [EventWatcher(kube, MemoryStore(), lambda s: None, namespace=ns,
                                      idle_timeout=0.3) for ns in watched or [None]]
@@ -146,7 +156,9 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
             used |= set(sim.access_log)
             denied += sim.denied
     capsys.readouterr()
-    allowed = {NODE_READ} if profile == "namespaced" else set()
+    # a Role cannot grant cluster-scoped reads: the namespaced install is refused a node once
+    # per client and the audit's namespace labels once per run, and says so
+    allowed = {NODE_READ, NAMESPACE_READ} if profile == "namespaced" else set()
     assert set(denied) <= allowed, f"{profile}: the code needs more than it grants: {denied}"
     unused = all_granted(grant) - used
     assert unused == set(), f"{profile} grants what the code never uses: {unused}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.chatops.commands import (
+    Audit,
     CommandError,
     Diagnose,
     Help,
@@ -27,6 +28,8 @@ from bot.chatops.commands import (
      VerifySecret("shop", "regcred", "registry.internal/team/app:2.1")),
     ("verify-secret shop/web-7d9f8b6c5d-x2x9q", VerifySecret("shop", "web-7d9f8b6c5d-x2x9q")),
     ("restart shop/deployment/web", Restart("shop", "Deployment", "web")),
+    ("audit", Audit()),
+    ("audit shop", Audit("shop")),
     ("restart shop/sts/db", Restart("shop", "StatefulSet", "db")),
     ("restart shop/ds/log-agent", Restart("shop", "DaemonSet", "log-agent")),
     ("verify-secret shop/regcred --image “nginx:1.27”", VerifySecret("shop", "regcred",
@@ -53,6 +56,8 @@ def test_valid(text: str, expected: object) -> None:
     ("restart shop/job/migrate", "cannot restart a job"),
     ("restart shop/deployment/Web", "DNS-1123"),
     ("frobnicate", "unknown sub-command `frobnicate`"),
+    ("audit shop tools", "usage: `/imagepull audit [NAMESPACE]`"),
+    ("audit Shop", "DNS-1123"),
     ("diagnose shop/" + "a" * 254, "at most 253"),
 ])
 def test_malformed_input_gets_a_helpful_error(text: str, says: str) -> None:

@@ -27,3 +27,18 @@ def test_demo_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert after.count("Resolved after") == 3
     saved = json.loads((tmp_path / "slack-messages.json").read_text())
     assert saved["channels"][0]["messages"]
+
+
+def test_demo_story_over_socket_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bot demo --socket`: the same story, plus `/imagepull diagnose` over the
+    Socket Mode stand-in before and right after a connection refresh."""
+    import re
+
+    assert run_story(tmp_path, socket=True) == 0
+    out = capsys.readouterr().out
+    acks = re.findall(r"over Socket Mode.*?: acked in (\d+) ms; answer: (.*)", out)
+    assert len(acks) == 2, out[:3000]
+    for ms, answer in acks:
+        assert int(ms) < 3000 and "cannot pull their image" in answer
+    assert "refresh_requested" in out
+    assert out.count("✅ Resolved: ") == 3

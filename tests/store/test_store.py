@@ -126,3 +126,23 @@ def test_take_turn_gives_each_period_to_one_owner(store: Store) -> None:
     assert not store.take_turn("sweep", 30, "a", now=3029.9)
     assert store.take_turn("sweep", 30, "b", now=3030.0)  # the next period: whoever asks
     assert store.take_turn("digest", 30, "a", now=3030.0)  # jobs do not share turns
+
+
+
+def test_zrem_takes_members_off_a_sorted_set_and_the_last_one_the_key(store: Store) -> None:
+    """The pending approvals' index: an entry leaves once its expiry is announced."""
+    index = store.key("due")
+    for member, at in (("apr-b", 20.0), ("apr-a", 10.0), ("apr-c", 30.0)):
+        store.zadd_trimmed(index, member, at, keep_from=float("-inf"))
+    assert store.zrange_by_score(index, float("-inf"), 25.0) == [("apr-a", 10.0),
+                                                                 ("apr-b", 20.0)]
+    assert store.zrem(index, "apr-b", "apr-nope") == 1
+    assert store.zrem(index) == 0
+    assert [m for m, _ in store.zrange_by_score(index, float("-inf"))] == ["apr-a", "apr-c"]
+    assert store.zrem(index, "apr-a", "apr-c") == 2
+    assert store.zrange_by_score(index, float("-inf")) == []
+    assert store.zrem(store.key("never"), "x") == 0
+    if isinstance(store, MemoryStore):
+        assert len(store) == 0
+    else:
+        assert store.client.exists(index, store.key("never")) == 0

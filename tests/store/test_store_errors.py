@@ -19,7 +19,9 @@ def test_a_key_of_another_type_is_store_refused_not_a_redis_error(store: Store) 
     store.put(text, "x")
     store.hset(hash_, {"a": "1"})
     store.sadd(set_, "m")
-    for call in (lambda: store.hgetall(text), lambda: store.hset(text, {"a": "1"}),
+    for call in (lambda: store.zrem(set_, "m"), lambda: store.zrem(text, "m"),
+                 lambda: store.hgetall(text),
+                 lambda: store.hset(text, {"a": "1"}),
                  lambda: store.hsetnx(text, "a", "1"), lambda: store.hdel(text, "a"),
                  lambda: store.smembers(hash_), lambda: store.sadd(hash_, "m"),
                  lambda: store.srem(text, "m"), lambda: store.get(set_)):
