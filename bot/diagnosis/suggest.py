@@ -2,6 +2,24 @@
 
 Pure functions over names the registry (or the cluster) already listed; bot/registry/investigator.py
 asks the registry whether a suggestion really exists before anyone sees it.
+
+How a tag is ranked (issue 12, Deliver 4), best first; within a tier the order is fixed, so the
+same listing always gives the same answer:
+
+0. a lookalike: the same tag once `l`/`I`/`i`/`|` are read as `1`, `O`/`o` as `0`, `rn` as `m`
+   and case is ignored (`v2.l` is `v2.1`: a person reading a ticket or a font typed it);
+1. one other edit that changes the tag's shape: a character inserted, deleted, swapped with
+   its neighbour or replaced (`lates` → `latest`, `1.2.7` → `1.27`);
+2. a version neighbour: same suffix (`-alpine` stays `-alpine`), by semver distance — the
+   longest common prefix of numbers first (same major and minor before same major), then the
+   smallest step, stable before pre-release, below before above (a version never pushed is
+   usually newer than what exists). Only the same major when it has versions, else the
+   majors next to it. Between two versions of the same shape, changing a digit is a version
+   move, not a typo, so it is ranked here and not in tier 1;
+3. any other near spelling (difflib ratio at least TYPO_RATIO).
+
+Anything else is not close: `closest_tags` returns nothing and `no_close_tag` says so, with the
+newest tags, rather than guessing.
 """
 
 from __future__ import annotations
@@ -13,10 +31,16 @@ from itertools import pairwise
 
 #: How alike two strings must be (difflib ratio) to call one a typo of the other.
 TYPO_RATIO = 0.8
+#: How many of the newest tags `no_close_tag` names.
+NEWEST_SHOWN = 3
 _VERSION = re.compile(r"^v?(?P<nums>\d+(?:\.\d+)*)(?P<suffix>[-+_].*)?$", re.IGNORECASE)
+#: Characters read alike (after case folding): the digit each stands for.
+_LOOKALIKE = str.maketrans({"l": "1", "i": "1", "|": "1", "o": "0"})
+
+Version = tuple[tuple[int, ...], str]
 
 
-def _version(tag: str) -> tuple[tuple[int, ...], str] | None:
+def _version(tag: str) -> Version | None:
     """`v2.1` → ((2, 1), ""), `1.27.3-alpine` → ((1, 27, 3), "-alpine"); None if not a version."""
     match = _VERSION.match(tag)
     if not match:
@@ -29,31 +53,131 @@ def _is_prerelease(suffix: str) -> bool:
     return bool(re.match(r"^[-+_.]?(rc|alpha|beta|pre|dev|snapshot)", suffix))
 
 
-def closest_tags(wanted: str, available: Iterable[str], limit: int = 3) -> list[str]:
-    """Tags a person most likely meant, best first.
+def lookalike_key(text: str) -> str:
+    """`text` as it reads: case folded, `l`/`I`/`|` → `1`, `O` → `0`, `rn` → `m`.
 
-    A near-spelling wins (`lates` → `latest`, `1.2.7` → `1.27`); a version that was never
-    pushed (`v3` when only `v2.1` exists) gets the newest versions with the same suffix
-    (`-alpine` stays `-alpine`), stable releases before pre-releases.
-    """
-    tags = [t for t in dict.fromkeys(available) if t != wanted]
-    if not tags:
+    Two names with the same key differ only in characters people and fonts confuse."""
+    return text.casefold().translate(_LOOKALIKE).replace("rn", "m")
+
+
+def is_lookalike(wanted: str, candidate: str) -> bool:
+    """Whether `candidate` is `wanted` misread (and not the same string)."""
+    return wanted != candidate and lookalike_key(wanted) == lookalike_key(candidate)
+
+
+def single_edit(a: str, b: str) -> bool:
+    """Whether `b` is `a` with one character inserted, deleted, replaced, or two neighbours
+    swapped (Damerau-Levenshtein distance 1)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 1:
+            return True
+        return (len(diff) == 2 and diff[1] == diff[0] + 1
+                and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((n for n, (x, y) in enumerate(zip(short, long, strict=False)) if x != y),
+             len(short))
+    return short[i:] == long[i + 1:]
+
+
+def _compatible(wanted: Version, candidate: Version) -> bool:
+    """Versions of one line: the same suffix, or a pre-release of a plain version."""
+    return candidate[1] == wanted[1] or (not wanted[1] and _is_prerelease(candidate[1]))
+
+
+def _version_move(wanted: str, candidate: str) -> bool:
+    """Whether `candidate` is `wanted`'s version with other numbers (same shape): then the
+    difference is a semver distance, not a typo."""
+    w, c = _version(wanted), _version(candidate)
+    return w is not None and c is not None and _compatible(w, c) and len(w[0]) == len(c[0])
+
+
+def semver_key(wanted: tuple[int, ...], candidate: Version) -> tuple[object, ...]:
+    """Sort key of `candidate` as a neighbour of version `wanted` (smaller is closer)."""
+    nums, suffix = candidate
+    width = max(len(wanted), len(nums))
+    w = wanted + (0,) * (width - len(wanted))
+    c = nums + (0,) * (width - len(nums))
+    common = next((i for i, (x, y) in enumerate(zip(w, c, strict=True)) if x != y), width)
+    step = abs(w[common] - c[common]) if common < width else 0
+    below = c <= w
+    # below: the newest first (closest from under); above: the oldest first (closest from over)
+    fine = tuple(-n for n in c) if below else c
+    return (-common, step, _is_prerelease(suffix), not below, fine, suffix)
+
+
+def _neighbours(wanted: str, tags: Sequence[str]) -> list[str]:
+    """Tier 2: versions of `wanted`'s line, closest first (see the module docstring)."""
+    version = _version(wanted)
+    if version is None:
         return []
-    typos = difflib.get_close_matches(wanted, tags, n=limit, cutoff=TYPO_RATIO)
-    wanted_version = _version(wanted)
-    newest: list[str] = []
-    if wanted_version is not None:
-        nums, suffix = wanted_version
-        versions = [(v, t) for t in tags if (v := _version(t)) is not None
-                    and (v[1] == suffix or (not suffix and _is_prerelease(v[1])))]
-        same_major = [(v, t) for v, t in versions if v[0][:1] == nums[:1]]
-        pool = same_major or versions
-        pool.sort(key=lambda vt: (not _is_prerelease(vt[0][1]), vt[0][0]), reverse=True)
-        newest = [t for _, t in pool]
-    ranked = list(dict.fromkeys([*typos, *newest]))
-    if not ranked:
-        ranked = difflib.get_close_matches(wanted, tags, n=limit, cutoff=0.5)
-    return ranked[:limit]
+    nums = version[0]
+    line = [(v, t) for t in tags if (v := _version(t)) is not None and _compatible(version, v)]
+    same_major = [(v, t) for v, t in line if v[0][0] == nums[0]]
+    pool = same_major or [(v, t) for v, t in line if abs(v[0][0] - nums[0]) <= 1]
+    pool.sort(key=lambda vt: (semver_key(nums, vt[0]), vt[1]))
+    return [t for _, t in pool]
+
+
+def _ratio(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def closest_names(wanted: str, available: Iterable[str], limit: int = 3) -> list[str]:
+    """Names a person most likely meant by `wanted` (tiers 0, 1 and 3), best first."""
+    return _ranked(wanted, available, limit, versions=False)
+
+
+def closest_tags(wanted: str, available: Iterable[str], limit: int = 3) -> list[str]:
+    """Tags a person most likely meant, best first (tiers 0 to 3 of the module docstring).
+
+    `v2.l` → `v2.1` (a lookalike) even when `v2.2` is newer; `lates` → `latest`; `v3` (never
+    pushed) → `v2.1`, the closest version below; `feature-x` among `main`, `develop` → nothing.
+    """
+    return _ranked(wanted, available, limit, versions=True)
+
+
+def _ranked(wanted: str, available: Iterable[str], limit: int, versions: bool) -> list[str]:
+    names = sorted(t for t in dict.fromkeys(available) if t != wanted)
+    if not names or limit <= 0:
+        return []
+    lookalikes = [t for t in names if is_lookalike(wanted, t)]
+    moves = (lambda t: _version_move(wanted, t)) if versions else (lambda t: False)
+    edits = sorted((t for t in names if single_edit(wanted, t) and not moves(t)),
+                   key=lambda t: (-_ratio(wanted, t), t))
+    neighbours = _neighbours(wanted, names) if versions else []
+    near = sorted((t for t in names if not moves(t) and _ratio(wanted, t) >= TYPO_RATIO),
+                  key=lambda t: (-_ratio(wanted, t), t))
+    return list(dict.fromkeys([*lookalikes, *edits, *neighbours, *near]))[:limit]
+
+
+def newest_tags(available: Iterable[str], count: int = NEWEST_SHOWN) -> list[str]:
+    """The newest tags as far as names tell: versions, highest first, stable before
+    pre-release; then the other tags by name (a listing carries no dates)."""
+    tags = list(dict.fromkeys(available))
+    versions = [(v, t) for t in tags if (v := _version(t)) is not None]
+    width = max((len(v[0]) for v, _ in versions), default=0)
+    # `1.27` reads as 1.27.0: older than 1.27.3 (padded), then the longer name on a tie
+    versions.sort(key=lambda vt: (_is_prerelease(vt[0][1]),
+                                  tuple(-n for n in vt[0][0] + (0,) * (width - len(vt[0][0]))),
+                                  -len(vt[0][0]), vt[0][1], vt[1]))
+    named = {t for _, t in versions}
+    return [*(t for _, t in versions), *sorted(t for t in tags if t not in named)][:count]
+
+
+def no_close_tag(wanted: str, available: Iterable[str], count: int = NEWEST_SHOWN) -> str:
+    """The sentence said instead of a guess: `no tag close to v9; the newest are v2.2, v2.1`."""
+    tags = list(dict.fromkeys(available))
+    if not tags:
+        return f"no tag close to {wanted}; the repository lists no tags"
+    if len(tags) == 1:
+        return f"no tag close to {wanted}; the only tag is {tags[0]}"
+    newest = newest_tags(tags, count)
+    more = f" (of {len(tags)})" if len(tags) > len(newest) else ""
+    what = "the newest are" if _version(newest[0]) is not None else "it lists"
+    return f"no tag close to {wanted}; {what} {', '.join(newest)}{more}"
 
 
 def swapped_paths(repository: str) -> list[str]:
@@ -71,6 +195,7 @@ def swapped_paths(repository: str) -> list[str]:
 
 
 def host_corrections(host: str, known_hosts: Sequence[str]) -> list[str]:
-    """Known registry hosts that `host` is probably a misspelling of (`registy.internal`)."""
+    """Known registry hosts that `host` is probably a misspelling of (`registy.internal`,
+    `registry.interna1`), lookalikes first."""
     others = [h for h in dict.fromkeys(k.lower() for k in known_hosts) if h != host.lower()]
-    return difflib.get_close_matches(host.lower(), others, n=3, cutoff=TYPO_RATIO)
+    return closest_names(host.lower(), others)
