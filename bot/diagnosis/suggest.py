@@ -153,6 +153,23 @@ def _ranked(wanted: str, available: Iterable[str], limit: int, versions: bool) -
     return list(dict.fromkeys([*lookalikes, *edits, *neighbours, *near]))[:limit]
 
 
+def why_close(wanted: str, tag: str) -> str:
+    """Why `tag` was suggested for `wanted`, in a few words for the evidence line:
+    `v2.1 reads like v2.l (1 typed as l)`, `latest is one character from lates`."""
+    if is_lookalike(wanted, tag):
+        swaps: list[str] = []
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, tag, wanted).get_opcodes():
+            if op != "equal":
+                swaps.append(f"{tag[i1:i2] or 'nothing'} typed as {wanted[j1:j2] or 'nothing'}")
+        detail = "; ".join(dict.fromkeys(swaps)) if len(swaps) <= 3 else "case or lookalikes"
+        return f"{tag} reads like {wanted} ({detail})"
+    if single_edit(wanted, tag) and not _version_move(wanted, tag):
+        return f"{tag} is one character from {wanted}"
+    if tag in _neighbours(wanted, [tag]):
+        return f"{tag} is the closest version to {wanted}"
+    return f"{tag} is spelled like {wanted}"
+
+
 def newest_tags(available: Iterable[str], count: int = NEWEST_SHOWN) -> list[str]:
     """The newest tags as far as names tell: versions, highest first, stable before
     pre-release; then the other tags by name (a listing carries no dates)."""

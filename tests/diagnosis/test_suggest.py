@@ -25,6 +25,7 @@ from bot.diagnosis.suggest import (
     no_close_tag,
     single_edit,
     swapped_paths,
+    why_close,
 )
 
 NGINX_TAGS = ["1.27.3", "1.27.3-alpine", "1.27", "1.26.2", "latest", "stable", "mainline",
@@ -125,6 +126,23 @@ def test_newest_tags_orders_versions_then_names() -> None:
 def test_lookalikes(a: str, b: str, alike: bool) -> None:
     assert is_lookalike(a, b) is alike
     assert is_lookalike(b, a) is alike
+
+
+@pytest.mark.parametrize(("wanted", "tag", "said"), [
+    ("v2.l", "v2.1", "v2.1 reads like v2.l (1 typed as l)"),
+    ("rnain", "main", "main reads like rnain (m typed as rn)"),
+    ("release-2O24.ll", "release-2024.11",
+     "release-2024.11 reads like release-2O24.ll (0 typed as O; 11 typed as ll)"),
+    ("lates", "latest", "latest is one character from lates"),
+    ("v3", "v2.1", "v2.1 is the closest version to v3"),
+    ("1.27.4", "1.27.2", "1.27.2 is the closest version to 1.27.4"),
+    ("1.27.3-alpnie", "1.27.3-alpine", "1.27.3-alpine is one character from 1.27.3-alpnie"),
+    ("release-candidate", "release-candidat3x", "release-candidat3x is spelled like "
+     "release-candidate"),
+])
+def test_why_close_says_which_rule_chose_the_tag(wanted: str, tag: str, said: str) -> None:
+    assert tag in closest_tags(wanted, [tag])
+    assert why_close(wanted, tag) == said
 
 
 def test_swapped_paths() -> None:

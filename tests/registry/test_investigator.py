@@ -86,6 +86,7 @@ def test_lookalike_tag_v2_l_means_v2_1_through_the_diagnosis(
     assert Finding.TAG_SUGGESTION in entry.findings
     assert wanted in entry.fixes[0].command
     assert "v2.2" not in entry.fixes[0].command
+    assert entry.evidence[-1].endswith("; v2.1 reads like v2.l (1 typed as l)")
     assert any(digests["v2.1"] in fix.command for fix in entry.fixes)  # pinned by digest
     # without the registry's answer the diagnosis does not guess
     assert diagnose(facts).diagnoses[0].suggested_image is None
