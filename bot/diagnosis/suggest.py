@@ -10,13 +10,15 @@ same listing always gives the same answer:
    and case is ignored (`v2.l` is `v2.1`: a person reading a ticket or a font typed it);
 1. one other edit that changes the tag's shape: a character inserted, deleted, swapped with
    its neighbour or replaced (`lates` → `latest`, `1.2.7` → `1.27`);
-2. a version neighbour: same suffix (`-alpine` stays `-alpine`), by semver distance — the
-   longest common prefix of numbers first (same major and minor before same major), then the
-   smallest step, stable before pre-release, below before above (a version never pushed is
-   usually newer than what exists). Only the same major when it has versions, else the
-   majors next to it. Between two versions of the same shape, changing a digit is a version
-   move, not a typo, so it is ranked here and not in tier 1;
-3. any other near spelling (difflib ratio at least TYPO_RATIO).
+2. a version neighbour of the version the tag reads as (`v2.4.l` is 2.4.1): the same suffix
+   (`-alpine` stays `-alpine`), by semver distance — the longest common prefix of numbers
+   first (same major and minor before same major), then the smallest step, stable before
+   pre-release, below before above on a tie (a version never pushed is usually newer than
+   what exists). Only the same major when it has versions, else the majors next to it.
+   Between two versions of the same shape, changing a digit is a version move, not a typo,
+   so it is ranked here and not in tier 1;
+3. any other near spelling: at most two edits and a difflib ratio of at least TYPO_RATIO
+   (two random commit tags such as `sha-3f2a9c1` and `sha-a4bce15` are not near).
 
 Anything else is not close: `closest_tags` returns nothing and `no_close_tag` says so, with the
 newest tags, rather than guessing.
@@ -47,6 +49,20 @@ def _version(tag: str) -> Version | None:
         return None
     nums = tuple(int(n) for n in match.group("nums").split("."))
     return nums, (match.group("suffix") or "").lower()
+
+
+_NUMBERS_FIRST = re.compile(r"^(?P<v>v?)(?P<nums>[^-+_]*)(?P<rest>.*)$", re.IGNORECASE)
+
+
+def read_version(tag: str) -> Version | None:
+    """The version a person meant, lookalikes in its numbers read as digits: `v2.l` →
+    ((2, 1), ""), `1.O-alpine` → ((1, 0), "-alpine"); None if it is not one either way."""
+    version = _version(tag)
+    match = _NUMBERS_FIRST.match(tag)
+    if version is not None or match is None or not any(c.isdigit() for c in match["nums"]):
+        return version  # `lo` is a word, not 10
+    numbers = match.group("nums").casefold().translate(_LOOKALIKE)
+    return _version(match.group("v") + numbers + match.group("rest"))
 
 
 def _is_prerelease(suffix: str) -> bool:
@@ -90,7 +106,7 @@ def _compatible(wanted: Version, candidate: Version) -> bool:
 def _version_move(wanted: str, candidate: str) -> bool:
     """Whether `candidate` is `wanted`'s version with other numbers (same shape): then the
     difference is a semver distance, not a typo."""
-    w, c = _version(wanted), _version(candidate)
+    w, c = read_version(wanted), _version(candidate)
     return w is not None and c is not None and _compatible(w, c) and len(w[0]) == len(c[0])
 
 
@@ -110,7 +126,7 @@ def semver_key(wanted: tuple[int, ...], candidate: Version) -> tuple[object, ...
 
 def _neighbours(wanted: str, tags: Sequence[str]) -> list[str]:
     """Tier 2: versions of `wanted`'s line, closest first (see the module docstring)."""
-    version = _version(wanted)
+    version = read_version(wanted)
     if version is None:
         return []
     nums = version[0]
@@ -143,14 +159,57 @@ def _ranked(wanted: str, available: Iterable[str], limit: int, versions: bool) -
     names = sorted(t for t in dict.fromkeys(available) if t != wanted)
     if not names or limit <= 0:
         return []
-    lookalikes = [t for t in names if is_lookalike(wanted, t)]
-    moves = (lambda t: _version_move(wanted, t)) if versions else (lambda t: False)
-    edits = sorted((t for t in names if single_edit(wanted, t) and not moves(t)),
-                   key=lambda t: (-_ratio(wanted, t), t))
+    key = lookalike_key(wanted)
+    wanted_version = read_version(wanted) if versions else None
+    matcher = difflib.SequenceMatcher(None)
+    matcher.set_seq2(wanted)  # difflib caches facts about seq2: one set-up for every tag
+
+    def ratio(tag: str) -> float:
+        matcher.set_seq1(tag)
+        return matcher.ratio()
+
+    def near(tag: str) -> bool:  # get_close_matches's cheap upper bounds first
+        matcher.set_seq1(tag)
+        return (matcher.real_quick_ratio() >= TYPO_RATIO and matcher.quick_ratio() >= TYPO_RATIO
+                and matcher.ratio() >= TYPO_RATIO and edit_distance(wanted, tag) <= 2)
+
+    def moved(tag: str) -> bool:
+        version = _version(tag) if wanted_version is not None else None
+        return (wanted_version is not None and version is not None
+                and _compatible(wanted_version, version)
+                and len(version[0]) == len(wanted_version[0]))
+
+    lookalikes: list[str] = []
+    edits: list[str] = []
+    spellings: list[str] = []
+    for tag in names:  # one pass: a registry may list tens of thousands of tags
+        if lookalike_key(tag) == key:
+            lookalikes.append(tag)
+        elif moved(tag):
+            continue  # tier 2 ranks it
+        elif single_edit(wanted, tag):
+            edits.append(tag)
+        elif near(tag):
+            spellings.append(tag)
+    edits.sort(key=lambda t: (-ratio(t), t))
+    spellings.sort(key=lambda t: (-ratio(t), t))
     neighbours = _neighbours(wanted, names) if versions else []
-    near = sorted((t for t in names if not moves(t) and _ratio(wanted, t) >= TYPO_RATIO),
-                  key=lambda t: (-_ratio(wanted, t), t))
-    return list(dict.fromkeys([*lookalikes, *edits, *neighbours, *near]))[:limit]
+    return list(dict.fromkeys([*lookalikes, *edits, *neighbours, *spellings]))[:limit]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (insert, delete, replace, swap neighbours)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1,
+                         previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        previous2, previous = previous, row
+    return previous[len(b)]
 
 
 def why_close(wanted: str, tag: str) -> str:

@@ -23,6 +23,7 @@ from bot.diagnosis.suggest import (
     lookalike_key,
     newest_tags,
     no_close_tag,
+    read_version,
     single_edit,
     swapped_paths,
     why_close,
@@ -65,6 +66,9 @@ APP_TAGS = ["v2.0", "v2.1", "v2.2", "v1.9", "main"]
     ("1.27.5", ["1.27.4", "1.27.6"], "1.27.4"),  # a tie: the one below (it exists for sure)
     ("2.1", ["v2.1", "v2.0"], "v2.1"),  # the `v` is a spelling, not a version
     ("1.4.0", ["1.4.0-rc2", "1.3.9"], "1.4.0-rc2"),  # the same numbers, not yet released
+    # a lookalike that is not there: the neighbours of the version it reads as
+    ("v2.4.l", ["v2.4.9", "v2.4.2", "v2.5.1"], "v2.4.2"),
+    ("1.O-alpine", ["1.1-alpine", "1.0", "2.0-alpine"], "1.1-alpine"),
 ])
 def test_closest_tag(wanted: str, available: list[str], first: str) -> None:
     assert closest_tags(wanted, available)[0] == first
@@ -111,6 +115,16 @@ def test_nothing_close_means_no_suggestion(wanted: str, available: list[str]) ->
 def test_no_close_tag_says_so_with_the_newest(wanted: str, available: list[str],
                                               said: str) -> None:
     assert no_close_tag(wanted, available) == said
+
+
+@pytest.mark.parametrize(("tag", "read"), [
+    ("v2.l", ((2, 1), "")), ("1.O-alpine", ((1, 0), "-alpine")), ("V2.I", ((2, 1), "")),
+    ("2.1", ((2, 1), "")), ("lates", None), ("alpine", None), ("lo", None), ("io.l", None),
+    ("1.ol", ((1, 1), "")),
+])
+def test_read_version_reads_lookalikes_in_the_numbers_only(
+        tag: str, read: tuple[tuple[int, ...], str] | None) -> None:
+    assert read_version(tag) == read
 
 
 def test_newest_tags_orders_versions_then_names() -> None:
@@ -258,7 +272,7 @@ def test_results_do_not_depend_on_listing_order_or_repeats() -> None:
 
 def test_every_result_is_close_never_a_guess() -> None:
     for _, tags, wanted in _cases("close"):
-        want_v = _version(wanted)
+        want_v = read_version(wanted)
         for tag in closest_tags(wanted, tags, limit=10):
             tag_v = _version(tag)
             neighbour = (want_v is not None and tag_v is not None
