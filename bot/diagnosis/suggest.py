@@ -40,6 +40,14 @@ _VERSION = re.compile(r"^v?(?P<nums>\d+(?:\.\d+)*)(?P<suffix>[-+_].*)?$", re.IGN
 _LOOKALIKE = str.maketrans({"l": "1", "i": "1", "|": "1", "o": "0"})
 
 Version = tuple[tuple[int, ...], str]
+#: The OCI distribution spec's tag grammar. A listing is the registry's text: a name outside
+#: it cannot be pulled, so it is never suggested nor shown (no escape sequence gets through).
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def valid_tags(available: Iterable[str]) -> list[str]:
+    """The listed names that are tags a runtime could pull, each once, in listed order."""
+    return [t for t in dict.fromkeys(available) if isinstance(t, str) and _TAG.match(t)]
 
 
 def _version(tag: str) -> Version | None:
@@ -152,7 +160,7 @@ def closest_tags(wanted: str, available: Iterable[str], limit: int = 3) -> list[
     `v2.l` → `v2.1` (a lookalike) even when `v2.2` is newer; `lates` → `latest`; `v3` (never
     pushed) → `v2.1`, the closest version below; `feature-x` among `main`, `develop` → nothing.
     """
-    return _ranked(wanted, available, limit, versions=True)
+    return _ranked(wanted, valid_tags(available), limit, versions=True)
 
 
 def _ranked(wanted: str, available: Iterable[str], limit: int, versions: bool) -> list[str]:
@@ -232,7 +240,7 @@ def why_close(wanted: str, tag: str) -> str:
 def newest_tags(available: Iterable[str], count: int = NEWEST_SHOWN) -> list[str]:
     """The newest tags as far as names tell: versions, highest first, stable before
     pre-release; then the other tags by name (a listing carries no dates)."""
-    tags = list(dict.fromkeys(available))
+    tags = valid_tags(available)
     versions = [(v, t) for t in tags if (v := _version(t)) is not None]
     width = max((len(v[0]) for v, _ in versions), default=0)
     # `1.27` reads as 1.27.0: older than 1.27.3 (padded), then the longer name on a tie
@@ -245,9 +253,11 @@ def newest_tags(available: Iterable[str], count: int = NEWEST_SHOWN) -> list[str
 
 def no_close_tag(wanted: str, available: Iterable[str], count: int = NEWEST_SHOWN) -> str:
     """The sentence said instead of a guess: `no tag close to v9; the newest are v2.2, v2.1`."""
-    tags = list(dict.fromkeys(available))
+    listed = list(available)
+    tags = valid_tags(listed)
     if not tags:
-        return f"no tag close to {wanted}; the repository lists no tags"
+        usable = " usable" if listed else ""
+        return f"no tag close to {wanted}; the repository lists no{usable} tags"
     if len(tags) == 1:
         return f"no tag close to {wanted}; the only tag is {tags[0]}"
     newest = newest_tags(tags, count)

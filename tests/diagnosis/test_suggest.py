@@ -127,6 +127,18 @@ def test_read_version_reads_lookalikes_in_the_numbers_only(
     assert read_version(tag) == read
 
 
+def test_names_that_are_not_tags_are_never_suggested_nor_shown() -> None:
+    """A registry's listing is its own text: escape sequences, spaces or 200 characters are
+    no tag a runtime could pull."""
+    hostile = ["v2.1\x1b[2J", "v2.1 ", "-v2.1", "v2.1/../x", "v" + "1" * 200, "v2.\u202e1"]
+    assert closest_tags("v2.l", hostile) == []
+    assert closest_tags("v2.l", [*hostile, "v2.1"]) == ["v2.1"]
+    said = no_close_tag("v9", [*hostile, "v2.0"])
+    assert said == "no tag close to v9; the only tag is v2.0"
+    assert no_close_tag("v9", hostile) == \
+        "no tag close to v9; the repository lists no usable tags"
+
+
 def test_newest_tags_orders_versions_then_names() -> None:
     assert newest_tags(["main", "1.9", "1.10", "1.10-rc1", "latest"], 5) == [
         "1.10", "1.9", "1.10-rc1", "latest", "main"]
