@@ -845,10 +845,10 @@ def _proxy(ctx: FixContext) -> list[Fix]:
     return [
         Fix(f"See the proxy settings {unit} runs with on {node} (ssh to it): other registries "
             f"work from this node, so check whether HTTPS_PROXY is missing or NO_PROXY "
-            f"catches {ctx.registry}",
+            f"catches {_upstream(ctx)}",
             _cmd("systemctl", "show", unit, "--property=Environment")),
         Fix(f"Give {unit} the proxy (sudo systemctl edit {unit}, paste this, then sudo "
-            f"systemctl restart {unit}; replace <proxy>; keep {ctx.registry} out of "
+            f"systemctl restart {unit}; replace <proxy>; keep {_upstream(ctx)} out of "
             "NO_PROXY)",
             "[Service]\nEnvironment=\"HTTPS_PROXY=http://<proxy>:3128\"\n"
             "Environment=\"NO_PROXY=10.0.0.0/8,192.168.0.0/16,.cluster.local\""),
