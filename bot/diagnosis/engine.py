@@ -51,6 +51,8 @@ BACKOFF_MAX_SECONDS = 300
 MAX_EVIDENCE = 6
 #: How the registry's answer starts in a diagnosis's evidence (always its last line).
 REGISTRY_EVIDENCE = "registry: "
+#: How what the node showed starts in a diagnosis's evidence (before the registry's line).
+NODE_EVIDENCE = "node: "
 
 _MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
 _HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
@@ -243,9 +245,10 @@ def _diagnose_container(
         transient=CAUSES[cause].transient,
         summary=summarize(cause, container.image, ref,
                           repository_uncertain=repository_uncertain)
-        + alternatives_line([(a, HOW_TO_TELL[a]) for a in alternatives]),
+        + alternatives_line([(a, HOW_TO_TELL[a]) for a in alternatives])
+        + _unseen_line(findings, proxy_evidence, facts.node),
         explanation=EXPLANATIONS[cause],
-        evidence=_evidence(verdict, container, events, registry) + proxy_evidence,
+        evidence=_evidence(verdict, container, events, registry, node=proxy_evidence),
         workload=workload,
         findings=tuple(findings),
         fixes=build_fixes(cause, context),
@@ -323,7 +326,7 @@ def _proxy_evidence(facts: PodFacts, cause: Cause, ref: ImageRef | None) -> tupl
     for host, pull in list(others.items())[:_PROXY_EVIDENCE_PULLS]:
         when = f" at {pull.at.strftime('%H:%M:%S')} UTC" if pull.at else ""
         who = f" for pod {pull.pod}" if pull.pod else ""
-        lines.append(f"node: the same node pulled {pull.image} from {host}{who}{when}")
+        lines.append(f"{NODE_EVIDENCE}the same node pulled {pull.image} from {host}{who}{when}")
     return tuple(lines)
 
 
@@ -356,10 +359,30 @@ def _default_pull_policy(ref: ImageRef | None) -> str:
     return "Always" if ref.effective_tag == "latest" else "IfNotPresent"
 
 
+def _unseen_line(findings: Sequence[Finding], proxy_evidence: Sequence[str],
+                 node: Mapping[str, Any] | None) -> str:
+    """What the events do not tell, in the summary (the line a person reads first; the
+    alert shows it), with its evidence: the node's runtime, the node's other pulls."""
+    line = ""
+    if Finding.NODE_RUNTIME_IGNORES_DOCKER_CONFIG in findings:
+        runtime = "CRI-O" if _runtime(node) == "cri-o" else "containerd"
+        line += (f" The node runs {runtime}, which does not read /root/.docker/config.json "
+                 "for the kubelet's pulls (not since dockershim's removal): give the pod an "
+                 "imagePullSecret.")
+    if Finding.PROXY_SUSPECTED in findings and proxy_evidence:
+        seen = proxy_evidence[0].removeprefix(NODE_EVIDENCE)
+        line += (f" Proxy suspected: {seen[0].upper()}{seen[1:]}, so the node has a way "
+                 "out; the runtime's HTTPS_PROXY / NO_PROXY likely send this registry "
+                 "another way.")
+    return line
+
+
 def _evidence(verdict: _Verdict, container: _Container, events: Sequence[KubeletEvent],
-              registry: RegistryFacts | None) -> tuple[str, ...]:
+              registry: RegistryFacts | None, *, node: Sequence[str] = ()
+              ) -> tuple[str, ...]:
     """The deciding kubelet text first, then the other distinct pull texts, oldest first;
-    what the registry answered comes last."""
+    then what the node showed (`node`: its other pulls); what the registry answered comes
+    last."""
     texts: list[str] = []
     if verdict.evidence:
         texts.append(verdict.evidence)
@@ -373,7 +396,7 @@ def _evidence(verdict: _Verdict, container: _Container, events: Sequence[Kubelet
     repeated = message.partition("ErrImagePull: ")[2]
     if message and message not in texts and not (repeated and any(repeated in t for t in texts)):
         texts.append(message)
-    texts = texts[:MAX_EVIDENCE]
+    texts = texts[:MAX_EVIDENCE - len(node)] + list(node)
     if registry is not None and registry.probe_summary:
         texts.append(f"{REGISTRY_EVIDENCE}{registry.probe_summary}")
     return tuple(texts)

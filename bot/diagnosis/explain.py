@@ -205,8 +205,8 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
             return (f"{image} resolves, but {registry} is missing a manifest or layer the "
                     "image lists (a broken push or an over-eager cleanup).")
         case Cause.IP_BLOCKED:
-            return (f"{registry} (or a CDN in front of it) refuses the node's address with a "
-                    "403 that gives no reason.")
+            return (f"{registry} (or a CDN, firewall or store in front of it) refuses "
+                    "requests from the node's network (403).")
         case Cause.NODE_DISK_ERROR:
             return "The node's disk failed a read or write (input/output error) while pulling."
         case Cause.KUBELET_PULL_THROTTLED:

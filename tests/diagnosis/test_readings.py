@@ -71,7 +71,7 @@ def test_a_reasonless_403_without_credentials_reads_as_an_address_block_first() 
     assert d.cause is Cause.IP_BLOCKED
     assert [a.cause for a in d.alternatives] == [Cause.AUTH_REQUIRED]
     # the summary says both readings and how to tell them apart
-    assert "refuses the node's address" in d.summary
+    assert "refuses requests from the node's network" in d.summary
     assert " Or: the image is private and the registry wants credentials" in d.summary
     commands = [f.command for f in d.fixes]
     assert ("curl -sI https://registry.k8s.io/v2/sig-storage/livenessprobe/manifests/v2.9.0"
