@@ -275,13 +275,17 @@ def _readings(verdict: _Verdict, secrets: _SecretView) -> tuple[Cause, tuple[Cau
         if secrets.matching:
             return Cause.REPOSITORY_NOT_FOUND, (Cause.AUTH_REQUIRED,)
         return Cause.AUTH_REQUIRED, (Cause.REPOSITORY_NOT_FOUND,)
-    readings = (verdict.cause, *found.alternatives)
-    if {Cause.FORBIDDEN, Cause.IP_BLOCKED} <= set(readings):
-        sends_credentials = bool(secrets.matching) or (
-            not secrets.contents_known and bool(secrets.referenced))
+    sends_credentials = bool(secrets.matching) or (
+        not secrets.contents_known and bool(secrets.referenced))
+    if verdict.cause is Cause.FORBIDDEN and Cause.IP_BLOCKED in found.alternatives:
+        # no body, no reason: the credentials decide which reading comes first
         if sends_credentials:
             return Cause.FORBIDDEN, (Cause.IP_BLOCKED,)
         return Cause.IP_BLOCKED, (Cause.AUTH_REQUIRED,)
+    if verdict.cause is Cause.IP_BLOCKED and Cause.FORBIDDEN in found.alternatives:
+        # a page from the registry's front: a block first either way; without credentials
+        # the other reading is that the registry wants some
+        return Cause.IP_BLOCKED, (Cause.FORBIDDEN if sends_credentials else Cause.AUTH_REQUIRED,)
     return verdict.cause, tuple(found.alternatives)
 
 

@@ -93,6 +93,20 @@ def test_a_reasonless_403_with_credentials_reads_as_missing_permission_first() -
                and f.command.startswith("curl -sI https://registry.k8s.io/v2/") for f in d.fixes)
 
 
+def test_a_page_from_the_registrys_front_reads_as_a_block_even_with_credentials() -> None:
+    page = ("error pulling image configuration: download failed after attempts=1: error "
+            "parsing HTTP 403 response body: invalid character '<' looking for beginning of "
+            'value: "<html><head><title>403 Forbidden</title></head></html>"')
+    secret = PullSecretInfo("k8s-creds", "kubernetes.io/dockerconfigjson", ("registry.k8s.io",))
+    d = only(facts_for(PROBE_IMAGE, page, pull_secrets=("k8s-creds",),
+                       referenced_secrets={"k8s-creds": secret},
+                       namespace_pull_secrets=[secret]))
+    assert (d.cause, [a.cause for a in d.alternatives]) == (Cause.IP_BLOCKED, [Cause.FORBIDDEN])
+    d = only(facts_for(PROBE_IMAGE, page, referenced_secrets={}, namespace_pull_secrets=[]))
+    assert (d.cause, [a.cause for a in d.alternatives]) == (Cause.IP_BLOCKED,
+                                                           [Cause.AUTH_REQUIRED])
+
+
 def test_without_secret_reads_a_referenced_secret_still_counts_as_credentials() -> None:
     """READ_SECRETS=false: contents unknown, but the pod names a secret: it sends some."""
     d = only(facts_for(PROBE_IMAGE, BLOCKED_HEAD, pull_secrets=("k8s-creds",),
