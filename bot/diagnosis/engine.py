@@ -200,6 +200,11 @@ def _diagnose_container(
     sharpened = _with_registry(cause, registry, ambiguous=ambiguous)
     if sharpened is not cause:  # the registry answered what the words left open
         cause, alternatives = sharpened, ()
+    elif (cause is Cause.FORBIDDEN and Cause.IP_BLOCKED in alternatives
+          and registry is not None and registry.answered and registry.probe_cause is None):
+        # the pod's own credentials pull the image from the bot's network: they have the
+        # permission, so the node's network is what the registry refuses
+        cause, alternatives = Cause.IP_BLOCKED, ()
     repository_uncertain = cause is Cause.TAG_NOT_FOUND and not (
         (verdict.evidence and _MANIFEST_MISSING.search(verdict.evidence))
         or (registry is not None and registry.repository_exists))

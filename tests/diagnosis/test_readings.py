@@ -107,6 +107,21 @@ def test_a_page_from_the_registrys_front_reads_as_a_block_even_with_credentials(
                                                            [Cause.AUTH_REQUIRED])
 
 
+def test_the_pods_credentials_pulling_from_the_bots_network_settle_it_as_a_block() -> None:
+    secret = PullSecretInfo("k8s-creds", "kubernetes.io/dockerconfigjson", ("registry.k8s.io",))
+    kw: dict[str, Any] = {"pull_secrets": ("k8s-creds",),
+                          "referenced_secrets": {"k8s-creds": secret},
+                          "namespace_pull_secrets": [secret]}
+    pulls_fine = RegistryFacts(probe_summary="HEAD manifests/v2.9.0 with k8s-creds: 200",
+                               repository_exists=True, digest="sha256:" + "ab" * 32)
+    d = only(facts_for(PROBE_IMAGE, BLOCKED_HEAD, registry={PROBE_IMAGE: pulls_fine}, **kw))
+    assert (d.cause, d.alternatives) == (Cause.IP_BLOCKED, ())
+    # refused from the bot's network too: still both readings
+    refused = RegistryFacts(probe_cause=Cause.FORBIDDEN, probe_summary="HEAD …: 403")
+    d = only(facts_for(PROBE_IMAGE, BLOCKED_HEAD, registry={PROBE_IMAGE: refused}, **kw))
+    assert (d.cause, [a.cause for a in d.alternatives]) == (Cause.FORBIDDEN, [Cause.IP_BLOCKED])
+
+
 def test_without_secret_reads_a_referenced_secret_still_counts_as_credentials() -> None:
     """READ_SECRETS=false: contents unknown, but the pod names a secret: it sends some."""
     d = only(facts_for(PROBE_IMAGE, BLOCKED_HEAD, pull_secrets=("k8s-creds",),
