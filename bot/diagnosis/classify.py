@@ -398,6 +398,9 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             r"|Gateway Timeout)\b"
             r"|: (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\s*$"
             r"|(?:Get|Head|Post) \\?\"?https?://\S+?\\?\"?: EOF\b"
+            # the kubelet gave up on a transfer that made no progress (its pull deadline):
+            # the request to the registry stalled
+            r"|(?:Get|Head) \\?\"?https?://\S+?\\?\"?: context canceled"
         ),
     ),
 )
