@@ -43,6 +43,7 @@ from bot.diagnosis.imageref import (
     registry_matches,
     try_parse_image,
 )
+from bot.diagnosis.markup import span_body
 from bot.diagnosis.model import Alternative, Backoff, ContainerDiagnosis, PodDiagnosis
 from bot.diagnosis.owners import infer_workload
 
@@ -379,7 +380,8 @@ def _unseen_line(findings: Sequence[Finding], proxy_evidence: Sequence[str],
                  "for the kubelet's pulls (not since dockershim's removal): give the pod an "
                  "imagePullSecret.")
     if Finding.PROXY_SUSPECTED in findings and proxy_evidence:
-        seen = proxy_evidence[0].removeprefix(NODE_EVIDENCE)
+        # the pod's name comes from an event, which nobody validated: no markup from it
+        seen = span_body(proxy_evidence[0].removeprefix(NODE_EVIDENCE))
         line += (f" Proxy suspected: {seen[0].upper()}{seen[1:]}, so the node has a way "
                  "out; the runtime's HTTPS_PROXY / NO_PROXY likely send this registry "
                  "another way.")

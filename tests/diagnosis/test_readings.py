@@ -285,3 +285,10 @@ def test_no_proxy_finding_for_an_internal_registry_or_a_non_network_cause() -> N
 ])
 def test_is_external_registry(registry: str, external: bool) -> None:
     assert is_external_registry(registry) is external
+
+
+def test_a_hostile_pod_name_from_an_event_cannot_write_markup_into_the_summary() -> None:
+    hostile = [NodePull("ghcr.io/acme/worker:3.1", "shop/x`<!channel>`\nEvil", NOW)]
+    d = only(facts_for(REDIS, TIMEOUT, node=node(), node_pulls=hostile))
+    assert Finding.PROXY_SUSPECTED in d.findings
+    assert "`" not in d.summary and "\n" not in d.summary
