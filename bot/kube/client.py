@@ -25,6 +25,7 @@ from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
 from bot.diagnosis.owners import controller_of, infer_workload
 from bot.diagnosis.secrets import PULL_SECRET_TYPES, pull_secret_info
 from bot.kube.cache import KubeFactCache
+from bot.kube.node_pulls import NodePulls
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class KubeClient:
     #: False (READ_SECRETS=false): no secret is ever listed, watched or read; the methods
     #: that would answer "may not be read" (None) and `read_secret` raises SecretsNotRead
     read_secrets: bool = True
+    #: the nodes' recent successful pulls, fed by the event watch (bot/kube/watch.py): the
+    #: evidence `proxy_suspected` needs, at no API cost
+    node_pulls: NodePulls = field(default_factory=NodePulls)
     #: whether the one warning about unreadable nodes was logged
     _nodes_refused: bool = field(default=False, init=False, repr=False)
 
@@ -366,6 +370,7 @@ class KubeClient:
             node=self.node(spec.get("nodeName")),
             cluster_version=self.server_version(),
             secrets_read=self.read_secrets,
+            node_pulls=self.node_pulls.recent(spec.get("nodeName")),
         )
 
     # -- watching (bot/kube/watch.py) ------------------------------------------------------------
