@@ -51,6 +51,9 @@ class Finding(StrEnum):
     TAG_SUGGESTION = "tag_suggestion"
     SWAPPED_PATH = "swapped_path"
     REGISTRY_HOST_TYPO = "registry_host_typo"
+    #: the pod's image differs from its controller's template: something rewrote it at
+    #: admission (a mutating webhook, a policy engine); the matching mutating webhooks are named
+    IMAGE_REWRITTEN = "image_rewritten"
 
 
 @dataclass(frozen=True)

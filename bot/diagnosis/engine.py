@@ -39,6 +39,8 @@ BACKOFF_MAX_SECONDS = 300
 MAX_EVIDENCE = 6
 #: How the registry's answer starts in a diagnosis's evidence (always its last line).
 REGISTRY_EVIDENCE = "registry: "
+#: How the admission rewrite (`image_rewritten`) starts in the evidence (before the registry's).
+ADMISSION_EVIDENCE = "admission: "
 
 _MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
 _HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
@@ -193,6 +195,9 @@ def _diagnose_container(
         or (registry is not None and registry.repository_exists))
     policy = container.pull_policy or _default_pull_policy(ref)
     findings = _findings(facts, cause, ref, policy, secrets)
+    template_image = _template_image(facts, container)
+    if template_image is not None:
+        findings.append(Finding.IMAGE_REWRITTEN)
     # the one place a registry suggestion is taken: its kind as a finding, the image itself
     # for the fixes (FixContext) and for the JSON (ContainerDiagnosis.suggested_image)
     suggested_image = None
@@ -220,6 +225,8 @@ def _diagnose_container(
         has_registry_secret=bool(secrets.matching),
         suggested_image=suggested_image,
         pin_digest=registry.digest if registry else None,
+        template_image=template_image,
+        rewriting_webhooks=facts.mutating_webhooks or (),
     )
     return ContainerDiagnosis(
         container=container.name,
@@ -229,7 +236,8 @@ def _diagnose_container(
         summary=summarize(cause, container.image, ref,
                           repository_uncertain=repository_uncertain),
         explanation=EXPLANATIONS[cause],
-        evidence=_evidence(verdict, container, events, registry),
+        evidence=_evidence(verdict, container, events, registry,
+                           _rewrite_evidence(facts, container, template_image)),
         workload=workload,
         findings=tuple(findings),
         fixes=build_fixes(cause, context),
@@ -268,10 +276,38 @@ def _default_pull_policy(ref: ImageRef | None) -> str:
     return "Always" if ref.effective_tag == "latest" else "IfNotPresent"
 
 
+def _template_image(facts: PodFacts, container: _Container) -> str | None:
+    """The image the pod's template asks for, when the pod runs another one (None: the same,
+    or the template is not known)."""
+    if facts.template is None:
+        return None
+    wanted = facts.template.images.get(container.name)
+    if wanted is None or wanted == container.image:
+        return None
+    return wanted
+
+
+def _rewrite_evidence(facts: PodFacts, container: _Container,
+                      template_image: str | None) -> str | None:
+    """One evidence line for `image_rewritten`: both images and who may have rewritten it."""
+    if template_image is None or facts.template is None:
+        return None
+    line = (f"{ADMISSION_EVIDENCE}{facts.template.source.kubectl_ref} asks for "
+            f"{template_image} but the pod has {container.image}")
+    if facts.mutating_webhooks:
+        return line + "; mutating webhooks matching this namespace: " + ", ".join(
+            facts.mutating_webhooks)
+    if facts.mutating_webhooks is None:
+        return line + "; the mutating webhook configurations could not be read"
+    return line + "; no mutating webhook matches this namespace (a policy engine or an " \
+        "admission plugin may have rewritten it)"
+
+
 def _evidence(verdict: _Verdict, container: _Container, events: Sequence[KubeletEvent],
-              registry: RegistryFacts | None) -> tuple[str, ...]:
+              registry: RegistryFacts | None, admission: str | None = None
+              ) -> tuple[str, ...]:
     """The deciding kubelet text first, then the other distinct pull texts, oldest first;
-    what the registry answered comes last."""
+    an admission rewrite next; what the registry answered comes last."""
     texts: list[str] = []
     if verdict.evidence:
         texts.append(verdict.evidence)
@@ -286,6 +322,8 @@ def _evidence(verdict: _Verdict, container: _Container, events: Sequence[Kubelet
     if message and message not in texts and not (repeated and any(repeated in t for t in texts)):
         texts.append(message)
     texts = texts[:MAX_EVIDENCE]
+    if admission:
+        texts.append(admission)
     if registry is not None and registry.probe_summary:
         texts.append(f"{REGISTRY_EVIDENCE}{registry.probe_summary}")
     return tuple(texts)

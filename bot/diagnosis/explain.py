@@ -167,4 +167,9 @@ FINDING_TEXT: dict[Finding, str] = {
     Finding.REGISTRY_HOST_TYPO: (
         "a known registry host with a similar name serves this image (in the first fix)"
     ),
+    Finding.IMAGE_REWRITTEN: (
+        "the pod's image differs from its workload template's: a mutating admission webhook or "
+        "a policy engine rewrote it (the evidence names the template's image and the matching "
+        "mutating webhooks); fixing the template alone may be undone by the same rewrite"
+    ),
 }

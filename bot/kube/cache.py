@@ -205,7 +205,9 @@ class KubeFactCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.fresh_seconds = fresh_seconds
         self._clock = clock
-        #: ReplicaSet/Job uid → the workload above it (immutable per uid)
+        #: ReplicaSet/Job uid → (the workload above it, the controller's template images):
+        #: immutable per uid (a Deployment makes a new ReplicaSet for a new template, and a
+        #: Job's template cannot change)
         self.owners: TTLCache[object] = TTLCache(None, owner_entries, clock)
         #: () → gitVersion
         self.version: TTLCache[object] = TTLCache(version_seconds, 1, clock)
@@ -217,6 +219,11 @@ class KubeFactCache:
         self.secrets: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: node name → the Node (or None)
         self.nodes: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
+        #: "mutating"/"validating" → the webhook configurations, trimmed (or None: refused);
+        #: listed only for a pod whose image differs from its template, and for a bundle
+        self.webhooks: TTLCache[object] = TTLCache(fresh_seconds, 2, clock)
+        #: namespace → its labels (or None: may not be read), for webhooks' namespaceSelector
+        self.namespace_labels: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: watch-fed answers that take precedence over the tables (None: read the API)
         self.source: FactSource | None = None
 
@@ -232,5 +239,5 @@ class KubeFactCache:
     def clear(self) -> None:
         """Forget everything (a test, or a credentials change)."""
         for table in (self.owners, self.version, self.namespace_secrets, self.service_accounts,
-                      self.secrets, self.nodes):
+                      self.secrets, self.nodes, self.webhooks, self.namespace_labels):
             table.clear()
