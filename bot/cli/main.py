@@ -435,7 +435,8 @@ def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_BAD_INPUT if blocking or failed else EXIT_OK
 
 
-COMMANDS = {"diagnose": run_diagnose, "bundle": run_bundle, "quota": run_quota, "verify-secret": run_verify_secret,
+COMMANDS = {"diagnose": run_diagnose, "bundle": run_bundle, "quota": run_quota,
+            "verify-secret": run_verify_secret,
             "tags": run_tags, "audit": run_audit, "serve": run_serve, "socket": run_socket,
             "check-config": run_check_config}
 

@@ -148,8 +148,9 @@ def render_bundle_text(bundle: Bundle) -> str:
                      f"kernel {o(n.kernel_version)}")
         pressure = {True: "YES", False: "no", None: "unknown"}[n.disk_pressure]
         lines.append(f"  disk pressure: {pressure}")
-        for c in n.conditions:
-            lines.append(f"  condition {o(c.type)}={o(c.status)} ({o(c.reason)}) {o(c.message)}")
+        for cond in n.conditions:
+            lines.append(f"  condition {o(cond.type)}={o(cond.status)} ({o(cond.reason)}) "
+                         f"{o(cond.message)}")
     lines += ["", "Pull secrets (names, registries and usernames; never a password)"]
     if bundle.pull_secrets is not None:
         for s in bundle.pull_secrets:
