@@ -19,6 +19,7 @@ from typing import Any
 from bot.diagnosis.bundle import BundleFacts, SecretFacts
 from bot.diagnosis.facts import PodFacts, TemplateImages, WorkloadRef
 from bot.diagnosis.owners import controller_of
+from bot.diagnosis.webhooks import namespace_labels_or_name
 from bot.kube.client import (
     SECRETS_NOT_READ,
     KubeClient,
@@ -114,13 +115,17 @@ def gather(kube: KubeClient, namespace: str, pod: str,
             unavailable["workload_template"] = why
     pod_labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     webhooks = None
-    mutating = fresh.matching_webhooks(namespace, pod_labels, mutating=True)
-    validating = fresh.matching_webhooks(namespace, pod_labels, mutating=False)
+    labels = fresh.namespace_labels(namespace)  # read once for both kinds
+    selected = namespace_labels_or_name(namespace, labels)
+    mutating = fresh.matching_webhooks(namespace, pod_labels, mutating=True,
+                                       namespace_labels=selected)
+    validating = fresh.matching_webhooks(namespace, pod_labels, mutating=False,
+                                         namespace_labels=selected)
     if mutating is None or validating is None:
         unavailable["webhooks"] = WEBHOOKS_NOT_READ
     else:
         webhooks = [*mutating, *validating]
-        if fresh.namespace_labels(namespace) is None:
+        if labels is None:
             unavailable["namespace_labels"] = (
                 "the namespace's labels could not be read: webhooks' namespaceSelectors were "
                 "matched on kubernetes.io/metadata.name only")

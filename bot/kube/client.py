@@ -295,14 +295,19 @@ class KubeClient:
         return None if found is None else dict(found)  # type: ignore[call-overload]
 
     def matching_webhooks(self, namespace: str, pod_labels: Mapping[str, str] | None = None,
-                          *, mutating: bool = True) -> list[Any] | None:
+                          *, mutating: bool = True,
+                          namespace_labels: Mapping[str, str] | None = None,
+                          ) -> list[Any] | None:
         """The webhooks (MatchedWebhook) of one kind whose rules match pods in `namespace`;
         None when the configurations may not be read. A namespace whose labels may not be read
-        is matched on the label the apiserver always sets (kubernetes.io/metadata.name)."""
+        is matched on the label the apiserver always sets (kubernetes.io/metadata.name).
+        `namespace_labels`: the labels as the caller just read them (not read again)."""
         configurations = self._webhook_configurations(mutating)
         if configurations is None:
             return None
-        labels = namespace_labels_or_name(namespace, self.namespace_labels(namespace))
+        if namespace_labels is None:
+            namespace_labels = self.namespace_labels(namespace)
+        labels = namespace_labels_or_name(namespace, namespace_labels)
         return matching_webhooks(configurations, mutating=mutating, namespace_labels=labels,
                                  pod_labels=pod_labels)
 
