@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from bot.alerts.investigate import fresh_first_look
 from bot.diagnosis.bundle import Bundle, SecretFacts, assemble
 from bot.diagnosis.engine import diagnose
 from bot.kube.bundle import gather
@@ -23,7 +24,8 @@ def escalation_bundle(kube: KubeClient, namespace: str, pod: str,
                       known: dict[str, Any] | None = None) -> Bundle:
     """Gather and assemble the bundle. Raises KubeNotFound for a pod that does not exist and
     KubeError when the API cannot be read; every other refusal is a sentence in the bundle."""
-    facts, pod_facts = gather(kube, namespace, pod, known)
+    fresh, look = fresh_first_look(kube, namespace, pod, known)
+    facts, pod_facts = gather(fresh, look.facts)
     secrets = facts.secrets
     if secrets is not None and kube.read_secrets:
         secrets = [_with_usernames(kube, namespace, s) for s in secrets]

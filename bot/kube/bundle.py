@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
 
 from bot.diagnosis.bundle import BundleFacts, SecretFacts
 from bot.diagnosis.facts import PodFacts, TemplateImages, WorkloadRef
@@ -79,22 +78,22 @@ def _secrets(kube: KubeClient, facts: PodFacts) -> list[SecretFacts]:
     return found
 
 
-def gather(kube: KubeClient, namespace: str, pod: str,
-           known: dict[str, Any] | None = None) -> tuple[BundleFacts, PodFacts]:
-    """The bundle's facts and the diagnosis's facts, read now (not from the caches' freshness
-    window: a person asks for a bundle to see the present). Raises KubeNotFound for a pod
-    that does not exist and KubeError when the API cannot be read at all."""
-    fresh = replace(kube, facts=kube.facts.fresh_view())
-    facts = fresh.pod_facts(namespace, pod, known)
+def gather(fresh: KubeClient, facts: PodFacts) -> tuple[BundleFacts, PodFacts]:
+    """The bundle's facts beyond the diagnosis's `facts` (read by the one diagnosis path,
+    bot/alerts/investigate.py, with `fresh`, the client of that look: a person asks for a
+    bundle to see the present), and the diagnosis's facts completed with a StatefulSet's or
+    DaemonSet's template and the matching mutating webhooks. Raises KubeError only when the
+    API cannot be read at all; every refusal is a sentence in `unavailable`."""
+    namespace, pod = facts.namespace, facts.name
     unavailable: dict[str, str] = {}
     meta = facts.pod.get("metadata") or {}
     node_name = facts.spec.get("nodeName")
     if node_name and facts.node is None:
-        unavailable["node"] = NODES_NOT_READ if fresh.nodes_refused or kube.nodes_refused \
-            else f"node {node_name} could not be read (it may have been removed)"
+        unavailable["node"] = (NODES_NOT_READ if fresh.nodes_refused else
+                               f"node {node_name} could not be read (it may have been removed)")
     if facts.cluster_version is None:
         unavailable["server_version"] = "the API server's /version could not be read"
-    if not kube.read_secrets:
+    if not fresh.read_secrets:
         unavailable["pull_secrets"] = (f"registries and usernames not shown: "
                                        f"{SECRETS_NOT_READ}")
     elif facts.referenced_secrets is None and facts.pod_pull_secret_names:
