@@ -598,6 +598,13 @@ class KubeClient:
                       field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Every "secrets" (with a type selector) or "serviceaccounts" object, paginated, and
         the list's resourceVersion (bot/kube/fact_watch.py keeps only their metadata)."""
+        what, call, args, kwargs = self._fact_list(resource, namespace, field_selector)
+        return self._list_all(what, call, *args, **kwargs)
+
+    def _fact_list(self, resource: str, namespace: str | None, field_selector: str | None
+                   ) -> tuple[str, Callable[..., Any], tuple[str, ...], dict[str, Any]]:
+        """The list call for a fact resource, its arguments and its words for errors; refused
+        before any request when the install does not read secrets."""
         if resource == "secrets" and not self.read_secrets:
             raise SecretsNotRead("secrets")
         all_namespaces, namespaced = self._fact_calls(resource)
@@ -605,8 +612,8 @@ class KubeClient:
         where = f'in "{namespace}"' if namespace else "in all namespaces"
         what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
         if namespace is None:
-            return self._list_all(what, all_namespaces, **kwargs)
-        return self._list_all(what, namespaced, namespace, **kwargs)
+            return what, all_namespaces, (), kwargs
+        return what, namespaced, (namespace,), kwargs
 
     def watch_resource(self, resource: str, namespace: str | None,
                        resource_version: str | None, timeout_seconds: int, *,
@@ -784,15 +791,8 @@ class KubeClient:
                                 field_selector: str | None = None) -> list[T]:
         """`list_resource` ("secrets" with a type selector, or "serviceaccounts"), each item
         reduced by `project` as its page arrives: a secret's credentials go with its page."""
-        if resource == "secrets" and not self.read_secrets:
-            raise SecretsNotRead("secrets")
-        all_namespaces, namespaced = self._fact_calls(resource)
-        kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
-        where = f'in "{namespace}"' if namespace else "in all namespaces"
-        what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
-        if namespace is None:
-            return self._list_projected(what, all_namespaces, project, **kwargs)[0]
-        return self._list_projected(what, namespaced, project, namespace, **kwargs)[0]
+        what, call, args, kwargs = self._fact_list(resource, namespace, field_selector)
+        return self._list_projected(what, call, project, *args, **kwargs)[0]
 
     def list_namespaces(self, project: Callable[[dict[str, Any]], T]) -> list[T]:
         """Every namespace (for its labels), reduced by `project`."""
