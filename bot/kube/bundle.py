@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 from bot.diagnosis.bundle import BundleFacts, SecretFacts
 from bot.diagnosis.facts import PodFacts, TemplateImages, WorkloadRef
@@ -41,20 +42,38 @@ WEBHOOKS_NOT_READ = ("admission webhook configurations are not readable by this 
                      "validatingwebhookconfigurations`")
 
 
-def _template(kube: KubeClient, namespace: str, kind: str, name: str
-              ) -> tuple[TemplateImages | None, str | None]:
-    """A listed workload's template images, or (None, why not)."""
+def _read_template(kube: KubeClient, namespace: str, kind: str, name: str
+                   ) -> tuple[TemplateImages | None, str | None, dict[str, Any]]:
+    """A listed workload's template images (None and why not), and the workload itself."""
     if kind not in _LISTED_KINDS:
-        return None, None
+        return None, None, {}
     try:
         found = kube.find_workload(kind, namespace, name)
     except KubeForbidden:
-        return None, f"the {kind} may not be listed by this install"
+        return None, f"the {kind} may not be listed by this install", {}
     except KubeError as exc:
-        return None, f"the {kind} could not be read: {exc}"
+        return None, f"the {kind} could not be read: {exc}", {}
     if found is None:
-        return None, f"{kind.lower()}/{name} not found"
-    return template_images(kind, found), None
+        return None, f"{kind.lower()}/{name} not found", {}
+    return template_images(kind, found), None, found
+
+
+def _template(kube: KubeClient, namespace: str, kind: str, name: str
+              ) -> tuple[TemplateImages | None, str | None]:
+    found, why, _ = _read_template(kube, namespace, kind, name)
+    return found, why
+
+
+def _stamped_from(workload: dict[str, Any], pod_meta: dict[str, Any]) -> bool:
+    """Whether a StatefulSet's current template is the one the pod was made from (its
+    `controller-revision-hash` is the set's updateRevision). A DaemonSet does not say which
+    revision is current, and during a rollout a pod of the previous revision runs the old
+    image legitimately: there the template is shown, never called a rewrite."""
+    if workload.get("kind", "StatefulSet") != "StatefulSet" or "updateRevision" not in (
+            workload.get("status") or {}):
+        return False
+    revision = (pod_meta.get("labels") or {}).get("controller-revision-hash")
+    return bool(revision) and revision == workload["status"]["updateRevision"]
 
 
 def _secrets(kube: KubeClient, facts: PodFacts) -> list[SecretFacts]:
@@ -87,6 +106,7 @@ def gather(fresh: KubeClient, facts: PodFacts) -> tuple[BundleFacts, PodFacts]:
     namespace, pod = facts.namespace, facts.name
     unavailable: dict[str, str] = {}
     meta = facts.pod.get("metadata") or {}
+    workload_template: TemplateImages | None = None
     node_name = facts.spec.get("nodeName")
     if node_name and facts.node is None:
         unavailable["node"] = (NODES_NOT_READ if fresh.nodes_refused else
@@ -98,17 +118,21 @@ def gather(fresh: KubeClient, facts: PodFacts) -> tuple[BundleFacts, PodFacts]:
                                        f"{SECRETS_NOT_READ}")
     elif facts.referenced_secrets is None and facts.pod_pull_secret_names:
         unavailable["pull_secrets"] = "the pull secrets may not be read by this install"
-    workload_template: TemplateImages | None = None
     template = facts.template
     owner = controller_of(meta)
     if template is None and owner is not None:
-        # StatefulSet and DaemonSet pods: their controller is the workload a person edits
-        template, why = _template(fresh, namespace, str(owner.get("kind")),
-                                  str(owner.get("name")))
+        # StatefulSet and DaemonSet pods: their controller is the workload a person edits;
+        # its template is the pod's own only when the pod is of the current revision
+        kind = str(owner.get("kind"))
+        current, why, found = _read_template(fresh, namespace, kind, str(owner.get("name")))
         if why:
             unavailable["template"] = why
+        elif current is not None and _stamped_from({"kind": kind, **found}, meta):
+            template = current
+        else:
+            workload_template = current
     workload = facts.workload or WorkloadRef("Pod", pod)
-    if template is not None and workload != template.source:
+    if template is not None and workload != template.source and workload_template is None:
         workload_template, why = _template(fresh, namespace, workload.kind, workload.name)
         if why:
             unavailable["workload_template"] = why

@@ -149,3 +149,40 @@ def test_an_unknown_pod_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
         bad, _, bad_err = run(sim, tmp_path, capsys, "Shop/x")
     assert code == EXIT_BAD_INPUT and "not found" in err
     assert bad == EXIT_BAD_INPUT and "DNS-1123" in bad_err
+
+
+def _first_pod(scenario: str) -> dict[str, Any]:
+    return next(o for o in load_scenario(scenario).objects if o["kind"] == "Pod")
+
+
+def test_a_statefulset_pod_of_the_current_revision_is_compared_with_its_template(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pod = _first_pod("statefulset")
+    ref = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+    with SimCluster(["statefulset"]) as sim:
+        sim.patch("Pod", pod["metadata"]["name"], {"spec": {"containers": [
+            {"name": pod["spec"]["containers"][0]["name"], "image": "mirror.example/pg:16"}]}},
+            pod["metadata"]["namespace"])
+        code, out, err = run(sim, tmp_path, capsys, ref, "-o", "json")
+    assert code == EXIT_OK, err
+    bundle = json.loads(out)
+    assert bundle["template_source"]["kind"] == "StatefulSet"
+    assert bundle["containers"][0]["image_rewritten"] is True
+
+
+def test_a_daemonset_template_is_shown_but_never_called_a_rewrite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A DaemonSet does not say which revision is current: an old pod mid-rollout runs the old
+    image legitimately, so the bundle shows the template and claims nothing."""
+    pod = _first_pod("daemonset")
+    ref = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+    with SimCluster(["daemonset"]) as sim:
+        sim.patch("Pod", pod["metadata"]["name"], {"spec": {"containers": [
+            {"name": pod["spec"]["containers"][0]["name"], "image": "fluent/fluent-bit:3.0"}]}},
+            pod["metadata"]["namespace"])
+        code, out, err = run(sim, tmp_path, capsys, ref, "-o", "json")
+    assert code == EXIT_OK, err
+    [container] = json.loads(out)["containers"][:1]
+    assert container["image"] == "fluent/fluent-bit:3.0"
+    assert container["workload_image"] and container["workload_image"] != container["image"]
+    assert container["image_rewritten"] is False
