@@ -53,6 +53,8 @@ VERSION_SECONDS = 3600.0
 OWNER_ENTRIES = 10_000
 #: Entries of each freshness-bounded table (namespaces, service accounts, secrets, nodes).
 FRESH_ENTRIES = 10_000
+#: How long one look (`fresh_view`) believes what it read of webhooks and namespace labels.
+LOOK_SECONDS = 10.0
 
 
 class _Flight:
@@ -233,6 +235,10 @@ class KubeFactCache:
         not go stale), everything else is read again."""
         view = KubeFactCache(0.0, fresh_entries=64, clock=self._clock)
         view.owners, view.version = self.owners, self.version
+        # read once per look (a view is made per look): the rewrite check and the bundle
+        # ask for the same webhook configurations and namespace labels a moment apart
+        view.webhooks = TTLCache(LOOK_SECONDS, 2, self._clock)
+        view.namespace_labels = TTLCache(LOOK_SECONDS, 4, self._clock)
         view.source = self.source  # current by watch: as fresh as a read
         return view
 
