@@ -204,11 +204,19 @@ def diagnose_pod(kube: KubeClient, namespace: str, pod: str,
     KubeError when the API cannot be read."""
     # one look, asked by a person or a command: the namespace's secrets, service accounts
     # and nodes as they are now, not as the pipeline last saw them
-    fresh = replace(kube, facts=kube.facts.fresh_view())
-    look = _first_look(fresh, namespace, pod, known)
+    fresh, look = fresh_first_look(kube, namespace, pod, known)
     if registry is None or not look.probe_images:
         return look.diagnosis
     return with_answers(look, ask_registry(fresh, registry, look, known_hosts))
+
+
+def fresh_first_look(kube: KubeClient, namespace: str, pod: str,
+                     known: Mapping[str, Any] | None = None) -> tuple[KubeClient, FirstLook]:
+    """A person's look at a pod: the API's facts as they are now (the namespace's secrets,
+    service accounts and nodes read again, not from the pipeline's freshness window), and the
+    client with those fresh tables, for further reads of the same look (the bundle)."""
+    fresh = replace(kube, facts=kube.facts.fresh_view())
+    return fresh, _first_look(fresh, namespace, pod, known)
 
 
 def first_look(kube: KubeClient, namespace: str, pod: str, shared: SharedDiagnoses,

@@ -15,6 +15,9 @@ from bot.diagnosis.names import InvalidName, is_dns1123_label, parse_namespaced
 
 HELP = """*`/imagepull` — image-pull help from imagepull-bot*
 • `/imagepull diagnose NAMESPACE/POD` — why the pod cannot pull its image, and the fix
+• `/imagepull bundle NAMESPACE/POD` — the escalation bundle: events, images (and the \
+workload's), node, runtime, versions, pull secrets (no passwords), admission webhooks, and the \
+node-side commands to run next
 • `/imagepull quota [--secret NAMESPACE/SECRET]` — Docker Hub pull quota (the bot's IP, or \
 a secret's account)
 • `/imagepull verify-secret NAMESPACE/SECRET --image REF` — do these credentials pull that image?
@@ -39,6 +42,12 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True)
 class Diagnose:
+    namespace: str
+    pod: str
+
+
+@dataclass(frozen=True)
+class Bundle:
     namespace: str
     pod: str
 
@@ -72,7 +81,7 @@ class Help:
     pass
 
 
-Command = Diagnose | Quota | VerifySecret | Restart | Audit | Help
+Command = Diagnose | Bundle | Quota | VerifySecret | Restart | Audit | Help
 
 
 def _namespaced(value: str, what: str) -> tuple[str, str]:
@@ -119,6 +128,11 @@ def parse_command(text: str) -> Command:
         if len(positional) != 1:
             raise CommandError("usage: `/imagepull diagnose NAMESPACE/POD`")
         return Diagnose(*_namespaced(positional[0], "POD"))
+    if verb == "bundle":
+        positional, _ = _options(rest, set())
+        if len(positional) != 1:
+            raise CommandError("usage: `/imagepull bundle NAMESPACE/POD`")
+        return Bundle(*_namespaced(positional[0], "POD"))
     if verb == "quota":
         positional, options = _options(rest, {"secret"})
         if positional:

@@ -15,12 +15,14 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.alerts.bundle import escalation_bundle
 from bot.alerts.incidents import Incident, IncidentManager
 from bot.alerts.investigate import diagnose_pod
 from bot.chatops.approvals import ApprovalService
 from bot.chatops.commands import (
     HELP,
     Audit,
+    Bundle,
     Command,
     Diagnose,
     Help,
@@ -42,7 +44,7 @@ from bot.kube.inventory import gather
 from bot.kube.remediation import RemediationRefused
 from bot.registry.client import RegistryClient
 from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
-from bot.slack.blocks import audit_message, diagnosis_message, text_message
+from bot.slack.blocks import audit_message, bundle_message, diagnosis_message, text_message
 from bot.slack.text import Mrkdwn, code, sentence
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Interactive:
                     return text_message(HELP)
                 case Diagnose(namespace, pod):
                     return self.diagnose(namespace, pod)
+                case Bundle(namespace, pod):
+                    return self.bundle(namespace, pod)
                 case Quota(secret):
                     return self.quota(secret)
                 case VerifySecret(namespace, name, image):
@@ -94,6 +98,11 @@ class Interactive:
     def diagnose(self, namespace: str, pod: str) -> Message:
         return diagnosis_message(diagnose_pod(self.kube, namespace, pod, self.registry,
                                               self.settings.registry_endpoints))
+
+    def bundle(self, namespace: str, pod: str) -> Message:
+        """The escalation bundle of one pod (bot/alerts/bundle.py): parts this install may
+        not read are named in it, never a reason to fail."""
+        return bundle_message(escalation_bundle(self.kube, namespace, pod))
 
     def audit(self, namespace: str | None) -> Message:
         """The prevention audit of one namespace, or of every watched one (WATCH_NAMESPACES;
@@ -184,7 +193,7 @@ class Interactive:
         return self.incidents.load(incident_id)
 
     def button(self, action: str, incident_id: str, user: str, channel: str) -> Message:
-        """The four alert buttons; the button's value is only an incident id."""
+        """The alert buttons; the button's value is only an incident id."""
         incident = self.incident(incident_id)
         if incident is None:
             return text_message("This alert's incident is no longer in the store.")
@@ -192,6 +201,12 @@ class Interactive:
         try:
             if action == "quota":
                 return self._to_thread(incident, self.quota(None))
+            if action == "bundle":
+                # in the thread, not ephemeral: a bundle is what the next person is handed,
+                # so it belongs with the incident's record, where anyone on call (and whoever
+                # it is escalated to) finds it and can link to it; an ephemeral answer is
+                # seen by the presser only and is gone on reload
+                return self._to_thread(incident, self.bundle(d.namespace, d.pod))
             if action == "verify_secret":
                 return self._to_thread(incident, self.verify(d.namespace, d.pod, None))
             if action == "restart":

@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(diag)
     kube_options(diag)
 
+    bundle = sub.add_parser("bundle", help="the escalation bundle of one pod: the field "
+                            "guide's 'when to escalate' list (events, images, node, runtime, "
+                            "versions, pull secrets without passwords, admission webhooks) and "
+                            "the node-side commands to run next")
+    bundle.add_argument("pod", metavar="NAMESPACE/POD")
+    output_option(bundle)
+    kube_options(bundle)
+
     quota = sub.add_parser("quota", help="Docker Hub pull quota, anonymous or of a pull secret")
     quota.add_argument("--secret", metavar="NAMESPACE/NAME",
                        help="check the quota of the Docker Hub account in this pull secret")
@@ -211,6 +219,23 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"{exc} (check the namespace and name: kubectl get pods -n "
                              f"{namespace})") from None
     _print_results([result], args.output, as_list=False)
+    return EXIT_OK
+
+
+def run_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.alerts.bundle import escalation_bundle
+    from bot.diagnosis.render import render_bundle_text
+
+    namespace, pod = parse_pod_ref(args.pod)
+    try:
+        bundle = escalation_bundle(_kube(args, settings), namespace, pod)
+    except KubeNotFound as exc:
+        raise UsageError(f"{exc} (check the namespace and name: kubectl get pods -n "
+                         f"{namespace})") from None
+    if args.output == "json":
+        write_json(bundle.to_json())
+    else:
+        write(render_bundle_text(bundle), end="")
     return EXIT_OK
 
 
@@ -453,7 +478,8 @@ def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_BAD_INPUT if blocking or failed else EXIT_OK
 
 
-COMMANDS = {"diagnose": run_diagnose, "quota": run_quota, "verify-secret": run_verify_secret,
+COMMANDS = {"diagnose": run_diagnose, "bundle": run_bundle, "quota": run_quota,
+            "verify-secret": run_verify_secret,
             "tags": run_tags, "audit": run_audit, "serve": run_serve, "socket": run_socket,
             "check-config": run_check_config}
 

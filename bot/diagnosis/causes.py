@@ -76,6 +76,9 @@ class Finding(StrEnum):
     #: a network cause for an external registry while the same node pulls from other external
     #: registries: the runtime's proxy settings (HTTPS_PROXY / NO_PROXY) are the likely gap
     PROXY_SUSPECTED = "proxy_suspected"
+    #: the pod's image differs from its controller's template: something rewrote it at
+    #: admission (a mutating webhook, a policy engine); the matching mutating webhooks are named
+    IMAGE_REWRITTEN = "image_rewritten"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ MAX_EVIDENCE = 6
 REGISTRY_EVIDENCE = "registry: "
 #: How what the node showed starts in a diagnosis's evidence (before the registry's line).
 NODE_EVIDENCE = "node: "
+#: How the admission rewrite (`image_rewritten`) starts in the evidence (before the registry's).
+ADMISSION_EVIDENCE = "admission: "
 
 _MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
 _HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
@@ -214,6 +216,9 @@ def _diagnose_container(
     proxy_evidence = _proxy_evidence(facts, cause, ref)
     if proxy_evidence:
         findings.append(Finding.PROXY_SUSPECTED)
+    template_image = _template_image(facts, container)
+    if template_image is not None:
+        findings.append(Finding.IMAGE_REWRITTEN)
     # the one place a registry suggestion is taken: its kind as a finding, the image itself
     # for the fixes (FixContext) and for the JSON (ContainerDiagnosis.suggested_image)
     suggested_image = None
@@ -243,6 +248,8 @@ def _diagnose_container(
         pin_digest=registry.digest if registry else None,
         alternatives=alternatives,
         runtime=_runtime(facts.node),
+        template_image=template_image,
+        rewriting_webhooks=facts.mutating_webhooks or (),
     )
     return ContainerDiagnosis(
         container=container.name,
@@ -254,7 +261,8 @@ def _diagnose_container(
         + alternatives_line([(a, HOW_TO_TELL[a]) for a in alternatives])
         + _unseen_line(findings, proxy_evidence, facts.node),
         explanation=EXPLANATIONS[cause],
-        evidence=_evidence(verdict, container, events, registry, node=proxy_evidence),
+        evidence=_evidence(verdict, container, events, registry, node=proxy_evidence,
+                           admission=_rewrite_evidence(facts, container, template_image)),
         workload=workload,
         findings=tuple(findings),
         fixes=build_fixes(cause, context),
@@ -388,12 +396,39 @@ def _unseen_line(findings: Sequence[Finding], proxy_evidence: Sequence[str],
     return line
 
 
+def _template_image(facts: PodFacts, container: _Container) -> str | None:
+    """The image the pod's template asks for, when the pod runs another one (None: the same,
+    or the template is not known)."""
+    if facts.template is None:
+        return None
+    wanted = facts.template.images.get(container.name)
+    if wanted is None or wanted == container.image:
+        return None
+    return wanted
+
+
+def _rewrite_evidence(facts: PodFacts, container: _Container,
+                      template_image: str | None) -> str | None:
+    """One evidence line for `image_rewritten`: both images and who may have rewritten it."""
+    if template_image is None or facts.template is None:
+        return None
+    line = (f"{ADMISSION_EVIDENCE}{facts.template.source.kubectl_ref} asks for "
+            f"{template_image} but the pod has {container.image}")
+    if facts.mutating_webhooks:
+        return line + "; mutating webhooks matching this namespace: " + ", ".join(
+            facts.mutating_webhooks)
+    if facts.mutating_webhooks is None:
+        return line + "; the mutating webhook configurations could not be read"
+    return line + "; no mutating webhook matches this namespace (a policy engine or an " \
+        "admission plugin may have rewritten it)"
+
+
 def _evidence(verdict: _Verdict, container: _Container, events: Sequence[KubeletEvent],
-              registry: RegistryFacts | None, *, node: Sequence[str] = ()
-              ) -> tuple[str, ...]:
+              registry: RegistryFacts | None, *, node: Sequence[str] = (),
+              admission: str | None = None) -> tuple[str, ...]:
     """The deciding kubelet text first, then the other distinct pull texts, oldest first;
-    then what the node showed (`node`: its other pulls); what the registry answered comes
-    last."""
+    then what the node showed (`node`: its other pulls) and an admission rewrite; what the
+    registry answered comes last."""
     texts: list[str] = []
     if verdict.evidence:
         texts.append(verdict.evidence)
@@ -408,6 +443,8 @@ def _evidence(verdict: _Verdict, container: _Container, events: Sequence[Kubelet
     if message and message not in texts and not (repeated and any(repeated in t for t in texts)):
         texts.append(message)
     texts = texts[:MAX_EVIDENCE - len(node)] + list(node)
+    if admission:
+        texts.append(admission)
     if registry is not None and registry.probe_summary:
         texts.append(f"{REGISTRY_EVIDENCE}{registry.probe_summary}")
     return tuple(texts)

@@ -270,4 +270,9 @@ FINDING_TEXT: dict[Finding, str] = {
         "runtime's proxy settings (HTTPS_PROXY / NO_PROXY in its service unit) are the likely "
         "gap"
     ),
+    Finding.IMAGE_REWRITTEN: (
+        "the pod's image differs from its workload template's: a mutating admission webhook or "
+        "a policy engine rewrote it (the evidence names the template's image and the matching "
+        "mutating webhooks); fixing the template alone may be undone by the same rewrite"
+    ),
 }

@@ -49,6 +49,17 @@ class PullSecretInfo:
 
 
 @dataclass(frozen=True)
+class TemplateImages:
+    """The images of the pod template a pod was stamped from (its ReplicaSet's, Job's,
+    StatefulSet's or DaemonSet's), by container name (init containers included).
+
+    A pod whose image differs from these was changed at admission (`image_rewritten`)."""
+
+    source: WorkloadRef
+    images: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class RegistryFacts:
     """What the registry said about one image, asked with the pod's own pull credentials.
 
@@ -110,6 +121,12 @@ class PodFacts:
     #: False: the install reads no secrets (READ_SECRETS=false), so `referenced_secrets` and
     #: `namespace_pull_secrets` are None by choice, and the diagnosis says what it skipped
     secrets_read: bool = True
+    #: the controller's template images (None: not known — offline, a bare pod, not read)
+    template: TemplateImages | None = None
+    #: `configuration/webhook` of the mutating webhooks that match pods in this namespace
+    #: (None: not looked at — only listed when an image differs from the template — or the
+    #: webhook configurations may not be read)
+    mutating_webhooks: tuple[str, ...] | None = None
     #: image string (as in the pod spec) → what its registry said; empty when not asked
     registry: Mapping[str, RegistryFacts] = field(default_factory=dict)
     #: the node's recent successful pulls (newest last), as the event watch saw them; None when

@@ -64,6 +64,10 @@ class FixContext:
     alternatives: tuple[Cause, ...] = ()
     #: the node's container runtime ("containerd", "cri-o", "docker"); None when unknown
     runtime: str | None = None
+    #: the image the pod's template asks for, when admission rewrote it (`image_rewritten`)
+    template_image: str | None = None
+    #: `configuration/webhook` of the mutating webhooks that match the pod's namespace
+    rewriting_webhooks: tuple[str, ...] = ()
 
     @property
     def registry(self) -> str:
@@ -910,12 +914,37 @@ def _finding_fixes(cause: Cause, ctx: FixContext) -> list[Fix]:
         extra.append(set_image(ctx, f"{base}:<tag>",
                                "The image has no tag, so it floats on :latest: pin an explicit "
                                "tag (replace <tag>)"))
+    if Finding.IMAGE_REWRITTEN in ctx.findings:
+        extra.extend(_rewritten(ctx))
     if Finding.ENSURE_SECRET_PULLED_IMAGES in ctx.findings and not (
         ctx.missing_secret or ctx.wrong_registry_secret or ctx.unreferenced_secret
     ) and not CAUSES[cause].credentials_refused:
         extra.append(create_pull_secret(ctx, DEFAULT_SECRET_NAME))
         extra.append(attach_secret_to_service_account(ctx, DEFAULT_SECRET_NAME))
     return extra
+
+
+def _rewritten(ctx: FixContext) -> list[Fix]:
+    """Look at what rewrote the image: each matching mutating webhook's configuration (its
+    rules, selectors and service), or, with none, the pod's own admission annotations."""
+    wanted = ctx.template_image or "<template image>"
+    fixes: list[Fix] = []
+    for named in ctx.rewriting_webhooks[:3]:
+        configuration, _, webhook = named.partition("/")
+        if not names.is_dns1123_subdomain(configuration):
+            continue  # never a live argument: the evidence line still names it
+        fixes.append(Fix(
+            f"The template asks for {wanted} but the pod runs {ctx.image}: mutating webhook "
+            f"{webhook or configuration} matches this namespace — read its rules and selectors "
+            "(a fix to the template alone may be rewritten the same way)",
+            _cmd("kubectl", "get", "mutatingwebhookconfiguration", args=[configuration],
+                 tail=["-o", "yaml"])))
+    if not fixes:
+        fixes.append(Fix(
+            f"The template asks for {wanted} but the pod runs {ctx.image}: list the mutating "
+            "webhooks and policy engines (Kyverno, Gatekeeper) that may rewrite images",
+            "kubectl get mutatingwebhookconfigurations"))
+    return fixes
 
 
 def _dedupe(fixes: Iterable[Fix]) -> list[Fix]:
@@ -1105,3 +1134,55 @@ def audit_secret_registries(ctx: FixContext, name: str) -> tuple[Fix, ...]:
                             "--dry-run=client", "-o", "yaml") + " | kubectl apply -f -")]
 
     return _audited(replace(ctx, wrong_registry_secret=name), build)
+
+
+# -- the escalation bundle (bot/diagnosis/bundle.py) ---------------------------------------------
+# The field guide's "When to escalate" commands, for one pod: the same quoting (`_cmd`) and the
+# same rule for names (one the apiserver would refuse becomes a <placeholder>).
+
+#: Images and registry hosts a bundle writes commands for (a pod rarely has more).
+MAX_BUNDLE_IMAGES = 4
+
+_RUNTIME_UNITS = {"containerd": ("containerd", "/var/lib/containerd"),
+                  "cri-o": ("crio", "/var/lib/containers"),
+                  "docker": ("docker", "/var/lib/docker")}
+
+
+def bundle_commands(*, namespace: str, pod: str, node: str | None, images: Sequence[str],
+                    runtime: str = "") -> tuple[Fix, ...]:
+    """What to run next, in the guide's order: describe the pod, pull from the node, the
+    runtime's version, disk and log, the registry's reachability (and the proxy the runtime
+    uses), the node's conditions, the cluster's version. `runtime` is the node's runtime name
+    (containerd, cri-o, docker; unknown: containerd's paths)."""
+    ns = namespace if names.is_dns1123_label(namespace) else "<namespace>"
+    pod_name = pod if names.is_dns1123_subdomain(pod) else "<pod>"
+    node_name = node if node and names.is_dns1123_subdomain(node) else "<node>"
+    unit, data_dir = _RUNTIME_UNITS.get(runtime, _RUNTIME_UNITS["containerd"])
+    on_node = f"on the node (ssh to {node_name})"
+    fixes = [Fix("The pod's full description, especially its Events",
+                 _cmd("kubectl", "describe", "pod", args=[pod_name], tail=["-n", ns]))]
+    unique = list(dict.fromkeys(i for i in images if i))[:MAX_BUNDLE_IMAGES]
+    for image in unique:
+        fixes.append(Fix(f"Whether the node can pull {image} itself, {on_node}",
+                         _cmd("sudo", "crictl", "pull", args=[image])))
+    fixes.append(Fix(f"The container runtime and its version, {on_node}",
+                     _cmd("sudo", "crictl", "version")))
+    fixes.append(Fix(f"Disk space where the runtime keeps images, {on_node}",
+                     _cmd("df", "-h", data_dir)))
+    fixes.append(Fix(f"The runtime's own log of the last hour, {on_node}",
+                     _cmd("sudo", "journalctl", "-u", unit, "--since", "-1h", "--no-pager")))
+    hosts: list[str] = []
+    for image in unique:
+        ref = try_parse_image(image)
+        if ref is not None:
+            hosts.append("registry-1.docker.io" if ref.is_docker_hub else ref.registry)
+    for host in dict.fromkeys(hosts):
+        fixes.append(Fix(f"Whether {host} answers from the node (200 or 401: reachable; a "
+                         f"proxy or firewall shows here), {on_node}",
+                         _cmd("curl", "-v", f"https://{host}/v2/")))
+    fixes.append(Fix(f"The proxy settings the runtime uses (HTTPS_PROXY, NO_PROXY), {on_node}",
+                     _cmd("systemctl", "show", unit, "--property=Environment")))
+    fixes.append(Fix("The node's conditions", _cmd("kubectl", "describe", "node",
+                                                   args=[node_name]) + " | grep -A5 Conditions"))
+    fixes.append(Fix("The Kubernetes version", _cmd("kubectl", "version")))
+    return tuple(fixes)

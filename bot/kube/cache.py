@@ -53,6 +53,8 @@ VERSION_SECONDS = 3600.0
 OWNER_ENTRIES = 10_000
 #: Entries of each freshness-bounded table (namespaces, service accounts, secrets, nodes).
 FRESH_ENTRIES = 10_000
+#: How long one look (`fresh_view`) believes what it read of webhooks and namespace labels.
+LOOK_SECONDS = 10.0
 
 
 class _Flight:
@@ -205,7 +207,9 @@ class KubeFactCache:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.fresh_seconds = fresh_seconds
         self._clock = clock
-        #: ReplicaSet/Job uid → the workload above it (immutable per uid)
+        #: ReplicaSet/Job uid → (the workload above it, the controller's template images):
+        #: immutable per uid (a Deployment makes a new ReplicaSet for a new template, and a
+        #: Job's template cannot change)
         self.owners: TTLCache[object] = TTLCache(None, owner_entries, clock)
         #: () → gitVersion
         self.version: TTLCache[object] = TTLCache(version_seconds, 1, clock)
@@ -217,6 +221,11 @@ class KubeFactCache:
         self.secrets: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: node name → the Node (or None)
         self.nodes: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
+        #: "mutating"/"validating" → the webhook configurations, trimmed (or None: refused);
+        #: listed only for a pod whose image differs from its template, and for a bundle
+        self.webhooks: TTLCache[object] = TTLCache(fresh_seconds, 2, clock)
+        #: namespace → its labels (or None: may not be read), for webhooks' namespaceSelector
+        self.namespace_labels: TTLCache[object] = TTLCache(fresh_seconds, fresh_entries, clock)
         #: watch-fed answers that take precedence over the tables (None: read the API)
         self.source: FactSource | None = None
 
@@ -226,11 +235,15 @@ class KubeFactCache:
         not go stale), everything else is read again."""
         view = KubeFactCache(0.0, fresh_entries=64, clock=self._clock)
         view.owners, view.version = self.owners, self.version
+        # read once per look (a view is made per look): the rewrite check and the bundle
+        # ask for the same webhook configurations and namespace labels a moment apart
+        view.webhooks = TTLCache(LOOK_SECONDS, 2, self._clock)
+        view.namespace_labels = TTLCache(LOOK_SECONDS, 4, self._clock)
         view.source = self.source  # current by watch: as fresh as a read
         return view
 
     def clear(self) -> None:
         """Forget everything (a test, or a credentials change)."""
         for table in (self.owners, self.version, self.namespace_secrets, self.service_accounts,
-                      self.secrets, self.nodes):
+                      self.secrets, self.nodes, self.webhooks, self.namespace_labels):
             table.clear()

@@ -21,9 +21,11 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
+from bot.diagnosis.facts import PodFacts, PullSecretInfo, TemplateImages, WorkloadRef
 from bot.diagnosis.owners import controller_of, infer_workload
 from bot.diagnosis.secrets import PULL_SECRET_TYPES, pull_secret_info
+from bot.diagnosis.webhooks import matching_webhooks, mutating_names, namespace_labels_or_name
+from bot.diagnosis.workloads import pod_template
 from bot.kube.cache import KubeFactCache
 from bot.kube.node_pulls import NodePulls
 
@@ -36,6 +38,25 @@ T = TypeVar("T")
 
 def _as_is(item: dict[str, Any]) -> dict[str, Any]:
     return item
+
+
+def template_images(kind: str, obj: Mapping[str, Any]) -> TemplateImages:
+    """The container images of a controller's pod template, by container name."""
+    meta = obj.get("metadata") or {}
+    template = pod_template(kind, obj)
+    return TemplateImages(WorkloadRef(kind, str(meta.get("name") or "")),
+                          {c.name: c.image for c in template.containers})
+
+
+_WEBHOOK_KEYS = ("name", "rules", "namespaceSelector", "objectSelector", "matchConditions",
+                 "failurePolicy", "reinvocationPolicy")
+
+
+def _trim_webhook_configuration(obj: dict[str, Any]) -> dict[str, Any]:
+    """A webhook configuration without what matching never reads (CA bundles, services)."""
+    return {"metadata": {"name": (obj.get("metadata") or {}).get("name")},
+            "webhooks": [{k: w[k] for k in _WEBHOOK_KEYS if k in w}
+                         for w in obj.get("webhooks") or [] if isinstance(w, dict)]}
 
 
 
@@ -93,6 +114,8 @@ class KubeClient:
     node_pulls: NodePulls = field(default_factory=NodePulls)
     #: whether the one warning about unreadable nodes was logged
     _nodes_refused: bool = field(default=False, init=False, repr=False)
+    #: whether the one warning about unreadable webhook configurations was logged
+    _webhooks_refused: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None,
@@ -108,6 +131,11 @@ class KubeClient:
                        read_secrets=read_secrets)
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise KubeUnreachable(f"cannot load Kubernetes configuration: {exc}") from exc
+
+    @property
+    def nodes_refused(self) -> bool:
+        """Whether the API refused a node read (then no node is asked for again)."""
+        return self._nodes_refused
 
     # -- raw access -------------------------------------------------------------------------
 
@@ -188,11 +216,17 @@ class KubeClient:
 
     def workload_of(self, pod: Mapping[str, Any]) -> WorkloadRef:
         """Walk the owner chain: Pod → ReplicaSet → Deployment, Job → CronJob."""
+        return self.owner_facts(pod)[0]
+
+    def owner_facts(self, pod: Mapping[str, Any]) -> tuple[WorkloadRef, TemplateImages | None]:
+        """The workload to edit and, from the same read, the images of the ReplicaSet's or
+        Job's pod template the pod was stamped from (None: a bare pod, another controller,
+        or the owner could not be read). No read beyond the owner chain's own."""
         meta = pod.get("metadata") or {}
         namespace = str(meta.get("namespace"))
         owner = controller_of(meta)
         if owner is None:
-            return WorkloadRef("Pod", str(meta.get("name")))
+            return WorkloadRef("Pod", str(meta.get("name"))), None
         kind, name = str(owner.get("kind")), str(owner.get("name"))
         readers: dict[str, Callable[..., Any]] = {
             "ReplicaSet": self.apps.read_namespaced_replica_set,
@@ -200,25 +234,101 @@ class KubeClient:
         }
         reader = readers.get(kind)
         if reader is None:
-            return WorkloadRef(kind, name)
+            return WorkloadRef(kind, name), None
         owner_uid = str(owner.get("uid") or "")
 
-        def load() -> WorkloadRef:
+        def load() -> tuple[WorkloadRef, TemplateImages]:
             parent = self._call(f'{kind} "{namespace}/{name}"', reader, name, namespace)
+            template = template_images(kind, parent)
             grand = controller_of(parent.get("metadata") or {})
             if grand is None:
-                return WorkloadRef(kind, name)
-            return WorkloadRef(str(grand.get("kind")), str(grand.get("name")))
+                return WorkloadRef(kind, name), template
+            return WorkloadRef(str(grand.get("kind")), str(grand.get("name"))), template
 
         try:
             if not owner_uid:  # (hand-written objects): nothing stable to remember it by
                 return load()
             # a controller owner never changes for one uid: remembered without expiry
-            ref = self.facts.owners.get_or_load((namespace, kind, owner_uid), load)
-            return ref  # type: ignore[return-value]
+            found = self.facts.owners.get_or_load((namespace, kind, owner_uid), load)
+            return found  # type: ignore[return-value]
         except (KubeNotFound, KubeForbidden) as exc:
             log.info("owner chain stops at %s/%s (%s); inferring from names", kind, name, exc)
-            return infer_workload(pod)
+            return infer_workload(pod), None
+
+    def _webhook_configurations(self, mutating: bool) -> list[dict[str, Any]] | None:
+        """Mutating or validating webhook configurations, trimmed to what matching reads
+        (no CA bundles); None when they may not be listed (a namespaced install: Roles
+        cannot grant cluster-scoped reads — said once, then not asked again)."""
+        if self._webhooks_refused:
+            return None
+        api = client.AdmissionregistrationV1Api(self.api)
+        lister = (api.list_mutating_webhook_configuration if mutating
+                  else api.list_validating_webhook_configuration)
+        what = f"{'mutating' if mutating else 'validating'}webhookconfigurations"
+
+        def load() -> tuple[dict[str, Any], ...] | None:
+            try:
+                items, _ = self._list_projected(what, lister, _trim_webhook_configuration)
+            except KubeForbidden as exc:
+                if not self._webhooks_refused:
+                    self._webhooks_refused = True
+                    log.warning("admission webhook configurations cannot be read, so no "
+                                "webhook is named in bundles or image_rewritten findings (a "
+                                "namespaced install cannot grant cluster-scoped reads): %s",
+                                exc)
+                return None
+            return tuple(items)
+
+        found = self.facts.webhooks.get_or_load(
+            "mutating" if mutating else "validating", load)
+        return None if found is None else list(found)  # type: ignore[call-overload]
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """The namespace's labels (None: may not be read), believed for the freshness
+        window; for the webhooks' namespaceSelector."""
+
+        def load() -> dict[str, str] | None:
+            try:
+                found = self.read_namespace(namespace)
+            except (KubeForbidden, KubeNotFound):
+                return None
+            labels = (found.get("metadata") or {}).get("labels") or {}
+            return {str(k): str(v) for k, v in labels.items()}
+
+        found = self.facts.namespace_labels.get_or_load(namespace, load)
+        return None if found is None else dict(found)  # type: ignore[call-overload]
+
+    def matching_webhooks(self, namespace: str, pod_labels: Mapping[str, str] | None = None,
+                          *, mutating: bool = True,
+                          namespace_labels: Mapping[str, str] | None = None,
+                          ) -> list[Any] | None:
+        """The webhooks (MatchedWebhook) of one kind whose rules match pods in `namespace`;
+        None when the configurations may not be read. A namespace whose labels may not be read
+        is matched on the label the apiserver always sets (kubernetes.io/metadata.name).
+        `namespace_labels`: the labels as the caller just read them (not read again)."""
+        configurations = self._webhook_configurations(mutating)
+        if configurations is None:
+            return None
+        if namespace_labels is None:
+            namespace_labels = self.namespace_labels(namespace)
+        labels = namespace_labels_or_name(namespace, namespace_labels)
+        return matching_webhooks(configurations, mutating=mutating, namespace_labels=labels,
+                                 pod_labels=pod_labels)
+
+    def _rewriting_webhooks(self, pod: Mapping[str, Any],
+                            template: TemplateImages | None) -> tuple[str, ...] | None:
+        """The mutating webhooks that match the pod, only asked when one of its images differs
+        from its template's (so a diagnosis costs no extra read otherwise)."""
+        if template is None:
+            return None
+        spec = pod.get("spec") or {}
+        images = {str(c.get("name")): str(c.get("image") or "")
+                  for key in ("initContainers", "containers") for c in spec.get(key) or []}
+        if not any(template.images.get(n, image) != image for n, image in images.items()):
+            return None
+        meta = pod.get("metadata") or {}
+        found = self.matching_webhooks(str(meta.get("namespace")), meta.get("labels") or {})
+        return None if found is None else mutating_names(found)
 
     def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...] | None:
         """The account's imagePullSecrets names (None: absent or not readable): from the fact
@@ -360,10 +470,13 @@ class KubeClient:
                       if r.get("name"))
         account = str(spec.get("serviceAccountName") or "default")
         namespace_secrets = self.namespace_pull_secrets(namespace)
+        workload, template = self.owner_facts(pod)
         return PodFacts(
             pod=pod,
             events=self.pod_events(namespace, name),
-            workload=self.workload_of(pod),
+            workload=workload,
+            template=template,
+            mutating_webhooks=self._rewriting_webhooks(pod, template),
             service_account_pull_secrets=self.service_account_pull_secrets(namespace, account),
             referenced_secrets=self.referenced_secrets(namespace, names, namespace_secrets),
             namespace_pull_secrets=namespace_secrets,
@@ -668,6 +781,15 @@ class KubeClient:
         if namespace is None:
             return self._list_projected(what, all_namespaces, project)[0]
         return self._list_projected(what, namespaced, project, namespace)[0]
+
+    def find_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Deployment, StatefulSet, DaemonSet or CronJob by name, through the list the
+        audit's role already grants (`fieldSelector=metadata.name=NAME`; no `get` is needed):
+        for the bundle's template images. None when absent."""
+        _, namespaced = self._template_lists(kind)
+        items, _ = self._list_all(f'{kind.lower()} "{namespace}/{name}"', namespaced, namespace,
+                                  field_selector=f"metadata.name={name}")
+        return items[0] if items else None
 
     def list_resource_projected(self, resource: str, namespace: str | None,
                                 project: Callable[[dict[str, Any]], T], *,

@@ -58,6 +58,24 @@ def credentials_from_secret(secret: Mapping[str, Any]) -> dict[str, RegistryCred
     return found
 
 
+def secret_usernames(kube: KubeClient, namespace: str, name: str
+                     ) -> tuple[tuple[str, str], ...] | None:
+    """(auths key, username) of one pull secret, for the escalation bundle: the usernames
+    only — the passwords are dropped here, with the rest of the decoded secret. None when the
+    secret cannot be read or is not a usable docker-registry secret."""
+    try:
+        secret = kube.read_secret(namespace, name)
+    except KubeForbidden:  # SecretsNotRead too: READ_SECRETS=false
+        return None
+    if secret is None:
+        return None
+    try:
+        credentials = credentials_from_secret(secret)
+    except SecretError:
+        return None
+    return tuple((key, creds.username) for key, creds in credentials.items())
+
+
 def for_registry(credentials: Mapping[str, RegistryCredentials],
                  registry: str) -> tuple[str, RegistryCredentials] | None:
     """The (auths key, credentials) the kubelet would use for `registry`, if any."""

@@ -134,6 +134,11 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     _rt("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",)),
     _rt("batch", "v1", "jobs", "Job", fields={"status.successful": "status.successful"}),
     _rt("batch", "v1", "cronjobs", "CronJob", short_names=("cj",)),
+    # admission webhooks (cluster-scoped): the escalation bundle names the ones that match pods
+    _rt("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration", False),
+    _rt("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration", False),
 )
 
 #: Kinds whose spec changes bump metadata.generation (the apiserver's PrepareForUpdate).

@@ -462,7 +462,8 @@ def _discovery_list(group: str, version: str) -> Obj:
         if rt.short_names:
             entry["shortNames"] = list(rt.short_names)
         entries.append(entry)
-        if rt.kind not in ("Event", "ServiceAccount", "Secret", "ConfigMap"):
+        if rt.kind not in ("Event", "ServiceAccount", "Secret", "ConfigMap",
+                           "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             entries.append(
                 {
                     "name": f"{rt.plural}/status",

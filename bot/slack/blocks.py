@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.audit_model import AuditFinding, AuditReport
+from bot.diagnosis.bundle import Bundle
 from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
@@ -26,7 +27,18 @@ from bot.diagnosis.facts import WorkloadRef
 from bot.diagnosis.model import ContainerDiagnosis, Fix, PodDiagnosis
 from bot.registry.dockerhub import Quota
 from bot.slack import actions
-from bot.slack.text import Mrkdwn, code, code_block, cut, date, escape, permalink, plain, user
+from bot.slack.text import (
+    Mrkdwn,
+    code,
+    code_block,
+    cut,
+    date,
+    escape,
+    permalink,
+    plain,
+    sentence,
+    user,
+)
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -200,6 +212,8 @@ def _buttons(incident: Incident, remediation: bool = True) -> Block | None:
         button("Rollout restart", actions.RESTART, None,
                M("Restart {} in {}? An approver must confirm.").format(
                    code(target), code(d.namespace)))
+    # on every alert: what to hand over when the fixes above do not help
+    button("Bundle", actions.BUNDLE)
     return {"type": "actions", "block_id": f"ipb-actions-{incident.id}",
             "elements": elements} if elements else None
 
@@ -304,6 +318,154 @@ def diagnosis_message(result: PodDiagnosis) -> tuple[str, list[Block]]:
             blocks.append(skipped)
         blocks.append({"type": "divider"})
     text = M("{}: {} container(s) cannot pull their image").format(where, len(entries))
+    return message(text, blocks)
+
+
+# -- the escalation bundle (/imagepull bundle, the alert's Bundle button) ----------------------
+
+#: Lines of one list part (containers, secrets, webhooks, conditions) before "…and N more".
+BUNDLE_LIST = 10
+#: Events shown in Slack (newest); the CLI and JSON hold up to bot.diagnosis.bundle.MAX_EVENTS.
+BUNDLE_EVENTS = 12
+
+
+def _listed(lines: Sequence[Mrkdwn], noun: str) -> Mrkdwn:
+    shown = list(lines[:BUNDLE_LIST])
+    if len(lines) > BUNDLE_LIST:
+        shown.append(M("…and {} more {} (`python -m bot bundle` lists all)").format(
+            len(lines) - BUNDLE_LIST, noun))
+    return M("\n").join(shown)
+
+
+def _bundle_images(bundle: Bundle) -> Mrkdwn:
+    lines: list[Mrkdwn] = []
+    for c in bundle.containers:
+        kind = "init container" if c.init else "container"
+        line = M("• {} {}: {} — {}").format(kind, code(c.name), code(c.image), c.state)
+        if c.template_image is not None and bundle.template_source is not None:
+            line += M("\n    template {}: {}{}").format(
+                code(bundle.template_source.kubectl_ref), code(c.template_image),
+                M(" ⚠️ *rewritten at admission*") if c.rewritten else M(""))
+        if c.workload_image is not None:
+            line += M("\n    workload {}: {}").format(code(bundle.workload.kubectl_ref),
+                                                     code(c.workload_image))
+        lines.append(line)
+    return M("*Images*\n") + _listed(lines, "containers")
+
+
+def _bundle_node(bundle: Bundle) -> Block:
+    node = bundle.node
+    version = code(bundle.server_version) if bundle.server_version else M("unknown")
+    if node is None:
+        return _mrkdwn(M("*Cluster and node*\nKubernetes {}; node {}").format(
+            version, code(bundle.node_name or "-")))
+    pressure = {True: "⚠️ yes", False: "no", None: "unknown"}[node.disk_pressure]
+    conditions = M(" · ").join(M("{}={}").format(c.type, c.status)
+                               for c in node.conditions[:BUNDLE_LIST])
+    fields = [("Kubernetes", version), ("Node", code(node.name)),
+              ("kubelet", code(node.kubelet_version)),
+              ("Container runtime", code(node.container_runtime)),
+              ("OS / arch", M("{} · {}/{}").format(node.os_image, node.operating_system,
+                                                   node.architecture)),
+              ("Disk pressure", M(pressure)),
+              ("Conditions", conditions or M("—"))]
+    return {"type": "section", "fields": [_field(k, v) for k, v in fields]}
+
+
+def _bundle_secrets(bundle: Bundle) -> Mrkdwn:
+    head = M("*Pull secrets* (names, registries, usernames — never a password)\n")
+    if bundle.pull_secrets is None:
+        return head + M("not read")
+    if not bundle.pull_secrets:
+        return head + M("none: the kubelet pulls anonymously")
+    lines: list[Mrkdwn] = []
+    for s in bundle.pull_secrets:
+        state = {True: "exists", False: "⚠️ missing in the namespace", None: "not read"}[s.exists]
+        line = M("• {} (from the {}): {}").format(code(s.name), s.source, state)
+        if s.registries:
+            line += M(" — registries ") + M(", ").join(code(r) for r in s.registries)
+        if s.usernames:
+            line += M(" — usernames ") + M(", ").join(
+                M("{} on {}").format(code(u), code(r)) for r, u in s.usernames)
+        lines.append(line)
+    return head + _listed(lines, "secrets")
+
+
+def _bundle_webhooks(bundle: Bundle) -> Mrkdwn:
+    head = M("*Admission webhooks* matching pods in {}\n").format(code(bundle.namespace))
+    if bundle.webhooks is None:
+        return head + M("not read")
+    if not bundle.webhooks:
+        return head + M("none")
+    lines = [M("• {} {} — {}, failurePolicy {}{}").format(
+        "🔀" if w.mutating else "🛡️", code(f"{w.configuration}/{w.name}"),
+        "mutating" if w.mutating else "validating", code(w.failure_policy),
+        M("").join(M("\n    _{}_").format(n) for n in w.notes)) for w in bundle.webhooks]
+    return head + _listed(lines, "webhooks")
+
+
+def _bundle_events(bundle: Bundle) -> Mrkdwn:
+    events = bundle.events[-BUNDLE_EVENTS:]
+    left_out = bundle.events_omitted + len(bundle.events) - len(events)
+    head = M("*Events* ({} shown{})\n").format(
+        len(events), M(", {} older left out").format(left_out) if left_out else M(""))
+    if not events:
+        return head + M("none (events expire after about an hour)")
+    text = "\n".join(f"{e.last_seen or '-'} {e.type} {e.reason} x{e.count}: "
+                      f"{' '.join(e.message.split())}" for e in events)
+    return head + code_block(text, MAX_SECTION_TEXT - len(head) - 10)
+
+
+def _bundle_commands(bundle: Bundle) -> list[Block]:
+    """The commands as snippet-like code blocks, split across sections within 3,000
+    characters each (a command is never cut in half)."""
+    head = M("*Run next* (node-side commands need a shell on the node)\n")
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for fix in bundle.commands:
+        entry = f"# {fix.title}\n{fix.command}"
+        if chunks[-1] and size + len(entry) > MAX_SECTION_TEXT - len(head) - 40:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += len(entry) + 1
+    return [_mrkdwn((head if i == 0 else M("")) + code_block("\n".join(chunk),
+                                                          MAX_SECTION_TEXT - len(head) - 10))
+            for i, chunk in enumerate(chunks) if chunk]
+
+
+def bundle_message(bundle: Bundle) -> tuple[str, list[Block]]:
+    """The escalation bundle as one message: what the guide says to collect before asking for
+    help, then the commands to run next. Each part is bounded (lists and events are cut with
+    a count) so the message stays within Slack's 50 blocks and 3,000 characters a section;
+    the whole bundle is `python -m bot bundle NS/POD` (or `-o json`)."""
+    where = code(f"{bundle.namespace}/{bundle.pod}")
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                    "text": plain("🧳 Escalation bundle", MAX_HEADER)}},
+        _mrkdwn(M("{} — phase {}, node {}, workload {}").format(
+            where, code(bundle.phase or "?"), code(bundle.node_name or "-"),
+            code(bundle.workload.kubectl_ref))),
+        _mrkdwn(_bundle_images(bundle))]
+    if bundle.diagnosis is not None and bundle.diagnosis.diagnoses:
+        lines = [M("• {}: {} — {}{}").format(
+            code(d.container), code(d.cause.value), _summary(d),
+            M(" (findings: {})").format(M(", ").join(code(f.value) for f in d.findings))
+            if d.findings else M("")) for d in bundle.diagnosis.diagnoses]
+        blocks.append(_mrkdwn(M("*Diagnosis* (from the events)\n") + _listed(lines,
+                                                                            "containers")))
+    blocks.append(_mrkdwn(_bundle_events(bundle)))
+    blocks.append(_bundle_node(bundle))
+    blocks.append(_mrkdwn(_bundle_secrets(bundle)))
+    blocks.append(_mrkdwn(_bundle_webhooks(bundle)))
+    if bundle.unavailable:
+        blocks.append(_context(M("Not looked at — ") + M(" · ").join(
+            M("{}: {}").format(part, sentence(why))
+            for part, why in sorted(bundle.unavailable.items()))))
+    blocks.extend(_bundle_commands(bundle))
+    blocks.append(_context(M("imagepull-bot · the whole bundle: {}").format(
+        code(f"python -m bot bundle {bundle.namespace}/{bundle.pod} -o json"))))
+    text = M("Escalation bundle for {}").format(where)
     return message(text, blocks)
 
 

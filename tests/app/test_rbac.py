@@ -64,6 +64,10 @@ pytestmark = pytest.mark.integration
 Triple = tuple[str, str, str]  # (verb, API group, resource)
 NODE_READ: Triple = ("get", "", "nodes")
 NAMESPACE_READ: Triple = ("get", "", "namespaces")
+#: the escalation bundle's webhook lists (deploy/rbac/cluster-read): cluster-scoped
+WEBHOOK_LISTS: set[Triple] = {
+    ("list", "admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+    ("list", "admissionregistration.k8s.io", "validatingwebhookconfigurations")}
 
 
 def granted(rules: list[dict[str, Any]]) -> set[Triple]:
@@ -101,6 +105,7 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
     denied: list[Triple] = []
     remediated: list[str] = []
     outputs: list[dict[str, Any]] = []
+    bundles: list[dict[str, Any]] = []
     for path in bundled_scenarios():
         scenario = load_scenario(path)
         with SimCluster([scenario]) as sim:
@@ -116,6 +121,9 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
                     assert main(["diagnose", ref, "--kubeconfig", kubeconfig,
                                  "-o", "json"]) == 0
                     outputs.append(json.loads(capsys.readouterr().out))
+                    # the escalation bundle: webhooks, node, version, secrets' metadata
+                    assert main(["bundle", ref, "--kubeconfig", kubeconfig, "-o", "json"]) == 0
+                    bundles.append(json.loads(capsys.readouterr().out))
                 if obj["kind"] == "Secret" and namespace == "shop":
                     code = main(["verify-secret", f"shop/{obj['metadata']['name']}", "--image",
                                  "127.0.0.1:1/team/app:1", "--kubeconfig", kubeconfig])
@@ -157,8 +165,9 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
             denied += sim.denied
     capsys.readouterr()
     # a Role cannot grant cluster-scoped reads: the namespaced install is refused a node once
-    # per client and the audit's namespace labels once per run, and says so
-    allowed = {NODE_READ, NAMESPACE_READ} if profile == "namespaced" else set()
+    # per client, the audit's namespace labels once per run, and the bundle's webhook lists,
+    # and says so
+    allowed = {NODE_READ, NAMESPACE_READ, *WEBHOOK_LISTS} if profile == "namespaced" else set()
     assert set(denied) <= allowed, f"{profile}: the code needs more than it grants: {denied}"
     unused = all_granted(grant) - used
     assert unused == set(), f"{profile} grants what the code never uses: {unused}"
@@ -168,6 +177,19 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
     assert ("secrets_not_read" in findings) == (not settings.read_secrets)
     if not settings.read_secrets:
         assert not [a for a in used if a[2] == "secrets"]
+    # every bundle is whole or says in words what this profile may not read
+    assert bundles
+    for bundle in bundles:
+        if profile == "namespaced":
+            assert bundle["webhooks"] is None and "webhooks" in bundle["unavailable"]
+            assert bundle["node"] is None and "node" in bundle["unavailable"]
+        else:
+            assert bundle["webhooks"] is not None and bundle["node"] is not None
+        if not settings.read_secrets:
+            assert all(s["usernames"] == [] and s["exists"] is None
+                       for s in bundle["pull_secrets"] or [])
+    rewritten = [b for b in bundles if any(c["image_rewritten"] for c in b["containers"])]
+    assert rewritten, "the image-rewritten scenario's bundle shows the rewrite"
 
 
 def remediate_everything(kube: KubeClient, settings: Settings,

@@ -6,6 +6,7 @@ import pytest
 
 from bot.chatops.commands import (
     Audit,
+    Bundle,
     CommandError,
     Diagnose,
     Help,
@@ -21,6 +22,7 @@ from bot.chatops.commands import (
     ("help", Help()),
     ("diagnose shop/web-7d9f8b6c5d-x2x9q", Diagnose("shop", "web-7d9f8b6c5d-x2x9q")),
     ("  diagnose   shop/web-1  ", Diagnose("shop", "web-1")),
+    ("bundle shop/web-7d9f8b6c5d-x2x9q", Bundle("shop", "web-7d9f8b6c5d-x2x9q")),
     ("quota", Quota()),
     ("quota --secret shop/dockerhub-creds", Quota(("shop", "dockerhub-creds"))),
     ("quota --secret=shop/hub", Quota(("shop", "hub"))),
@@ -46,6 +48,9 @@ def test_valid(text: str, expected: object) -> None:
     ("diagnose shop/web_1", "DNS-1123"),
     ("diagnose shop/a shop/b", "usage"),
     ("diagnose 'shop/x", "could not read the arguments"),
+    ("bundle", "usage: `/imagepull bundle NAMESPACE/POD`"),
+    ("bundle shop/a shop/b", "usage"),
+    ("bundle Shop/web", "DNS-1123"),
     ("quota extra", "usage"),
     ("quota --secret", "needs a value"),
     ("quota --token x", "unknown option --token"),

@@ -18,7 +18,8 @@ from tests.support.profiles import PROFILES, config, grants, render
 #: the Kubernetes version the manifests are checked against (kubernetes-validate bundles the
 #: schemas of 1.25 to 1.37; 1.32 is the oldest minor still supported upstream as of writing)
 KUBERNETES_VERSION = "1.32"
-CLUSTER_SCOPED = {"nodes", "namespaces"}
+CLUSTER_SCOPED = {"nodes", "namespaces", "mutatingwebhookconfigurations",
+                  "validatingwebhookconfigurations"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
 
