@@ -13,10 +13,12 @@ QUOTA: Final = "ipb_check_quota"
 VERIFY_SECRET: Final = "ipb_verify_secret"
 RESTART: Final = "ipb_rollout_restart"
 SET_IMAGE: Final = "ipb_set_image"
+#: In the "cause went away" line of a thread (issue 12): retry now, not after the back-off.
+RETRY: Final = "ipb_retry_now"
 #: Approval buttons: the value is an approval request id.
 APPROVE: Final = "ipb_approve"
 DENY: Final = "ipb_deny"
 
 #: alert button action id → the name bot/chatops/interactive.py knows it by
 ALERT_BUTTONS: Final = {QUOTA: "quota", VERIFY_SECRET: "verify_secret", RESTART: "restart",
-                        SET_IMAGE: "set_image"}
+                        SET_IMAGE: "set_image", RETRY: "retry"}
