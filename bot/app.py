@@ -230,8 +230,8 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     routines = _routines(settings, store, kube, slack, manager, watched_facts, view)
     routines.append(interval("approval-expiry", approvals.expire_due, EXPIRY_INTERVAL))
     # an open incident's cause going away (issue 12), seen within one sweep
-    routines.append(interval("cause-watch", CauseWatch(manager, watched_facts, view).run,
-                             settings.sweep_interval_seconds))
+    causes = CauseWatch(manager, watched_facts, view, kube=kube, registry=registry)
+    routines.append(interval("cause-watch", causes.run, settings.sweep_interval_seconds))
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view, routines)
     _gauges(runtime)

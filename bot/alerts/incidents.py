@@ -181,7 +181,7 @@ class Cleared:
     def to_json(self) -> str:
         c = self.change
         return json.dumps({"at": self.at, "kind": c.kind, "namespace": c.namespace,
-                           "secret": c.secret, "account": c.account,
+                           "secret": c.secret, "account": c.account, "image": c.image,
                            "kubelet_retry_at": self.kubelet_retry_at}, sort_keys=True)
 
     @classmethod
@@ -194,7 +194,8 @@ class Cleared:
             retry = data.get("kubelet_retry_at")
             return cls(float(data["at"]),
                        CauseCleared(str(data["kind"]), str(data.get("namespace", "")),
-                                    str(data.get("secret", "")), str(data.get("account", ""))),
+                                    str(data.get("secret", "")), str(data.get("account", "")),
+                                    str(data.get("image", ""))),
                        None if retry is None else float(retry))
         except (ValueError, KeyError, TypeError):
             return None
@@ -440,6 +441,12 @@ class IncidentManager:
                  change.namespace, change.secret)
         self._changed(incident_id)
         return True
+
+    def reprobed(self, incident_id: str, probes: int, at: float) -> None:
+        """The registry was asked again about the incident's image (`probes` times so far,
+        the last at `at`): the schedule of the next question (bot/routines/cleared.py). Not a
+        change the tick acts on, so the version stays."""
+        self.store.hset(self._k("incident", incident_id), {"reprobe": f"{probes} {at!r}"})
 
     def retried(self, incident_id: str, now: float | None = None) -> None:
         """An approved "Retry now" ran for the incident (the first one counts)."""

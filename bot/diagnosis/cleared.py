@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.diagnosis.causes import Finding
+from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.engine import BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS
 from bot.diagnosis.facts import PullSecretInfo
 from bot.diagnosis.imageref import registry_matches, try_parse_image
@@ -35,24 +35,32 @@ SECRET_FINDINGS = frozenset({Finding.PULL_SECRET_MISSING, Finding.NO_PULL_SECRET
 
 SECRET_CREATED = "secret_created"
 ACCOUNT_REFERENCES = "account_references"
+#: the image's manifest now answers in its registry (a tag pushed, a repository created)
+IMAGE_EXISTS = "image_exists"
+#: Causes whose fix only the registry can show: while their incident is open, the image's
+#: manifest is asked again (HEAD only) on the kubelet's own schedule (`pull_delay`): never
+#: more often than the kubelet itself pulls.
+REPROBED_CAUSES = frozenset({Cause.TAG_NOT_FOUND, Cause.REPOSITORY_NOT_FOUND})
 
 
 @dataclass(frozen=True)
 class CauseCleared:
     """What changed, in data (the Slack layer words it and escapes every name)."""
 
-    #: SECRET_CREATED or ACCOUNT_REFERENCES
+    #: SECRET_CREATED, ACCOUNT_REFERENCES or IMAGE_EXISTS
     kind: str
     namespace: str
     #: the pull secret that now exists (and serves the image's registry)
     secret: str
     #: the service account that now references it (ACCOUNT_REFERENCES only)
     account: str = ""
+    #: the image that now answers (IMAGE_EXISTS only)
+    image: str = ""
 
     @property
     def kubelet_retries(self) -> bool:
         """Whether the kubelet's own next pull uses the fix (False: only new pods get it)."""
-        return self.kind == SECRET_CREATED
+        return self.kind != ACCOUNT_REFERENCES
 
 
 def _serving(secrets: Sequence[PullSecretInfo], name: str, registry: str | None
@@ -101,6 +109,14 @@ def pull_delay(failures: int) -> float:
     if failures <= 0:
         return 0.0
     return float(min(BACKOFF_INITIAL_SECONDS * 2 ** min(failures - 1, 30), BACKOFF_MAX_SECONDS))
+
+
+def next_reprobe(opened_at: float, probes: int, last_probe_at: float | None) -> float:
+    """When to ask the registry again about an open incident's image: 10 s after it opened,
+    then after each answer the kubelet's own wait (10 s doubling to 300 s)."""
+    if last_probe_at is None or probes <= 0:
+        return opened_at + pull_delay(1)
+    return last_probe_at + pull_delay(probes + 1)
 
 
 def kubelet_next_pull(attempts: int, next_pull_at: float | None, after: float) -> float | None:

@@ -1,37 +1,50 @@
 """Notice an open incident's cause going away (issue 12, Deliver 1), at the sweep's pace.
 
-Cost follows incidents, not pods, and no API is read: everything comes from what the bot
-already watches. The fact watches (bot/kube/fact_watch.py) see a pull secret created or a
-service account patched at once; the pod view (bot/kube/view.py) holds the failing pod's
-``imagePullSecrets`` and service account. Once per sweep interval, across replicas, each open
-incident of a credentials cause whose diagnosis found a missing pull secret is checked
-against them (bot/diagnosis/cleared.py, pure). A fix is recorded in the incident once (the
-first sighting: HSETNX), with when the kubelet would pull again on its own (its back-off
-schedule projected from the incident's diagnosis); the incident's tick then posts the one
-thread line with its Retry now button (bot/alerts/incidents.py, part ``cleared``).
+Cost follows incidents, not pods. A missing pull secret's fix costs no API read: the fact
+watches (bot/kube/fact_watch.py) see a pull secret created or a service account patched at
+once, and the pod view (bot/kube/view.py) holds the failing pod's ``imagePullSecrets`` and
+service account. A missing tag or repository can only be seen in the registry: the image's
+manifest is asked again (one HEAD, with the pod's pull secrets) per incident, not per pod, on
+the kubelet's own schedule (10 s after the incident opened, then doubling to 300 s), so the
+bot never asks more often than the kubelet pulls. (The registry client reuses an answer for up
+to a minute: a push is seen at most that much later.)
+
+Once per sweep interval, across replicas, each open incident of such a cause is checked
+(bot/diagnosis/cleared.py decides, pure). A fix is recorded in the incident once (the first
+sighting: HSETNX), with when the kubelet would pull again on its own (its back-off schedule
+projected from the incident's diagnosis); the incident's tick then posts the one thread line
+with its Retry now button (bot/alerts/incidents.py, part ``cleared``).
 
 What it cannot see, it does not guess: without the secrets watched (READ_SECRETS=false) or
 before the watches vouch for the namespace, or when the view does not hold a failing pod's
-document (beyond VIEW_MAX_DOCUMENTS), the incident is simply not checked this time.
+document (beyond VIEW_MAX_DOCUMENTS), the incident is simply not checked this time; an image
+whose pull secrets may not be read is not asked about anonymously.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from bot.alerts.incidents import Incident, IncidentManager
-from bot.diagnosis.causes import CAUSES
+from bot.diagnosis.causes import CAUSES, Cause
 from bot.diagnosis.cleared import (
+    IMAGE_EXISTS,
+    REPROBED_CAUSES,
     SECRET_FINDINGS,
     CauseCleared,
     kubelet_next_pull,
+    next_reprobe,
     secret_cause_cleared,
 )
 from bot.diagnosis.facts import PullSecretInfo
+from bot.diagnosis.imageref import try_parse_image
+from bot.kube.client import KubeClient, KubeError
 from bot.kube.view import PodView
+from bot.registry.client import RegistryClient
+from bot.registry.pullsecrets import for_registry, pod_credentials
 
 log = logging.getLogger(__name__)
 
@@ -54,53 +67,67 @@ def _names(refs: object) -> tuple[str, ...]:
 
 class CauseWatch:
     """The routine: `run` checks every open incident whose cause this version can see go
-    away (today: a missing pull secret, created or referenced by the service account)."""
+    away: a missing pull secret (created, or referenced by the service account), from the
+    watches; a missing tag or repository, by asking the registry again (with a registry
+    client: REGISTRY_PROBE)."""
 
     def __init__(self, manager: IncidentManager, facts: PullSecretFacts, view: PodView, *,
+                 kube: KubeClient | None = None, registry: RegistryClient | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.manager = manager
         self.facts = facts
         self.view = view
+        self.kube = kube
+        self.registry = registry
         self.clock = clock
 
     def run(self) -> None:
         now = self.clock()
         for incident_id in sorted(self.manager.active_ids()):
-            incident = self._candidate(incident_id)
-            if incident is None:
+            head = self.manager.head(incident_id, "state", "cause", "cleared", "reprobe",
+                                     "created_at")
+            if head is None or head.get("state") != "open" or head.get("cleared"):
                 continue
-            change = self.cleared(incident)
-            if change is None:
-                continue
-            d = incident.diagnosis
-            retry_at = None
-            if change.kubelet_retries and d.backoff.next_retry_seconds is not None:
-                # the diagnosis was made when the incident opened: project its schedule on
-                retry_at = kubelet_next_pull(
-                    d.backoff.attempts, incident.created_at + d.backoff.next_retry_seconds, now)
-            self.manager.cause_cleared(incident_id, change, retry_at, now)
+            cause = _cause(head.get("cause"))
+            if cause is not None and CAUSES[cause].credentials_refused:
+                self._check(incident_id, now, self.cleared)
+            elif cause in REPROBED_CAUSES and self.registry is not None:
+                probes, last = _reprobe(head.get("reprobe"))
+                opened = float(head.get("created_at") or now)
+                if now >= next_reprobe(opened, probes, last):
+                    self._check(incident_id, now, self.image_answers)
+                    self.manager.reprobed(incident_id, probes + 1, now)
 
-    def _candidate(self, incident_id: str) -> Incident | None:
-        """The incident, if it is open, unfixed so far, and of a kind this watch can see
-        fixed: a few fields are read first, so other incidents cost one small read."""
-        head = self.manager.head(incident_id, "state", "cause", "cleared")
-        if head is None or head.get("state") != "open" or head.get("cleared"):
-            return None
-        cause = head.get("cause") or ""
-        if not any(cause == c.value and info.credentials_refused for c, info in CAUSES.items()):
-            return None
+    def _check(self, incident_id: str, now: float,
+               look: Callable[[Incident], CauseCleared | None]) -> None:
         incident = self.manager.load(incident_id)
-        if incident is None or not SECRET_FINDINGS & set(incident.diagnosis.findings):
-            return None
-        return incident
+        if incident is None:
+            return
+        change = look(incident)
+        if change is None:
+            return
+        d = incident.diagnosis
+        retry_at = None
+        if change.kubelet_retries and d.backoff.next_retry_seconds is not None:
+            # the diagnosis was made when the incident opened: project its schedule on
+            retry_at = kubelet_next_pull(
+                d.backoff.attempts, incident.created_at + d.backoff.next_retry_seconds, now)
+        self.manager.cause_cleared(incident_id, change, retry_at, now)
 
-    def cleared(self, incident: Incident) -> CauseCleared | None:
-        """The fix, read from the watches (None: not fixed, or not visible from here)."""
+    def _document(self, incident: Incident) -> Mapping[str, Any] | None:
+        """A failing pod's document from the view: the incident's first pod, else a member."""
         d = incident.diagnosis
         members = sorted({(m.namespace, m.pod) for m in incident.members.values()})
-        pods = [(d.namespace, d.pod), *members]
-        document = next((doc for key in pods if (doc := self.view.document(*key)) is not None),
-                        None)
+        return next((doc for key in [(d.namespace, d.pod), *members]
+                     if (doc := self.view.document(*key)) is not None), None)
+
+    def cleared(self, incident: Incident) -> CauseCleared | None:
+        """A missing pull secret's fix, read from the watches (None: not fixed, or not
+        visible from here)."""
+        d = incident.diagnosis
+        if not SECRET_FINDINGS & set(d.findings):
+            return None
+        document = self._document(incident)
         if document is None:
             return None
         spec = document.get("spec") or {}
@@ -110,3 +137,43 @@ class CauseWatch:
             d.findings, d.image, d.namespace, pod_secrets=_names(spec.get("imagePullSecrets")),
             account=account, account_secrets=account_secrets if known else None,
             namespace_secrets=self.facts.pull_secrets(d.namespace))
+
+    def image_answers(self, incident: Incident) -> CauseCleared | None:
+        """Ask the registry whether the incident's image exists now: one HEAD of its manifest
+        (Docker Hub does not count a HEAD as a pull), with the pod's own pull secrets as the
+        kubelet would use them, or anonymously when it has none. Without the right to read
+        them (READ_SECRETS=false) it is not asked: an anonymous answer would mislead."""
+        d = incident.diagnosis
+        ref = try_parse_image(d.image)
+        if ref is None or self.registry is None:
+            return None
+        credentials = None
+        document = self._document(incident)
+        names = _names((document or {}).get("spec", {}).get("imagePullSecrets"))
+        if names:
+            if self.kube is None or document is None:
+                return None
+            try:
+                match = for_registry(pod_credentials(self.kube, d.namespace, names),
+                                     ref.registry)
+            except KubeError as exc:
+                log.debug("incident %s: image not asked again (%s)", incident.id, exc)
+                return None
+            credentials = match[1] if match else None
+        probe = self.registry.head_manifest(ref, credentials, check_repository=False)
+        if not probe.ok:
+            return None
+        return CauseCleared(IMAGE_EXISTS, d.namespace, "", image=d.image)
+
+
+def _cause(value: str | None) -> Cause | None:
+    return next((c for c in Cause if c.value == value), None)
+
+
+def _reprobe(value: str | None) -> tuple[int, float | None]:
+    """(questions asked so far, when the last was) from the incident's `reprobe` field."""
+    try:
+        probes, at = (value or "").split()
+        return int(probes), float(at)
+    except ValueError:
+        return 0, None

@@ -20,7 +20,7 @@ from typing import Any
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.causes import CAUSES, Cause, Finding
-from bot.diagnosis.cleared import ACCOUNT_REFERENCES
+from bot.diagnosis.cleared import ACCOUNT_REFERENCES, IMAGE_EXISTS
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.facts import WorkloadRef
@@ -321,8 +321,12 @@ def cleared_message(incident: Incident, *, remediation: bool = True,
                  "a service account's pull secrets to new pods only): the kubelet's retries "
                  "keep failing until the pods are replaced.")
     else:
-        what = M("pull secret {} now exists in {}").format(code(change.secret),
-                                                          code(change.namespace))
+        if change.kind == IMAGE_EXISTS:
+            what = M("image {} now exists in its registry").format(
+                code(change.image))
+        else:
+            what = M("pull secret {} now exists in {}").format(code(change.secret),
+                                                              code(change.namespace))
         if cleared.kubelet_retry_at is None:
             when = M("The kubelet retries on its own within 5 minutes (its back-off).")
         else:

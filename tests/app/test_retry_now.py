@@ -25,6 +25,7 @@ from bot.app import build_runtime
 from bot.diagnosis.causes import Finding
 from bot.kube.client import KubeClient
 from bot.sim import factory
+from bot.sim.registry import SimRegistry
 from bot.sim.server import SimCluster
 from bot.slack import actions
 from tests.support.slack_requests import ALERTS, BotUnderTest, block_action, running_bot
@@ -228,3 +229,33 @@ def test_read_only_says_the_command_instead_of_a_button() -> None:
         assert "kubectl rollout restart deployment/web -n shop" in line.text, line.text
         assert "read-only" in line.text
         assert bot.sim.requests_matching("PATCH") == []
+
+
+def test_a_pushed_tag_is_noticed_by_asking_the_registry_again() -> None:
+    """The tag did not exist when the alert went out; someone pushes it: the registry is asked
+    again (10 s after the incident opened, then on the kubelet's schedule) and the thread says
+    so, with Retry now."""
+    image = "registry.internal/shop/api:v2"
+    with SimRegistry("registry.internal", {"shop/api": ["v1"]}) as registry, running_bot(env={
+            "REGISTRY_PROBE": "true", "REGISTRY_ENDPOINTS": f"registry.internal={registry.url}",
+            "REGISTRY_INSECURE_HOSTS": "registry.internal", "APPROVERS": CAROL,
+            "SWEEP_INTERVAL_SECONDS": "1", "CLUSTER_NAME": f"retry-tag-{uuid.uuid4().hex[:6]}",
+    }) as bot:
+        for obj in factory.failing_deployment("shop", "api", image,
+                                              factory.containerd_error("not_found", image)):
+            bot.sim.apply(obj)
+        wait_for(lambda: bot.slack.channel_history(ALERTS[0]), 20, "the alert")
+        [incident_id] = bot.runtime.manager.active_ids()
+        opened = bot.runtime.manager.load(incident_id)
+        assert opened is not None and opened.cause.value == "tag_not_found"
+        time.sleep(2)
+        assert fixed_lines(bot) == []  # the tag is still missing: nothing is said
+        registry.repositories["shop/api"].tags.append("v2")  # the push
+        [line] = wait_for(lambda: fixed_lines(bot), 25, "the line saying the tag exists now")
+        assert f"image `{image}` now exists in its registry" in line.text, line.text
+        assert "The kubelet retries on its own at" in line.text
+        assert buttons(line) == {actions.RETRY: incident_id}
+        incident = bot.runtime.manager.load(incident_id)
+        assert incident is not None and incident.cleared is not None
+        assert incident.cleared.change.image == image
+        print(f"\nthread: {line.text}")

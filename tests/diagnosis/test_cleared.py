@@ -11,6 +11,7 @@ from bot.diagnosis.cleared import (
     SECRET_CREATED,
     CauseCleared,
     kubelet_next_pull,
+    next_reprobe,
     pull_delay,
     secret_cause_cleared,
 )
@@ -90,3 +91,10 @@ def test_the_next_pull_after_a_fix_follows_the_schedule(
 def test_an_unknown_schedule_is_none() -> None:
     assert kubelet_next_pull(0, 100.0, 50.0) is None
     assert kubelet_next_pull(3, None, 50.0) is None
+
+
+def test_the_registry_is_asked_again_on_the_kubelets_schedule() -> None:
+    assert next_reprobe(1000.0, 0, None) == 1010.0  # 10 s after the incident opened
+    assert next_reprobe(1000.0, 1, 1010.0) == 1030.0
+    assert next_reprobe(1000.0, 2, 1030.0) == 1070.0
+    assert next_reprobe(1000.0, 9, 5000.0) == 5300.0  # capped at the kubelet's 300 s
