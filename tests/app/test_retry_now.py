@@ -259,3 +259,34 @@ def test_a_pushed_tag_is_noticed_by_asking_the_registry_again() -> None:
         assert incident is not None and incident.cleared is not None
         assert incident.cleared.change.image == image
         print(f"\nthread: {line.text}")
+
+
+def test_a_service_account_fix_says_the_kubelet_alone_will_not_recover() -> None:
+    """The pods referenced no secret; the service account now references one. Admission gave
+    the failing pods the account's secrets when they were created, so their kubelet retries
+    keep failing: the line says so (no kubelet time), and Retry now is the way out."""
+    with running_bot(env={"APPROVERS": CAROL, "SWEEP_INTERVAL_SECONDS": "1",
+                          "CLUSTER_NAME": f"retry-sa-{uuid.uuid4().hex[:6]}"}) as bot:
+        account = {"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": "default", "namespace": "shop"}}
+        bot.sim.apply(account)
+        for obj in factory.failing_deployment("shop", "web", IMAGE,
+                                              factory.containerd_error("unauthorized", IMAGE)):
+            bot.sim.apply(obj)
+        wait_for(lambda: bot.slack.channel_history(ALERTS[0]), 20, "the alert")
+        [incident_id] = bot.runtime.manager.active_ids()
+        opened = bot.runtime.manager.load(incident_id)
+        assert opened is not None and Finding.NO_PULL_SECRET in opened.diagnosis.findings
+        bot.sim.apply(regcred())
+        time.sleep(2.5)
+        assert fixed_lines(bot) == []  # a secret nobody references fixes nothing yet
+        bot.sim.apply({**account, "imagePullSecrets": [{"name": "regcred"}]})
+        [line] = wait_for(lambda: fixed_lines(bot), 15, "the line saying the cause is fixed")
+        assert ("service account `default` in `shop` now references pull secret `regcred`"
+                in line.text), line.text
+        assert "the kubelet's retries keep failing until the pods are replaced" in line.text
+        assert "retries on its own" not in line.text
+        assert buttons(line) == {actions.RETRY: incident_id}
+        incident = bot.runtime.manager.load(incident_id)
+        assert incident is not None and incident.cleared is not None
+        assert incident.cleared.kubelet_retry_at is None
