@@ -182,6 +182,7 @@ class Cleared:
         c = self.change
         return json.dumps({"at": self.at, "kind": c.kind, "namespace": c.namespace,
                            "secret": c.secret, "account": c.account, "image": c.image,
+                           "registry": c.registry,
                            "kubelet_retry_at": self.kubelet_retry_at}, sort_keys=True)
 
     @classmethod
@@ -195,7 +196,8 @@ class Cleared:
             return cls(float(data["at"]),
                        CauseCleared(str(data["kind"]), str(data.get("namespace", "")),
                                     str(data.get("secret", "")), str(data.get("account", "")),
-                                    str(data.get("image", ""))),
+                                    str(data.get("image", "")),
+                                    str(data.get("registry", ""))),
                        None if retry is None else float(retry))
         except (ValueError, KeyError, TypeError):
             return None

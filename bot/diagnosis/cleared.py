@@ -41,13 +41,19 @@ IMAGE_EXISTS = "image_exists"
 #: manifest is asked again (HEAD only) on the kubelet's own schedule (`pull_delay`): never
 #: more often than the kubelet itself pulls.
 REPROBED_CAUSES = frozenset({Cause.TAG_NOT_FOUND, Cause.REPOSITORY_NOT_FOUND})
+#: the registry host resolves and answers again (from the bot's network: the nodes' path to
+#: it may differ, and the line says whose view it is)
+REGISTRY_ANSWERS = "registry_answers"
+#: Causes of the path to the registry: asked again the same way, with `GET /v2/` (no image,
+#: no credentials needed: any HTTP answer, 401 included, means the host answers).
+NETWORK_CAUSES = frozenset({Cause.DNS_FAILURE, Cause.NETWORK_UNREACHABLE})
 
 
 @dataclass(frozen=True)
 class CauseCleared:
     """What changed, in data (the Slack layer words it and escapes every name)."""
 
-    #: SECRET_CREATED, ACCOUNT_REFERENCES or IMAGE_EXISTS
+    #: SECRET_CREATED, ACCOUNT_REFERENCES, IMAGE_EXISTS or REGISTRY_ANSWERS
     kind: str
     namespace: str
     #: the pull secret that now exists (and serves the image's registry)
@@ -56,6 +62,8 @@ class CauseCleared:
     account: str = ""
     #: the image that now answers (IMAGE_EXISTS only)
     image: str = ""
+    #: the registry host that answers again (REGISTRY_ANSWERS only)
+    registry: str = ""
 
     @property
     def kubelet_retries(self) -> bool:

@@ -4,7 +4,8 @@ Cost follows incidents, not pods. A missing pull secret's fix costs no API read:
 watches (bot/kube/fact_watch.py) see a pull secret created or a service account patched at
 once, and the pod view (bot/kube/view.py) holds the failing pod's ``imagePullSecrets`` and
 service account. A missing tag or repository can only be seen in the registry: the image's
-manifest is asked again (one HEAD, with the pod's pull secrets) per incident, not per pod, on
+manifest is asked again (one HEAD, with the pod's pull secrets) per incident, not per pod; a
+registry host that did not resolve or answer (DNS, network) is asked `GET /v2/`; both on
 the kubelet's own schedule (10 s after the incident opened, then doubling to 300 s), so the
 bot never asks more often than the kubelet pulls. (The registry client reuses an answer for up
 to a minute: a push is seen at most that much later.)
@@ -32,6 +33,8 @@ from bot.alerts.incidents import Incident, IncidentManager
 from bot.diagnosis.causes import CAUSES, Cause
 from bot.diagnosis.cleared import (
     IMAGE_EXISTS,
+    NETWORK_CAUSES,
+    REGISTRY_ANSWERS,
     REPROBED_CAUSES,
     SECRET_FINDINGS,
     CauseCleared,
@@ -68,8 +71,8 @@ def _names(refs: object) -> tuple[str, ...]:
 class CauseWatch:
     """The routine: `run` checks every open incident whose cause this version can see go
     away: a missing pull secret (created, or referenced by the service account), from the
-    watches; a missing tag or repository, by asking the registry again (with a registry
-    client: REGISTRY_PROBE)."""
+    watches; a missing tag or repository, or a registry host that did not resolve or answer,
+    by asking the registry again (with a registry client: REGISTRY_PROBE)."""
 
     def __init__(self, manager: IncidentManager, facts: PullSecretFacts, view: PodView, *,
                  kube: KubeClient | None = None, registry: RegistryClient | None = None,
@@ -91,11 +94,12 @@ class CauseWatch:
             cause = _cause(head.get("cause"))
             if cause is not None and CAUSES[cause].credentials_refused:
                 self._check(incident_id, now, self.cleared)
-            elif cause in REPROBED_CAUSES and self.registry is not None:
+            elif cause in REPROBED_CAUSES | NETWORK_CAUSES and self.registry is not None:
                 probes, last = _reprobe(head.get("reprobe"))
                 opened = float(head.get("created_at") or now)
                 if now >= next_reprobe(opened, probes, last):
-                    self._check(incident_id, now, self.image_answers)
+                    self._check(incident_id, now, self.image_answers if cause in
+                                REPROBED_CAUSES else self.registry_answers)
                     self.manager.reprobed(incident_id, probes + 1, now)
 
     def _check(self, incident_id: str, now: float,
@@ -164,6 +168,18 @@ class CauseWatch:
         if not probe.ok:
             return None
         return CauseCleared(IMAGE_EXISTS, d.namespace, "", image=d.image)
+
+
+    def registry_answers(self, incident: Incident) -> CauseCleared | None:
+        """Ask the registry host whether it resolves and answers again (`GET /v2/`, no image,
+        no credentials: any HTTP answer, a 401 included, is an answer)."""
+        ref = try_parse_image(incident.diagnosis.image)
+        if ref is None or self.registry is None:
+            return None
+        if not self.registry.ping(ref.registry).reachable:
+            return None
+        return CauseCleared(REGISTRY_ANSWERS, incident.diagnosis.namespace, "",
+                            registry=ref.registry)
 
 
 def _cause(value: str | None) -> Cause | None:

@@ -20,7 +20,7 @@ from typing import Any
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.causes import CAUSES, Cause, Finding
-from bot.diagnosis.cleared import ACCOUNT_REFERENCES, IMAGE_EXISTS
+from bot.diagnosis.cleared import ACCOUNT_REFERENCES, IMAGE_EXISTS, REGISTRY_ANSWERS
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.facts import WorkloadRef
@@ -321,7 +321,10 @@ def cleared_message(incident: Incident, *, remediation: bool = True,
                  "a service account's pull secrets to new pods only): the kubelet's retries "
                  "keep failing until the pods are replaced.")
     else:
-        if change.kind == IMAGE_EXISTS:
+        if change.kind == REGISTRY_ANSWERS:
+            what = M("registry {} resolves and answers the bot again (the nodes' path to it "
+                     "may differ)").format(code(change.registry))
+        elif change.kind == IMAGE_EXISTS:
             what = M("image {} now exists in its registry").format(
                 code(change.image))
         else:
@@ -344,7 +347,7 @@ def cleared_message(incident: Incident, *, remediation: bool = True,
                 "re-creates a bare pod: re-apply its manifest).").format(code(ref))
     else:
         act = M(" *Retry now* restarts {} so its pods pull at once.").format(code(ref))
-    text = M("🔧 The cause is fixed: {} (seen {}). {}{}").format(
+    text = M("🔧 The cause is fixed: {}, seen {}. {}{}").format(
         what, date(cleared.at), when, act)
     blocks: list[Block] = [_mrkdwn(text)]
     if remediation and target is not None:

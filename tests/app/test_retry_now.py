@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from bot.sim import factory
 from bot.sim.registry import SimRegistry
 from bot.sim.server import SimCluster
 from bot.slack import actions
+from tests.support.serve import free_port
 from tests.support.slack_requests import ALERTS, BotUnderTest, block_action, running_bot
 from tests.support.waiting import wait_for
 
@@ -170,7 +172,7 @@ def test_a_created_secret_is_noticed_and_retry_now_beats_the_kubelet(
         assert "pull secret `regcred` now exists in `shop`" in line.text, line.text
         assert "The kubelet retries on its own at" in line.text
         # within one sweep (plus the incident tick, a second, and Slack's pacing)
-        assert said_after <= SWEEP + 2.5, said_after
+        assert said_after <= SWEEP + 3, said_after
 
         incident = bot.runtime.manager.load(incident_id)
         assert incident is not None and incident.cleared is not None
@@ -206,9 +208,10 @@ def test_a_created_secret_is_noticed_and_retry_now_beats_the_kubelet(
         assert kubelet_retry_at - ran_at > 120, "not well before the kubelet's own retry"
 
         assert "Retry now saved" in resolved.text, resolved.text
-        done = bot.runtime.manager.load(incident_id)
-        assert done is not None and done.retried_at is not None
-        assert done.retry_saved is not None
+        # recorded once Slack has the line (the record follows the post)
+        done = wait_for(lambda: (i := bot.runtime.manager.load(incident_id)) is not None
+                        and i.retry_saved is not None and i, 5, "the saved time recorded")
+        assert done.retried_at is not None and done.retry_saved is not None
         assert abs(done.retry_saved - (kubelet_retry_at - ran_at)) < 3, done.retry_saved
         # two replicas ticked the same incident: one line each, never two
         assert len(fixed_lines(bot)) == 1
@@ -290,3 +293,46 @@ def test_a_service_account_fix_says_the_kubelet_alone_will_not_recover() -> None
         incident = bot.runtime.manager.load(incident_id)
         assert incident is not None and incident.cleared is not None
         assert incident.cleared.kubelet_retry_at is None
+
+
+class _RegistryRoot(BaseHTTPRequestHandler):
+    """`GET /v2/` as a registry that wants a login answers it (401 with a challenge)."""
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="registry"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_registry_answering_again_is_said_without_a_button() -> None:
+    """Connection refused by the registry host: one incident for the host (no workload to
+    restart, so no button). When the host answers again (any HTTP answer: 401 here), the
+    thread says so, and whose view it is."""
+    port = free_port()
+    with running_bot(env={
+            "REGISTRY_PROBE": "true",
+            "REGISTRY_ENDPOINTS": f"registry.internal=http://127.0.0.1:{port}",
+            "REGISTRY_INSECURE_HOSTS": "registry.internal", "SWEEP_INTERVAL_SECONDS": "1",
+            "CLUSTER_NAME": f"retry-net-{uuid.uuid4().hex[:6]}"}) as bot:
+        for obj in factory.failing_deployment("shop", "web", IMAGE,
+                                              factory.containerd_error("refused", IMAGE)):
+            bot.sim.apply(obj)
+        wait_for(lambda: bot.slack.channel_history(ALERTS[0]), 20, "the alert")
+        [incident_id] = bot.runtime.manager.active_ids()
+        opened = bot.runtime.manager.load(incident_id)
+        assert opened is not None and opened.scope_kind == "registry", opened
+        server = ThreadingHTTPServer(("127.0.0.1", port), _RegistryRoot)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            [line] = wait_for(lambda: fixed_lines(bot), 75, "the line saying it answers")
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert ("registry `registry.internal` resolves and answers the bot again (the nodes' "
+                "path to it may differ)" in line.text), line.text
+        assert buttons(line) == {}
+        print(f"\nthread: {line.text}")
