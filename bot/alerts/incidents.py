@@ -182,7 +182,7 @@ class Cleared:
         c = self.change
         return json.dumps({"at": self.at, "kind": c.kind, "namespace": c.namespace,
                            "secret": c.secret, "account": c.account, "image": c.image,
-                           "registry": c.registry,
+                           "registry": c.registry, "node": c.node,
                            "kubelet_retry_at": self.kubelet_retry_at}, sort_keys=True)
 
     @classmethod
@@ -197,7 +197,8 @@ class Cleared:
                        CauseCleared(str(data["kind"]), str(data.get("namespace", "")),
                                     str(data.get("secret", "")), str(data.get("account", "")),
                                     str(data.get("image", "")),
-                                    str(data.get("registry", ""))),
+                                    str(data.get("registry", "")),
+                                    str(data.get("node", ""))),
                        None if retry is None else float(retry))
         except (ValueError, KeyError, TypeError):
             return None

@@ -21,8 +21,9 @@ does next:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.engine import BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS
@@ -47,13 +48,16 @@ REGISTRY_ANSWERS = "registry_answers"
 #: Causes of the path to the registry: asked again the same way, with `GET /v2/` (no image,
 #: no credentials needed: any HTTP answer, 401 included, means the host answers).
 NETWORK_CAUSES = frozenset({Cause.DNS_FAILURE, Cause.NETWORK_UNREACHABLE})
+#: the node the pods failed on no longer reports DiskPressure
+DISK_PRESSURE_CLEARED = "disk_pressure_cleared"
 
 
 @dataclass(frozen=True)
 class CauseCleared:
     """What changed, in data (the Slack layer words it and escapes every name)."""
 
-    #: SECRET_CREATED, ACCOUNT_REFERENCES, IMAGE_EXISTS or REGISTRY_ANSWERS
+    #: SECRET_CREATED, ACCOUNT_REFERENCES, IMAGE_EXISTS, REGISTRY_ANSWERS or
+    #: DISK_PRESSURE_CLEARED
     kind: str
     namespace: str
     #: the pull secret that now exists (and serves the image's registry)
@@ -64,6 +68,8 @@ class CauseCleared:
     image: str = ""
     #: the registry host that answers again (REGISTRY_ANSWERS only)
     registry: str = ""
+    #: the node whose DiskPressure cleared (DISK_PRESSURE_CLEARED only)
+    node: str = ""
 
     @property
     def kubelet_retries(self) -> bool:
@@ -105,6 +111,19 @@ def secret_cause_cleared(findings: Sequence[Finding], image: str, namespace: str
     for name in account_secrets or ():
         if _serving(namespace_secrets, name, registry) is not None:
             return CauseCleared(ACCOUNT_REFERENCES, namespace, name, account=account)
+    return None
+
+
+def disk_pressure_cleared(findings: Sequence[Finding], namespace: str,
+                          node: Mapping[str, Any] | None) -> CauseCleared | None:
+    """The node the diagnosis saw under DiskPressure reports it no longer (its condition is
+    there and False: a node whose conditions cannot be read says nothing)."""
+    if node is None or Finding.NODE_DISK_PRESSURE not in findings:
+        return None
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "DiskPressure" and condition.get("status") == "False":
+            name = str((node.get("metadata") or {}).get("name") or "")
+            return CauseCleared(DISK_PRESSURE_CLEARED, namespace, "", node=name)
     return None
 
 

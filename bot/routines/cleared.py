@@ -8,7 +8,8 @@ manifest is asked again (one HEAD, with the pod's pull secrets) per incident, no
 registry host that did not resolve or answer (DNS, network) is asked `GET /v2/`; both on
 the kubelet's own schedule (10 s after the incident opened, then doubling to 300 s), so the
 bot never asks more often than the kubelet pulls. (The registry client reuses an answer for up
-to a minute: a push is seen at most that much later.)
+to a minute: a push is seen at most that much later.) A node's DiskPressure clearing is read
+from the node facts the diagnosis already reads (cached for their freshness window, 30 s).
 
 Once per sweep interval, across replicas, each open incident of such a cause is checked
 (bot/diagnosis/cleared.py decides, pure). A fix is recorded in the incident once (the first
@@ -38,6 +39,7 @@ from bot.diagnosis.cleared import (
     REPROBED_CAUSES,
     SECRET_FINDINGS,
     CauseCleared,
+    disk_pressure_cleared,
     kubelet_next_pull,
     next_reprobe,
     secret_cause_cleared,
@@ -72,7 +74,8 @@ class CauseWatch:
     """The routine: `run` checks every open incident whose cause this version can see go
     away: a missing pull secret (created, or referenced by the service account), from the
     watches; a missing tag or repository, or a registry host that did not resolve or answer,
-    by asking the registry again (with a registry client: REGISTRY_PROBE)."""
+    by asking the registry again (with a registry client: REGISTRY_PROBE); a node's
+    DiskPressure clearing, from its node facts."""
 
     def __init__(self, manager: IncidentManager, facts: PullSecretFacts, view: PodView, *,
                  kube: KubeClient | None = None, registry: RegistryClient | None = None,
@@ -94,6 +97,8 @@ class CauseWatch:
             cause = _cause(head.get("cause"))
             if cause is not None and CAUSES[cause].credentials_refused:
                 self._check(incident_id, now, self.cleared)
+            elif cause is Cause.DISK_FULL and self.kube is not None:
+                self._check(incident_id, now, self.disk_pressure)
             elif cause in REPROBED_CAUSES | NETWORK_CAUSES and self.registry is not None:
                 probes, last = _reprobe(head.get("reprobe"))
                 opened = float(head.get("created_at") or now)
@@ -169,6 +174,17 @@ class CauseWatch:
             return None
         return CauseCleared(IMAGE_EXISTS, d.namespace, "", image=d.image)
 
+
+    def disk_pressure(self, incident: Incident) -> CauseCleared | None:
+        """The node's DiskPressure, from the node facts the diagnosis reads anyway (one read
+        per node per freshness window, shared with every diagnosis on that node; none in a
+        namespaced install, which cannot read nodes)."""
+        document = self._document(incident)
+        name = str(((document or {}).get("spec") or {}).get("nodeName") or "")
+        if not name or self.kube is None:
+            return None
+        return disk_pressure_cleared(incident.diagnosis.findings, incident.diagnosis.namespace,
+                                     self.kube.node(name))
 
     def registry_answers(self, incident: Incident) -> CauseCleared | None:
         """Ask the registry host whether it resolves and answers again (`GET /v2/`, no image,

@@ -20,7 +20,12 @@ from typing import Any
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.causes import CAUSES, Cause, Finding
-from bot.diagnosis.cleared import ACCOUNT_REFERENCES, IMAGE_EXISTS, REGISTRY_ANSWERS
+from bot.diagnosis.cleared import (
+    ACCOUNT_REFERENCES,
+    DISK_PRESSURE_CLEARED,
+    IMAGE_EXISTS,
+    REGISTRY_ANSWERS,
+)
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.facts import WorkloadRef
@@ -321,7 +326,9 @@ def cleared_message(incident: Incident, *, remediation: bool = True,
                  "a service account's pull secrets to new pods only): the kubelet's retries "
                  "keep failing until the pods are replaced.")
     else:
-        if change.kind == REGISTRY_ANSWERS:
+        if change.kind == DISK_PRESSURE_CLEARED:
+            what = M("node {} no longer reports DiskPressure").format(code(change.node))
+        elif change.kind == REGISTRY_ANSWERS:
             what = M("registry {} resolves and answers the bot again (the nodes' path to it "
                      "may differ)").format(code(change.registry))
         elif change.kind == IMAGE_EXISTS:

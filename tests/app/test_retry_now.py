@@ -336,3 +336,36 @@ def test_a_registry_answering_again_is_said_without_a_button() -> None:
                 "path to it may differ)" in line.text), line.text
         assert buttons(line) == {}
         print(f"\nthread: {line.text}")
+
+
+def node(disk_pressure: bool) -> dict[str, Any]:
+    status = "True" if disk_pressure else "False"
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+            "status": {"conditions": [
+                {"type": "DiskPressure", "status": status,
+                 "reason": "KubeletHasDiskPressure" if disk_pressure else
+                 "KubeletHasNoDiskPressure"},
+                {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+
+
+def test_disk_pressure_clearing_is_read_from_the_node_facts() -> None:
+    """Layer extraction failed for lack of space on a node under DiskPressure; the node
+    recovers. The node facts are believed for their freshness window (30 s), so the line comes
+    at most that much (and a sweep) later: this test waits for it."""
+    error = ("failed to pull and unpack image \"docker.io/library/postgres:16.4\": failed to "
+             "extract layer sha256:8f5a: write /var/lib/containerd/tmpmounts/m/llvmjit.so: "
+             "no space left on device: unknown")
+    with running_bot(env={"APPROVERS": CAROL, "SWEEP_INTERVAL_SECONDS": "1",
+                          "CLUSTER_NAME": f"retry-disk-{uuid.uuid4().hex[:6]}"}) as bot:
+        bot.sim.apply(node(disk_pressure=True))
+        for obj in factory.failing_deployment("shop", "db", "postgres:16.4", error):
+            bot.sim.apply(obj)
+        wait_for(lambda: bot.slack.channel_history(ALERTS[0]), 20, "the alert")
+        [incident_id] = bot.runtime.manager.active_ids()
+        opened = bot.runtime.manager.load(incident_id)
+        assert opened is not None and opened.cause.value == "disk_full"
+        assert Finding.NODE_DISK_PRESSURE in opened.diagnosis.findings
+        bot.sim.apply(node(disk_pressure=False))
+        [line] = wait_for(lambda: fixed_lines(bot), 45, "the line saying the disk recovered")
+        assert "node `worker-1` no longer reports DiskPressure" in line.text, line.text
+        assert buttons(line) == {actions.RETRY: incident_id}

@@ -8,8 +8,10 @@ import pytest
 from bot.diagnosis.causes import Finding
 from bot.diagnosis.cleared import (
     ACCOUNT_REFERENCES,
+    DISK_PRESSURE_CLEARED,
     SECRET_CREATED,
     CauseCleared,
+    disk_pressure_cleared,
     kubelet_next_pull,
     next_reprobe,
     pull_delay,
@@ -98,3 +100,18 @@ def test_the_registry_is_asked_again_on_the_kubelets_schedule() -> None:
     assert next_reprobe(1000.0, 1, 1010.0) == 1030.0
     assert next_reprobe(1000.0, 2, 1030.0) == 1070.0
     assert next_reprobe(1000.0, 9, 5000.0) == 5300.0  # capped at the kubelet's 300 s
+
+
+def node(status: str | None) -> dict[str, object]:
+    conditions = [] if status is None else [{"type": "DiskPressure", "status": status}]
+    return {"metadata": {"name": "worker-1"}, "status": {"conditions": conditions}}
+
+
+def test_disk_pressure_cleared_only_when_the_node_says_so() -> None:
+    pressure = (Finding.NODE_DISK_PRESSURE,)
+    assert disk_pressure_cleared(pressure, "shop", node("False")) == CauseCleared(
+        DISK_PRESSURE_CLEARED, "shop", "", node="worker-1")
+    assert disk_pressure_cleared(pressure, "shop", node("True")) is None
+    assert disk_pressure_cleared(pressure, "shop", node(None)) is None  # unknown: nothing said
+    assert disk_pressure_cleared(pressure, "shop", None) is None  # not readable (namespaced)
+    assert disk_pressure_cleared((), "shop", node("False")) is None  # never was under pressure
