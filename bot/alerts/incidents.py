@@ -569,8 +569,11 @@ class IncidentManager:
     def active_ids(self) -> set[str]:
         return self.store.smembers(self._active_set())
 
-    def load(self, incident_id: str) -> Incident | None:
-        """The stored incident; None when there is none (or the id is not one the bot mints)."""
+    def load(self, incident_id: str, *, members: bool = True) -> Incident | None:
+        """The stored incident; None when there is none (or the id is not one the bot mints).
+        `members` False: the record alone, without its members, recovered and announced ones
+        (empty): one read, whatever the incident's size, for a routine that needs only its
+        diagnosis and state."""
         if not INCIDENT_ID.fullmatch(incident_id):
             return None
         raw = self.store.hgetall(self._k("incident", incident_id))
@@ -580,10 +583,12 @@ class IncidentManager:
         def number(name: str) -> float | None:
             return float(raw[name]) if raw.get(name) else None
 
-        members = {mid: Member.from_json(v) for mid, v in
-                   self.store.hgetall(self._k("incident", incident_id, "members")).items()}
-        recovered = {mid: Member.from_json(v) for mid, v in
-                     self.store.hgetall(self._k("incident", incident_id, "recovered")).items()}
+        def read(part: str) -> dict[str, Member]:
+            if not members:
+                return {}
+            return {mid: Member.from_json(v) for mid, v in
+                    self.store.hgetall(self._k("incident", incident_id, part)).items()}
+
         depth = max((d for d in Depth if raw.get(_diagnosis_field(d))), default=Depth.KUBELET)
         stored = raw.get(_diagnosis_field(depth)) or raw.get("diagnosis") or "{}"
         return Incident(
@@ -593,8 +598,9 @@ class IncidentManager:
             created_at=float(raw.get("created_at") or 0),
             diagnosis=IncidentDiagnosis.from_json({"cause": raw["cause"], **json.loads(stored)}),
             depth=depth, root_depth=Depth(int(raw.get("root_depth") or 0)),
-            members=members, recovered=recovered,
-            announced=self.store.smembers(self._k("incident", incident_id, "announced")),
+            members=read("members"), recovered=read("recovered"),
+            announced=self.store.smembers(self._k("incident", incident_id, "announced"))
+            if members else set(),
             channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,
             root_posted_at=number("root_posted_at"), last_update_at=number("last_update_at"),
             last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"),

@@ -109,7 +109,7 @@ class CauseWatch:
 
     def _check(self, incident_id: str, now: float,
                look: Callable[[Incident], CauseCleared | None]) -> None:
-        incident = self.manager.load(incident_id)
+        incident = self.manager.load(incident_id, members=False)  # its size costs nothing
         if incident is None:
             return
         change = look(incident)
@@ -124,11 +124,16 @@ class CauseWatch:
         self.manager.cause_cleared(incident_id, change, retry_at, now)
 
     def _document(self, incident: Incident) -> Mapping[str, Any] | None:
-        """A failing pod's document from the view: the incident's first pod, else a member."""
+        """A failing pod's document from the view: the incident's first pod, else (that one
+        gone or beyond the view's cap) a member's, read from the members only then."""
         d = incident.diagnosis
-        members = sorted({(m.namespace, m.pod) for m in incident.members.values()})
-        return next((doc for key in [(d.namespace, d.pod), *members]
-                     if (doc := self.view.document(*key)) is not None), None)
+        first = self.view.document(d.namespace, d.pod)
+        if first is not None:
+            return first
+        full = self.manager.load(incident.id)
+        members = sorted({(m.namespace, m.pod) for m in (full.members if full else {}).values()})
+        return next((doc for key in members if (doc := self.view.document(*key)) is not None),
+                    None)
 
     def cleared(self, incident: Incident) -> CauseCleared | None:
         """A missing pull secret's fix, read from the watches (None: not fixed, or not

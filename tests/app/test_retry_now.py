@@ -168,7 +168,12 @@ def test_a_created_secret_is_noticed_and_retry_now_beats_the_kubelet(
         bot.sim.apply(regcred())
         fixed_at = time.time()
         [line] = wait_for(lambda: fixed_lines(bot), 15, "the line saying the cause is fixed")
-        said_after = time.time() - fixed_at
+        seen_at = time.time()
+        said_after = seen_at - fixed_at
+        # from the watches alone: not one API read (watch streams aside) in between
+        reads = [f"{r.method} {r.path}" for r in bot.sim.requests if fixed_at <= r.at <= seen_at
+                 and r.param("watch") not in ("true", "True", "1")]
+        assert reads == [], reads
         assert "pull secret `regcred` now exists in `shop`" in line.text, line.text
         assert "The kubelet retries on its own at" in line.text
         # within one sweep (plus the incident tick, a second, and Slack's pacing)
