@@ -21,8 +21,10 @@ from collections.abc import Generator
 import pytest
 
 from bot.sim.slack import DEFAULT_TOKEN, SlackStandIn
+from bot.store import RedisStore
 from tests.support import leaks
 from tests.support.leaks import SECRETS, LeakLogHandler, LeakScanner
+from tests.support.redis import redis_store
 
 #: The daily digest (DIGEST_CRON, 09:00 UTC by default) of a bot a test starts must not post
 #: into that test's Slack stand-in because the suite runs at 09:00; tests of it set it.
@@ -107,3 +109,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line, red=True)
     if len(shown) > 50:
         terminalreporter.write_line(f"…and {len(shown) - 50} more", red=True)
+
+
+@pytest.fixture
+def slack() -> Generator[SlackStandIn, None, None]:
+    """A Slack stand-in on loopback (real slack_sdk talks to it); a test module may define its
+    own `slack` fixture when it needs one configured differently."""
+    with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def store() -> Generator[RedisStore, None, None]:
+    """A real Redis store under a prefix of its own, its keys removed afterwards."""
+    with redis_store() as s:
+        yield s

@@ -22,6 +22,7 @@ from bot.cli.offline import InputError, facts_from_files
 from bot.config import Settings, load_settings
 from bot.diagnosis import names
 from bot.diagnosis.engine import diagnose
+from bot.diagnosis.facts import PodFacts
 from bot.diagnosis.imageref import InvalidImageReference, parse_image
 from bot.diagnosis.model import PodDiagnosis
 from bot.diagnosis.render import render_text
@@ -106,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--no-registry", action="store_true",
                       help="do not ask registries (live mode asks them unless "
                       "REGISTRY_PROBE=false)")
+    diag.add_argument("--registry", action="store_true",
+                      help="offline, with consent: ask each failing image's registry "
+                      "(anonymously, or with --secret-json) so the diagnosis can confirm a "
+                      "close tag; without it --pod-json never leaves the machine")
+    diag.add_argument("--secret-json", type=Path, metavar="FILE",
+                      help="offline with --registry: a pull Secret (`kubectl get secret NAME "
+                      "-o json`) whose credentials are used for those requests only and "
+                      "never printed")
     output_option(diag)
     kube_options(diag)
 
@@ -178,11 +187,16 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.pod_json is None and args.events_json is not None:
         raise UsageError("--events-json needs --pod-json")
+    _check_offline_registry_flags(args)
     if args.pod_json is not None:
         if args.pod:
             raise UsageError("give either NAMESPACE/POD or --pod-json, not both")
         offline = facts_from_files(args.pod_json, args.events_json)
-        _print_results([diagnose(f) for f in offline], args.output, as_list=len(offline) > 1)
+        if args.registry:
+            results = _offline_with_registry(args, settings, offline)
+        else:  # offline stays offline: nothing here opens a connection
+            results = [diagnose(f) for f in offline]
+        _print_results(results, args.output, as_list=len(offline) > 1)
         return EXIT_OK
     if not args.pod:
         raise UsageError("give NAMESPACE/POD (live) or --pod-json FILE (offline)")
@@ -198,6 +212,31 @@ def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:
                              f"{namespace})") from None
     _print_results([result], args.output, as_list=False)
     return EXIT_OK
+
+
+def _check_offline_registry_flags(args: argparse.Namespace) -> None:
+    """--registry is consent for offline files; --secret-json only means something with it."""
+    if args.registry and args.pod_json is None:
+        raise UsageError("--registry is for --pod-json (a live diagnosis asks registries "
+                         "unless --no-registry)")
+    if args.registry and args.no_registry:
+        raise UsageError("give either --registry or --no-registry, not both")
+    if args.secret_json is not None and not args.registry:
+        raise UsageError("--secret-json needs --registry (offline diagnoses ask no registry "
+                         "unless you say so)")
+
+
+def _offline_with_registry(args: argparse.Namespace, settings: Settings,
+                           offline: Sequence[PodFacts]) -> list[PodDiagnosis]:
+    """The files' pods, diagnosed with their registries' answers (REGISTRY_PROBE is for
+    live installs: --registry is this person's explicit consent)."""
+    from bot.cli.offline_registry import credentials_from_file, diagnose_files_with_registry
+    from bot.registry.client import client_from_settings
+
+    credentials = credentials_from_file(args.secret_json) if args.secret_json else {}
+    with client_from_settings(settings) as registry:
+        return diagnose_files_with_registry(offline, registry, credentials,
+                                            settings.registry_endpoints)
 
 
 def _secret_credentials(args: argparse.Namespace, settings: Settings, registry: str) -> Any:
@@ -264,7 +303,7 @@ def run_verify_secret(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_tags(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.diagnosis.suggest import closest_tags
+    from bot.diagnosis.suggest import closest_tags, no_close_tag
     from bot.registry.client import client_from_settings
 
     ref = _image(args.image)
@@ -278,11 +317,15 @@ def run_tags(args: argparse.Namespace, settings: Settings) -> int:
         exists = wanted in listing.tags if not ref.digest else \
             registry.head_manifest(ref, credentials).ok
         closest = [] if exists or ref.digest else closest_tags(wanted, listing.tags)
+    # nothing close: say so with the newest tags, rather than guess (issue 12)
+    none_close = None if exists or closest or ref.digest else no_close_tag(wanted, listing.tags)
     payload = {"repository": ref.name, "tags": list(listing.tags), "complete": listing.complete,
-               "reference": wanted, "exists": exists, "closest": closest}
+               "reference": wanted, "exists": exists, "closest": closest,
+               "none_close": none_close}
     text = [f"{ref.name}: {len(listing.tags)} tags" + ("" if listing.complete else " (partial)"),
             f"  {wanted}: " + ("exists" if exists else "not found"
-                               + (f"; closest: {', '.join(closest)}" if closest else "")),
+                               + (f"; closest: {', '.join(closest)}" if closest else "")
+                               + (f"; {none_close}" if none_close else "")),
             "  " + " ".join(listing.tags)]
     _emit(payload, "\n".join(text), args.output)
     return EXIT_OK

@@ -30,6 +30,24 @@ class Cause(StrEnum):
     DISK_FULL = "disk_full"
     PLATFORM_MISMATCH = "platform_mismatch"
     UNKNOWN = "unknown"
+    #: the registry lacks part of an image it lists: a manifest named by the tag's index (or a
+    #: layer named by a manifest) answers 404 (containerd: `content at …/manifests/sha256:…
+    #: not found`)
+    IMAGE_INCOMPLETE = "image_incomplete"
+    #: the registry, or a CDN / firewall in front of it, refuses the node's address or region
+    #: (a bare 403 to a manifest HEAD, an HTML 403 page instead of registry JSON, "geo-ip
+    #: blocked")
+    IP_BLOCKED = "ip_blocked"
+    #: the node's layer store failed a read or write (`input/output error`): a failing disk,
+    #: or a thin pool / volume that filled up underneath the filesystem
+    NODE_DISK_ERROR = "node_disk_error"
+    #: the node's DNS resolver could not be asked (`lookup H on R:53: dial udp R:53: connect:
+    #: network is unreachable`, `read udp …:53: i/o timeout`) or failed (`server
+    #: misbehaving`): the registry's name may well be right
+    DNS_RESOLVER_UNREACHABLE = "dns_resolver_unreachable"
+    #: the kubelet's own pull throttle (registryPullQPS / registryBurst) refused the pull
+    #: before any registry was asked: `pull QPS exceeded`
+    KUBELET_PULL_THROTTLED = "kubelet_pull_throttled"
 
 
 class Finding(StrEnum):
@@ -51,6 +69,13 @@ class Finding(StrEnum):
     TAG_SUGGESTION = "tag_suggestion"
     SWAPPED_PATH = "swapped_path"
     REGISTRY_HOST_TYPO = "registry_host_typo"
+    # what the events do not tell (issue 12)
+    #: containerd / CRI-O node, credentials refused, no pull secret: the node's
+    #: /root/.docker/config.json is not read since dockershim's removal
+    NODE_RUNTIME_IGNORES_DOCKER_CONFIG = "node_runtime_ignores_docker_config"
+    #: a network cause for an external registry while the same node pulls from other external
+    #: registries: the runtime's proxy settings (HTTPS_PROXY / NO_PROXY) are the likely gap
+    PROXY_SUSPECTED = "proxy_suspected"
 
 
 @dataclass(frozen=True)
@@ -120,4 +145,24 @@ CAUSES: Final[Mapping[Cause, CauseInfo]] = MappingProxyType({
         "No image for the node's platform", node_side=True),
     Cause.UNKNOWN: CauseInfo(
         "Image pull failing (cause unknown)", probe_worthy=True),
+    # Not probe-worthy: the bot's HEAD of the tag succeeds (the index is there); the part
+    # that is missing is one platform's manifest or a layer.
+    Cause.IMAGE_INCOMPLETE: CauseInfo(
+        "Image incomplete in the registry (a listed manifest or layer is missing)"),
+    # Shared: every pull from that registry through the same address is refused. Node-side:
+    # the bot's own address may well be let through, so its probe must not overrule.
+    Cause.IP_BLOCKED: CauseInfo(
+        "Registry refuses the node's address (403 without a reason)", shared_scope=True,
+        node_side=True),
+    Cause.NODE_DISK_ERROR: CauseInfo(
+        "Node disk I/O error while pulling", node_side=True),
+    # Transient like an unreachable registry: the resolver coming back heals it on retry.
+    Cause.DNS_RESOLVER_UNREACHABLE: CauseInfo(
+        "Node's DNS resolver unreachable or failing", transient=True, shared_scope=True,
+        node_side=True),
+    # The kubelet refuses before asking any registry (no digest to pin, nothing to probe);
+    # it clears on the next retry, and hits every pod that starts on a busy node at once.
+    Cause.KUBELET_PULL_THROTTLED: CauseInfo(
+        "Kubelet throttled its own pulls (pull QPS exceeded)", transient=True,
+        shared_scope=True, node_side=True),
 })

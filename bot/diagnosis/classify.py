@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from bot.diagnosis.causes import Cause
 
@@ -46,11 +46,18 @@ class TextClass:
     not say whether the repository is missing or the credentials are: the caller must then use
     the pod's context (pull secrets, image name) to decide which to tell the user. ``phrase``
     is the fragment of the text that decided the cause, quoted back to the user as evidence.
+
+    ``alternatives`` are the other causes the same words can truly mean (a bare ``403
+    Forbidden`` to a manifest HEAD carries no body: the credentials may lack permission, or
+    the registry's front blocks the node's address). The caller may pick among ``cause`` and
+    them with the pod's context, and tells the person the readings it did not pick, with how
+    to tell them apart, rather than choosing silently.
     """
 
     cause: Cause
     ambiguous_denied: bool
     phrase: str
+    alternatives: tuple[Cause, ...] = ()
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -126,28 +133,45 @@ _PULL_ERROR_REASONS: Final = frozenset({"errimagepull", "signaturevalidationfail
 
 # --- the rules, in priority order -----------------------------------------------------------
 
-_Rule = tuple[Cause, re.Pattern[str]]
+class _Rule(NamedTuple):
+    """One shape: the cause it means, and the other causes it can truly mean as well."""
+
+    cause: Cause
+    rx: re.Pattern[str]
+    alternatives: tuple[Cause, ...] = ()
 
 # Local, definitive conditions first: no registry was (successfully) involved.
 _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
-    (
+    _Rule(
         Cause.NEVER_PULL,
         _rx(r"is not present with pull policy of Never|(?-i:\bErrImageNeverPull\b)"),
     ),
     # Two rules so that the parser's verdict is quoted in preference to the reference itself.
-    (
+    _Rule(
         Cause.INVALID_IMAGE_NAME,
         _rx(r"invalid reference format(?:: repository name must be lowercase)?"),
     ),
-    (
+    _Rule(
         Cause.INVALID_IMAGE_NAME,
         _rx(
             r"couldn't parse image (?:reference|name) \\?\"[^\"\\]*\\?\"|(?-i:\bInvalidImageName\b)"
         ),
     ),
-    (Cause.DISK_FULL, _rx(r"no space left on device|disk quota exceeded")),
+    _Rule(Cause.DISK_FULL, _rx(r"no space left on device|disk quota exceeded")),
+    # The kubelet's own limiter (registryPullQPS), before any runtime or registry is asked.
+    _Rule(Cause.KUBELET_PULL_THROTTLED, _rx(r"\bpull QPS exceeded")),
+    # EIO from the layer store: the kernel's word for a device (or a thin pool, LVM volume,
+    # overlay backing file) that failed a read or write. A thin pool that filled up answers
+    # EIO too, not ENOSPC, so both readings are said. Only local syscalls return EIO; the
+    # network's failures have their own words. The operation and path are quoted with it.
+    _Rule(
+        Cause.NODE_DISK_ERROR,
+        _rx(r"(?:(?:write|open|mkdir|read|rename|remove|symlink|link|lchown|chmod|sync|mount)"
+            r" [^\s:\"]+: )?input/output error"),
+        (Cause.DISK_FULL,),
+    ),
     # Before tag_not_found: containerd ends this with ": not found".
-    (
+    _Rule(
         Cause.PLATFORM_MISMATCH,
         _rx(
             r"no match for (?:current )?platform\b[^:\"\n]*?in manifest"
@@ -157,7 +181,7 @@ _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
             r"|image operating system \\?\"\w+\\?\" cannot be used on this platform"
         ),
     ),
-    (
+    _Rule(
         Cause.RATE_LIMITED,
         _rx(
             r"\btoomanyrequests(?::[^.\"\n]*|(?=\"))"
@@ -168,7 +192,7 @@ _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
     ),
     # Before network: a TLS verification failure can be wrapped in a "dial tcp" context, and
     # "TLS handshake timeout" (a network symptom) is deliberately not matched here.
-    (
+    _Rule(
         Cause.TLS_UNTRUSTED,
         _rx(
             r"(?:tls: failed to verify certificate: )?x509: [^\"\n,;(]*"
@@ -196,7 +220,7 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
     # A registry that refuses to hand out even an anonymous token (403 on the token endpoint,
     # GCR/Artifact Registry "Unauthenticated request") will not serve anonymous pulls:
     # credentials are missing, which is auth_required even though the status is 403.
-    (
+    _Rule(
         Cause.AUTH_REQUIRED,
         _rx(
             r"failed to fetch anonymous token: [^\n]*?\b403\b(?: Forbidden)?"
@@ -205,7 +229,49 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
             r"|Unauthenticated request[^\"\n]*"
         ),
     ),
-    (
+    # The registry's front (a CDN, a WAF, a geo-IP filter) answered, not the registry: it
+    # says so in words, or it sends an HTML page where the registry API sends JSON. Read as
+    # an address block first; a registry that hides a permission error behind an HTML page
+    # is the other reading.
+    _Rule(
+        Cause.IP_BLOCKED,
+        _rx(
+            r"(?:The region from which you are pulling has been )?geo-?ip blocked"
+            r"|you have been blocked"
+            r"|(?:your|this) (?:IP|IP address|client IP|region|country) (?:address )?"
+            r"(?:has been |is )(?:blocked|banned|denied)"
+        ),
+    ),
+    _Rule(
+        Cause.IP_BLOCKED,
+        _rx(
+            r"error parsing HTTP 403 response body: invalid character '<' looking for beginning"
+            r" of value"
+            r"|<title>\s*403 Forbidden\s*</title>"
+            # an object store's XML error (S3, GCS) where the registry redirected the blob
+            # download: a bucket or VPC-endpoint policy refusing this network
+            r"|<Code>AccessDenied</Code>(?:<Message>[^<]*</Message>)?"
+            r"|Your client does not have permission to get URL"
+        ),
+        (Cause.FORBIDDEN,),
+    ),
+    # A 403 with no reason to a manifest (or blob) request: a HEAD response has no body, so
+    # the registry could not say why. Credentials without pull permission, or a front that
+    # blocks the node's address (registry.k8s.io's backends, Quay's geo-IP filter): both are
+    # said, and the caller picks the first with the pod's credentials in mind.
+    _Rule(
+        Cause.FORBIDDEN,
+        _rx(
+            r"unexpected status from HEAD request to \S+: 403(?: Forbidden)?"
+            r"|failed with status code \[(?:manifests|blobs) [^\]]+\]: 403(?: Forbidden)?"
+            r"|(?:Head|Get) \\?\"?https?://[^\s\"\\]+\\?\"?: (?:Forbidden|denied(?:: denied)?)"
+            r"(?![:\w])"
+            r"|invalid status code from registry 403(?: \(Forbidden\))?"
+            r"|StatusCode: 403(?:, \\?\"?(?:<html|Forbidden)[^\n]{0,40})?"
+        ),
+        (Cause.IP_BLOCKED,),
+    ),
+    _Rule(
         Cause.FORBIDDEN,
         _rx(
             r"\b403\s*\(?Forbidden\)?"
@@ -215,7 +281,7 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
             r"|denied: [^\n\"]{0,120}?not authorized"
         ),
     ),
-    (
+    _Rule(
         Cause.AUTH_REQUIRED,
         _rx(
             r"\b401\s*\(?Unauthorized\)?"
@@ -231,8 +297,23 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
 )
 
 _NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
+    # Before tag_not_found: the tag resolved (its index is there) but fetching a manifest the
+    # index lists, or a layer a manifest lists, answered 404. containerd names the content's
+    # URL; containers/image (CRI-O) names the digest it was reading.
+    _Rule(
+        Cause.IMAGE_INCOMPLETE,
+        _rx(
+            r"content at \S+?/(?:manifests|blobs)/sha256:[0-9a-f]{6,}\S* not found"
+            r"|failed open: content at \S+ not found"
+            r"|could not fetch content descriptor sha256:[0-9a-f]{6,}[^\n]{0,120}? from remote:"
+            r" not found"
+            r"|(?:reading|fetching) blob sha256:[0-9a-f]{6,}[^\n]{0,80}?"
+            r"(?:404 \(?Not Found\)?|blob unknown)"
+            r"|(?-i:\bBLOB_UNKNOWN\b)|blob unknown(?: to registry)?"
+        ),
+    ),
     # Before tag_not_found: ECR says "repository X not found: name unknown".
-    (
+    _Rule(
         Cause.REPOSITORY_NOT_FOUND,
         _rx(
             r"name unknown(?:: [^\"\n]*)?"
@@ -241,7 +322,7 @@ _NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
             r"|repository (?:with name \S+ )?does not exist"
         ),
     ),
-    (
+    _Rule(
         Cause.TAG_NOT_FOUND,
         _rx(
             r"manifest for \S+ not found(?:: manifest unknown)?"
@@ -260,8 +341,28 @@ _NOT_FOUND_RULES: Final[tuple[_Rule, ...]] = (
 )
 
 _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
+    # Before dns_failure: the lookup names the resolver ("on R:53") and the step that failed
+    # is the transport to it, not the answer: the resolver cannot be reached (an IPv6-only
+    # node given an IPv4 resolver, the cluster DNS's service IP used from the host, a
+    # firewall on port 53). The registry's name may be right, so no host-typo hunt.
+    _Rule(
+        Cause.DNS_RESOLVER_UNREACHABLE,
+        _rx(
+            r"lookup [^\s:]+ on \S+?:\s*(?:(?:dial|read|write) (?:udp|tcp)\S*(?: \S+)?:\s*)?"
+            r"(?:connect:\s*|read:\s*|write:\s*)?"
+            r"(?:network is unreachable|no route to host|connection refused|i/o timeout"
+            r"|operation not permitted|permission denied)"
+        ),
+    ),
+    # SERVFAIL: the resolver answered that it could not answer. Mostly the resolver's own
+    # upstream is gone; the registry domain's DNS being broken reads the same.
+    _Rule(
+        Cause.DNS_RESOLVER_UNREACHABLE,
+        _rx(r"lookup [^\s:]+(?: on \S+?)?:\s*server misbehaving"),
+        (Cause.DNS_FAILURE,),
+    ),
     # Before network: the lookup step is named even when the resolver itself timed out.
-    (
+    _Rule(
         Cause.DNS_FAILURE,
         _rx(
             r"(?:dial tcp: )?lookup [^\s:]+(?: on \S+)?: [^\"\n]*"
@@ -271,10 +372,16 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             r"|getaddrinfow?: [^\"\n]*"
         ),
     ),
-    (
+    _Rule(
         Cause.NETWORK_UNREACHABLE,
         _rx(
-            r"(?:dial tcp \S+: )?(?:connect: )?connection refused"
+            # a proxy the runtime was given and cannot reach: quoted with the proxy's address
+            r"proxyconnect tcp: [^\"\n]*?(?:connection refused|i/o timeout|no route to host"
+            r"|network is unreachable|connection reset by peer)"
+            # Windows nodes: Winsock's words (connectex, wsarecv, wsasend)
+            r"|(?:dial tcp \S+: )?connectex: [^\"\n]*"
+            r"|(?:read|write) tcp \S+: wsa(?:recv|send): [^\"\n]*"
+            r"|(?:dial tcp \S+: )?(?:connect: )?connection refused"
             r"|(?:dial tcp \S+: )?(?:connect: )?connection timed out"
             r"|(?:dial tcp \S+: )?(?:connect: )?no route to host"
             r"|(?:dial tcp \S+: )?(?:connect: )?network is unreachable"
@@ -291,6 +398,9 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             r"|Gateway Timeout)\b"
             r"|: (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\s*$"
             r"|(?:Get|Head|Post) \\?\"?https?://\S+?\\?\"?: EOF\b"
+            # the kubelet gave up on a transfer that made no progress (its pull deadline):
+            # the request to the registry stalled
+            r"|(?:Get|Head) \\?\"?https?://\S+?\\?\"?: context canceled"
         ),
     ),
 )
@@ -314,10 +424,11 @@ def _phrase(match: re.Match[str]) -> str:
 
 
 def _first(rules: tuple[_Rule, ...], text: str) -> TextClass | None:
-    for cause, rx in rules:
-        m = rx.search(text)
+    for rule in rules:
+        m = rule.rx.search(text)
         if m:
-            return TextClass(cause=cause, ambiguous_denied=False, phrase=_phrase(m))
+            return TextClass(cause=rule.cause, ambiguous_denied=False, phrase=_phrase(m),
+                             alternatives=rule.alternatives)
     return None
 
 

@@ -27,11 +27,24 @@ from bot.diagnosis.events import (
     events_for_pod,
     pull_event_kind,
 )
-from bot.diagnosis.explain import EXPLANATIONS, summarize
-from bot.diagnosis.facts import PodFacts, PullSecretInfo, RegistryFacts, WorkloadRef
+from bot.diagnosis.explain import EXPLANATIONS, HOW_TO_TELL, alternatives_line, summarize
+from bot.diagnosis.facts import (
+    EARLIEST_TIME,
+    NodePull,
+    PodFacts,
+    PullSecretInfo,
+    RegistryFacts,
+    WorkloadRef,
+)
 from bot.diagnosis.fixes import FixContext, build_fixes
-from bot.diagnosis.imageref import ImageRef, registry_matches, try_parse_image
-from bot.diagnosis.model import Backoff, ContainerDiagnosis, PodDiagnosis
+from bot.diagnosis.imageref import (
+    ImageRef,
+    is_external_registry,
+    registry_matches,
+    try_parse_image,
+)
+from bot.diagnosis.markup import span_body
+from bot.diagnosis.model import Alternative, Backoff, ContainerDiagnosis, PodDiagnosis
 from bot.diagnosis.owners import infer_workload
 
 BACKOFF_INITIAL_SECONDS = 10
@@ -39,6 +52,8 @@ BACKOFF_MAX_SECONDS = 300
 MAX_EVIDENCE = 6
 #: How the registry's answer starts in a diagnosis's evidence (always its last line).
 REGISTRY_EVIDENCE = "registry: "
+#: How what the node showed starts in a diagnosis's evidence (before the registry's line).
+NODE_EVIDENCE = "node: "
 
 _MISSING_SECRETS = re.compile(r"Unable to retrieve some image pull secrets \((?P<names>[^)]*)\)")
 _HTTP_TO_HTTPS = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
@@ -180,19 +195,25 @@ def _diagnose_container(
     ref = try_parse_image(container.image)
     verdict = _classify(container, events)
     secrets = _SecretView.build(facts, pod_events, ref)
-    cause = verdict.cause
     ambiguous = verdict.text_class is not None and verdict.text_class.ambiguous_denied
-    if ambiguous:
-        # Docker Hub will not say whether the repo is missing or the caller lacks access:
-        # without a pull secret for that registry, missing credentials is the likely cause.
-        cause = Cause.REPOSITORY_NOT_FOUND if secrets.matching else Cause.AUTH_REQUIRED
+    cause, alternatives = _readings(verdict, secrets)
     registry = facts.registry.get(container.image)
-    cause = _with_registry(cause, registry, ambiguous=ambiguous)
+    sharpened = _with_registry(cause, registry, ambiguous=ambiguous)
+    if sharpened is not cause:  # the registry answered what the words left open
+        cause, alternatives = sharpened, ()
+    elif (cause is Cause.FORBIDDEN and Cause.IP_BLOCKED in alternatives
+          and registry is not None and registry.answered and registry.probe_cause is None):
+        # the pod's own credentials pull the image from the bot's network: they have the
+        # permission, so the node's network is what the registry refuses
+        cause, alternatives = Cause.IP_BLOCKED, ()
     repository_uncertain = cause is Cause.TAG_NOT_FOUND and not (
         (verdict.evidence and _MANIFEST_MISSING.search(verdict.evidence))
         or (registry is not None and registry.repository_exists))
     policy = container.pull_policy or _default_pull_policy(ref)
     findings = _findings(facts, cause, ref, policy, secrets)
+    proxy_evidence = _proxy_evidence(facts, cause, ref)
+    if proxy_evidence:
+        findings.append(Finding.PROXY_SUSPECTED)
     # the one place a registry suggestion is taken: its kind as a finding, the image itself
     # for the fixes (FixContext) and for the JSON (ContainerDiagnosis.suggested_image)
     suggested_image = None
@@ -220,6 +241,8 @@ def _diagnose_container(
         has_registry_secret=bool(secrets.matching),
         suggested_image=suggested_image,
         pin_digest=registry.digest if registry else None,
+        alternatives=alternatives,
+        runtime=_runtime(facts.node),
     )
     return ContainerDiagnosis(
         container=container.name,
@@ -227,16 +250,94 @@ def _diagnose_container(
         cause=cause,
         transient=CAUSES[cause].transient,
         summary=summarize(cause, container.image, ref,
-                          repository_uncertain=repository_uncertain),
+                          repository_uncertain=repository_uncertain)
+        + alternatives_line([(a, HOW_TO_TELL[a]) for a in alternatives])
+        + _unseen_line(findings, proxy_evidence, facts.node),
         explanation=EXPLANATIONS[cause],
-        evidence=_evidence(verdict, container, events, registry),
+        evidence=_evidence(verdict, container, events, registry, node=proxy_evidence),
         workload=workload,
         findings=tuple(findings),
         fixes=build_fixes(cause, context),
         backoff=estimate_backoff(events, facts.now, pulls=CAUSES[cause].kubelet_pulls),
         init_container=container.init,
         suggested_image=suggested_image,
+        alternatives=tuple(Alternative(a, HOW_TO_TELL[a]) for a in alternatives),
     )
+
+
+def _readings(verdict: _Verdict, secrets: _SecretView) -> tuple[Cause, tuple[Cause, ...]]:
+    """The best reading of the deciding text for this pod, and the others it can mean.
+
+    The pod's credentials decide the order: Docker Hub's "pull access denied" is missing
+    credentials when the pod has none for that registry, else a missing repository; a 403
+    with no reason is missing permission when the pod sends credentials, else the
+    registry's front blocking the node's address — and then the other reading is that the
+    registry wants credentials, not that it weighed them.
+    """
+    found = verdict.text_class
+    if found is None:
+        return verdict.cause, ()
+    if found.ambiguous_denied:
+        if secrets.matching:
+            return Cause.REPOSITORY_NOT_FOUND, (Cause.AUTH_REQUIRED,)
+        return Cause.AUTH_REQUIRED, (Cause.REPOSITORY_NOT_FOUND,)
+    sends_credentials = bool(secrets.matching) or (
+        not secrets.contents_known and bool(secrets.referenced))
+    if verdict.cause is Cause.FORBIDDEN and Cause.IP_BLOCKED in found.alternatives:
+        # no body, no reason: the credentials decide which reading comes first
+        if sends_credentials:
+            return Cause.FORBIDDEN, (Cause.IP_BLOCKED,)
+        return Cause.IP_BLOCKED, (Cause.AUTH_REQUIRED,)
+    if verdict.cause is Cause.IP_BLOCKED and Cause.FORBIDDEN in found.alternatives:
+        # a page from the registry's front: a block first either way; without credentials
+        # the other reading is that the registry wants some
+        return Cause.IP_BLOCKED, (Cause.FORBIDDEN if sends_credentials else Cause.AUTH_REQUIRED,)
+    return verdict.cause, tuple(found.alternatives)
+
+
+def _runtime(node: Mapping[str, Any] | None) -> str | None:
+    """The node's container runtime ("containerd", "cri-o", "docker", ...) from
+    `status.nodeInfo.containerRuntimeVersion` (`containerd://1.7.20`); None when unknown."""
+    info = ((node or {}).get("status") or {}).get("nodeInfo") or {}
+    version = str(info.get("containerRuntimeVersion") or "")
+    name, sep, _ = version.partition("://")
+    return name.lower() if sep and name else None
+
+
+#: Runtimes that never read Docker's client configuration for the kubelet's pulls.
+_CRI_RUNTIMES = frozenset({"containerd", "cri-o"})
+#: Causes a proxy that the runtime does not use (or uses for the wrong hosts) produces.
+_PROXY_CAUSES = frozenset({Cause.NETWORK_UNREACHABLE, Cause.DNS_FAILURE, Cause.TLS_UNTRUSTED})
+#: How many of the node's other pulls the evidence names.
+_PROXY_EVIDENCE_PULLS = 2
+
+
+def _proxy_evidence(facts: PodFacts, cause: Cause, ref: ImageRef | None) -> tuple[str, ...]:
+    """Evidence lines for `proxy_suspected`, or () when the evidence is not there.
+
+    A network cause for an external registry, while the same node pulled from another
+    registry recently (`facts.node_pulls`, from its kubelet's `Pulled` events): the node has a
+    way out, so the path to this registry differs — the runtime's HTTPS_PROXY (the guide's
+    fix) or a NO_PROXY that catches this host. Without the node's pulls, nothing is said.
+    """
+    if cause not in _PROXY_CAUSES or ref is None or facts.node_pulls is None:
+        return ()
+    if not is_external_registry(ref.registry):
+        return ()
+    others: dict[str, NodePull] = {}
+    for pull in sorted(facts.node_pulls, key=lambda p: p.at or EARLIEST_TIME, reverse=True):
+        pulled = try_parse_image(pull.image)
+        if pulled is None or registry_matches(pulled.registry, ref.registry):
+            continue
+        others.setdefault(pulled.registry, pull)
+    if not others:
+        return ()
+    lines = []
+    for host, pull in list(others.items())[:_PROXY_EVIDENCE_PULLS]:
+        when = f" at {pull.at.strftime('%H:%M:%S')} UTC" if pull.at else ""
+        who = f" for pod {pull.pod}" if pull.pod else ""
+        lines.append(f"{NODE_EVIDENCE}the same node pulled {pull.image} from {host}{who}{when}")
+    return tuple(lines)
 
 
 def _with_registry(cause: Cause, registry: RegistryFacts | None, *, ambiguous: bool) -> Cause:
@@ -268,10 +369,31 @@ def _default_pull_policy(ref: ImageRef | None) -> str:
     return "Always" if ref.effective_tag == "latest" else "IfNotPresent"
 
 
+def _unseen_line(findings: Sequence[Finding], proxy_evidence: Sequence[str],
+                 node: Mapping[str, Any] | None) -> str:
+    """What the events do not tell, in the summary (the line a person reads first; the
+    alert shows it), with its evidence: the node's runtime, the node's other pulls."""
+    line = ""
+    if Finding.NODE_RUNTIME_IGNORES_DOCKER_CONFIG in findings:
+        runtime = "CRI-O" if _runtime(node) == "cri-o" else "containerd"
+        line += (f" The node runs {runtime}, which does not read /root/.docker/config.json "
+                 "for the kubelet's pulls (not since dockershim's removal): give the pod an "
+                 "imagePullSecret.")
+    if Finding.PROXY_SUSPECTED in findings and proxy_evidence:
+        # the pod's name comes from an event, which nobody validated: no markup from it
+        seen = span_body(proxy_evidence[0].removeprefix(NODE_EVIDENCE))
+        line += (f" Proxy suspected: {seen[0].upper()}{seen[1:]}, so the node has a way "
+                 "out; the runtime's HTTPS_PROXY / NO_PROXY likely send this registry "
+                 "another way.")
+    return line
+
+
 def _evidence(verdict: _Verdict, container: _Container, events: Sequence[KubeletEvent],
-              registry: RegistryFacts | None) -> tuple[str, ...]:
+              registry: RegistryFacts | None, *, node: Sequence[str] = ()
+              ) -> tuple[str, ...]:
     """The deciding kubelet text first, then the other distinct pull texts, oldest first;
-    what the registry answered comes last."""
+    then what the node showed (`node`: its other pulls); what the registry answered comes
+    last."""
     texts: list[str] = []
     if verdict.evidence:
         texts.append(verdict.evidence)
@@ -285,7 +407,7 @@ def _evidence(verdict: _Verdict, container: _Container, events: Sequence[Kubelet
     repeated = message.partition("ErrImagePull: ")[2]
     if message and message not in texts and not (repeated and any(repeated in t for t in texts)):
         texts.append(message)
-    texts = texts[:MAX_EVIDENCE]
+    texts = texts[:MAX_EVIDENCE - len(node)] + list(node)
     if registry is not None and registry.probe_summary:
         texts.append(f"{REGISTRY_EVIDENCE}{registry.probe_summary}")
     return tuple(texts)
@@ -360,6 +482,10 @@ def _findings(facts: PodFacts, cause: Cause, ref: ImageRef | None, policy: str,
             found.append(Finding.CLOUD_REGISTRY_CREDENTIALS)
             if cloud.product == "ECR" and _ecr_expired(secrets.matching, facts.now):
                 found.append(Finding.ECR_TOKEN_EXPIRED)
+        if not secrets.referenced and _runtime(facts.node) in _CRI_RUNTIMES:
+            # the node may well hold credentials in /root/.docker/config.json (set up for
+            # dockershim, or by hand): containerd and CRI-O do not read it for the kubelet
+            found.append(Finding.NODE_RUNTIME_IGNORES_DOCKER_CONFIG)
         if (policy == "IfNotPresent" and not secrets.matching and ref is not None
                 and _at_least(facts.cluster_version, (1, 33)) and _on_node(facts.node, ref)):
             # IfNotPresent with the image already cached would never pull: only the

@@ -73,7 +73,85 @@ EXPLANATIONS: dict[Cause, str] = {
         "hour, leaving only 'Back-off pulling image'). Pull the image from the node with crictl "
         "to see the runtime's own error."
     ),
+    Cause.IMAGE_INCOMPLETE: (
+        "The tag resolved, but the registry does not have everything it lists: a multi-arch "
+        "index names a per-platform manifest (or a manifest names a layer) that answers 404. "
+        "A push that stopped half-way, or a cleanup policy that deleted 'untagged' manifests "
+        "an index still uses (GHCR and Harbor retention rules do this), leaves such an image. "
+        "Re-push the image, or point at a digest whose parts all exist."
+    ),
+    Cause.IP_BLOCKED: (
+        "The registry — or a CDN, WAF or geo-IP filter in front of it, or the object store "
+        "it sends layer downloads to — refuses requests from the node's network before "
+        "credentials matter: registry.k8s.io's backends and Quay block some hosting ranges "
+        "and regions, a web front answers with an HTML 403 page instead of registry JSON, and "
+        "S3 behind a VPC endpoint policy answers with its XML AccessDenied. Pull through a "
+        "mirror or a pull-through cache that is let through, or fix the egress path (NAT "
+        "address, endpoint policy)."
+    ),
+    Cause.NODE_DISK_ERROR: (
+        "The node's layer store failed a read or write with an I/O error (EIO): the disk or "
+        "its filesystem is failing, or the storage under it (a thin pool, an LVM volume, a "
+        "loop-backed file) filled up — those answer EIO rather than 'no space left'. Check "
+        "the kernel log and the space under /var/lib/containerd, and move the pod to another "
+        "node while this one is looked at."
+    ),
+    Cause.DNS_RESOLVER_UNREACHABLE: (
+        "The node could not ask its DNS resolver at all (the query to port 53 was refused, "
+        "timed out or had no route), or the resolver answered that it could not answer "
+        "(server misbehaving, SERVFAIL). The registry's name is probably fine: the kubelet "
+        "and the runtime use the node's /etc/resolv.conf, not CoreDNS, so an IPv6-only node "
+        "given an IPv4 resolver, a resolver that is down, or the cluster DNS's service IP "
+        "used from the host all look like this. It clears once the resolver answers."
+    ),
+    Cause.KUBELET_PULL_THROTTLED: (
+        "The kubelet refused the pull itself, before asking the runtime or any registry: it "
+        "allows registryPullQPS pulls per second per node (default 5, bursts of "
+        "registryBurst, default 10), and a node starting many pods at once (a scale-up, a "
+        "DaemonSet roll-out, a crash-looping pod with imagePullPolicy Always) goes over. The "
+        "kubelet retries on its back-off, so it clears by itself; raise the limits if it "
+        "keeps coming back."
+    ),
 }
+
+#: How to tell each cause from the one the diagnosis picked, when the kubelet's words could
+#: mean either (`Alternative.how_to_tell`); keyed by the other reading.
+HOW_TO_TELL: dict[Cause, str] = {
+    Cause.IP_BLOCKED: (
+        "the registry (or a CDN in front of it) blocks the node's address or region: the "
+        "same pull works from another network, and a manifest HEAD from the node answers 403 "
+        "even without credentials"
+    ),
+    Cause.FORBIDDEN: (
+        "the credentials lack pull permission and the registry's front hides it behind a "
+        "page: the same pull with the same credentials fails from another network too"
+    ),
+    Cause.AUTH_REQUIRED: (
+        "the image is private and the registry wants credentials: a pull with credentials "
+        "that may read the repository works from the node"
+    ),
+    Cause.REPOSITORY_NOT_FOUND: (
+        "the repository path does not exist (Docker Hub words a missing repository and a "
+        "private one alike): look it up on the registry's web page while logged in"
+    ),
+    Cause.DISK_FULL: (
+        "the storage under the layer store filled up (a thin pool or LVM volume answers "
+        "EIO, not 'no space left'): df and lvs show it full, while a failing disk logs I/O "
+        "errors in dmesg"
+    ),
+    Cause.DNS_FAILURE: (
+        "the registry domain's own DNS is broken: nslookup of the registry host fails the "
+        "same way from the node while other names resolve"
+    ),
+}
+
+
+def alternatives_line(alternatives: list[tuple[Cause, str]]) -> str:
+    """The other readings as one sentence for the summary ("" without any)."""
+    if not alternatives:
+        return ""
+    return " Or: " + "; or: ".join(why for _, why in alternatives) + "."
+
 
 
 def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
@@ -123,6 +201,20 @@ def summarize(cause: Cause, image: str, ref: ImageRef | None, *,
             return "The node ran out of disk space while pulling the image."
         case Cause.PLATFORM_MISMATCH:
             return f"{image} has no variant for the node's OS/architecture."
+        case Cause.IMAGE_INCOMPLETE:
+            return (f"{image} resolves, but {registry} is missing a manifest or layer the "
+                    "image lists (a broken push or an over-eager cleanup).")
+        case Cause.IP_BLOCKED:
+            return (f"{registry} (or a CDN, firewall or store in front of it) refuses "
+                    "requests from the node's network (403).")
+        case Cause.NODE_DISK_ERROR:
+            return "The node's disk failed a read or write (input/output error) while pulling."
+        case Cause.KUBELET_PULL_THROTTLED:
+            return ("The kubelet throttled its own pulls on this node (pull QPS exceeded); the "
+                    "next retry usually gets through.")
+        case Cause.DNS_RESOLVER_UNREACHABLE:
+            return (f"The node's DNS resolver could not be reached (or failed) to look up "
+                    f"{registry}; the host name itself may be fine.")
         case _:
             return f"The pull of {image} keeps failing and the kubelet does not say why."
 
@@ -166,5 +258,16 @@ FINDING_TEXT: dict[Finding, str] = {
     ),
     Finding.REGISTRY_HOST_TYPO: (
         "a known registry host with a similar name serves this image (in the first fix)"
+    ),
+    Finding.NODE_RUNTIME_IGNORES_DOCKER_CONFIG: (
+        "the node runs containerd or CRI-O and the pod has no pull secret: credentials in the "
+        "node's /root/.docker/config.json are not used for the kubelet's pulls since "
+        "dockershim's removal (Kubernetes 1.24); use imagePullSecrets, or the runtime's own "
+        "node-wide configuration (containerd's hosts.toml)"
+    ),
+    Finding.PROXY_SUSPECTED: (
+        "the same node pulls from other registries but cannot reach this external one: the "
+        "runtime's proxy settings (HTTPS_PROXY / NO_PROXY in its service unit) are the likely "
+        "gap"
     ),
 }

@@ -78,6 +78,17 @@ class RegistryFacts:
 
 
 @dataclass(frozen=True)
+class NodePull:
+    """One image the pod's node pulled successfully (its kubelet's `Pulled` event): proof
+    the node had a way to that image's registry at that time."""
+
+    image: str
+    #: "namespace/pod" the image was pulled for
+    pod: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class PodFacts:
     """Everything known about one pod when it is diagnosed.
 
@@ -101,6 +112,9 @@ class PodFacts:
     secrets_read: bool = True
     #: image string (as in the pod spec) → what its registry said; empty when not asked
     registry: Mapping[str, RegistryFacts] = field(default_factory=dict)
+    #: the node's recent successful pulls (newest last), as the event watch saw them; None when
+    #: nobody watched (offline input, the CLI): the findings that need them stay off
+    node_pulls: Sequence[NodePull] | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property

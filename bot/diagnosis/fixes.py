@@ -60,6 +60,10 @@ class FixContext:
     suggested_image: str | None = None
     #: digest of the working reference (the suggestion, or the current image when it pulls)
     pin_digest: str | None = None
+    #: the other readings of the kubelet's words (`ContainerDiagnosis.alternatives`)
+    alternatives: tuple[Cause, ...] = ()
+    #: the node's container runtime ("containerd", "cri-o", "docker"); None when unknown
+    runtime: str | None = None
 
     @property
     def registry(self) -> str:
@@ -595,6 +599,104 @@ def _platform(ctx: FixContext) -> list[Fix]:
     ]
 
 
+def _manifest_url(ctx: FixContext) -> str:
+    """The registry API URL of the image's manifest (Docker Hub's API host for Hub images)."""
+    if ctx.ref is None:
+        return "https://<registry>/v2/<repository>/manifests/<tag>"
+    host = "registry-1.docker.io" if ctx.ref.is_docker_hub else ctx.ref.registry
+    reference = ctx.ref.digest or ctx.ref.effective_tag
+    return f"https://{host}/v2/{ctx.ref.repository}/manifests/{reference}"
+
+
+def _image_incomplete(ctx: FixContext) -> list[Fix]:
+    base = ctx.ref.familiar_repository if ctx.ref else "<image>"
+    return [
+        Fix("List what the image's index names, per platform (crane, from "
+            "go-containerregistry): the digest the pull could not fetch is one of them",
+            _cmd("crane", "manifest", args=[ctx.image]) + " | jq '.manifests[]? | "
+            "{digest, platform}'"),
+        Fix("Re-push the image from its build (all platforms), so every manifest and layer it "
+            "lists exists again; then check the registry's cleanup policy does not delete "
+            "untagged manifests an index still uses",
+            _cmd("docker", "buildx", "imagetools", "create", _flag("tag", ctx.image),
+                 args=[f"{base}@sha256:<digest-of-a-complete-image>"])),
+        set_image(ctx, f"{base}@sha256:<digest>",
+                  _replace_image_title(ctx, "a digest whose parts all exist (replace "
+                                       "<digest>)")),
+        restart_workload(ctx),
+    ]
+
+
+def _upstream(ctx: FixContext) -> str:
+    """The registry's API host (Docker Hub's API lives on registry-1.docker.io)."""
+    return "registry-1.docker.io" if ctx.ref is not None and ctx.ref.is_docker_hub \
+        else ctx.registry
+
+
+def _ip_blocked(ctx: FixContext) -> list[Fix]:
+    node = ctx.node or "<node>"
+    return [
+        Fix(f"Ask for the manifest from the node (ssh to {node}), then from another network: "
+            "403 from the node only is an address block, 403 from both is permission",
+            _cmd("curl", "-sI", _manifest_url(ctx))),
+        Fix("See the node's outbound address (the one the registry refuses)",
+            "curl -s https://checkip.amazonaws.com"),
+        hosts_toml(
+            "docker.io" if ctx.ref is not None and ctx.ref.is_docker_hub else ctx.registry,
+            f'server = "https://{_upstream(ctx)}"\n\n'
+            '[host."https://<registry-mirror>"]\n  capabilities = ["pull", "resolve"]',
+            "Pull through a mirror or cache the registry lets through (replace "
+            "<registry-mirror>)"),
+        restart_workload(ctx),
+    ]
+
+
+def _node_disk_error(ctx: FixContext) -> list[Fix]:
+    node = ctx.node or "<node>"
+    return [
+        Fix(f"Look for the device's I/O errors in the kernel log (ssh to {node})",
+            "sudo dmesg --ctime | grep -iE 'i/o error|blk_update_request|ext4-fs error|xfs' "
+            "| tail -20"),
+        Fix(f"Check the space under the layer store, and of a thin pool or LVM volume under "
+            f"it (on {node})",
+            _cmd("df", "-h", "/var/lib/containerd") + " && sudo lvs 2>/dev/null"),
+        Fix(f"Keep new pods off {node} while its disk is looked at",
+            _cmd("kubectl", "cordon", args=[node])),
+        restart_workload(ctx),
+    ]
+
+
+def _dns_resolver(ctx: FixContext) -> list[Fix]:
+    node = ctx.node or "<node>"
+    return [
+        Fix(f"See which resolver the node uses, and ask it directly (ssh to {node}; the "
+            "runtime uses the node's /etc/resolv.conf, not CoreDNS)",
+            "grep nameserver /etc/resolv.conf && resolvectl status 2>/dev/null | head -20"),
+        Fix("Ask the node's resolver for the registry host (replace <resolver> with a "
+            "nameserver above); a timeout or refusal is the resolver, NXDOMAIN is the name",
+            _cmd("nslookup", ctx.registry, "<resolver>")),
+        restart_workload(ctx),
+    ]
+
+
+def _kubelet_throttled(ctx: FixContext) -> list[Fix]:
+    node = ctx.node or "<node>"
+    fixes = [
+        Fix(f"See the kubelet's pull limits on {node} (registryPullQPS, default 5 per second; "
+            "registryBurst, default 10): the next retry usually gets through",
+            f"kubectl get --raw /api/v1/nodes/{shlex.quote(node)}/proxy/configz | jq "
+            "'.kubeletconfig | {registryPullQPS, registryBurst}'"),
+        Fix("Raise them in the kubelet's configuration (/var/lib/kubelet/config.yaml on each "
+            "node, or your node pool's kubelet settings; then sudo systemctl restart kubelet; "
+            "0 means no limit)",
+            "registryPullQPS: 20\nregistryBurst: 40"),
+    ]
+    if ctx.pull_policy == "Always":
+        fixes.append(Fix("Pull less: a stable tag needs no pull at every start "
+                         "(imagePullPolicy IfNotPresent)", _policy_patch(ctx, "IfNotPresent")))
+    return fixes
+
+
 def _unknown(ctx: FixContext) -> list[Fix]:
     return [
         Fix("Read the namespace's pull failures (events expire after about an hour)",
@@ -617,14 +719,21 @@ _BUILDERS = {
     Cause.DISK_FULL: _disk_full,
     Cause.PLATFORM_MISMATCH: _platform,
     Cause.UNKNOWN: _unknown,
+    Cause.IMAGE_INCOMPLETE: _image_incomplete,
+    Cause.IP_BLOCKED: _ip_blocked,
+    Cause.NODE_DISK_ERROR: _node_disk_error,
+    Cause.DNS_RESOLVER_UNREACHABLE: _dns_resolver,
+    Cause.KUBELET_PULL_THROTTLED: _kubelet_throttled,
 }
 
 
 def build_fixes(cause: Cause, ctx: FixContext) -> tuple[Fix, ...]:
     """The fix steps for `cause`, in the order a person should try them."""
     ctx, refused = _checked(ctx)
-    fixes = _BUILDERS[cause](ctx)
+    fixes = _finding_fixes_first(cause, ctx)
+    fixes.extend(_BUILDERS[cause](ctx))
     fixes.extend(_finding_fixes(cause, ctx))
+    fixes.extend(_alternative_fixes(cause, ctx))
     if ctx.pin_digest and CAUSES[cause].kubelet_pulls:
         fixes.append(_pin_by_digest(ctx))
     return tuple(_explain_refused(_dedupe(fixes), refused))
@@ -723,9 +832,79 @@ def _pin_by_digest(ctx: FixContext) -> Fix:
                      "digest so a re-tag or cleanup cannot break it again")
 
 
+def _finding_fixes_first(cause: Cause, ctx: FixContext) -> list[Fix]:
+    """Steps a finding makes more likely to help than the cause's own: they come first."""
+    fixes: list[Fix] = []
+    if Finding.PROXY_SUSPECTED in ctx.findings:
+        fixes.extend(_proxy(ctx))
+    return fixes
+
+
+def _proxy(ctx: FixContext) -> list[Fix]:
+    """The guide's proxy settings for the runtime's unit, after a look at the current ones."""
+    unit = "crio" if ctx.runtime == "cri-o" else "containerd"
+    node = ctx.node or "<node>"
+    return [
+        Fix(f"See the proxy settings {unit} runs with on {node} (ssh to it): other registries "
+            f"work from this node, so check whether HTTPS_PROXY is missing or NO_PROXY "
+            f"catches {_upstream(ctx)}",
+            _cmd("systemctl", "show", unit, "--property=Environment")),
+        Fix(f"Give {unit} the proxy (sudo systemctl edit {unit}, paste this, then sudo "
+            f"systemctl restart {unit}; replace <proxy>; keep {_upstream(ctx)} out of "
+            "NO_PROXY)",
+            "[Service]\nEnvironment=\"HTTPS_PROXY=http://<proxy>:3128\"\n"
+            "Environment=\"NO_PROXY=10.0.0.0/8,192.168.0.0/16,.cluster.local\""),
+    ]
+
+
+def _docker_config_ignored(ctx: FixContext) -> list[Fix]:
+    """The node's Docker credentials are not read: show the runtime, then the two ways that
+    are read (the pod's pull secret comes from the cause's own fixes)."""
+    node = ctx.node or "<node>"
+    runtime = ctx.runtime or "containerd"
+    fixes = [Fix(
+        f"Confirm the node runs {runtime}: since dockershim's removal (Kubernetes 1.24) the "
+        "kubelet's pulls do not read /root/.docker/config.json — give the pod a pull secret "
+        "(the steps above)",
+        _cmd("kubectl", "get", "node", args=[node],
+             tail=["-o", "jsonpath={.status.nodeInfo.containerRuntimeVersion}"]))]
+    if runtime == "cri-o":
+        fixes.append(Fix(
+            "Or node-wide: point CRI-O at an auth file in the containers-auth.json format "
+            "(on every node; then sudo systemctl restart crio)",
+            "sudo tee /etc/crio/crio.conf.d/10-auth.conf <<'EOF'\n[crio.image]\n"
+            "global_auth_file = \"/etc/crio/auth.json\"\nEOF"))
+    else:
+        host = ctx.registry
+        fixes.append(hosts_toml(
+            host,
+            f'server = "https://{host}"\n\n[host."https://{host}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+            f'  [host."https://{host}".header]\n'
+            '    Authorization = "Basic <base64 of username:token>"',
+            f"Or node-wide, for a registry that takes Basic auth: send credentials to {host} "
+            "from containerd's hosts.toml (replace <base64 of username:token>)"))
+    return fixes
+
+
+def _alternative_fixes(cause: Cause, ctx: FixContext) -> list[Fix]:
+    """For each other reading of the kubelet's words, its first step: the check that tells
+    it apart (or the fix it would need), titled as that reading."""
+    extra: list[Fix] = []
+    for other in ctx.alternatives:
+        if other is cause:
+            continue
+        first = _BUILDERS[other](ctx)[0]
+        extra.append(Fix(f"If it is rather {CAUSES[other].title.lower()}: {first.title}",
+                         first.command))
+    return extra
+
+
 def _finding_fixes(cause: Cause, ctx: FixContext) -> list[Fix]:
     """Extra steps that findings call for, whatever the cause."""
     extra: list[Fix] = []
+    if Finding.NODE_RUNTIME_IGNORES_DOCKER_CONFIG in ctx.findings:
+        extra.extend(_docker_config_ignored(ctx))
     if Finding.NODE_DISK_PRESSURE in ctx.findings and cause is not Cause.DISK_FULL:
         extra.extend(_disk_full(ctx)[:3])
     if Finding.IMPLICIT_LATEST_TAG in ctx.findings and cause is not Cause.TAG_NOT_FOUND:

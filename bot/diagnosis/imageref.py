@@ -7,6 +7,7 @@ repository path or tag goes through here instead of splitting strings by hand.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from docker_image import reference as _ref
@@ -124,3 +125,28 @@ def registry_matches(auths_key: str, registry: str) -> bool:
     """Whether a credentials key serves pulls from `registry` (both normalised)."""
     wanted = DOCKER_HUB if registry in DOCKER_HUB_SPELLINGS else registry.lower()
     return normalise_registry_key(auths_key) == wanted
+
+
+#: Host name suffixes that only resolve inside a site or cluster (RFC 6762, RFC 8375,
+#: Kubernetes' service names, and the private suffixes companies use).
+_INTERNAL_SUFFIXES = (".local", ".localdomain", ".internal", ".lan", ".home.arpa", ".svc",
+                      ".cluster.local", ".corp", ".intranet", ".private")
+
+
+def is_external_registry(registry: str) -> bool:
+    """Whether pulls from `registry` leave the site (and so may need the proxy): not
+    localhost, not a private, loopback or link-local address, not a dot-less or site-only
+    host name. A guess from the name alone; it only gates what the evidence must show."""
+    host = registry.rsplit("@", 1)[-1]
+    if host.startswith("["):  # [v6]:port
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or "." not in host:
+            return False
+        return not host.endswith(_INTERNAL_SUFFIXES)
+    return address.is_global

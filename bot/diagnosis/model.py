@@ -50,6 +50,31 @@ class Backoff:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """Another cause the same kubelet words can truly mean, and how to tell it from `cause`.
+
+    Some texts do not decide: a bare 403 to a manifest HEAD has no body (missing permission,
+    or a front that blocks the node's address); Docker Hub's "pull access denied" hides
+    whether the repository exists. The diagnosis names its best reading as `cause` and each
+    other one here, so a person is never handed one reading silently.
+    """
+
+    cause: Cause
+    how_to_tell: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"cause": self.cause.value, "how_to_tell": self.how_to_tell}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alternative | None:
+        """None for a cause this version does not know (JSON from a newer one)."""
+        cause = str(data.get("cause") or "")
+        if cause not in {c.value for c in Cause}:
+            return None
+        return cls(Cause(cause), str(data.get("how_to_tell", "")))
+
+
+@dataclass(frozen=True)
 class ContainerDiagnosis:
     container: str
     image: str
@@ -68,6 +93,8 @@ class ContainerDiagnosis:
     #: one. Its kind is in `findings` (tag_suggestion, swapped_path, registry_host_typo). Kept
     #: as data so that nothing (the alert's "Set image" button) reads it back out of a command.
     suggested_image: str | None = None
+    #: the other readings of the same words, best first (empty: the words decide)
+    alternatives: tuple[Alternative, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +111,7 @@ class ContainerDiagnosis:
             "fixes": [f.to_json() for f in self.fixes],
             "backoff": self.backoff.to_json(),
             "suggested_image": self.suggested_image,
+            "alternatives": [a.to_json() for a in self.alternatives],
         }
 
     @classmethod
@@ -111,6 +139,9 @@ class ContainerDiagnosis:
             backoff=Backoff.from_json(data.get("backoff") or {}),
             init_container=bool(data.get("init_container")),
             suggested_image=str(data["suggested_image"]) if data.get("suggested_image") else None,
+            alternatives=tuple(a for a in (Alternative.from_json(x) for x in
+                                           data.get("alternatives") or ()
+                                           if isinstance(x, dict)) if a is not None),
         )
 
 

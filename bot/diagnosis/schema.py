@@ -158,6 +158,19 @@ class Event(_Model):
     series: EventSeries | None = None
 
 
+# -- Secret (only for `diagnose --pod-json … --registry --secret-json FILE`) ------------------
+
+
+class Secret(_Model):
+    """A pull secret someone attached: its type and data are read by
+    bot/registry/pullsecrets.py, for the one registry request, and never shown."""
+
+    kind: StrictStr | None = None
+    metadata: ObjectMeta | None = None
+    type: StrictStr | None = None
+    data: dict[str, StrictStr] | None = None
+
+
 # -- the file around them --------------------------------------------------------------------
 
 
@@ -168,4 +181,4 @@ class Document(_Model):
     items: list[dict[str, Any]] | None = None
 
 
-MODELS: dict[str, type[_Model]] = {"Pod": Pod, "Event": Event}
+MODELS: dict[str, type[_Model]] = {"Pod": Pod, "Event": Event, "Secret": Secret}

@@ -25,6 +25,7 @@ from bot.diagnosis.facts import PodFacts, PullSecretInfo, WorkloadRef
 from bot.diagnosis.owners import controller_of, infer_workload
 from bot.diagnosis.secrets import PULL_SECRET_TYPES, pull_secret_info
 from bot.kube.cache import KubeFactCache
+from bot.kube.node_pulls import NodePulls
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class KubeClient:
     #: False (READ_SECRETS=false): no secret is ever listed, watched or read; the methods
     #: that would answer "may not be read" (None) and `read_secret` raises SecretsNotRead
     read_secrets: bool = True
+    #: the nodes' recent successful pulls, fed by the event watch (bot/kube/watch.py): the
+    #: evidence `proxy_suspected` needs, at no API cost
+    node_pulls: NodePulls = field(default_factory=NodePulls)
     #: whether the one warning about unreadable nodes was logged
     _nodes_refused: bool = field(default=False, init=False, repr=False)
 
@@ -366,6 +370,7 @@ class KubeClient:
             node=self.node(spec.get("nodeName")),
             cluster_version=self.server_version(),
             secrets_read=self.read_secrets,
+            node_pulls=self.node_pulls.recent(spec.get("nodeName")),
         )
 
     # -- watching (bot/kube/watch.py) ------------------------------------------------------------
@@ -485,6 +490,13 @@ class KubeClient:
                       field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Every "secrets" (with a type selector) or "serviceaccounts" object, paginated, and
         the list's resourceVersion (bot/kube/fact_watch.py keeps only their metadata)."""
+        what, call, args, kwargs = self._fact_list(resource, namespace, field_selector)
+        return self._list_all(what, call, *args, **kwargs)
+
+    def _fact_list(self, resource: str, namespace: str | None, field_selector: str | None
+                   ) -> tuple[str, Callable[..., Any], tuple[str, ...], dict[str, Any]]:
+        """The list call for a fact resource, its arguments and its words for errors; refused
+        before any request when the install does not read secrets."""
         if resource == "secrets" and not self.read_secrets:
             raise SecretsNotRead("secrets")
         all_namespaces, namespaced = self._fact_calls(resource)
@@ -492,8 +504,8 @@ class KubeClient:
         where = f'in "{namespace}"' if namespace else "in all namespaces"
         what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
         if namespace is None:
-            return self._list_all(what, all_namespaces, **kwargs)
-        return self._list_all(what, namespaced, namespace, **kwargs)
+            return what, all_namespaces, (), kwargs
+        return what, namespaced, (namespace,), kwargs
 
     def watch_resource(self, resource: str, namespace: str | None,
                        resource_version: str | None, timeout_seconds: int, *,
@@ -675,15 +687,8 @@ class KubeClient:
                                 field_selector: str | None = None) -> list[T]:
         """`list_resource` ("secrets" with a type selector, or "serviceaccounts"), each item
         reduced by `project` as its page arrives: a secret's credentials go with its page."""
-        if resource == "secrets" and not self.read_secrets:
-            raise SecretsNotRead("secrets")
-        all_namespaces, namespaced = self._fact_calls(resource)
-        kwargs: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
-        where = f'in "{namespace}"' if namespace else "in all namespaces"
-        what = f"{resource} {where}" + (f" ({field_selector})" if field_selector else "")
-        if namespace is None:
-            return self._list_projected(what, all_namespaces, project, **kwargs)[0]
-        return self._list_projected(what, namespaced, project, namespace, **kwargs)[0]
+        what, call, args, kwargs = self._fact_list(resource, namespace, field_selector)
+        return self._list_projected(what, call, project, *args, **kwargs)[0]
 
     def list_namespaces(self, project: Callable[[dict[str, Any]], T]) -> list[T]:
         """Every namespace (for its labels), reduced by `project`."""

@@ -193,6 +193,9 @@ class EventWatcher(Reflector):
         cutoff = _now() - timedelta(seconds=self.start_window)
         if self.last_seen is not None:  # a relist after a gap (410, or a restart)
             cutoff = min(cutoff, self.last_seen - _LATE_WRITE)
+        for item in items:  # every listed pull, even before the cut-off: node evidence
+            self.kube.node_pulls.record(item)
+        self.kube.node_pulls.watched = True
         listed = sorted(((event_time(i), i) for i in items),
                         key=lambda p: p[0] or datetime.min.replace(tzinfo=UTC))
         self._listed_at = _now()
@@ -212,6 +215,7 @@ class EventWatcher(Reflector):
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
         if kind in ("ADDED", "MODIFIED"):
+            self.kube.node_pulls.record(obj)
             self._handle(obj)
         else:  # a deleted (expired) event says nothing new, and no relist will list it again
             self._processed.pop(_event_key(obj)[0], None)

@@ -17,7 +17,13 @@ from dataclasses import replace
 from bot.diagnosis.causes import Cause, Finding
 from bot.diagnosis.facts import RegistryFacts
 from bot.diagnosis.imageref import ImageRef
-from bot.diagnosis.suggest import closest_tags, host_corrections, swapped_paths
+from bot.diagnosis.suggest import (
+    closest_tags,
+    host_corrections,
+    no_close_tag,
+    swapped_paths,
+    why_close,
+)
 from bot.registry.client import RegistryClient
 from bot.registry.model import Outcome, Probe, RegistryCredentials
 
@@ -88,12 +94,20 @@ class RegistryInvestigator:
         if ref.digest:
             return facts  # a digest has no "close" neighbour
         listing = self.client.list_tags(f"{ref.registry}/{repository}", credentials)
-        for tag in closest_tags(ref.effective_tag, listing.tags):
+        candidates = closest_tags(ref.effective_tag, listing.tags)
+        for tag in candidates:
             candidate = _image(ref, ref.registry, repository, tag)
             check = self.client.head_manifest(candidate, credentials, check_repository=False)
             if check.ok:
                 return replace(facts, suggested_image=candidate, suggestion_kind=kind,
-                               digest=check.digest, tags=listing.tags)
+                               digest=check.digest, tags=listing.tags,
+                               probe_summary=f"{facts.probe_summary}; "
+                                             f"{why_close(ref.effective_tag, tag)}")
+        if not candidates and listing.ok and kind is Finding.TAG_SUGGESTION:
+            # nothing is close: say so, with what exists, rather than guess (issue 12)
+            said = no_close_tag(ref.effective_tag, listing.tags)
+            return replace(facts, tags=listing.tags,
+                           probe_summary=f"{facts.probe_summary}; {said}")
         return replace(facts, tags=listing.tags)
 
     def _swapped(self, ref: ImageRef, credentials: RegistryCredentials | None,

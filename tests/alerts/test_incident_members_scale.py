@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +26,6 @@ from bot.alerts.incidents import (
 from bot.diagnosis.model import PodDiagnosis
 from bot.store import MemoryStore, RedisStore
 from tests.alerts.test_incidents import T0, outage
-from tests.support.redis import redis_store
 
 pytestmark = pytest.mark.integration
 
@@ -77,12 +75,6 @@ class QuietNotifier:
 
     def posted(self, incident: Incident, part: str) -> tuple[str, str] | None:
         return None
-
-
-@pytest.fixture
-def store() -> Iterator[RedisStore]:
-    with redis_store() as s:
-        yield s
 
 
 def pods(count: int, deployment: str = "api") -> list[PodDiagnosis]:

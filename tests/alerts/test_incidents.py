@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,7 +22,6 @@ from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import Store
 from tests.diagnosis.kubelet import NOW, event, pod, pull_failure
-from tests.support.redis import redis_store
 
 pytestmark = pytest.mark.integration
 
@@ -86,18 +84,6 @@ class Bot:
 
     def tick(self, at: float) -> None:
         self.manager.tick(now=at)
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with redis_store() as s:
-        yield s
 
 
 def new_bot(slack: SlackStandIn, store: Store, timing: Timing = TIMING,

@@ -54,10 +54,16 @@ def _with(flag: str) -> set[Cause]:
 
 
 def test_the_rows_say_what_the_separate_sets_said() -> None:
-    """The table replaced six sets in five modules; their members, pinned (behaviour kept)."""
-    assert _with("transient") == {Cause.RATE_LIMITED, Cause.NETWORK_UNREACHABLE}
+    """The table replaced six sets in five modules; their members, pinned (behaviour kept),
+    plus the causes issue 12 added (image_incomplete, ip_blocked, node_disk_error,
+    dns_resolver_unreachable, kubelet_pull_throttled)."""
+    assert _with("transient") == {Cause.RATE_LIMITED, Cause.NETWORK_UNREACHABLE,
+                                  Cause.DNS_RESOLVER_UNREACHABLE,
+                                  Cause.KUBELET_PULL_THROTTLED}
     assert _with("shared_scope") == {Cause.RATE_LIMITED, Cause.DNS_FAILURE,
-                                     Cause.NETWORK_UNREACHABLE, Cause.TLS_UNTRUSTED}
+                                     Cause.NETWORK_UNREACHABLE, Cause.TLS_UNTRUSTED,
+                                     Cause.IP_BLOCKED, Cause.DNS_RESOLVER_UNREACHABLE,
+                                     Cause.KUBELET_PULL_THROTTLED}
     assert _with("probe_worthy") == {Cause.TAG_NOT_FOUND, Cause.REPOSITORY_NOT_FOUND,
                                      Cause.AUTH_REQUIRED, Cause.FORBIDDEN, Cause.UNKNOWN,
                                      Cause.DNS_FAILURE}
@@ -67,7 +73,9 @@ def test_the_rows_say_what_the_separate_sets_said() -> None:
     assert _with("node_side") == {Cause.RATE_LIMITED, Cause.NETWORK_UNREACHABLE,
                                   Cause.DNS_FAILURE, Cause.TLS_UNTRUSTED, Cause.DISK_FULL,
                                   Cause.PLATFORM_MISMATCH, Cause.NEVER_PULL,
-                                  Cause.INVALID_IMAGE_NAME}
+                                  Cause.INVALID_IMAGE_NAME, Cause.IP_BLOCKED,
+                                  Cause.NODE_DISK_ERROR, Cause.DNS_RESOLVER_UNREACHABLE,
+                                  Cause.KUBELET_PULL_THROTTLED}
     assert set(Cause) - _with("kubelet_pulls") == {Cause.NEVER_PULL, Cause.INVALID_IMAGE_NAME}
 
 

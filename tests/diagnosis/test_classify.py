@@ -60,6 +60,8 @@ def test_corpus_entry(entry: dict[str, Any]) -> None:
     assert result is not None, "expected a cause, got None"
     assert result.cause is Cause(entry["cause"])
     assert result.ambiguous_denied is bool(entry.get("ambiguous_denied", False))
+    # where the words truly mean more than one cause, every other reading is carried along
+    assert [c.value for c in result.alternatives] == entry.get("alternatives", [])
     # The phrase is quoted to the user as evidence, so it must really come from the text (or be
     # the reason that decided it) and stay short.
     assert result.phrase
@@ -68,7 +70,7 @@ def test_corpus_entry(entry: dict[str, Any]) -> None:
 
 
 def test_corpus_shape() -> None:
-    allowed = {"text", "reason", "cause", "ambiguous_denied", "source"}
+    allowed = {"text", "reason", "cause", "ambiguous_denied", "alternatives", "source"}
     for entry in CORPUS:
         assert set(entry) <= allowed, entry
         assert isinstance(entry["text"], str) and entry["text"]

@@ -8,10 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from bot.diagnosis.causes import Cause, Finding
+from bot.diagnosis.engine import diagnose
+from bot.diagnosis.facts import PodFacts
 from bot.diagnosis.imageref import parse_image
 from bot.registry.client import RegistryClient
 from bot.registry.investigator import RegistryInvestigator
 from bot.registry.model import RegistryCredentials, RegistrySettings
+from tests.diagnosis import kubelet
 from tests.support.registry import DEPLOY_PASSWORD, RegistryServer, push_image
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -56,6 +59,48 @@ def test_version_never_pushed_gets_the_newest_version(
         push_image(registry_plain, unique_repo, tag)
     facts = plain.investigate(parse_image(f"{registry_plain.host}/{unique_repo}:v3"), _anonymous)
     assert facts.suggested_image == f"{registry_plain.host}/{unique_repo}:v2.1"
+
+
+def _containerd_not_found(image: str) -> str:
+    """containerd's words for a tag the registry does not have (kubelet >= 1.26)."""
+    return (f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+            f'failed to resolve reference "{image}": {image}: not found')
+
+
+def test_lookalike_tag_v2_l_means_v2_1_through_the_diagnosis(
+        registry_plain: RegistryServer, plain: RegistryInvestigator, unique_repo: str) -> None:
+    """Issue 12: `v2.l` (a lower-case L) is `v2.1`, not the newest `v2.2` — end to end: the
+    kubelet's events, the real registry's listing and HEAD, the diagnosis and its first fix."""
+    digests = {tag: push_image(registry_plain, unique_repo, tag)
+               for tag in ("v2.0", "v2.1", "v2.2")}
+    image = f"{registry_plain.host}/{unique_repo}:v2.l"
+    facts = PodFacts(pod=kubelet.pod(image),
+                     events=kubelet.pull_failure(image, _containerd_not_found(image)),
+                     now=kubelet.NOW)
+    answers = {image: plain.investigate(parse_image(image), _anonymous)}
+    entry = diagnose(PodFacts(pod=facts.pod, events=facts.events, now=facts.now,
+                              registry=answers)).diagnoses[0]
+    wanted = f"{registry_plain.host}/{unique_repo}:v2.1"
+    assert entry.cause is Cause.TAG_NOT_FOUND
+    assert entry.suggested_image == wanted
+    assert Finding.TAG_SUGGESTION in entry.findings
+    assert wanted in entry.fixes[0].command
+    assert "v2.2" not in entry.fixes[0].command
+    assert entry.evidence[-1].endswith("; v2.1 reads like v2.l (1 typed as l)")
+    assert any(digests["v2.1"] in fix.command for fix in entry.fixes)  # pinned by digest
+    # without the registry's answer the diagnosis does not guess
+    assert diagnose(facts).diagnoses[0].suggested_image is None
+
+
+def test_no_close_tag_is_said_with_the_newest(
+        registry_plain: RegistryServer, plain: RegistryInvestigator, unique_repo: str) -> None:
+    for tag in ("v1.9", "v2.0", "v2.1", "v2.2"):
+        push_image(registry_plain, unique_repo, tag)
+    facts = plain.investigate(parse_image(f"{registry_plain.host}/{unique_repo}:v9"), _anonymous)
+    assert facts.probe_cause is Cause.TAG_NOT_FOUND
+    assert facts.suggested_image is None
+    assert (facts.probe_summary or "").endswith(
+        "; no tag close to v9; the newest are v2.2, v2.1, v2.0 (of 4)")
 
 
 def test_swapped_path_is_found_and_confirmed(registry_plain: RegistryServer,

@@ -9,7 +9,6 @@ against the scenario cluster, the Slack stand-in (real slack_sdk) and real Redis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,6 @@ DATA = Path(__file__).parents[1] / "data" / "audit"
 CHANNEL = "imagepull-alerts"
 CREDENTIAL_CHECKS = {"ecr_token_expired", "pull_secret_missing", "pull_secret_unused",
                      "pull_secret_registry_unused"}
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as stand_in:
-        yield stand_in
 
 
 def cluster(tmp_path: Path, *scenarios: str) -> tuple[SimCluster, KubeClient]:

@@ -6,7 +6,6 @@ workloads from the incident history; a quiet period posts nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,23 +17,10 @@ from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import web_client
 from bot.store import Store
 from tests.alerts.test_incidents import CHANNEL, T0, Bot, bad_tag, new_bot, outage
-from tests.support.redis import redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with redis_store() as s:
-        yield s
 
 
 def digest(bot: Bot, slack: SlackStandIn, at: float) -> Digest:

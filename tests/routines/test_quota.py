@@ -47,12 +47,6 @@ def hub() -> Iterator[DockerHubStub]:
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
 def replicas() -> Iterator[tuple[Store, Store]]:
     with redis_store() as a, redis_store(prefix=a.prefix) as b:
         yield a, b

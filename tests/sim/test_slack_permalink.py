@@ -3,19 +3,11 @@ a root's and a reply's links in Slack's shape, `message_not_found` for an unknow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.sim.slack import SlackStandIn
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
 
 
 def test_permalinks_of_a_root_and_a_reply(slack: SlackStandIn) -> None:

@@ -13,7 +13,6 @@ import json
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -33,12 +32,6 @@ from bot.sim.slack import SlackStandIn
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 ALERTS = "C0ALERTS01"
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture

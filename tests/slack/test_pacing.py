@@ -6,31 +6,17 @@ per-channel posting limit as a token bucket."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import PACE_BURST, SlackNotifier, web_client
 from bot.store import Store
-from tests.support.redis import redis_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 CHANNEL = "imagepull-alerts"
 INTERVAL = 0.4
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with redis_store() as s:
-        yield s
 
 
 def notifier(slack: SlackStandIn, store: Store) -> SlackNotifier:
