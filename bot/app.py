@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 
 from bot.alerts.incidents import IncidentManager, Timing
 from bot.alerts.pipeline import Pipeline
-from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalService
+from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalRequest, ApprovalService
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
@@ -34,6 +34,7 @@ from bot.metrics import Metrics
 from bot.registry.client import RegistryClient, client_from_settings
 from bot.routines import Routine, cron, cron_period, interval
 from bot.routines.audit import AuditDigest
+from bot.routines.cleared import CauseWatch
 from bot.routines.credentials import CredentialsWatch
 from bot.routines.digest import Digest
 from bot.routines.quota import QuotaWatch, quota_reader
@@ -206,7 +207,8 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
         ttl=settings.approval_ttl_seconds,
         require_second_approver=settings.require_second_approver,
         allowed_namespaces=settings.watch_namespaces or None, metrics=metrics,
-        remediation_enabled=settings.remediation_enabled)
+        remediation_enabled=settings.remediation_enabled,
+        on_done=lambda request: _note_retry(manager, request))
     interactive = Interactive(settings=settings, kube=kube, registry=registry,
                               incidents=manager, approvals=approvals, slack=slack)
 
@@ -227,10 +229,19 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     sweeper = PodSweeper(kube, on_signal, namespaces=settings.watch_namespaces or None)
     routines = _routines(settings, store, kube, slack, manager, watched_facts, view)
     routines.append(interval("approval-expiry", approvals.expire_due, EXPIRY_INTERVAL))
+    # an open incident's cause going away (issue 12), seen within one sweep
+    causes = CauseWatch(manager, watched_facts, view, kube=kube, registry=registry)
+    routines.append(interval("cause-watch", causes.run, settings.sweep_interval_seconds))
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view, routines)
     _gauges(runtime)
     return runtime
+
+
+def _note_retry(manager: IncidentManager, request: ApprovalRequest) -> None:
+    """An approved "Retry now" ran: its incident records when (for the time it saved)."""
+    if request.action == "retry" and request.incident_id:
+        manager.retried(request.incident_id)
 
 
 def _routines(settings: Settings, store: Store, kube: KubeClient, slack: WebClient,

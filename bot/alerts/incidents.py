@@ -43,6 +43,7 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 from bot.diagnosis.causes import CAUSES, Cause, Finding
+from bot.diagnosis.cleared import CauseCleared
 from bot.diagnosis.facts import RegistryFacts
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
@@ -167,6 +168,42 @@ def _legacy_suggested_image(entry: ContainerDiagnosis) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Cleared:
+    """The incident's cause went away while it was open (issue 12, Deliver 1): what changed,
+    when the bot saw it, and when the kubelet would pull again on its own (None: it never
+    would, only new pods get the fix; or its schedule is unknown)."""
+
+    at: float
+    change: CauseCleared
+    kubelet_retry_at: float | None
+
+    def to_json(self) -> str:
+        c = self.change
+        return json.dumps({"at": self.at, "kind": c.kind, "namespace": c.namespace,
+                           "secret": c.secret, "account": c.account, "image": c.image,
+                           "registry": c.registry, "node": c.node,
+                           "kubelet_retry_at": self.kubelet_retry_at}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> Cleared | None:
+        """None for a missing or unreadable record (a change is then simply not shown)."""
+        try:
+            data = json.loads(raw) if raw else None
+            if not isinstance(data, dict):
+                return None
+            retry = data.get("kubelet_retry_at")
+            return cls(float(data["at"]),
+                       CauseCleared(str(data["kind"]), str(data.get("namespace", "")),
+                                    str(data.get("secret", "")), str(data.get("account", "")),
+                                    str(data.get("image", "")),
+                                    str(data.get("registry", "")),
+                                    str(data.get("node", ""))),
+                       None if retry is None else float(retry))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
 @dataclass
 class Incident:
     """A snapshot of one incident as stored."""
@@ -199,6 +236,15 @@ class Incident:
     #: workload → most pods seen failing at once, as of the last post (at most
     #: PEAK_WORKLOADS): a resolved incident has no members left, and its history keeps this
     peak: dict[str, int] = field(default_factory=dict)
+    #: the cause went away while the incident was open (first sighting, across replicas)
+    cleared: Cleared | None = None
+    #: when the thread was told so (the "cleared" part)
+    cleared_posted_at: float | None = None
+    #: when an approved "Retry now" ran (the first one)
+    retried_at: float | None = None
+    #: seconds the approved retry saved: the kubelet's own next pull minus the time the pods
+    #: ran (recorded at resolution; None without a retry or when it saved nothing)
+    retry_saved: float | None = None
 
     @property
     def pods(self) -> set[str]:
@@ -265,6 +311,16 @@ def _peak(raw: str | None) -> dict[str, int]:
         return {}
 
 
+def retry_saved(incident: Incident, ran_at: float) -> float | None:
+    """How long an approved "Retry now" saved: the kubelet's own next pull (after the fix)
+    minus when the pods ran (`ran_at`); None without a retry, or when it saved nothing."""
+    cleared = incident.cleared
+    if incident.retried_at is None or cleared is None or cleared.kubelet_retry_at is None:
+        return None
+    saved = cleared.kubelet_retry_at - ran_at
+    return saved if saved > 0 else None
+
+
 def new_incident_id() -> str:
     return f"inc-{uuid.uuid4().hex[:12]}"
 
@@ -287,6 +343,10 @@ class Notifier(Protocol):
     def post_reminder(self, incident: Incident, now: float, part: str) -> None: ...
 
     def post_resolved(self, incident: Incident, part: str) -> None: ...
+
+    def post_cleared(self, incident: Incident, part: str) -> None:
+        """Say in the thread that the cause went away (`incident.cleared`), when the kubelet
+        retries by itself, and offer to retry now."""
 
     def edit_root(self, incident: Incident) -> None:
         """Show the incident as it is now in its posted root (an idempotent edit); NotifyError
@@ -371,6 +431,32 @@ class IncidentManager:
             touched.append(incident_id)
         self._drop_stale_members(result.namespace, result.pod, current)
         return touched
+
+    def cause_cleared(self, incident_id: str, change: CauseCleared,
+                      kubelet_retry_at: float | None, now: float | None = None) -> bool:
+        """Record that the incident's cause went away (the first sighting wins, across
+        replicas: HSETNX); the tick then posts it in the thread. True if recorded now."""
+        now = self.clock() if now is None else now
+        record = Cleared(now, change, kubelet_retry_at)
+        if not self.store.hsetnx(self._k("incident", incident_id), "cleared", record.to_json()):
+            return False
+        log.info("incident %s: its cause went away (%s %s/%s)", incident_id, change.kind,
+                 change.namespace, change.secret)
+        self._changed(incident_id)
+        return True
+
+    def reprobed(self, incident_id: str, probes: int, at: float) -> None:
+        """The registry was asked again about the incident's image (`probes` times so far,
+        the last at `at`): the schedule of the next question (bot/routines/cleared.py). Not a
+        change the tick acts on, so the version stays."""
+        self.store.hset(self._k("incident", incident_id), {"reprobe": f"{probes} {at!r}"})
+
+    def retried(self, incident_id: str, now: float | None = None) -> None:
+        """An approved "Retry now" ran for the incident (the first one counts)."""
+        if not INCIDENT_ID.fullmatch(incident_id):
+            return
+        now = self.clock() if now is None else now
+        self.store.hsetnx(self._k("incident", incident_id), "retried_at", repr(now))
 
     def pod_recovered(self, namespace: str, pod: str) -> None:
         """The pod runs (or is gone): it leaves every incident it was in."""
@@ -483,8 +569,11 @@ class IncidentManager:
     def active_ids(self) -> set[str]:
         return self.store.smembers(self._active_set())
 
-    def load(self, incident_id: str) -> Incident | None:
-        """The stored incident; None when there is none (or the id is not one the bot mints)."""
+    def load(self, incident_id: str, *, members: bool = True) -> Incident | None:
+        """The stored incident; None when there is none (or the id is not one the bot mints).
+        `members` False: the record alone, without its members, recovered and announced ones
+        (empty): one read, whatever the incident's size, for a routine that needs only its
+        diagnosis and state."""
         if not INCIDENT_ID.fullmatch(incident_id):
             return None
         raw = self.store.hgetall(self._k("incident", incident_id))
@@ -494,10 +583,12 @@ class IncidentManager:
         def number(name: str) -> float | None:
             return float(raw[name]) if raw.get(name) else None
 
-        members = {mid: Member.from_json(v) for mid, v in
-                   self.store.hgetall(self._k("incident", incident_id, "members")).items()}
-        recovered = {mid: Member.from_json(v) for mid, v in
-                     self.store.hgetall(self._k("incident", incident_id, "recovered")).items()}
+        def read(part: str) -> dict[str, Member]:
+            if not members:
+                return {}
+            return {mid: Member.from_json(v) for mid, v in
+                    self.store.hgetall(self._k("incident", incident_id, part)).items()}
+
         depth = max((d for d in Depth if raw.get(_diagnosis_field(d))), default=Depth.KUBELET)
         stored = raw.get(_diagnosis_field(depth)) or raw.get("diagnosis") or "{}"
         return Incident(
@@ -507,13 +598,25 @@ class IncidentManager:
             created_at=float(raw.get("created_at") or 0),
             diagnosis=IncidentDiagnosis.from_json({"cause": raw["cause"], **json.loads(stored)}),
             depth=depth, root_depth=Depth(int(raw.get("root_depth") or 0)),
-            members=members, recovered=recovered,
-            announced=self.store.smembers(self._k("incident", incident_id, "announced")),
+            members=read("members"), recovered=read("recovered"),
+            announced=self.store.smembers(self._k("incident", incident_id, "announced"))
+            if members else set(),
             channel=raw.get("channel") or None, thread_ts=raw.get("thread_ts") or None,
             root_posted_at=number("root_posted_at"), last_update_at=number("last_update_at"),
             last_notified_at=number("last_notified_at"), resolved_at=number("resolved_at"),
             updates=int(raw.get("updates") or 0), reminders=int(raw.get("reminders") or 0),
-            version=raw.get("version") or "", peak=_peak(raw.get("peak")))
+            version=raw.get("version") or "", peak=_peak(raw.get("peak")),
+            cleared=Cleared.from_json(raw.get("cleared")),
+            cleared_posted_at=number("cleared_posted_at"), retried_at=number("retried_at"),
+            retry_saved=number("retry_saved"))
+
+    def head(self, incident_id: str, *names: str) -> dict[str, str | None] | None:
+        """A few fields of the incident's record (one HMGET, no members): for a routine that
+        looks at every open incident and needs most of them only to skip them."""
+        if not INCIDENT_ID.fullmatch(incident_id):
+            return None
+        return dict(zip(names, self.store.hmget(self._k("incident", incident_id), *names),
+                        strict=True))
 
     def resolved_since(self, since: float) -> list[ResolvedIncident]:
         """Incidents resolved at or after `since` (at most a week back: RESOLVED_RETENTION),
@@ -584,6 +687,8 @@ class IncidentManager:
             return "resolve"
         if incident.depth > incident.root_depth:
             return "refresh"  # the registry answered after the root went out
+        if incident.cleared is not None and incident.cleared_posted_at is None:
+            return "cleared"  # the cause went away: say so (and offer Retry now) once
         changed = bool(set(incident.members) - incident.announced or incident.recovered)
         if changed and now - (incident.last_update_at or 0) >= t.group_interval:
             return "update"
@@ -648,6 +753,12 @@ class IncidentManager:
                   peak=json.dumps(incident.peak_now(), sort_keys=True))
         self._announce(incident, [m.id for m in new])
 
+    def _do_cleared(self, incident: Incident, now: float) -> None:
+        """The one "cause went away" line in the thread (part `cleared`: once, whichever
+        replica's tick gets the claim)."""
+        self.notifier.post_cleared(incident, "cleared")
+        self._set(incident, cleared_posted_at=now)
+
     def _do_remind(self, incident: Incident, now: float) -> None:
         number = incident.reminders + 1
         self.notifier.post_reminder(incident, now, f"remind:{number}")
@@ -655,8 +766,9 @@ class IncidentManager:
 
     def _do_resolve(self, incident: Incident, now: float) -> None:
         incident.resolved_at = now
+        incident.retry_saved = retry_saved(incident, now)
         self.notifier.post_resolved(incident, "resolved")
-        self._set(incident, state="resolved", resolved_at=now)
+        self._set(incident, state="resolved", resolved_at=now, retry_saved=incident.retry_saved)
         self._record_resolution(incident, now)
         self._retire(incident)
 

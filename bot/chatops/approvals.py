@@ -32,6 +32,7 @@ from bot.kube.remediation import (
     RemediationRefused,
     check_target,
     read_only_refusal,
+    retry_now,
     rollout_restart,
     set_image,
 )
@@ -75,7 +76,7 @@ def new_request_id() -> str:
 @dataclass
 class ApprovalRequest:
     id: str
-    action: str  # "rollout_restart" or "set_image"
+    action: str  # "rollout_restart", "set_image" or "retry"
     namespace: str
     kind: str
     name: str
@@ -102,6 +103,12 @@ class ApprovalRequest:
         if self.action == "set_image":
             return Mrkdwn("set image of container {} in {} (namespace {}) to {}").format(
                 code(self.container), code(self.target), code(self.namespace), code(self.image))
+        if self.action == "retry":
+            how = ("delete (nothing re-creates a bare pod)" if self.kind == "Pod"
+                   else "rollout restart")
+            return Mrkdwn("retry now of {} in namespace {}: {}, so its pods pull at once "
+                          "instead of after the kubelet's back-off").format(
+                code(self.target), code(self.namespace), how)
         return Mrkdwn("rollout restart of {} in namespace {}").format(code(self.target),
                                                                      code(self.namespace))
 
@@ -131,7 +138,8 @@ class ApprovalService:
                  *, ttl: float = 900.0, require_second_approver: bool = False,
                  allowed_namespaces: Sequence[str] | None = None,
                  clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
-                 remediation_enabled: bool = True) -> None:
+                 remediation_enabled: bool = True,
+                 on_done: Callable[[ApprovalRequest], None] | None = None) -> None:
         self.store = store
         self.kube = kube
         self.slack = slack
@@ -144,6 +152,8 @@ class ApprovalService:
         #: False (REMEDIATION_ENABLED=false, the read-only profile): nothing is requested,
         #: nothing is patched, and each refusal names the command to run instead
         self.remediation_enabled = remediation_enabled
+        #: told of every remediation that ran (the incidents record an approved "Retry now")
+        self.on_done = on_done
 
     def _key(self, request_id: str, *parts: str) -> str:
         return self.store.key("approval", request_id, *parts)
@@ -400,7 +410,10 @@ class ApprovalService:
             if not self.remediation_enabled:  # a request from before the switch to read-only
                 raise read_only_refusal(request.action, request.namespace, request.kind,
                                         request.name, request.container, request.image)
-            if request.action == "set_image":
+            if request.action == "retry":
+                result = retry_now(self.kube, request.namespace, request.kind, request.name,
+                                   allowed_namespaces=self.allowed_namespaces)
+            elif request.action == "set_image":
                 result = set_image(self.kube, request.namespace, request.kind, request.name,
                                    request.container, request.image,
                                    allowed_namespaces=self.allowed_namespaces)
@@ -415,6 +428,12 @@ class ApprovalService:
                 sentence(exc), note), request)
         request.result = result.summary
         note = self._record_outcome(request)
+        if self.on_done is not None:
+            try:
+                self.on_done(request)
+            except StoreError as exc:  # it ran: only the incident's note of it is lost
+                log.warning("approval %s: ran, but not noted in its incident: %s",
+                            request.id, exc)
         self._finish(request, "approved", user)
         return Decision(True, Mrkdwn("Done: {}{}").format(sentence(result.summary), note),
                         request)

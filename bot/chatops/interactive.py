@@ -193,7 +193,8 @@ class Interactive:
         return self.incidents.load(incident_id)
 
     def button(self, action: str, incident_id: str, user: str, channel: str) -> Message:
-        """The alert buttons; the button's value is only an incident id."""
+        """The alert buttons (and the thread's Retry now); the button's value is only an
+        incident id."""
         incident = self.incident(incident_id)
         if incident is None:
             return text_message("This alert's incident is no longer in the store.")
@@ -212,6 +213,9 @@ class Interactive:
             if action == "restart":
                 return self.request("rollout_restart", d.namespace, d.workload.kind,
                                     d.workload.name, user, channel, incident=incident)
+            if action == "retry":  # the cause went away: new pods now, not after back-off
+                return self.request("retry", d.namespace, d.workload.kind, d.workload.name,
+                                    user, channel, incident=incident)
             if action == "set_image":
                 if d.suggested_image is None:
                     return text_message("No registry-confirmed image to set.")

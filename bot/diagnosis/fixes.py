@@ -151,10 +151,12 @@ def set_image(ctx: FixContext, new_image: str, title: str) -> Fix:
 
 def remediation_command(action: str, namespace: str, kind: str, name: str,
                         container: str = "", image: str = "") -> str:
-    """The kubectl line a person runs instead of an approved remediation ("rollout_restart"
-    or "set_image"), e.g. when the install is read-only: the same command the bot's PATCH
-    imitates."""
+    """The kubectl line a person runs instead of an approved remediation ("rollout_restart",
+    "set_image", or "retry": a rollout restart, or deleting a bare pod), e.g. when the install
+    is read-only: the same command the bot's PATCH (or DELETE) imitates."""
     ref = f"{kind.lower()}/{name}"
+    if action == "retry" and kind == "Pod":  # a bare pod: nothing but deleting it resets it
+        return _cmd("kubectl", "delete", "pod", args=[name], tail=("-n", namespace))
     if action == "set_image":
         return _cmd("kubectl", "set", "image", args=[ref, f"{container}={image}"],
                     tail=("-n", namespace))

@@ -753,6 +753,19 @@ class KubeClient:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from None
 
+    def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        """DELETE one pod (an approved "Retry now" of a bare pod: bot/kube/remediation.py),
+        with its default grace period; returns what the API server answered."""
+        what = f'pod "{namespace}/{name}"'
+        try:
+            response = self.core.delete_namespaced_pod(name, namespace, _preload_content=False,
+                                                       _request_timeout=REQUEST_TIMEOUT)
+            return dict(json.loads(response.data))
+        except ApiException as exc:
+            raise self._api_error(exc, "delete", what) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unreachable(exc) from None
+
     # -- the audit's inventory (bot/kube/inventory.py) -------------------------------------------
     # Appended for the prevention audit and the credentials watch: paginated lists of the
     # workloads with pod templates, namespaces, and each object projected as its page arrives.

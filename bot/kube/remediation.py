@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from bot.diagnosis.fixes import remediation_command
@@ -49,6 +49,9 @@ _KINDS: Final[dict[str, str]] = {
 _GROUPS: Final = {"Deployment": "apps", "StatefulSet": "apps", "DaemonSet": "apps",
                   "ReplicaSet": "apps", "CronJob": "batch", "Job": "batch", "Pod": ""}
 RESTARTABLE: Final = ("Deployment", "StatefulSet", "DaemonSet")
+#: What "Retry now" acts on (issue 12): a workload's pods are replaced by a rollout restart,
+#: a bare pod (no controller) is deleted.
+RETRYABLE: Final = (*RESTARTABLE, "Pod")
 IMAGE_SETTABLE: Final = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 
 
@@ -74,7 +77,7 @@ def read_only_refusal(action: str, namespace: str, kind: str, name: str,
 class RemediationResult:
     """What an action changed, for the audit trail and the Slack thread."""
 
-    action: str  # "rollout_restart" | "set_image"
+    action: str  # "rollout_restart" | "set_image" | "retry"
     namespace: str
     kind: str  # the Kind: "Deployment", "StatefulSet", "DaemonSet", "CronJob"
     name: str
@@ -113,6 +116,25 @@ def rollout_restart(kube: KubeClient, namespace: str, kind: str, name: str, *,
                 f"restartedAt {stamp})",
         generation=after, previous_image=None, new_image=None,
         note=_rollout_note(after_obj, kind, name, namespace))
+
+
+def retry_now(kube: KubeClient, namespace: str, kind: str, name: str, *,
+              allowed_namespaces: Sequence[str] | None = None,
+              now: dt.datetime | None = None) -> RemediationResult:
+    """"Retry now" after the cause was fixed: new pods pull at once instead of after the
+    kubelet's back-off. A Deployment, StatefulSet or DaemonSet gets a rollout restart (the
+    controller replaces its pods); a bare pod is deleted (``kubectl delete pod``), since
+    nothing else resets its back-off; nothing re-creates it, which the request says."""
+    kind = _target(kube, "retry", namespace, kind, name, allowed_namespaces)
+    if kind == "Pod":
+        kube.delete_pod(namespace, name)
+        return RemediationResult(
+            action="retry", namespace=namespace, kind=kind, name=name,
+            summary=f"pod/{name} deleted (re-create it from its manifest: nothing else does)",
+            generation=None, previous_image=None, new_image=None)
+    result = rollout_restart(kube, namespace, kind, name,
+                             allowed_namespaces=allowed_namespaces, now=now)
+    return replace(result, action="retry")
 
 
 def set_image(kube: KubeClient, namespace: str, kind: str, name: str, container: str,
@@ -182,7 +204,7 @@ def check_target(action: str, namespace: str, kind: str, name: str, *,
     Kind; raises RemediationRefused with the reason. The actions check again, and for a Job or
     a ReplicaSet read its owner to name the object to act on instead."""
     canonical = _validate(namespace, kind, name, allowed_namespaces)
-    if canonical == "Pod":
+    if canonical == "Pod" and action != "retry":
         raise RemediationRefused(_POD_REFUSAL.format(name=name))
     if canonical == "Job":
         raise RemediationRefused(_job_refusal(namespace, name, None))
@@ -219,9 +241,14 @@ def _check_action(action: str, kind: str, name: str) -> str:
     elif action == "set_image":
         if kind not in IMAGE_SETTABLE:
             raise RemediationRefused(f"the bot does not set images on {_ref(kind, name)}")
+    elif action == "retry":
+        if kind not in RETRYABLE:  # CronJob
+            raise RemediationRefused(
+                f"{_ref(kind, name)} cannot be retried by the bot: a CronJob's next run "
+                "starts fresh pods")
     else:
         raise RemediationRefused(f"unknown remediation {action!r}: the bot can "
-                                 "rollout_restart or set_image")
+                                 "rollout_restart, set_image or retry")
     return kind
 
 

@@ -15,10 +15,12 @@ RESTART: Final = "ipb_rollout_restart"
 SET_IMAGE: Final = "ipb_set_image"
 #: The escalation bundle of the incident's pod, posted in the alert's thread.
 BUNDLE: Final = "ipb_bundle"
+#: In the "cause went away" line of a thread (issue 12): retry now, not after the back-off.
+RETRY: Final = "ipb_retry_now"
 #: Approval buttons: the value is an approval request id.
 APPROVE: Final = "ipb_approve"
 DENY: Final = "ipb_deny"
 
 #: alert button action id → the name bot/chatops/interactive.py knows it by
 ALERT_BUTTONS: Final = {QUOTA: "quota", VERIFY_SECRET: "verify_secret", RESTART: "restart",
-                        SET_IMAGE: "set_image", BUNDLE: "bundle"}
+                        SET_IMAGE: "set_image", BUNDLE: "bundle", RETRY: "retry"}

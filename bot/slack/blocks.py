@@ -21,9 +21,16 @@ from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
 from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.bundle import Bundle
 from bot.diagnosis.causes import CAUSES, Cause, Finding
+from bot.diagnosis.cleared import (
+    ACCOUNT_REFERENCES,
+    DISK_PRESSURE_CLEARED,
+    IMAGE_EXISTS,
+    REGISTRY_ANSWERS,
+)
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
 from bot.diagnosis.facts import WorkloadRef
+from bot.diagnosis.fixes import remediation_command
 from bot.diagnosis.model import ContainerDiagnosis, Fix, PodDiagnosis
 from bot.registry.dockerhub import Quota
 from bot.slack import actions
@@ -283,9 +290,100 @@ def reminder_message(incident: Incident, now: float) -> tuple[str, list[Block]]:
 
 def resolved_message(incident: Incident) -> tuple[str, list[Block]]:
     took = duration((incident.resolved_at or time.time()) - incident.created_at)
-    text = M("✅ Resolved after {}: every affected pod now pulls its image (or is gone).").format(
-        took)
+    text = M("✅ Resolved after {}: every affected pod now pulls its image (or is gone).{}"
+             ).format(took, retry_saved_line(incident))
     return message(text, [_mrkdwn(text)])
+
+
+def _retry_target(incident: Incident) -> str | None:
+    """What "Retry now" acts on: "restart" (a Deployment, StatefulSet or DaemonSet), "delete"
+    (a bare pod), or None (a Job or CronJob: no button, the kubelet's retry or the next run)."""
+    kind = incident.diagnosis.workload.kind.lower()
+    if incident.scope_kind != "workload":
+        return None
+    if kind in _RESTARTABLE:
+        return "restart"
+    return "delete" if kind == "pod" else None
+
+
+def retry_saved_line(incident: Incident) -> Mrkdwn:
+    """What the approved Retry now saved, for the resolution line ("" without one)."""
+    cleared = incident.cleared
+    if incident.retried_at is None or cleared is None:
+        return M("")
+    if cleared.kubelet_retry_at is None:
+        if cleared.change.kind == ACCOUNT_REFERENCES:
+            return M(" Retry now gave the pods the service account's pull secret (the old "
+                     "pods would never have had it).")
+        return M("")
+    if incident.retry_saved is None:
+        return M(" Retry now ran; the kubelet's own retry was due at {} anyway.").format(
+            date(cleared.kubelet_retry_at))
+    return M(" Retry now saved {}: the kubelet's own retry was due at {}.").format(
+        duration(incident.retry_saved), date(cleared.kubelet_retry_at))
+
+
+def cleared_message(incident: Incident, *, remediation: bool = True,
+                    now: float | None = None) -> tuple[str, list[Block]]:
+    """The one thread line when the cause went away (issue 12, Deliver 1): what changed,
+    when the kubelet retries by itself (its back-off schedule), and a Retry now button that
+    asks for approval; read-only (`remediation` False): the command to run instead."""
+    cleared = incident.cleared
+    if cleared is None:
+        raise ValueError(f"incident {incident.id} has no cleared cause")
+    now = time.time() if now is None else now
+    change, d = cleared.change, incident.diagnosis
+    if change.kind == ACCOUNT_REFERENCES:
+        what = M("service account {} in {} now references pull secret {}").format(
+            code(change.account), code(change.namespace), code(change.secret))
+        when = M("The failing pods were created before that and never get it (admission adds "
+                 "a service account's pull secrets to new pods only): the kubelet's retries "
+                 "keep failing until the pods are replaced.")
+    else:
+        if change.kind == DISK_PRESSURE_CLEARED:
+            what = M("node {} no longer reports DiskPressure").format(code(change.node))
+        elif change.kind == REGISTRY_ANSWERS:
+            what = M("registry {} resolves and answers the bot again (the nodes' path to it "
+                     "may differ)").format(code(change.registry))
+        elif change.kind == IMAGE_EXISTS:
+            what = M("image {} now exists in its registry").format(
+                code(change.image))
+        else:
+            what = M("pull secret {} now exists in {}").format(code(change.secret),
+                                                              code(change.namespace))
+        if cleared.kubelet_retry_at is None:
+            when = M("The kubelet retries on its own within 5 minutes (its back-off).")
+        else:
+            when = M("The kubelet retries on its own at {} (in {}, its back-off).").format(
+                date(cleared.kubelet_retry_at), duration(cleared.kubelet_retry_at - now))
+    target = _retry_target(incident)
+    ref = d.workload.kubectl_ref
+    if target is None:
+        act = M("")
+    elif not remediation:
+        command = remediation_command("retry", d.namespace, d.workload.kind, d.workload.name)
+        act = M(" To retry now, run {} (this install is read-only).").format(code(command))
+    elif target == "delete":
+        act = M(" *Retry now* deletes {} so it can be re-created and pull at once (nothing "
+                "re-creates a bare pod: re-apply its manifest).").format(code(ref))
+    else:
+        act = M(" *Retry now* restarts {} so its pods pull at once.").format(code(ref))
+    text = M("🔧 The cause is fixed: {}, seen {}. {}{}").format(
+        what, date(cleared.at), when, act)
+    blocks: list[Block] = [_mrkdwn(text)]
+    if remediation and target is not None:
+        verb = "Delete" if target == "delete" else "Restart"
+        blocks.append({"type": "actions", "block_id": f"ipb-retry-{incident.id}", "elements": [{
+            "type": "button", "action_id": actions.RETRY, "value": incident.id,
+            "style": "primary", "text": {"type": "plain_text", "text": "Retry now"},
+            "confirm": {
+                "title": {"type": "plain_text", "text": "Ask for approval?"},
+                "text": {"type": "mrkdwn", "text": cut(M("{} {} in {} now? An approver must "
+                                                         "confirm.").format(
+                    verb, code(ref), code(d.namespace)), 300)},
+                "confirm": {"type": "plain_text", "text": "Request"},
+                "deny": {"type": "plain_text", "text": "Cancel"}}}]})
+    return message(text, blocks)
 
 
 # -- /imagepull answers -------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.alerts.incidents import Incident, Member, NotifyError
 from bot.slack.blocks import (
+    cleared_message,
     reminder_message,
     resolved_message,
     root_message,
@@ -396,6 +397,10 @@ class SlackNotifier:
 
     def post_reminder(self, incident: Incident, now: float, part: str) -> None:
         text, blocks = reminder_message(incident, now)
+        self._thread(incident, part, text, blocks)
+
+    def post_cleared(self, incident: Incident, part: str) -> None:
+        text, blocks = cleared_message(incident, remediation=self.remediation)
         self._thread(incident, part, text, blocks)
 
     def post_resolved(self, incident: Incident, part: str) -> None:

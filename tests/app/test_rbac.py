@@ -17,8 +17,9 @@ The per-profile design:
   secrets, nodes) in the namespaces it watches, verify a pull secret, run the prevention audit
   (cluster-wide or of WATCH_NAMESPACES, and of one namespace), run the event watches,
   the pod view, the fact watches and the sweep, and every remediation on every workload
-  through the approval service (rollout restart, set image, and the refusals that read a
-  ReplicaSet's or Job's owner) — or, read-only, see each refused in words with no PATCH sent.
+  through the approval service (rollout restart, set image, the refusals that read a
+  ReplicaSet's or Job's owner, and "Retry now" of a pod: a DELETE) — or, read-only, see each
+  refused in words with no PATCH sent.
 
 Adding a rule to one role file reaches every profile that includes the role, and this test
 then demands that the code use it; a profile that leaves a role out must configure the bot
@@ -161,6 +162,7 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
             remediated += remediate_everything(kube, settings, scenario.objects)
             if not settings.remediation_enabled:
                 assert sim.requests_matching("PATCH") == []
+                assert sim.requests_matching("DELETE") == []
             used |= set(sim.access_log)
             denied += sim.denied
     capsys.readouterr()
@@ -171,7 +173,7 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
     assert set(denied) <= allowed, f"{profile}: the code needs more than it grants: {denied}"
     unused = all_granted(grant) - used
     assert unused == set(), f"{profile} grants what the code never uses: {unused}"
-    kinds = {"Deployment", "StatefulSet", "DaemonSet", "CronJob", "ReplicaSet", "Job"}
+    kinds = {"Deployment", "StatefulSet", "DaemonSet", "CronJob", "ReplicaSet", "Job", "Pod"}
     assert kinds <= {line.split()[0] for line in remediated}, remediated
     findings = {f for out in outputs for d in out["diagnoses"] for f in d["findings"]}
     assert ("secrets_not_read" in findings) == (not settings.read_secrets)
@@ -202,8 +204,30 @@ def remediate_everything(kube: KubeClient, settings: Settings,
         approvals = ApprovalService(MemoryStore(), kube, slack, Approvers(["U0APPROVER"], slack),
                                     allowed_namespaces=settings.watch_namespaces or None,
                                     remediation_enabled=settings.remediation_enabled)
-        return [line for obj in objects
+        done = [line for obj in objects
                 if (line := _remediate(approvals, settings, obj)) is not None]
+        pods = [obj for obj in objects if obj["kind"] == "Pod" and (
+            not settings.watch_namespaces
+            or obj["metadata"].get("namespace") in settings.watch_namespaces)]
+        if pods:  # after everything else: it deletes the pod
+            done.append(_retry_pod(approvals, settings, pods[0]))
+        return done
+
+
+def _retry_pod(approvals: ApprovalService, settings: Settings, pod: dict[str, Any]) -> str:
+    """"Retry now" of a pod (the bare-pod case of issue 12: a DELETE), asked for and approved;
+    read-only refuses it in words, with the command to run."""
+    namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+    if not settings.remediation_enabled:
+        with pytest.raises(RemediationRefused, match=r"this install is read-only.*"
+                           r"run the command yourself: kubectl delete pod "):
+            approvals.request("retry", namespace, "Pod", name, "U0ASKER", "imagepull-alerts")
+        return f"Pod {namespace}/{name}"
+    request, _ = approvals.request("retry", namespace, "Pod", name, "U0ASKER",
+                                   "imagepull-alerts")
+    decision = approvals.decide(request.id, "U0APPROVER", approve=True)
+    assert decision.ok, decision.message
+    return f"Pod {namespace}/{name}"
 
 
 def _remediate(approvals: ApprovalService, settings: Settings,

@@ -18,6 +18,8 @@ from bot.kube.remediation import (
     RemediationRefused,
     RemediationResult,
     check_target,
+    read_only_refusal,
+    retry_now,
     rollout_restart,
     set_image,
 )
@@ -350,6 +352,45 @@ def test_check_target_is_pure() -> None:
         check_target("rollout_restart", "shop", "replicaset", "web-abc")
     with pytest.raises(RemediationRefused, match="unknown remediation"):
         check_target("scale", "shop", "deployment", "web")
+
+
+# -- retry now (issue 12) -----------------------------------------------------------------------
+def test_retry_now_restarts_a_workload_with_kubectls_patch(
+        web: tuple[SimCluster, KubeClient]) -> None:
+    sim, kube = web
+    result = retry_now(kube, "shop", "Deployment", "web", now=NOW)
+    patch = only_patch(sim)
+    assert patch.path == WEB_PATH and patch.content_type == SMP
+    assert patch.body == {"spec": {"template": {"metadata": {"annotations": {
+        RESTARTED_AT: "2026-11-28T15:00:00Z"}}}}}
+    assert result.action == "retry" and result.summary.startswith("deployment/web restarted")
+    assert sim.requests_matching("DELETE") == []
+
+
+def test_retry_now_deletes_a_bare_pod_and_nothing_else(
+        web: tuple[SimCluster, KubeClient]) -> None:
+    sim, kube = web
+    [pod] = [p["metadata"]["name"] for p in sim.list("Pod", "shop")]
+    result = retry_now(kube, "shop", "Pod", pod)
+    [delete] = sim.requests_matching("DELETE")
+    assert delete.path == f"/api/v1/namespaces/shop/pods/{pod}"
+    assert sim.list("Pod", "shop") == [] and sim.requests_matching("PATCH") == []
+    assert result.action == "retry" and "re-create it" in result.summary
+    with pytest.raises(KubeNotFound):
+        retry_now(kube, "shop", "Pod", pod)
+
+
+def test_retry_now_is_refused_where_it_cannot_help() -> None:
+    assert check_target("retry", "shop", "pod", "web-1") == "Pod"
+    assert check_target("retry", "shop", "ds", "agent") == "DaemonSet"
+    with pytest.raises(RemediationRefused, match="CronJob's next run"):
+        check_target("retry", "shop", "cronjob", "nightly-report")
+    with pytest.raises(RemediationRefused, match="a bare pod is not managed"):
+        check_target("rollout_restart", "shop", "pod", "web-1")  # only retry deletes pods
+    refusal = str(read_only_refusal("retry", "shop", "Pod", "web-1"))
+    assert refusal.endswith("run the command yourself: kubectl delete pod web-1 -n shop")
+    refusal = str(read_only_refusal("retry", "shop", "deployment", "web"))
+    assert refusal.endswith("kubectl rollout restart deployment/web -n shop")
 
 
 # -- API errors ---------------------------------------------------------------------------------

@@ -48,15 +48,18 @@ def routines(env: dict, monkeypatch: pytest.MonkeyPatch, **settings: str) -> dic
 def test_the_watches_are_in_the_runtime_and_each_can_be_turned_off(
         env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     built = routines(env, monkeypatch)
-    always = "approval-expiry"  # requests expire on time whatever else is turned off
-    assert set(built) == {"dockerhub-quota", "digest", always}
+    # requests expire on time, and a fixed cause is noticed, whatever else is turned off
+    always = {"approval-expiry", "cause-watch"}
+    assert set(built) == {"dockerhub-quota", "digest", *always}
+    cause = built["cause-watch"]  # at the sweep's pace: "within one sweep" (issue 12)
+    assert (cause.trigger, cause.period) == ("interval", load_settings().sweep_interval_seconds)
     quota, digest = built["dockerhub-quota"], built["digest"]
     assert (quota.trigger, quota.trigger_args, quota.period) == (
         "interval", {"seconds": 600.0}, 600.0)
     assert digest.trigger == "cron" and digest.period == 24 * 3600
     assert (digest.trigger_args["hour"], digest.trigger_args["minute"]) == ("9", "0")
-    assert set(routines(env, monkeypatch, DIGEST_CRON="")) == {"dockerhub-quota", always}
-    assert set(routines(env, monkeypatch, QUOTA_CHECK_INTERVAL_SECONDS="0")) == {always}
+    assert set(routines(env, monkeypatch, DIGEST_CRON="")) == {"dockerhub-quota", *always}
+    assert set(routines(env, monkeypatch, QUOTA_CHECK_INTERVAL_SECONDS="0")) == always
 
 
 def test_the_scheduler_runs_the_quota_watch(env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
