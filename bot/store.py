@@ -8,6 +8,7 @@ single replica and for `make demo`; it warns that dedup is then per process.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -57,6 +58,10 @@ def _error_code(exc: Exception) -> str:
     return match.group(0) if match else type(exc).__name__
 
 
+#: The prefix of the keys shared by every cluster (see `Store.fleet`).
+FLEET_PREFIX = "ipb-fleet"
+
+
 class Store(ABC):
     """The primitives incidents, approvals and the watcher need; each one is atomic."""
 
@@ -64,6 +69,14 @@ class Store(ABC):
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
+
+    def fleet(self) -> Store:
+        """The same store (one connection, one memory) under `FLEET_PREFIX`: keys every
+        cluster's agent shares (the request bus, presence, shared causes). A cluster's own keys
+        are `ipb:<CLUSTER_NAME>:…`, so no cluster name can reach a fleet key."""
+        view = copy.copy(self)
+        view.prefix = FLEET_PREFIX
+        return view
 
     @abstractmethod
     def get(self, name: str) -> str | None: ...

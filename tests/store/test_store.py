@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bot.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
-from tests.support.redis import REDIS_URL
+from tests.support.redis import REDIS_URL, redis_store
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +146,21 @@ def test_zrem_takes_members_off_a_sorted_set_and_the_last_one_the_key(store: Sto
         assert len(store) == 0
     else:
         assert store.client.exists(index, store.key("never")) == 0
+
+
+@pytest.mark.integration
+def test_the_fleet_view_shares_one_connection_under_a_prefix_no_cluster_reaches() -> None:
+    with redis_store(prefix="ipb:prod-eu") as eu, redis_store(prefix="ipb:prod-us") as us:
+        assert eu.fleet().client is eu.client  # one connection pool, not one more per view
+        eu.fleet().put(eu.fleet().key("presence", "prod-eu"), "alive", ttl=5)
+        assert us.fleet().get(us.fleet().key("presence", "prod-eu")) == "alive"
+        assert eu.get(eu.key("presence", "prod-eu")) is None  # a cluster's keys stay its own
+        assert eu.prefix == "ipb:prod-eu"
+        eu.fleet().delete(eu.fleet().key("presence", "prod-eu"))
+
+
+def test_the_fleet_view_of_a_memory_store_is_the_same_memory() -> None:
+    store = MemoryStore("ipb:dev")
+    store.fleet().put(store.fleet().key("x"), "1")
+    assert store.fleet().get("ipb-fleet:x") == "1"
+    assert store.get("ipb:dev:x") is None
