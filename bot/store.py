@@ -217,12 +217,19 @@ return 1
 class RedisStore(Store):
     """Redis-backed store: safe across replicas and restarts."""
 
-    def __init__(self, url: str, prefix: str = "ipb", socket_timeout: float = 2.0) -> None:
+    def __init__(self, url: str, prefix: str = "ipb", socket_timeout: float = 2.0,
+                 ca_bundle: str | None = None) -> None:
         self.prefix = prefix
+        tls: dict[str, Any] = {}
+        if ca_bundle:  # REDIS_CA_BUNDLE: a rediss:// server signed by a private CA
+            if not url.startswith("rediss://"):
+                raise ValueError("REDIS_CA_BUNDLE is set but REDIS_URL is not rediss:// "
+                                 "(TLS): use rediss://host:port to reach Redis over TLS")
+            tls["ssl_ca_certs"] = ca_bundle
         self.client = redis.Redis.from_url(url, decode_responses=True,
                                            socket_timeout=socket_timeout,
                                            socket_connect_timeout=socket_timeout,
-                                           health_check_interval=30)
+                                           health_check_interval=30, **tls)
         self._auth_logged_at = -3600.0
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
@@ -386,6 +393,22 @@ class RedisStore(Store):
             self._run(self.client.ping)
         except StoreError as exc:
             return str(exc)
+        return self.cluster_mode_problem()
+
+    def cluster_mode_problem(self) -> str | None:
+        """Why this Redis cannot be used when it runs in Redis Cluster mode, else None.
+
+        The bot's atomic scripts touch several keys at once (a claim and its record), which
+        Redis Cluster allows only within one hash slot, and a plain client follows no MOVED
+        redirections: rather than fail a write at a time, the bot refuses to start on it."""
+        try:
+            info = self._run(self.client.info, "cluster")
+        except StoreRefused:  # INFO renamed or disabled (some managed Redis): assume not
+            return None
+        if str(info.get("cluster_enabled", "0")) in ("1", "True"):
+            return ("REDIS_URL points at a Redis Cluster, which the bot does not support (its "
+                    "atomic scripts span several keys); use a standalone Redis, a primary "
+                    "with replicas, or a managed Redis with Cluster mode off")
         return None
 
 
@@ -615,10 +638,11 @@ class _Scores:
         return len(self.scores)
 
 
-def open_store(redis_url: str | None, prefix: str = "ipb") -> Store:
+def open_store(redis_url: str | None, prefix: str = "ipb",
+               ca_bundle: str | None = None) -> Store:
     """RedisStore for a URL; otherwise MemoryStore, saying what that costs."""
     if redis_url:
-        return RedisStore(redis_url, prefix)
+        return RedisStore(redis_url, prefix, ca_bundle=ca_bundle)
     log.warning("REDIS_URL is not set: using an in-process store, so deduplication is per "
                 "process and state is lost on restart; set REDIS_URL for production")
     return MemoryStore(prefix)
