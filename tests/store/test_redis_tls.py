@@ -4,6 +4,7 @@ redis-server speaking only TLS on loopback with a certificate from a private CA
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,8 +73,11 @@ def test_a_ca_bundle_without_tls_is_a_mistake_said_at_start(tls: TlsMaterial) ->
 
 def test_a_redis_cluster_is_refused_at_start_in_words(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # the cluster bus port (by default port + 10000: may not exist)
+        s.bind(("127.0.0.1", 0))
+        bus = str(s.getsockname()[1])
     server = PrivateRedis(tmp_path, args=("--cluster-enabled", "yes", "--cluster-config-file",
-                                          str(tmp_path / "nodes.conf")))
+                                          str(tmp_path / "nodes.conf"), "--cluster-port", bus))
     server.start()
     try:
         store = RedisStore(server.url, "ipb:x")
