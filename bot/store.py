@@ -16,8 +16,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import redis
+import redis.sentinel
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,34 @@ return 1
 """
 
 
+def _sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """The primary Sentinel names, for `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:
+    PORT...]/MASTER[/DB]` (`rediss+sentinel://` for TLS to the primary). redis-py has no URL
+    for Sentinel; this one follows the convention of other clients (one variable, REDIS_URL,
+    as for every other Redis). The password is the primary's; the sentinels are asked without
+    one. Every command asks the sentinels where the primary is after a failover."""
+    scheme, _, rest = url.partition("://")
+    userinfo, _, location = rest.rpartition("@")
+    hosts, _, path = location.partition("/")
+    parts = [unquote(p) for p in path.split("/") if p]
+    if not hosts or not parts:
+        raise ValueError("a Sentinel REDIS_URL is redis+sentinel://:PASSWORD@HOST:PORT,"
+                         "HOST:PORT/MASTER_NAME/DB")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        sentinels.append((name or host.strip(), int(port) if port else 26379))
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    db = int(parts[1]) if len(parts) > 1 else 0
+    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    if scheme.startswith("rediss"):
+        options = {**options, "ssl": True}
+    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options,
+                                       **sentinel_options)
+    return sentinel.master_for(parts[0], db=db, username=unquote(username) or None,
+                               password=unquote(password) or None, **options)
+
+
 class RedisStore(Store):
     """Redis-backed store: safe across replicas and restarts."""
 
@@ -222,14 +252,15 @@ class RedisStore(Store):
         self.prefix = prefix
         tls: dict[str, Any] = {}
         if ca_bundle:  # REDIS_CA_BUNDLE: a rediss:// server signed by a private CA
-            if not url.startswith("rediss://"):
+            if not url.startswith(("rediss://", "rediss+sentinel://")):
                 raise ValueError("REDIS_CA_BUNDLE is set but REDIS_URL is not rediss:// "
                                  "(TLS): use rediss://host:port to reach Redis over TLS")
             tls["ssl_ca_certs"] = ca_bundle
-        self.client = redis.Redis.from_url(url, decode_responses=True,
-                                           socket_timeout=socket_timeout,
-                                           socket_connect_timeout=socket_timeout,
-                                           health_check_interval=30, **tls)
+        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+                                   "socket_connect_timeout": socket_timeout,
+                                   "health_check_interval": 30, **tls}
+        self.client = (_sentinel_client(url, options) if "+sentinel://" in url.split("@")[0]
+                       else redis.Redis.from_url(url, **options))
         self._auth_logged_at = -3600.0
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)

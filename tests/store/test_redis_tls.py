@@ -1,14 +1,17 @@
 """Redis as managed services offer it (issue 13): `rediss://` (TLS) with AUTH, against a real
 redis-server speaking only TLS on loopback with a certificate from a private CA
-(REDIS_CA_BUNDLE), and a Redis Cluster refused at start in words."""
+(REDIS_CA_BUNDLE); Sentinel (`redis+sentinel://`) against a real Sentinel; and a Redis Cluster
+refused at start in words."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from bot.app import build_runtime
 from bot.config import Settings
@@ -17,6 +20,7 @@ from bot.sim.server import SimCluster
 from bot.store import RedisStore, StoreAuthFailed, StoreUnavailable, open_store
 from tests.support.private_redis import PrivateRedis
 from tests.support.tls import TlsMaterial, make_tls_material
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -93,3 +97,38 @@ def test_a_redis_cluster_is_refused_at_start_in_words(
             runtime.stop()
     finally:
         server.stop()
+
+
+def test_sentinel_names_the_primary_and_the_store_works_through_it(tmp_path: Path) -> None:
+    """`redis+sentinel://:PASSWORD@HOST:PORT/MASTER/DB`: a real redis-server as the primary
+    (with AUTH) and a real Sentinel (`redis-server --sentinel`) monitoring it."""
+    primary = PrivateRedis(tmp_path, password="s3cret-pw")
+    primary.start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\n"
+                    f"sentinel monitor primary-one 127.0.0.1 {primary.port} 1\n"
+                    "sentinel auth-pass primary-one s3cret-pw\n")
+    sentinel = subprocess.Popen([primary.binary, str(conf), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"redis+sentinel://:s3cret-pw@127.0.0.1:{port}/primary-one/2"
+        store = RedisStore(url, "ipb:sentinel")
+        wait_for(lambda: store.ping(), 10, "the sentinel to name the primary")
+        assert store.check() is None
+        assert store.set_nx_hset(store.key("claim"), "me", store.key("record"), {"a": "1"})
+        assert store.get(store.key("claim")) == "me"
+        direct = redis.Redis.from_url(primary.url.replace("/0", "/2"), decode_responses=True)
+        assert direct.get("ipb:sentinel:claim") == "me"  # the primary, database 2
+        direct.close()
+        wrong = RedisStore(url.replace("s3cret-pw", "nope"), "ipb:sentinel")
+        with pytest.raises(StoreAuthFailed):
+            wrong.get("k")
+        with pytest.raises(ValueError, match="MASTER_NAME"):
+            RedisStore(f"redis+sentinel://127.0.0.1:{port}", "ipb:x")
+    finally:
+        sentinel.terminate()
+        sentinel.wait(5)
+        primary.stop()
