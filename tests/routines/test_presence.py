@@ -211,3 +211,27 @@ def test_without_redis_there_is_no_heartbeat(env: dict) -> None:
     assert "heartbeat" not in {r.name for r in runtime.routines}
     text, _ = runtime.interactive.run(parse_command("clusters"), "U1", "C1")
     assert "No cluster reports here" in text
+
+
+def test_the_clusters_command_is_parsed_and_in_the_help() -> None:
+    from bot.chatops.commands import HELP, Clusters, CommandError
+
+    assert parse_command("clusters") == Clusters()
+    assert "/imagepull clusters" in HELP
+    with pytest.raises(CommandError, match="usage: `/imagepull clusters`"):
+        parse_command("clusters prod-eu")
+
+
+def test_a_cluster_name_from_redis_cannot_ping_a_channel() -> None:
+    """Anyone who can write to the shared Redis can write a presence: its texts are escaped
+    like every text from a cluster."""
+    from bot.alerts.presence import Presence
+    from bot.slack.blocks import clusters_message
+
+    now = 1_800_000_000.0
+    hostile = Presence(cluster="<!channel> <https://evil|x>", heartbeat_at=now,
+                       version="`1`<!here>", replicas=1, open_incidents=0)
+    text, blocks = clusters_message({hostile.cluster: hostile}, now, 15.0)
+    body = "\n".join(b["text"]["text"] for b in blocks)
+    assert "<!channel>" not in body and "<!here>" not in body and "<https://" not in body
+    assert "&lt;!channel&gt;" in body
