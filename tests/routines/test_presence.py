@@ -232,7 +232,7 @@ def test_a_cluster_name_from_redis_cannot_ping_a_channel() -> None:
     hostile = Presence(cluster="<!channel> <https://evil|x>", heartbeat_at=now,
                        version="`1`<!here>", replicas=1, open_incidents=0)
     text, blocks = clusters_message({hostile.cluster: hostile}, now, 15.0)
-    assert "&lt;!channel&gt;" in text
+    assert text == "1 cluster(s), 0 silent"
     body = "\n".join(b["text"]["text"] for b in blocks)
     assert "<!channel>" not in body and "<!here>" not in body and "<https://" not in body
     assert "&lt;!channel&gt;" in body
