@@ -236,3 +236,41 @@ def test_a_cluster_name_from_redis_cannot_ping_a_channel() -> None:
     body = "\n".join(b["text"]["text"] for b in blocks)
     assert "<!channel>" not in body and "<!here>" not in body and "<https://" not in body
     assert "&lt;!channel&gt;" in body
+
+
+def test_two_clusters_started_under_one_name_are_told_apart_by_their_kube_system_uid(
+        tmp_path: Path, store: RedisStore, names: list[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two scenario clusters (two kube-system namespaces, two uids), both agents configured
+    as one CLUSTER_NAME: the heartbeat reads each cluster's identity and names both."""
+    name = cluster(names, "prod")
+    with SimCluster() as first, SimCluster() as second, SlackStandIn() as slack:
+        uids, runtimes = [], []
+        for i, sim in enumerate((first, second)):
+            namespace = sim.apply({"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": "kube-system"}})
+            uids.append(namespace["metadata"]["uid"])
+            kubeconfig = sim.write_kubeconfig(tmp_path / f"kubeconfig-{i}")
+            for key, value in {"CLUSTER_NAME": name, "SLACK_BOT_TOKEN": slack.token,
+                               "SLACK_API_URL": slack.api_url, "REGISTRY_PROBE": "false",
+                               "QUOTA_CHECK_INTERVAL_SECONDS": "0", "DIGEST_CRON": "",
+                               "AUDIT_CRON": "", "CREDENTIALS_WATCH_SECONDS": "0",
+                               "HEARTBEAT_SECONDS": "0.2"}.items():
+                monkeypatch.setenv(key, value)
+            runtimes.append(build_runtime(load_settings(),
+                                          kube=KubeClient.from_environment(str(kubeconfig)),
+                                          store=store))
+        assert uids[0] != uids[1]
+        try:
+            with caplog.at_level(logging.ERROR, logger="bot.routines.presence"):
+                for runtime in runtimes:
+                    runtime.start(watch=False)
+
+                def named_both() -> bool:
+                    return any(uids[0] in r.getMessage() and uids[1] in r.getMessage()
+                               for r in caplog.records)
+
+                wait_for(named_both, 10, "an error naming both clusters' uids")
+        finally:
+            for runtime in runtimes:
+                runtime.stop()
