@@ -60,8 +60,8 @@ def _error_code(exc: Exception) -> str:
     return match.group(0) if match else type(exc).__name__
 
 
-#: The prefix of the keys shared by every cluster (see `Store.fleet`).
-FLEET_PREFIX = "ipb-fleet"
+#: Added to a store's root prefix for the keys every cluster shares (see `Store.fleet`).
+FLEET_SUFFIX = "-fleet"
 
 
 class Store(ABC):
@@ -73,11 +73,14 @@ class Store(ABC):
         return ":".join((self.prefix, *parts))
 
     def fleet(self) -> Store:
-        """The same store (one connection, one memory) under `FLEET_PREFIX`: keys every
+        """The same store (one connection, one memory) under the fleet prefix: keys every
         cluster's agent shares (the request bus, presence, shared causes). A cluster's own keys
-        are `ipb:<CLUSTER_NAME>:…`, so no cluster name can reach a fleet key."""
+        are `ipb:<CLUSTER_NAME>:…` and the fleet's `ipb-fleet:…`, so no cluster name reaches a
+        fleet key. The fleet prefix is derived from the part before the first colon, so stores
+        under another root (`t-1a2b:prod-eu`, `t-1a2b:prod-us`: a test's) share a fleet of
+        their own and never see a production fleet's keys, or another test's."""
         view = copy.copy(self)
-        view.prefix = FLEET_PREFIX
+        view.prefix = f"{self.prefix.split(':', 1)[0]}{FLEET_SUFFIX}"
         return view
 
     @abstractmethod
