@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from bot.alerts.incidents import IncidentManager, Timing
 from bot.alerts.pipeline import Pipeline
 from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalRequest, ApprovalService
+from bot.chatops.bus import BusConsumer, Dispatch, FleetBus
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
@@ -40,7 +41,7 @@ from bot.routines.digest import Digest
 from bot.routines.quota import QuotaWatch, quota_reader
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
-from bot.store import Store, StoreUnavailable, open_store
+from bot.store import RedisStore, Store, StoreUnavailable, open_store
 from handlers import register
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class Runtime:
     #: the recurring jobs (watches, digests, expiry), each run once per tick across replicas
     routines: list[Routine] = field(default_factory=list)
     scheduler: BackgroundScheduler | None = None
+    #: several clusters (issue 13): routing between agents; None without Redis
+    bus: FleetBus | None = None
+    consumers: list[BusConsumer] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
 
     def sweep(self) -> None:
@@ -109,7 +113,21 @@ class Runtime:
             _logged(self.sweep)()  # first sweep now, not after one interval
         self.started.set()
 
+    def serve_bus(self, dispatch: Dispatch) -> None:
+        """Join this cluster's consumer group: requests other agents routed here run through
+        `dispatch` (the Bolt app), after bot.chatops.bus has verified Slack's signature."""
+        if self.bus is None or self.consumers:
+            return
+        signing = self.settings.slack_signing_secret
+        consumer = BusConsumer(self.bus, consumer=self.manager.owner, dispatch=dispatch,
+                               signing_secret=signing.get_secret_value() if signing else None,
+                               claim_idle=self.settings.bus_claim_idle_seconds)
+        consumer.start()
+        self.consumers.append(consumer)
+
     def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for watcher in self.watchers:
@@ -232,8 +250,13 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     # an open incident's cause going away (issue 12), seen within one sweep
     causes = CauseWatch(manager, watched_facts, view, kube=kube, registry=registry)
     routines.append(interval("cause-watch", causes.run, settings.sweep_interval_seconds))
+    fleet = store.fleet()
+    bus = (FleetBus(fleet, cluster=settings.cluster_name,
+                    channel_clusters=settings.channel_clusters,
+                    silent_after=settings.bus_silent_after_seconds)
+           if isinstance(fleet, RedisStore) else None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
-                      approvals, interactive, watchers, sweeper, view, routines)
+                      approvals, interactive, watchers, sweeper, view, routines, bus=bus)
     _gauges(runtime)
     return runtime
 
