@@ -29,7 +29,9 @@ def register(app: App, interactive: Interactive) -> None:
         try:
             cluster, text = split_cluster(str(command.get("text") or ""))
             if cluster is not None and cluster != own:
-                ack(text=Mrkdwn("⚠️ This agent watches {}, not {}; nothing was run.").format(
+                ack(text=Mrkdwn("⚠️ This agent watches {}, not {}, and cannot forward the "
+                                "request (only requests Slack sent over HTTP to an agent with "
+                                "REDIS_URL cross to other clusters); nothing was run.").format(
                     code(own), code(cluster)))
                 return
             parsed = parse_command(text)
