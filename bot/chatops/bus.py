@@ -176,8 +176,8 @@ class FleetBus:
         if not words or words[0].lower() in ("help", "-h", "--help"):
             return self.cluster, None
         known = sorted(self.clusters())
-        if known == [self.cluster]:
-            return self.cluster, None
+        if all(c == self.cluster or self.silent_for(c) is not None for c in known):
+            return self.cluster, None  # no other cluster reports: this one is meant
         verb = words[0]
         return None, str(Mrkdwn("⚠️ Several clusters answer here: {}. Say which, e.g. {} or "
                                 "`--cluster NAME`.").format(
