@@ -122,14 +122,15 @@ class FleetBus:
     # -- routing ------------------------------------------------------------------------------
     def route(self, admitted: Admitted, *, timestamp: str, signature: str,
               content_type: str) -> Route:
-        """Where a signed request runs. Redis errors answer in words (nothing was sent)."""
+        """Where a signed request runs. Without the store nothing can be routed: the request
+        runs here, where the listeners answer a store outage in their usual words and refuse a
+        command that names another cluster (handlers/commands.py)."""
         try:
             return self._route(admitted, timestamp, signature, content_type)
         except redis.exceptions.RedisError as exc:
-            log.warning("bus: could not route (%s); answered in words", type(exc).__name__)
-            return Route("refused", "", _ack_text(
-                "⚠️ The bot's state store is unreachable, so the request could not be routed "
-                "to its cluster; nothing was sent. Try again in a minute."))
+            log.warning("bus: could not route (%s); the request runs here",
+                        type(exc).__name__)
+            return Route("local", self.cluster)
 
     def _route(self, admitted: Admitted, timestamp: str, signature: str,
                content_type: str) -> Route:
