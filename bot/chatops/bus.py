@@ -176,9 +176,11 @@ class FleetBus:
         words = str(payload.get("text") or "").split()
         if not words or words[0].lower() in ("help", "-h", "--help"):
             return self.cluster, None
-        known = sorted(self.clusters())
-        if all(c == self.cluster or self.silent_for(c) is not None for c in known):
+        reporting = sorted(c for c in self.clusters()
+                           if c == self.cluster or self.silent_for(c) is None)
+        if reporting == [self.cluster]:
             return self.cluster, None  # no other cluster reports: this one is meant
+        known = reporting
         verb = words[0]
         return None, str(Mrkdwn("⚠️ Several clusters answer here: {}. Say which, e.g. {} or "
                                 "`--cluster NAME`.").format(
