@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from bot.alerts.incidents import IncidentManager, Timing
 from bot.alerts.pipeline import Pipeline
 from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalRequest, ApprovalService
+from bot.chatops.bus import BusConsumer, Dispatch, FleetBus
 from bot.chatops.interactive import Interactive
 from bot.config import Settings
 from bot.kube.client import KubeClient
@@ -69,6 +70,9 @@ class Runtime:
     #: the recurring jobs (watches, digests, expiry), each run once per tick across replicas
     routines: list[Routine] = field(default_factory=list)
     scheduler: BackgroundScheduler | None = None
+    #: several clusters (issue 13): routing between agents; None without Redis
+    bus: FleetBus | None = None
+    consumers: list[BusConsumer] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
 
     def sweep(self) -> None:
@@ -124,7 +128,21 @@ class Runtime:
         if problem:
             raise RuntimeError(problem)
 
+    def serve_bus(self, dispatch: Dispatch) -> None:
+        """Join this cluster's consumer group: requests other agents routed here run through
+        `dispatch` (the Bolt app), after bot.chatops.bus has verified Slack's signature."""
+        if self.bus is None or self.consumers:
+            return
+        signing = self.settings.slack_signing_secret
+        consumer = BusConsumer(self.bus, consumer=self.manager.owner, dispatch=dispatch,
+                               signing_secret=signing.get_secret_value() if signing else None,
+                               claim_idle=self.settings.bus_claim_idle_seconds)
+        consumer.start()
+        self.consumers.append(consumer)
+
     def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for watcher in self.watchers:
@@ -250,8 +268,13 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     routines.append(interval("cause-watch", causes.run, settings.sweep_interval_seconds))
     if settings.heartbeat_seconds > 0 and not isinstance(store, MemoryStore):
         routines.append(_heartbeat(settings, store, kube, manager, watchers))
+    fleet = store.fleet()
+    bus = (FleetBus(fleet, cluster=settings.cluster_name,
+                    channel_clusters=settings.channel_clusters,
+                    silent_after=settings.bus_silent_after_seconds)
+           if isinstance(fleet, RedisStore) else None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
-                      approvals, interactive, watchers, sweeper, view, routines)
+                      approvals, interactive, watchers, sweeper, view, routines, bus=bus)
     _gauges(runtime)
     return runtime
 

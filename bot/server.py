@@ -28,6 +28,7 @@ from waitress import wasyncore
 from waitress.server import MultiSocketServer, create_server
 
 from bot.app import Runtime
+from bot.chatops.bus import Dispatch, FleetBus
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.inbound import (
     MAX_BODY_BYTES,
@@ -68,9 +69,12 @@ _REASONS = {400: "400 Bad Request", 401: "401 Unauthorized", 413: "413 Payload T
 class SlackEndpoint:
     """`POST /slack/events`: the gate, then Bolt; a refusal is one log line and a short body."""
 
-    def __init__(self, bolt: App, signing_secret: str | None, max_body: int) -> None:
+    def __init__(self, bolt: App, signing_secret: str | None, max_body: int,
+                 bus: FleetBus | None = None) -> None:
         self.bolt = bolt
         self.gate = SlackGate(signing_secret, max_body)
+        #: several clusters: a request for another cluster's agent goes there (issue 13)
+        self.bus = bus
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
@@ -90,6 +94,13 @@ class SlackEndpoint:
                          f'{{"error": "{refused.error}"}}'.encode())
         except AnsweredAlready:
             return _json(start_response, "200 OK", b"")
+        if self.bus is not None:
+            route = self.bus.route(
+                admitted, timestamp=environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or "",
+                signature=environ.get("HTTP_X_SLACK_SIGNATURE") or "",
+                content_type=environ.get("CONTENT_TYPE") or "")
+            if route.kind != "local":
+                return _json(start_response, "200 OK", route.body.encode())
         return self._dispatch(environ, admitted, start_response)
 
     def _dispatch(self, environ: dict[str, Any], admitted: Admitted,
@@ -131,9 +142,22 @@ def ops_app(runtime: Runtime) -> WsgiApp:
     return application
 
 
+def bolt_dispatch(bolt: App) -> Dispatch:
+    """Run a request another agent routed here through this agent's Bolt app (Bolt verifies
+    the signature again; its listeners apply this agent's own rules)."""
+
+    def dispatch(body: str, headers: dict[str, str]) -> tuple[int, str]:
+        response = bolt.dispatch(BoltRequest(body=body, headers=dict(headers.items())))
+        return response.status, response.body
+
+    return dispatch
+
+
 def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> WsgiApp:
     signing = runtime.settings.slack_signing_secret
-    slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body)
+    slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body,
+                          bus=runtime.bus)
+    runtime.serve_bus(bolt_dispatch(bolt))
     ops = ops_app(runtime)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

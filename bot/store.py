@@ -72,6 +72,13 @@ class Store(ABC):
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
+    def of_cluster(self, cluster: str) -> Store:
+        """The same store under another cluster's prefix (`<root>:<cluster>`): what the bus
+        reads to find which cluster holds a button's incident. Works from a fleet view too."""
+        view = copy.copy(self)
+        view.prefix = f"{self.prefix.split(':', 1)[0].removesuffix(FLEET_SUFFIX)}:{cluster}"
+        return view
+
     def fleet(self) -> Store:
         """The same store (one connection, one memory) under the fleet prefix: keys every
         cluster's agent shares (the request bus, presence, shared causes). A cluster's own keys
@@ -79,8 +86,11 @@ class Store(ABC):
         fleet key. The fleet prefix is derived from the part before the first colon, so stores
         under another root (`t-1a2b:prod-eu`, `t-1a2b:prod-us`: a test's) share a fleet of
         their own and never see a production fleet's keys, or another test's."""
+        root = self.prefix.split(":", 1)[0]
+        if root.endswith(FLEET_SUFFIX):  # already a fleet view: the same fleet
+            return self
         view = copy.copy(self)
-        view.prefix = f"{self.prefix.split(':', 1)[0]}{FLEET_SUFFIX}"
+        view.prefix = f"{root}{FLEET_SUFFIX}"
         return view
 
     @abstractmethod

@@ -13,6 +13,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.chatops.commands import HELP, CommandError, Help, parse_command
 from bot.chatops.interactive import Interactive
+from bot.chatops.routing import ClusterNameError, split_cluster
 from bot.slack.text import Mrkdwn, code, sentence
 from handlers.guard import answers_failures
 
@@ -24,9 +25,17 @@ def register(app: App, interactive: Interactive) -> None:
         if not interactive.allowed_channel(str(command.get("channel_id"))):
             ack(text=Mrkdwn("`/imagepull` is not enabled in this channel (COMMAND_CHANNELS)."))
             return
+        own = interactive.settings.cluster_name
         try:
-            parsed = parse_command(str(command.get("text") or ""))
-        except CommandError as exc:
+            cluster, text = split_cluster(str(command.get("text") or ""))
+            if cluster is not None and cluster != own:
+                ack(text=Mrkdwn("⚠️ This agent watches {}, not {}, and cannot forward the "
+                                "request (only requests Slack sent over HTTP to an agent with "
+                                "REDIS_URL cross to other clusters); nothing was run.").format(
+                    code(own), code(cluster)))
+                return
+            parsed = parse_command(text)
+        except (CommandError, ClusterNameError) as exc:
             ack(text=Mrkdwn("⚠️ {}\n\n{}").format(sentence(exc), Mrkdwn(HELP)))
             return
         if isinstance(parsed, Help):

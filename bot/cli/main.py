@@ -427,7 +427,7 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     from slack_sdk.errors import SlackApiError
 
     from bot.app import build_bolt_app, build_runtime
-    from bot.server import make_ops_server
+    from bot.server import bolt_dispatch, make_ops_server
     from bot.slack.socket_mode import SocketModeHandler
 
     _require(settings, "socket")
@@ -441,6 +441,9 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     try:
         ops_thread.start()
         runtime.start()
+        # requests other clusters' HTTP agents route here (verified with SLACK_SIGNING_SECRET;
+        # without it every bus entry is refused): Socket Mode's own requests never cross
+        runtime.serve_bus(bolt_dispatch(bolt))
         try:
             handler.client.connect_to_new_endpoint()
         except SlackApiError as exc:

@@ -177,3 +177,17 @@ def test_stores_under_another_root_share_a_fleet_of_their_own() -> None:
         assert production.prefix == "ipb-fleet"
         assert production.get(production.key("presence", "prod-eu")) is None  # not a test's
         assert a.fleet().prefix == f"{root}-fleet"
+
+
+def test_the_fleet_of_a_fleet_view_is_the_same_fleet() -> None:
+    fleet = MemoryStore("ipb:dev").fleet()
+    assert fleet.fleet() is fleet
+    assert fleet.prefix == "ipb-fleet"
+
+
+def test_another_clusters_view_shares_the_root() -> None:
+    store = MemoryStore("ipb:prod-eu")
+    assert store.of_cluster("prod-us").prefix == "ipb:prod-us"
+    assert store.fleet().of_cluster("prod-us").prefix == "ipb:prod-us"
+    store.of_cluster("prod-us").put("ipb:prod-us:incident:x", "1")
+    assert MemoryStore.get(store, "ipb:prod-us:incident:x") == "1"  # one memory

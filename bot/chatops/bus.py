@@ -1,0 +1,378 @@
+"""The request bus between clusters (issue 13): one Slack app, one agent per cluster.
+
+Slack hands a request to one endpoint, whichever cluster's agent that is. The receiving agent
+`route`s it: a request for its own cluster runs here as before (no hop); one for another
+cluster is appended to that cluster's Redis Stream (`ipb-fleet:bus:<cluster>`), whose consumer
+group `agents` is joined by that cluster's replicas (`BusConsumer`).
+
+What crosses: the original raw body and Slack's `X-Slack-Signature` / `X-Slack-Request-
+Timestamp`, nothing else that is believed. The executing agent verifies Slack's signature with
+its own signing secret, refuses what is older than Slack's 5-minute window (telling the person
+through the response_url, which lives 30 minutes), and hands the body to its own Bolt app, so
+its own APPROVERS, COMMAND_CHANNELS and REMEDIATION_ENABLED decide. An entry anyone else wrote
+to Redis is therefore not a command: without a valid signature it is logged and acknowledged
+(so it is not retried forever) and changes nothing. Only requests received over HTTP carry a
+Slack signature, so only they cross; Socket Mode requests run where they arrive.
+
+Exactly once: each request's id (a hash of its signature, unique per body and timestamp) is
+claimed with SET NX before it runs, and the entry is acknowledged after; a redelivery (a
+replica died after reading: XAUTOCLAIM hands its pending entries to a live replica after
+`claim_idle` seconds) finds the claim and only acknowledges. A replica dying between the claim
+and the effect loses that one request (at most once) rather than running it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+
+from bot.alerts.incidents import INCIDENT_ID
+from bot.alerts.presence import cluster_presence, read_presence
+from bot.chatops.approvals import REQUEST_ID
+from bot.chatops.routing import ClusterNameError, split_cluster
+from bot.slack.inbound import Admitted, response_url_of
+from bot.slack.text import Mrkdwn, code, sentence
+from bot.store import RedisStore
+
+log = logging.getLogger(__name__)
+
+GROUP = "agents"
+#: Slack's own replay window: a request older than this is not executed
+SLACK_WINDOW = 300.0
+#: a response_url takes answers for 30 minutes
+RESPONSE_URL_LIFETIME = 1800.0
+#: a target whose heartbeat is older than this is silent (about three heartbeat intervals)
+SILENT_AFTER = 90.0
+#: a stream keeps about this many entries (XADD MAXLEN ~)
+STREAM_MAXLEN = 10_000
+#: a request id stays claimed this long (longer than any redelivery)
+DONE_TTL = 3600.0
+
+#: (raw body, headers) -> (HTTP status, body): the executing agent's Bolt app
+Dispatch = Callable[[str, dict[str, str]], tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the receiving agent does with a request: run it (`local`), or answer Slack with
+    `body` (the request was `sent` to `cluster`'s stream, or it is `refused` in words)."""
+
+    kind: Literal["local", "sent", "refused"]
+    cluster: str
+    body: str = ""
+
+
+def _ack_text(text: str) -> str:
+    return json.dumps({"response_type": "ephemeral", "text": text})
+
+
+def _ago(seconds: float) -> str:
+    return f"{int(seconds)} s" if seconds < 120 else f"{int(seconds // 60)} min"
+
+
+class FleetBus:
+    """Routing (receiving side) and the stream names; `BusConsumer` is the executing side.
+
+    `fleet` is the store's fleet view (`Store.fleet()`, a RedisStore: streams need Redis)."""
+
+    def __init__(self, fleet: RedisStore, *, cluster: str, channel_clusters: Mapping[str, str],
+                 silent_after: float = SILENT_AFTER, clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.fleet = fleet
+        self.client: redis.Redis = fleet.client
+        self.cluster = cluster
+        self.channel_clusters = {k.lower(): v for k, v in channel_clusters.items()}
+        self.silent_after = silent_after
+        self.clock = clock
+
+    # -- keys ---------------------------------------------------------------------------------
+    def stream(self, cluster: str) -> str:
+        return self.fleet.key("bus", cluster)
+
+    def done_key(self, cluster: str, request_id: str) -> str:
+        return self.fleet.key("bus-done", cluster, request_id)
+
+    # -- presence (bot/routines/presence.py beats, bot/alerts/presence.py reads) ---------------
+    def clusters(self) -> set[str]:
+        """Every cluster that has reported this week or a channel names, and this one."""
+        return (set(cluster_presence(self.fleet)) | set(self.channel_clusters.values())
+                | {self.cluster})
+
+    def silent_for(self, cluster: str) -> float | None:
+        """Seconds since `cluster`'s last heartbeat when that is longer than `silent_after`;
+        inf when it never reported (or not for an hour); None while it reports."""
+        age = read_presence(self.fleet, cluster).silent_for(self.clock())
+        return age if age > self.silent_after else None
+
+    # -- routing ------------------------------------------------------------------------------
+    def route(self, admitted: Admitted, *, timestamp: str, signature: str,
+              content_type: str) -> Route:
+        """Where a signed request runs. Without the store nothing can be routed: the request
+        runs here, where the listeners answer a store outage in their usual words and refuse a
+        command that names another cluster (handlers/commands.py)."""
+        try:
+            return self._route(admitted, timestamp, signature, content_type)
+        except redis.exceptions.RedisError as exc:
+            log.warning("bus: could not route (%s); the request runs here",
+                        type(exc).__name__)
+            return Route("local", self.cluster)
+
+    def _route(self, admitted: Admitted, timestamp: str, signature: str,
+               content_type: str) -> Route:
+        payload = admitted.payload
+        if "command" in payload:
+            target, refusal = self._command_target(payload)
+            if refusal is not None:
+                return Route("refused", "", _ack_text(refusal))
+        elif payload.get("type") == "block_actions":
+            target = self._button_target(payload)
+        else:
+            return Route("local", self.cluster)  # events: mentions are answered where they land
+        if target is None or target == self.cluster:
+            return Route("local", self.cluster)
+        silent = self.silent_for(target)
+        if silent is not None:
+            said = (Mrkdwn("{} has never reported; nothing was sent.").format(code(target))
+                    if silent == float("inf") else
+                    Mrkdwn("{} has not reported for {}; nothing was sent.").format(
+                        code(target), _ago(silent)))
+            log.info("bus: %s is silent; request not sent", target)
+            if "command" not in payload:
+                _tell(response_url_of(payload), "⚠️ " + said)
+                return Route("refused", target, "")
+            return Route("refused", target, _ack_text("⚠️ " + said))
+        self.send(target, admitted.body, timestamp=timestamp, signature=signature,
+                  content_type=content_type)
+        if "command" in payload:
+            return Route("sent", target, _ack_text(Mrkdwn(
+                "➡️ Sent to {}'s agent; it answers here.").format(code(target))))
+        return Route("sent", target, "")
+
+    def _command_target(self, payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        try:
+            named, _ = split_cluster(str(payload.get("text") or ""))
+        except ClusterNameError as exc:
+            return None, "⚠️ " + sentence(exc)
+        if named is not None:
+            return named, None
+        by_channel = self.channel_clusters.get(str(payload.get("channel_id") or "").lower())
+        if by_channel is not None:
+            return by_channel, None
+        words = str(payload.get("text") or "").split()
+        if not words or words[0].lower() in ("help", "-h", "--help"):
+            return self.cluster, None
+        reporting = sorted(c for c in self.clusters()
+                           if c == self.cluster or self.silent_for(c) is None)
+        if reporting == [self.cluster]:
+            return self.cluster, None  # no other cluster reports: this one is meant
+        known = reporting
+        verb = words[0]
+        return None, str(Mrkdwn("⚠️ Several clusters answer here: {}. Say which, e.g. {} or "
+                                "`--cluster NAME`.").format(
+            ", ".join(known), code(f"/imagepull {verb} {known[0]}/NAMESPACE/POD")))
+
+    def _button_target(self, payload: Mapping[str, Any]) -> str | None:
+        """The cluster whose store holds the button's incident or approval request (the ids
+        are the bot's own formats; a value that is neither runs here and is refused there)."""
+        actions = payload.get("actions")
+        value = actions[0].get("value") if isinstance(actions, list) and actions and \
+            isinstance(actions[0], dict) else None
+        if not isinstance(value, str):
+            return None
+        kind = ("incident" if INCIDENT_ID.fullmatch(value) else
+                "approval" if REQUEST_ID.fullmatch(value) else None)
+        if kind is None:
+            return None
+        candidates = [self.cluster, *sorted(self.clusters() - {self.cluster})]
+        for cluster in candidates:
+            store = self.fleet.of_cluster(cluster)
+            if store.hmget(store.key(kind, value), "id")[0] is not None:
+                return cluster
+        return None
+
+    def send(self, cluster: str, body: bytes, *, timestamp: str, signature: str,
+             content_type: str) -> str:
+        """Append the signed request to `cluster`'s stream; the entry id."""
+        entry = {"body": body.decode("utf-8"), "timestamp": timestamp, "signature": signature,
+                 "content_type": content_type, "from": self.cluster,
+                 "sent_at": repr(self.clock())}
+        entry_id = self.client.xadd(self.stream(cluster), entry,  # type: ignore[arg-type]
+                                    maxlen=STREAM_MAXLEN, approximate=True)
+        log.info("bus: request sent to %s (%s)", cluster, entry_id)
+        return str(entry_id)
+
+
+def _tell(url: str | None, text: str) -> None:
+    """An ephemeral note through a response_url (a courtesy: failures are logged only)."""
+    if url is None:
+        return
+    try:
+        WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral",
+                                           replace_original=False)
+    except Exception as exc:
+        log.warning("bus: could not answer through response_url: %s", type(exc).__name__)
+
+
+class _At(Clock):
+    """The verifier's clock set to the request's own timestamp: checks the HMAC alone (the
+    age is judged separately, so a stale but genuine request can still be told it was late)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def now(self) -> float:
+        return float(self.at)
+
+
+class BusConsumer:
+    """One replica's member of its cluster's consumer group: read, verify, claim, run, ack."""
+
+    def __init__(self, bus: FleetBus, *, signing_secret: str | None, consumer: str,
+                 dispatch: Dispatch, claim_idle: float = 30.0, block: float = 1.0) -> None:
+        self.bus = bus
+        self.client = bus.client
+        self.signing_secret = signing_secret
+        self.consumer = consumer
+        self.dispatch = dispatch
+        self.claim_idle = claim_idle
+        self.block = block
+        self.stream = bus.stream(bus.cluster)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._group_ready = False
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def poll(self) -> int:
+        """One round: claim a dead replica's pending entries, then read new ones (blocking up
+        to `block` s). Returns how many entries were handled."""
+        self._ensure_group()
+        handled = 0
+        claimed: Any = self.client.xautoclaim(self.stream, GROUP, self.consumer,
+                                              min_idle_time=int(self.claim_idle * 1000),
+                                              count=10)
+        for entry_id, fields in claimed[1] if len(claimed) > 1 else []:
+            if fields:  # a trimmed entry comes back empty
+                log.info("bus: took over pending entry %s", entry_id)
+                self.handle(entry_id, fields)
+                handled += 1
+        read: Any = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=10,
+                                      block=max(1, int(self.block * 1000)))
+        for _stream, entries in read or []:
+            for entry_id, fields in entries:
+                self.handle(entry_id, fields)
+                handled += 1
+        return handled
+
+    def handle(self, entry_id: str, fields: Mapping[str, str]) -> None:
+        """Run one entry at most once, then acknowledge it (whatever became of it)."""
+        try:
+            self._handle(entry_id, fields)
+        finally:
+            self.client.xack(self.stream, GROUP, entry_id)
+
+    def _handle(self, entry_id: str, fields: Mapping[str, str]) -> None:
+        body = fields.get("body", "")
+        timestamp = fields.get("timestamp", "")
+        signature = fields.get("signature", "")
+        origin = fields.get("from", "?")[:64]
+        if not self._authentic(body, timestamp, signature):
+            log.warning("bus: entry %s (from %r) refused: no valid Slack signature; nothing "
+                        "was done", entry_id, origin)
+            return
+        payload = _payload(body, fields.get("content_type", ""))
+        age = self.bus.clock() - int(timestamp)
+        if age > SLACK_WINDOW:
+            log.warning("bus: entry %s dropped: the request is %d s old (Slack's window is "
+                        "%d s)", entry_id, age, SLACK_WINDOW)
+            if age < RESPONSE_URL_LIFETIME:
+                _tell(response_url_of(payload), str(Mrkdwn(
+                    "⌛ This request waited {} for {}'s agent, longer than Slack's 5-minute "
+                    "window, so nothing was done. Send it again if it is still needed.").format(
+                    _ago(age), code(self.bus.cluster))))
+            return
+        request_id = hashlib.sha256(signature.encode()).hexdigest()[:32]
+        if not self.bus.client.set(self.bus.done_key(self.bus.cluster, request_id), entry_id,
+                                   nx=True, px=int(DONE_TTL * 1000)):
+            log.info("bus: entry %s already handled (request %s)", entry_id, request_id)
+            return
+        status, answer = self.dispatch(body, {
+            "content-type": fields.get("content_type", ""),
+            "x-slack-request-timestamp": timestamp, "x-slack-signature": signature})
+        log.info("bus: entry %s from %s ran here (HTTP %d)", entry_id, origin, status)
+        if "command" in payload and answer:
+            _forward_ack(response_url_of(payload), answer)
+
+    def _authentic(self, body: str, timestamp: str, signature: str) -> bool:
+        if not self.signing_secret or not timestamp.isdigit() or len(timestamp) > 15:
+            return False
+        verifier = SignatureVerifier(self.signing_secret, clock=_At(int(timestamp)))
+        try:
+            return verifier.is_valid(body, timestamp, signature)
+        except (UnicodeDecodeError, ValueError):
+            return False
+
+    # -- the thread -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bus-consumer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                self.poll()
+                failing = False
+            except redis.exceptions.RedisError as exc:
+                if not failing:
+                    log.warning("bus: waiting for the store: %s", type(exc).__name__)
+                failing = True
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("bus: consumer round failed")
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.block + 3)
+
+
+def _payload(body: str, content_type: str) -> dict[str, Any]:
+    """The parsed body (for its response_url); {} when it does not parse."""
+    try:
+        parsed = parse_body(body, content_type.split(";", 1)[0].strip().lower())
+    except Exception:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _forward_ack(url: str | None, answer: str) -> None:
+    """A slash command's ack text goes to Slack in the HTTP answer; here the HTTP answer went
+    to the receiving agent long ago, so the executing agent posts it to the response_url."""
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        data = {"text": answer}
+    text = data.get("text") if isinstance(data, dict) else None
+    if isinstance(text, str) and text:
+        _tell(url, text)

@@ -1,0 +1,148 @@
+"""Several clusters for tests (issue 13): scenario clusters, one real Redis, one Slack stand-in,
+and each cluster's agent replicas as `python -m bot serve` runs them (HTTP `/slack/events`).
+
+Every agent reads its settings from the environment, as in production: `Fleet.replica` sets
+the variables only while it builds the agent (settings are read once, at build). Each test's
+agents keep their keys under a root of their own (`<root>:<cluster>:…`, and the fleet's
+`<root>-fleet:…`: bot/store.py `Store.fleet`), so no other test's heartbeat or stream reaches
+them, and they clean up their own keys.
+
+Presence: the agents beat (bot/routines/presence.py); `Fleet.beat` writes the same hash with a
+chosen age, for tests of a silent or a long-gone cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from bot.app import Runtime, build_bolt_app, build_runtime
+from bot.config import load_settings
+from bot.kube.client import KubeClient
+from bot.server import HttpServer, make_http_server
+from bot.sim.server import SimCluster
+from bot.sim.slack import SlackStandIn
+from bot.store import RedisStore
+from tests.support.redis import REDIS_URL
+from tests.support.slack_requests import ALERTS, SIGNING_SECRET, SlackClientForTests
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass
+class Replica:
+    """One agent replica: its runtime, its HTTP server, a signed-request client to it."""
+
+    cluster: str
+    runtime: Runtime
+    server: HttpServer
+    thread: threading.Thread
+    client: SlackClientForTests
+    stopped: bool = False
+
+    def stop(self) -> None:
+        """The replica goes away (its consumer leaves whatever it had read pending)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self.runtime.stop()
+
+
+class Fleet:
+    """The agents of several clusters on one Redis and one Slack stand-in."""
+
+    def __init__(self, slack: SlackStandIn, workdir: Path) -> None:
+        self.slack = slack
+        self.workdir = workdir
+        self.redis = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        self.replicas: list[Replica] = []
+        self.clusters: set[str] = set()
+        self.root = f"t-{uuid.uuid4().hex[:8]}"
+
+    def fleet_key(self, *parts: str) -> str:
+        """A key every cluster of this test shares (`Store.fleet().key(...)`)."""
+        return ":".join((f"{self.root}-fleet", *parts))
+
+    def name(self, base: str) -> str:
+        name = f"{base}-{uuid.uuid4().hex[:6]}"
+        self.clusters.add(name)
+        return name
+
+    def replica(self, cluster: str, sim: SimCluster, *, start: bool = True,
+                **env: str) -> Replica:
+        kubeconfig = sim.write_kubeconfig(self.workdir / f"{cluster}.kubeconfig")
+        values = {"KUBECONFIG": str(kubeconfig), "SLACK_BOT_TOKEN": self.slack.token,
+                  "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": self.slack.api_url,
+                  "SLACK_ALERT_CHANNEL": f"#{ALERTS[1]}", "CLUSTER_NAME": cluster,
+                  "REDIS_URL": REDIS_URL, "GROUP_WAIT_SECONDS": "1",
+                  "GROUP_INTERVAL_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "1",
+                  "REGISTRY_PROBE": "false", **env}
+        with _environment(values):
+            settings = load_settings()
+        runtime = build_runtime(settings, kube=KubeClient.from_environment(str(kubeconfig)),
+                                store=RedisStore(REDIS_URL, f"{self.root}:{cluster}"))
+        for watcher in runtime.watchers:
+            watcher.idle_timeout = 0.5
+        server = make_http_server(build_bolt_app(settings, runtime), runtime, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=f"http-{cluster}", daemon=True)
+        thread.start()
+        if start:
+            runtime.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        replica = Replica(cluster, runtime, server, thread,
+                          SlackClientForTests(url, SIGNING_SECRET))
+        self.replicas.append(replica)
+        return replica
+
+    def beat(self, cluster: str, ago: float = 0.0) -> None:
+        """The presence hash M2's heartbeat writes; `ago`: as if the last beat was then."""
+        key = self.fleet_key("presence", cluster)
+        self.redis.hset(key, mapping={"heartbeat_at": repr(time.time() - ago),
+                                      "version": "test", "last_watch_event_at": "",
+                                      "open_incidents": "0", "replicas": "2"})
+        self.redis.expire(key, 3600)
+        # the fleet's list of clusters, scored by the last beat, as the heartbeat keeps it
+        self.redis.zadd(self.fleet_key("clusters"), {cluster: time.time() - ago})
+
+    def close(self) -> None:
+        for replica in reversed(self.replicas):
+            replica.stop()
+        keys = [*self.redis.scan_iter(f"{self.root}:*"),
+                *self.redis.scan_iter(f"{self.root}-fleet:*")]
+        if keys:
+            self.redis.delete(*keys)
+        self.redis.close()
+
+
+@contextmanager
+def fleet(workdir: Path) -> Iterator[Fleet]:
+    with SlackStandIn() as slack:
+        running = Fleet(slack, workdir)
+        try:
+            yield running
+        finally:
+            running.close()
