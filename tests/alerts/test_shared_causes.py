@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from bot.alerts.incidents import IncidentManager, Timing
-from bot.alerts.shared_causes import ENTRY_TTL, SharedCauses
+from bot.alerts.shared_causes import ENTRY_TTL, REFRESH_AFTER, SharedCauses
 from bot.diagnosis.causes import Cause
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts
@@ -268,6 +268,8 @@ def test_a_dead_clusters_entry_ages_out(
     while at < T0 + 10 + ENTRY_TTL + 120:
         at += 30
         eu.tick(at)
+        seen_at = json.loads(store.fleet().hgetall(key)["prod-eu"])["seen_at"]
+        assert at - seen_at < REFRESH_AFTER + 2 * TIMING.group_interval  # never near aging
     assert also_line(root(slack, eu.channel)) is None
     index = store.fleet().hgetall(key)
     assert json.loads(index["prod-eu"])["seen_at"] > T0 + ENTRY_TTL  # ours was re-written
