@@ -249,6 +249,9 @@ class Incident:
     #: other clusters with an open incident of the same shared cause and scope, as the root
     #: shows them: cluster name → their thread's permalink ("" when unknown); issue 13
     elsewhere: dict[str, str] = field(default_factory=dict)
+    #: when the fleet index `elsewhere` shows was read: a replica whose own read is older
+    #: never edits the root back to what it saw
+    elsewhere_at: float | None = None
     #: the root's permalink, once asked for (what the other clusters link to)
     permalink: str | None = None
 
@@ -630,7 +633,7 @@ class IncidentManager:
             cleared=Cleared.from_json(raw.get("cleared")),
             cleared_posted_at=number("cleared_posted_at"), retried_at=number("retried_at"),
             retry_saved=number("retry_saved"), elsewhere=_elsewhere(raw.get("elsewhere")),
-            permalink=raw.get("permalink") or None)
+            permalink=raw.get("permalink") or None, elsewhere_at=number("elsewhere_at"))
 
     def head(self, incident_id: str, *names: str) -> dict[str, str | None] | None:
         """A few fields of the incident's record (one HMGET, no members): for a routine that
@@ -721,7 +724,8 @@ class IncidentManager:
         if changed and now - (incident.last_update_at or 0) >= t.group_interval:
             return "update"
         seen = self._shared_seen.get(incident.id)
-        if seen is not None and (seen[1] != incident.elsewhere or not seen[2]):
+        if seen is not None and (not seen[2] or (seen[1] != incident.elsewhere
+                                                 and seen[0] > (incident.elsewhere_at or 0))):
             return "elsewhere"  # another cluster joined or left, or our entry needs writing
         if now - (incident.last_notified_at or 0) >= t.repeat_interval:
             return "remind"
@@ -767,7 +771,8 @@ class IncidentManager:
         self._set(incident, state="open", channel=channel, thread_ts=ts, root_posted_at=now,
                   last_update_at=now, last_notified_at=now, root_depth=int(incident.depth),
                   peak=json.dumps(incident.peak_now(), sort_keys=True),
-                  elsewhere=json.dumps(incident.elsewhere, sort_keys=True))
+                  elsewhere=json.dumps(incident.elsewhere, sort_keys=True),
+                  elsewhere_at=now if shared else None)
         self._announce(incident, incident.members)
         if shared:
             incident.channel, incident.thread_ts = channel, ts
@@ -820,10 +825,11 @@ class IncidentManager:
         checked, others, fresh = self._shared_seen[incident.id]
         if not fresh:
             self._publish(incident, now)
-        if others != incident.elsewhere:
+        if others != incident.elsewhere and checked > (incident.elsewhere_at or 0):
             incident.elsewhere = others
             self.notifier.edit_root(incident)
-            self._set(incident, elsewhere=json.dumps(others, sort_keys=True))
+            self._set(incident, elsewhere=json.dumps(others, sort_keys=True),
+                      elsewhere_at=checked)
         self._shared_seen[incident.id] = (checked, others, True)
 
     def _do_refresh(self, incident: Incident, now: float) -> None:

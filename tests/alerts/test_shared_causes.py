@@ -286,3 +286,24 @@ def test_without_a_fleet_nothing_is_read_or_written(
     manager.tick(now=T0 + 80)
     assert also_line(root(slack, "imagepull-alerts")) is None
     assert slack.calls_to("chat.getPermalink") == []
+
+
+def test_a_replica_with_an_older_look_never_edits_the_line_back(
+        slack: SlackStandIn, store: RedisStore, host: str) -> None:
+    """Two replicas of prod-eu read the index at different times: the one that read before
+    prod-us joined must not edit the root back after the other showed prod-us."""
+    eu_a, us = agent(slack, store, "prod-eu"), agent(slack, store, "prod-us")
+    eu_b = agent(slack, store, "prod-eu")
+    eu_a.observe(dns_outage(host, "web"))
+    eu_a.tick(T0 + 10)  # root; a has read the index (nobody else)
+    eu_b.tick(T0 + 15)  # b reads it too: nobody else
+    eu_a.tick(T0 + 70)  # a looks again: still nobody
+    us.observe(dns_outage(host, "web", 1), at=T0 + 71)
+    us.tick(T0 + 81)
+    eu_b.tick(T0 + 85)  # b looks again: prod-us, and edits the root
+    assert "prod-us" in str(also_line(root(slack, eu_a.channel)))
+    for at in (T0 + 86, T0 + 100, T0 + 131, T0 + 150):
+        eu_a.tick(at)  # a's look (T0+70) is older than the root's: no edit back
+        eu_b.tick(at)
+        assert "prod-us" in str(also_line(root(slack, eu_a.channel)))
+    assert len(root(slack, eu_a.channel).edits) == 1
