@@ -27,6 +27,12 @@ root message shows it: posted within group_wait, the root simply goes out with i
 before, the root is edited once per deeper diagnosis (`refresh`, under the incident's claim
 like every other Slack write, and recorded as `root_depth`): one edit, not one per pod or
 per replica.
+
+Several clusters sharing one Redis (issue 13): an incident of a shared cause (scope: the
+registry host) is written into the fleet index of bot/alerts/shared_causes.py when its root is
+posted and withdrawn when it resolves; its root names the other clusters failing on the same
+cause and registry (`elsewhere`), read once per group_interval per process and edited (one
+`elsewhere` action under the claim) only when that set changed.
 """
 
 from __future__ import annotations
