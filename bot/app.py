@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 
 from bot.alerts.incidents import IncidentManager, Timing
 from bot.alerts.pipeline import Pipeline
+from bot.alerts.shared_causes import SharedCauses
 from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalRequest, ApprovalService
 from bot.chatops.bus import BusConsumer, Dispatch, FleetBus
 from bot.chatops.interactive import Interactive
@@ -221,8 +222,11 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                     claim_ttl=settings.claim_ttl_seconds)
     notifier = SlackNotifier(slack, settings.alert_channel, store,
                              remediation=settings.remediation_enabled)
-    manager = IncidentManager(store, notifier,
-                              cluster=settings.cluster_name, timing=timing, metrics=metrics)
+    # several clusters share a cause only through one Redis (issue 13); without it, no fleet
+    shared = (SharedCauses(store.fleet(), settings.cluster_name, link=notifier.permalink)
+              if settings.redis_url else None)
+    manager = IncidentManager(store, notifier, cluster=settings.cluster_name, timing=timing,
+                              metrics=metrics, shared=shared)
 
     def on_recovered(namespace: str, pod: str) -> None:
         """The pod watch saw a pod stop waiting on a pull: it leaves its incidents now. If the

@@ -27,6 +27,12 @@ root message shows it: posted within group_wait, the root simply goes out with i
 before, the root is edited once per deeper diagnosis (`refresh`, under the incident's claim
 like every other Slack write, and recorded as `root_depth`): one edit, not one per pod or
 per replica.
+
+Several clusters sharing one Redis (issue 13): an incident of a shared cause (scope: the
+registry host) is written into the fleet index of bot/alerts/shared_causes.py when its root is
+posted and withdrawn when it resolves; its root names the other clusters failing on the same
+cause and registry (`elsewhere`), read once per group_interval per process and edited (one
+`elsewhere` action under the claim) only when that set changed.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from typing import Any, Protocol
 
+from bot.alerts.shared_causes import REFRESH_AFTER, SharedCauses, SharedEntry, elsewhere
 from bot.diagnosis.causes import CAUSES, Cause, Finding
 from bot.diagnosis.cleared import CauseCleared
 from bot.diagnosis.facts import RegistryFacts
@@ -245,6 +252,14 @@ class Incident:
     #: seconds the approved retry saved: the kubelet's own next pull minus the time the pods
     #: ran (recorded at resolution; None without a retry or when it saved nothing)
     retry_saved: float | None = None
+    #: other clusters with an open incident of the same shared cause and scope, as the root
+    #: shows them: cluster name → their thread's permalink ("" when unknown); issue 13
+    elsewhere: dict[str, str] = field(default_factory=dict)
+    #: when the fleet index `elsewhere` shows was read: a replica whose own read is older
+    #: never edits the root back to what it saw
+    elsewhere_at: float | None = None
+    #: the root's permalink, once asked for (what the other clusters link to)
+    permalink: str | None = None
 
     @property
     def pods(self) -> set[str]:
@@ -301,6 +316,14 @@ class ResolvedIncident:
                    scope=str(data.get("scope", "")), created_at=float(data["created_at"]),
                    resolved_at=float(data["resolved_at"]), pods=int(data.get("pods", 0)),
                    workloads={str(k): int(v) for k, v in (data.get("workloads") or {}).items()})
+
+
+def _elsewhere(raw: str | None) -> dict[str, str]:
+    try:
+        data = json.loads(raw) if raw else {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (ValueError, TypeError):
+        return {}
 
 
 def _peak(raw: str | None) -> dict[str, int]:
@@ -370,8 +393,15 @@ class IncidentManager:
 
     def __init__(self, store: Store, notifier: Notifier, *, cluster: str = "default",
                  timing: Timing | None = None, owner: str | None = None,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 shared: SharedCauses | None = None) -> None:
         self.store = store
+        #: the fleet index of shared causes (None: one cluster, no Redis; nothing is shared)
+        self.shared = shared
+        #: incident id → (read at, other clusters → permalink, own entry fresh): what this
+        #: process last read of the fleet index for an open shared incident (once per
+        #: group_interval: one HGETALL)
+        self._shared_seen: dict[str, tuple[float, dict[str, str], bool]] = {}
         self.notifier = notifier
         self.cluster = cluster
         self.timing = timing or Timing()
@@ -608,7 +638,8 @@ class IncidentManager:
             version=raw.get("version") or "", peak=_peak(raw.get("peak")),
             cleared=Cleared.from_json(raw.get("cleared")),
             cleared_posted_at=number("cleared_posted_at"), retried_at=number("retried_at"),
-            retry_saved=number("retry_saved"))
+            retry_saved=number("retry_saved"), elsewhere=_elsewhere(raw.get("elsewhere")),
+            permalink=raw.get("permalink") or None, elsewhere_at=number("elsewhere_at"))
 
     def head(self, incident_id: str, *names: str) -> dict[str, str | None] | None:
         """A few fields of the incident's record (one HMGET, no members): for a routine that
@@ -640,6 +671,8 @@ class IncidentManager:
         active = self.active_ids()
         for gone in [i for i in self._quiet if i not in active]:
             del self._quiet[gone]
+        for gone in [i for i in self._shared_seen if i not in active]:
+            del self._shared_seen[gone]
         for incident_id in sorted(active):
             quiet = self._quiet.get(incident_id)
             if quiet is not None and now < quiet[1]:
@@ -652,6 +685,7 @@ class IncidentManager:
                 self.store.srem(self._active_set(), incident_id)
                 self._quiet.pop(incident_id, None)
                 continue
+            self._look_elsewhere(incident, now)
             action = self._due(incident, now)
             if action is None:
                 self._quiet[incident_id] = (incident.version or None,
@@ -673,6 +707,9 @@ class IncidentManager:
         elif incident.state == "open":
             times.append((incident.last_update_at or 0) + t.group_interval)
             times.append((incident.last_notified_at or 0) + t.repeat_interval)
+            seen = self._shared_seen.get(incident.id)
+            if seen is not None:
+                times.append(seen[0] + t.group_interval)
         return min(times)
 
     def _due(self, incident: Incident, now: float) -> str | None:
@@ -692,6 +729,10 @@ class IncidentManager:
         changed = bool(set(incident.members) - incident.announced or incident.recovered)
         if changed and now - (incident.last_update_at or 0) >= t.group_interval:
             return "update"
+        seen = self._shared_seen.get(incident.id)
+        if seen is not None and (not seen[2] or (seen[1] != incident.elsewhere
+                                                 and seen[0] > (incident.elsewhere_at or 0))):
+            return "elsewhere"  # another cluster joined or left, or our entry needs writing
         if now - (incident.last_notified_at or 0) >= t.repeat_interval:
             return "remind"
         return None
@@ -729,11 +770,73 @@ class IncidentManager:
                             *incident.recovered)
 
     def _do_root(self, incident: Incident, now: float) -> None:
+        shared = self._is_shared(incident)
+        if shared:  # the root goes out already naming the other clusters
+            incident.elsewhere = self._read_elsewhere(incident, now)[0]
         channel, ts = self.notifier.post_root(incident, "root")
         self._set(incident, state="open", channel=channel, thread_ts=ts, root_posted_at=now,
                   last_update_at=now, last_notified_at=now, root_depth=int(incident.depth),
-                  peak=json.dumps(incident.peak_now(), sort_keys=True))
+                  peak=json.dumps(incident.peak_now(), sort_keys=True),
+                  elsewhere=json.dumps(incident.elsewhere, sort_keys=True),
+                  elsewhere_at=now if shared else None)
         self._announce(incident, incident.members)
+        if shared:
+            incident.channel, incident.thread_ts = channel, ts
+            incident.root_posted_at = now
+            self._publish(incident, now)
+            self._shared_seen[incident.id] = (now, incident.elsewhere, True)
+
+    # -- shared causes across clusters (issue 13) -----------------------------------------
+
+    def _is_shared(self, incident: Incident) -> bool:
+        return self.shared is not None and incident.scope_kind == "registry"
+
+    def _read_elsewhere(self, incident: Incident,
+                        now: float) -> tuple[dict[str, str], SharedEntry | None]:
+        """The other clusters' live incidents of this cause and scope, and our own entry
+        (one HGETALL of the fleet index)."""
+        assert self.shared is not None
+        entries = self.shared.entries(incident.cause, incident.scope, now)
+        return elsewhere(entries, self.cluster), entries.get(self.cluster)
+
+    def _look_elsewhere(self, incident: Incident, now: float) -> None:
+        """Read the fleet index of an open shared incident, once per group_interval per
+        process (`_due` then compares it with what the root shows)."""
+        if not self._is_shared(incident) or incident.state != "open" or not incident.thread_ts:
+            return
+        seen = self._shared_seen.get(incident.id)
+        if seen is not None and now < seen[0] + self.timing.group_interval:
+            return
+        others, own = self._read_elsewhere(incident, now)
+        fresh = (own is not None and own.thread_ts == incident.thread_ts
+                 and now - own.seen_at < REFRESH_AFTER and bool(own.permalink))
+        self._shared_seen[incident.id] = (now, others, fresh)
+
+    def _publish(self, incident: Incident, now: float) -> None:
+        """Write this cluster's entry in the fleet index (the thread's permalink is asked of
+        Slack once, and kept in the incident)."""
+        assert self.shared is not None and incident.channel and incident.thread_ts
+        link = incident.permalink or self.shared.permalink(incident.channel, incident.thread_ts)
+        if link and link != incident.permalink:
+            incident.permalink = link
+            self.store.hset(self._k("incident", incident.id), {"permalink": link})
+        self.shared.publish(incident.cause, incident.scope, SharedEntry(
+            channel=incident.channel, thread_ts=incident.thread_ts, permalink=link,
+            opened_at=incident.root_posted_at or incident.created_at,
+            pods=len(incident.pods), seen_at=now))
+
+    def _do_elsewhere(self, incident: Incident, now: float) -> None:
+        """Re-write our entry if it is due, and edit the root when the other clusters
+        changed (an edit in the edit lane, at most once per group_interval)."""
+        checked, others, fresh = self._shared_seen[incident.id]
+        if not fresh:
+            self._publish(incident, now)
+        if others != incident.elsewhere and checked > (incident.elsewhere_at or 0):
+            incident.elsewhere = others
+            self.notifier.edit_root(incident)
+            self._set(incident, elsewhere=json.dumps(others, sort_keys=True),
+                      elsewhere_at=checked)
+        self._shared_seen[incident.id] = (checked, others, True)
 
     def _do_refresh(self, incident: Incident, now: float) -> None:
         """Edit the root to show the deeper diagnosis (once per depth)."""
@@ -769,6 +872,10 @@ class IncidentManager:
         incident.retry_saved = retry_saved(incident, now)
         self.notifier.post_resolved(incident, "resolved")
         self._set(incident, state="resolved", resolved_at=now, retry_saved=incident.retry_saved)
+        if self._is_shared(incident):
+            assert self.shared is not None
+            self.shared.withdraw(incident.cause, incident.scope)
+            self._shared_seen.pop(incident.id, None)
         self._record_resolution(incident, now)
         self._retire(incident)
 

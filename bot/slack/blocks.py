@@ -54,6 +54,8 @@ MAX_FIELD_TEXT = 2000
 MAX_HEADER = 150
 MAX_FIXES = 6
 MAX_LISTED = 15
+#: Other clusters a root names in its "Also failing in" line (the rest are counted).
+MAX_NAMED_CLUSTERS = 10
 
 Block = dict[str, Any]
 M = Mrkdwn  # the bot's own mrkdwn literals, short for templates
@@ -240,6 +242,8 @@ def root_message(incident: Incident, *, resolved: bool = False,
         text = M("Resolved: ") + text
     else:
         blocks.append(_mrkdwn(summary))
+        if incident.elsewhere:
+            blocks.append(_context(elsewhere_line(incident.elsewhere)))
     blocks.append(_fields(incident, resolved))
     listing = _workload_list(incident)
     if listing:
@@ -258,6 +262,20 @@ def root_message(incident: Incident, *, resolved: bool = False,
     blocks.append(_context(M("imagepull-bot · incident {} · cause {} · {}").format(
         code(incident.id), code(incident.cause.value), _diagnose_hint(d))))
     return message(text, blocks)
+
+
+def elsewhere_line(clusters: dict[str, str]) -> Mrkdwn:
+    """"Also failing in: prod-us, staging", each name linking to that cluster's thread (issue
+    13: one registry outage seen by several clusters). Names are configuration of other
+    agents, read from the shared store: escaped like any text; a link that is not a Slack
+    permalink is not made a link."""
+    names = sorted(clusters)
+    shown = [permalink(clusters[name], name) if clusters[name] else M("{}").format(name)
+             for name in names[:MAX_NAMED_CLUSTERS]]
+    line = M(":link: Also failing in: ") + M(", ").join(shown)
+    if len(names) > MAX_NAMED_CLUSTERS:
+        line += M(" …and {} more").format(len(names) - MAX_NAMED_CLUSTERS)
+    return line + M(" (same cause, same registry)")
 
 
 def _member_lines(members: list[Member]) -> Mrkdwn:

@@ -358,6 +358,16 @@ class SlackNotifier:
                     incident.id, part, MAX_PAGES * PAGE_SIZE)
         return None
 
+    def permalink(self, channel: str, ts: str) -> str | None:
+        """The message's permalink (chat.getPermalink, a read: the full retry handlers), for
+        other clusters' alerts to link to; None when Slack cannot say now."""
+        try:
+            link = self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+        except (SlackClientError, OSError) as exc:
+            log.warning("no permalink for %s %s: %s", channel, ts, exc)
+            return None
+        return str(link) if link else None
+
     # -- the Notifier -------------------------------------------------------------------------
 
     def post_root(self, incident: Incident, part: str) -> tuple[str, str]:
