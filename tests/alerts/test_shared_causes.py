@@ -8,7 +8,6 @@ kubelet-shaped pods and events; time is passed to `tick(now=...)`.
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import Iterator
@@ -43,17 +42,9 @@ CHANNELS = {"prod-eu": ("alerts-eu", "C0ALERTSEU"), "prod-us": ("alerts-us", "C0
 
 @pytest.fixture
 def host() -> Iterator[str]:
-    """A registry host of this test alone: the fleet index is keyed by it (fleet keys have no
-    per-test prefix), and its keys are removed afterwards."""
-    name = f"reg-{uuid.uuid4().hex[:8]}.example.com"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(f"ipb-fleet:shared:*:{name}"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    """A registry host of this test alone (the fleet index is keyed by it); the test store's
+    fleet, and so the index, is removed with the store (tests/support/redis.py)."""
+    yield f"reg-{uuid.uuid4().hex[:8]}.example.com"
 
 
 def failing(deployment: str, index: int, image: str, error: str) -> PodDiagnosis:
@@ -104,8 +95,8 @@ class Agent:
 def cluster_store(store: RedisStore, cluster: str) -> RedisStore:
     """The test store under `<test prefix>:<cluster>` (as `ipb:<CLUSTER_NAME>` in production),
     on the same connection: its keys are removed with the test's, its `fleet()` is shared."""
-    view = copy.copy(store)
-    view.prefix = f"{store.prefix}:{cluster}"
+    view = store.of_cluster(cluster)
+    assert isinstance(view, RedisStore)
     return view
 
 
@@ -164,7 +155,7 @@ def test_a_dns_outage_in_two_clusters_links_both_threads(
     assert line is not None and f"<{us_link}|prod-us>" in line
     assert "prod-eu" not in line  # never itself
     # the index, as other agents and people read it
-    index = store.fleet().hgetall(f"ipb-fleet:shared:{Cause.DNS_FAILURE.value}:{host}")
+    index = store.fleet().hgetall(store.fleet().key("shared", Cause.DNS_FAILURE.value, host))
     assert set(index) == {"prod-eu", "prod-us"}
     assert json.loads(index["prod-us"])["thread_ts"] == us_root.ts
     assert json.loads(index["prod-eu"])["pods"] == 2
@@ -188,7 +179,7 @@ def test_one_cluster_resolves_and_the_other_drops_it(
     us.recovered(us_pod)
     us.tick(T0 + 80)  # resolved: its entry leaves the index
     assert "Resolved" in root(slack, us.channel).text
-    key = f"ipb-fleet:shared:{Cause.DNS_FAILURE.value}:{host}"
+    key = store.fleet().key("shared", Cause.DNS_FAILURE.value, host)
     assert set(store.fleet().hgetall(key)) == {"prod-eu"}
     eu.tick(T0 + 100)  # not yet looked again
     assert "prod-us" in str(also_line(root(slack, eu.channel)))
@@ -212,7 +203,7 @@ def test_a_per_workload_cause_in_two_clusters_is_not_linked(
     assert slack.calls_to("chat.getPermalink") == []
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        assert list(client.scan_iter(f"ipb-fleet:shared:*:{host}*")) == []
+        assert list(client.scan_iter(store.fleet().key("shared", "*", f"{host}*"))) == []
     finally:
         client.close()
 
@@ -236,7 +227,7 @@ def test_a_forged_link_is_not_made_a_link(
     """The index is written by other agents: a link that is not a Slack permalink is shown as
     code, never as a link whose text could disguise it."""
     fleet = store.fleet()
-    key = f"ipb-fleet:shared:{Cause.DNS_FAILURE.value}:{host}"
+    key = store.fleet().key("shared", Cause.DNS_FAILURE.value, host)
     fleet.hset(key, {"prod-us": json.dumps({
         "channel": "C1", "thread_ts": "1.2", "permalink": "https://evil.example/x",
         "opened_at": T0, "pods": 1, "seen_at": T0})}, ttl=60)
@@ -260,7 +251,7 @@ def test_a_dead_clusters_entry_ages_out(
     assert "prod-us" in str(also_line(root(slack, eu.channel)))
     # prod-us dies (never ticks again); prod-eu keeps ticking, and re-writes its own entry
     # only when it is a third of ENTRY_TTL old, not at every look
-    key = f"ipb-fleet:shared:{Cause.DNS_FAILURE.value}:{host}"
+    key = store.fleet().key("shared", Cause.DNS_FAILURE.value, host)
     for at in (T0 + 130, T0 + 190, T0 + 250):
         eu.tick(at)
         assert json.loads(store.fleet().hgetall(key)["prod-eu"])["seen_at"] == T0 + 10
