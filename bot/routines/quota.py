@@ -268,9 +268,10 @@ def _error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-#: How long a quota reading is reused instead of asking Docker Hub again: the registry client
-#: reuses its answers as long (bot/registry/cache.py), and a window resets once in six hours.
-READING_FRESH_SECONDS = 60.0
+#: How long a quota reading is reused instead of asking Docker Hub again: the kubelet's
+#: shortest back-off wait (10 s), so a reused figure never makes the cause watch, which asks
+#: on the kubelet's schedule, see a window reset later than the kubelet's own next pull could.
+READING_FRESH_SECONDS = 10.0
 
 
 class QuotaReadings:
