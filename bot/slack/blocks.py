@@ -303,8 +303,10 @@ def _retry_target(incident: Incident) -> str | None:
     kind = incident.diagnosis.workload.kind.lower()
     # a rate-limited incident is the registry's, but when its failing pods are all of one
     # workload (the diagnosis's), a retry after the quota came back acts on that one
+    d = incident.diagnosis
+    own = f"{d.namespace}/{kind}/{d.workload.name}"
     one_workload = (incident.cleared is not None and incident.cleared.change.kind == QUOTA_BACK
-                    and len(incident.workloads) <= 1)
+                    and set(incident.workloads) <= {own})
     if incident.scope_kind != "workload" and not one_workload:
         return None
     if kind in _RESTARTABLE:
