@@ -10,6 +10,8 @@ the kubelet's own schedule (10 s after the incident opened, then doubling to 300
 bot never asks more often than the kubelet pulls. (The registry client reuses an answer for up
 to a minute: a push is seen at most that much later.) A node's DiskPressure clearing is read
 from the node facts the diagnosis already reads (cached for their freshness window, 30 s).
+A Docker Hub 429's window resetting is read from Docker Hub's quota check (HEAD only) on the
+same schedule, for the quota the failing pods pull with (`CauseWatch.quota_back`).
 
 Once per sweep interval, across replicas, each open incident of such a cause is checked
 (bot/diagnosis/cleared.py decides, pure). A fix is recorded in the incident once (the first
