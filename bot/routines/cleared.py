@@ -290,8 +290,8 @@ class CauseWatch:
                 known[(namespace, names)] = credentials
             credentials = known[(namespace, names)]
             username = credentials.username if credentials else ""
-            _, count = owners.get(username, (credentials, 0))
-            owners[username] = (owners.get(username, (credentials, 0))[0], count + 1)
+            first, count = owners.get(username, (credentials, 0))
+            owners[username] = (first, count + 1)  # one check per account, its pods counted
         return owners
 
     def _hub_secrets(self, namespace: str, names: tuple[str, ...]) -> tuple[str, ...]:
