@@ -37,10 +37,11 @@ from bot.routines.audit import AuditDigest
 from bot.routines.cleared import CauseWatch
 from bot.routines.credentials import CredentialsWatch
 from bot.routines.digest import Digest
+from bot.routines.presence import Heartbeat, cluster_uid
 from bot.routines.quota import QuotaReader, QuotaReadings, QuotaWatch, quota_reader
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
-from bot.store import Store, StoreUnavailable, open_store
+from bot.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
 from handlers import register
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Runtime:
         self.pipeline.store_is_back()  # the store answered: a paused pipeline probes now
 
     def start(self, *, watch: bool = True, schedule: bool = True) -> None:
+        self._refuse_redis_cluster()
         self.pipeline.start()
         if watch:
             for watcher in self.watchers:
@@ -100,14 +102,27 @@ class Runtime:
                               "interval", seconds=self.settings.sweep_interval_seconds,
                               id="sweep")
             for routine in self.routines:
-                scheduler.add_job(_logged(_once_per_period(self.store, routine.name,
-                                                           routine.period, self.manager.owner,
-                                                           routine.run)),
-                                  routine.trigger, id=routine.name, **routine.trigger_args)
+                job = routine.run if routine.every_replica else _once_per_period(
+                    self.store, routine.name, routine.period, self.manager.owner, routine.run)
+                scheduler.add_job(_logged(job), routine.trigger, id=routine.name,
+                                  **routine.trigger_args)
             scheduler.start()
             self.scheduler = scheduler
             _logged(self.sweep)()  # first sweep now, not after one interval
         self.started.set()
+
+    def _refuse_redis_cluster(self) -> None:
+        """Redis Cluster mode is not supported (RedisStore.cluster_mode_problem): say so at
+        start, in words, rather than fail writes one by one. A Redis down at start is the
+        pipeline's to wait out, not a reason to refuse."""
+        if not isinstance(self.store, RedisStore):
+            return
+        try:
+            problem = self.store.cluster_mode_problem()
+        except StoreUnavailable:
+            return
+        if problem:
+            raise RuntimeError(problem)
 
     def stop(self) -> None:
         if self.scheduler is not None:
@@ -171,7 +186,8 @@ def _logged(job: Callable[[], None]) -> Callable[[], None]:
 
 def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
                   slack: WebClient | None = None, store: Store | None = None) -> Runtime:
-    store = store or open_store(settings.redis_url, prefix=f"ipb:{settings.cluster_name}")
+    store = store or open_store(settings.redis_url, prefix=f"ipb:{settings.cluster_name}",
+                                ca_bundle=settings.redis_ca_bundle)
     kube = kube or KubeClient.from_environment(settings.kubeconfig,
                                                read_secrets=settings.read_secrets)
     if kube.read_secrets and not settings.read_secrets:
@@ -236,10 +252,30 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     causes = CauseWatch(manager, watched_facts, view, kube=kube, registry=registry,
                         read_quota=read_quota)
     routines.append(interval("cause-watch", causes.run, settings.sweep_interval_seconds))
+    if settings.heartbeat_seconds > 0 and not isinstance(store, MemoryStore):
+        routines.append(_heartbeat(settings, store, kube, manager, watchers))
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view, routines)
     _gauges(runtime)
     return runtime
+
+
+def _heartbeat(settings: Settings, store: Store, kube: KubeClient, manager: IncidentManager,
+               watchers: list[Reflector]) -> Routine:
+    """Every replica's beat into the fleet's presence (issue 13): only with Redis, shared by
+    the clusters' agents; an in-process store has no one to tell."""
+    events = [w for w in watchers if isinstance(w, EventWatcher)]
+
+    def last_event() -> float | None:
+        return max((w.last_event_at for w in events if w.last_event_at is not None),
+                   default=None)
+
+    beat = Heartbeat(store, cluster=settings.cluster_name, owner=manager.owner,
+                     interval=settings.heartbeat_seconds,
+                     open_incidents=lambda: len(manager.active_ids()),
+                     last_watch_event_at=last_event, uid=lambda: cluster_uid(kube))
+    return Routine("heartbeat", beat.run, "interval", {"seconds": settings.heartbeat_seconds},
+                   settings.heartbeat_seconds, every_replica=True)
 
 
 def _note_retry(manager: IncidentManager, request: ApprovalRequest) -> None:

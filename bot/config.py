@@ -76,6 +76,11 @@ class Settings(BaseSettings):
 
     # -- state and timing ----------------------------------------------------------------------
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    #: CA bundle file for a `rediss://` Redis signed by a private CA (empty: the system's CAs)
+    redis_ca_bundle: str | None = Field(default=None, alias="REDIS_CA_BUNDLE")
+    #: how often every replica says it is alive into the shared Redis (`/imagepull clusters`,
+    #: issue 13); 0: never (needs REDIS_URL)
+    heartbeat_seconds: float = Field(default=15.0, ge=0, alias="HEARTBEAT_SECONDS")
     group_wait_seconds: float = Field(default=10.0, ge=0, alias="GROUP_WAIT_SECONDS")
     group_interval_seconds: float = Field(default=60.0, ge=0, alias="GROUP_INTERVAL_SECONDS")
     repeat_interval_seconds: float = Field(default=4 * 3600.0, gt=0,
@@ -163,6 +168,13 @@ class Settings(BaseSettings):
     @property
     def alert_channel(self) -> str:
         return (self.slack_alert_channel or "").lstrip("#") or "imagepull-alerts"
+
+    @field_validator("redis_ca_bundle")
+    @classmethod
+    def _redis_bundle_exists(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"CA bundle file not found: {value}")
+        return value or None
 
     @field_validator("registry_ca_bundles")
     @classmethod

@@ -16,8 +16,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import redis
+import redis.sentinel
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,8 @@ def _error_code(exc: Exception) -> str:
     return match.group(0) if match else type(exc).__name__
 
 
-#: The prefix of the keys shared by every cluster (see `Store.fleet`).
-FLEET_PREFIX = "ipb-fleet"
+#: Added to a store's root prefix for the keys every cluster shares (see `Store.fleet`).
+FLEET_SUFFIX = "-fleet"
 
 
 class Store(ABC):
@@ -71,11 +73,14 @@ class Store(ABC):
         return ":".join((self.prefix, *parts))
 
     def fleet(self) -> Store:
-        """The same store (one connection, one memory) under `FLEET_PREFIX`: keys every
+        """The same store (one connection, one memory) under the fleet prefix: keys every
         cluster's agent shares (the request bus, presence, shared causes). A cluster's own keys
-        are `ipb:<CLUSTER_NAME>:…`, so no cluster name can reach a fleet key."""
+        are `ipb:<CLUSTER_NAME>:…` and the fleet's `ipb-fleet:…`, so no cluster name reaches a
+        fleet key. The fleet prefix is derived from the part before the first colon, so stores
+        under another root (`t-1a2b:prod-eu`, `t-1a2b:prod-us`: a test's) share a fleet of
+        their own and never see a production fleet's keys, or another test's."""
         view = copy.copy(self)
-        view.prefix = FLEET_PREFIX
+        view.prefix = f"{self.prefix.split(':', 1)[0]}{FLEET_SUFFIX}"
         return view
 
     @abstractmethod
@@ -214,15 +219,51 @@ return 1
 """
 
 
+def _sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """The primary Sentinel names, for `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:
+    PORT...]/MASTER[/DB]` (`rediss+sentinel://` for TLS to the primary). redis-py has no URL
+    for Sentinel; this one follows the convention of other clients (one variable, REDIS_URL,
+    as for every other Redis). The password is the primary's; the sentinels are asked without
+    one. Every command asks the sentinels where the primary is after a failover."""
+    scheme, _, rest = url.partition("://")
+    userinfo, _, location = rest.rpartition("@")
+    hosts, _, path = location.partition("/")
+    parts = [unquote(p) for p in path.split("/") if p]
+    if not hosts or not parts:
+        raise ValueError("a Sentinel REDIS_URL is redis+sentinel://:PASSWORD@HOST:PORT,"
+                         "HOST:PORT/MASTER_NAME/DB")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        sentinels.append((name or host.strip(), int(port) if port else 26379))
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    db = int(parts[1]) if len(parts) > 1 else 0
+    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    if scheme.startswith("rediss"):
+        options = {**options, "ssl": True}
+    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_options,
+                                       **sentinel_options)
+    return sentinel.master_for(parts[0], db=db, username=unquote(username) or None,
+                               password=unquote(password) or None, **options)
+
+
 class RedisStore(Store):
     """Redis-backed store: safe across replicas and restarts."""
 
-    def __init__(self, url: str, prefix: str = "ipb", socket_timeout: float = 2.0) -> None:
+    def __init__(self, url: str, prefix: str = "ipb", socket_timeout: float = 2.0,
+                 ca_bundle: str | None = None) -> None:
         self.prefix = prefix
-        self.client = redis.Redis.from_url(url, decode_responses=True,
-                                           socket_timeout=socket_timeout,
-                                           socket_connect_timeout=socket_timeout,
-                                           health_check_interval=30)
+        tls: dict[str, Any] = {}
+        if ca_bundle:  # REDIS_CA_BUNDLE: a rediss:// server signed by a private CA
+            if not url.startswith(("rediss://", "rediss+sentinel://")):
+                raise ValueError("REDIS_CA_BUNDLE is set but REDIS_URL is not rediss:// "
+                                 "(TLS): use rediss://host:port to reach Redis over TLS")
+            tls["ssl_ca_certs"] = ca_bundle
+        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+                                   "socket_connect_timeout": socket_timeout,
+                                   "health_check_interval": 30, **tls}
+        self.client = (_sentinel_client(url, options) if "+sentinel://" in url.split("@")[0]
+                       else redis.Redis.from_url(url, **options))
         self._auth_logged_at = -3600.0
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
@@ -386,6 +427,22 @@ class RedisStore(Store):
             self._run(self.client.ping)
         except StoreError as exc:
             return str(exc)
+        return self.cluster_mode_problem()
+
+    def cluster_mode_problem(self) -> str | None:
+        """Why this Redis cannot be used when it runs in Redis Cluster mode, else None.
+
+        The bot's atomic scripts touch several keys at once (a claim and its record), which
+        Redis Cluster allows only within one hash slot, and a plain client follows no MOVED
+        redirections: rather than fail a write at a time, the bot refuses to start on it."""
+        try:
+            info = self._run(self.client.info, "cluster")
+        except StoreRefused:  # INFO renamed or disabled (some managed Redis): assume not
+            return None
+        if str(info.get("cluster_enabled", "0")) in ("1", "True"):
+            return ("REDIS_URL points at a Redis Cluster, which the bot does not support (its "
+                    "atomic scripts span several keys); use a standalone Redis, a primary "
+                    "with replicas, or a managed Redis with Cluster mode off")
         return None
 
 
@@ -615,10 +672,11 @@ class _Scores:
         return len(self.scores)
 
 
-def open_store(redis_url: str | None, prefix: str = "ipb") -> Store:
+def open_store(redis_url: str | None, prefix: str = "ipb",
+               ca_bundle: str | None = None) -> Store:
     """RedisStore for a URL; otherwise MemoryStore, saying what that costs."""
     if redis_url:
-        return RedisStore(redis_url, prefix)
+        return RedisStore(redis_url, prefix, ca_bundle=ca_bundle)
     log.warning("REDIS_URL is not set: using an in-process store, so deduplication is per "
                 "process and state is lost on restart; set REDIS_URL for production")
     return MemoryStore(prefix)

@@ -26,6 +26,8 @@ a secret's account)
 on pods, anonymous Docker Hub pulls, cloud registries on static secrets, and the fix for each
 • `/imagepull restart NAMESPACE/KIND/NAME` — ask for an approved rollout restart \
 (deployment, statefulset, daemonset)
+• `/imagepull clusters` — every cluster's agent sharing this bot's Redis: reporting (last \
+heartbeat, version, replicas, last watch event, open incidents) or silent for how long
 • `/imagepull help` — this text"""
 
 _KINDS = {"deployment": "Deployment", "deploy": "Deployment", "deployments": "Deployment",
@@ -77,11 +79,16 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Clusters:
+    pass
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
-Command = Diagnose | Bundle | Quota | VerifySecret | Restart | Audit | Help
+Command = Diagnose | Bundle | Quota | VerifySecret | Restart | Audit | Clusters | Help
 
 
 def _namespaced(value: str, what: str) -> tuple[str, str]:
@@ -160,6 +167,10 @@ def parse_command(text: str) -> Command:
                                "label (lower-case letters, digits and '-', at most 63 "
                                "characters)")
         return Audit(positional[0] if positional else None)
+    if verb == "clusters":
+        if rest:
+            raise CommandError("usage: `/imagepull clusters`")
+        return Clusters()
     if verb == "restart":
         positional, _ = _options(rest, set())
         parts = positional[0].split("/") if len(positional) == 1 else []

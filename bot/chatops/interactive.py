@@ -11,6 +11,7 @@ answers are escaped into them, because any of them can carry a hostile pod or se
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from slack_sdk import WebClient
@@ -18,11 +19,13 @@ from slack_sdk import WebClient
 from bot.alerts.bundle import escalation_bundle
 from bot.alerts.incidents import Incident, IncidentManager
 from bot.alerts.investigate import diagnose_pod
+from bot.alerts.presence import cluster_presence
 from bot.chatops.approvals import ApprovalService
 from bot.chatops.commands import (
     HELP,
     Audit,
     Bundle,
+    Clusters,
     Command,
     Diagnose,
     Help,
@@ -44,7 +47,13 @@ from bot.kube.inventory import gather
 from bot.kube.remediation import RemediationRefused
 from bot.registry.client import RegistryClient
 from bot.registry.pullsecrets import SecretError, SecretVerification, verify_pull_secret
-from bot.slack.blocks import audit_message, bundle_message, diagnosis_message, text_message
+from bot.slack.blocks import (
+    audit_message,
+    bundle_message,
+    clusters_message,
+    diagnosis_message,
+    text_message,
+)
 from bot.slack.text import Mrkdwn, code, sentence
 
 log = logging.getLogger(__name__)
@@ -87,6 +96,8 @@ class Interactive:
                     return self.request("rollout_restart", namespace, kind, name, user, channel)
                 case Audit(namespace):
                     return self.audit(namespace)
+                case Clusters():
+                    return self.clusters()
         except KubeNotFound as exc:
             return text_message(Mrkdwn("⚠️ {}.").format(sentence(exc)))
         except KubeError as exc:
@@ -115,6 +126,11 @@ class Interactive:
                 code(namespace), Mrkdwn(", ").join(code(n) for n in watched)))
         report = audit(gather(self.kube, [namespace] if namespace else watched or None))
         return audit_message(report, scope=namespace)
+
+    def clusters(self) -> Message:
+        """Every cluster's agent sharing the store (issue 13): reporting, or silent since."""
+        return clusters_message(cluster_presence(self.incidents.store), time.time(),
+                                self.settings.heartbeat_seconds)
 
     def quota(self, secret: tuple[str, str] | None) -> Message:
         from bot.registry.dockerhub import dockerhub_quota

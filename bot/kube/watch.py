@@ -178,6 +178,9 @@ class EventWatcher(Reflector):
         self._seen_dirty = False  # only last_seen changed (saved with the RV, or on exit)
         self._last_persist = float("-inf")
         self._store_down = False
+        #: unix time this watcher last received an event from its watch (None: not yet):
+        #: the heartbeat's `last_watch_event_at` (a quiet cluster and a deaf watch differ)
+        self.last_event_at: float | None = None
 
     # -- the reflector's hooks ------------------------------------------------------------------
     def list_objects(self) -> tuple[list[dict[str, Any]], str]:
@@ -214,6 +217,7 @@ class EventWatcher(Reflector):
         self.persist(force=True)
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
+        self.last_event_at = time.time()
         if kind in ("ADDED", "MODIFIED"):
             self.kube.node_pulls.record(obj)
             self._handle(obj)

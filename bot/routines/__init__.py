@@ -41,6 +41,8 @@ class Routine:
     trigger: str
     trigger_args: dict[str, Any]
     period: float
+    #: run on every replica at every tick (the heartbeat), not once per tick across replicas
+    every_replica: bool = False
 
 
 def interval(name: str, run: Callable[[], None], seconds: float) -> Routine:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.alerts.incidents import Incident, IncidentDiagnosis, Member
+from bot.alerts.presence import Presence
 from bot.diagnosis.audit_model import AuditFinding, AuditReport
 from bot.diagnosis.bundle import Bundle
 from bot.diagnosis.causes import CAUSES, Cause, Finding
@@ -870,3 +871,55 @@ def digest_message(*, cluster: str, period: float,
     blocks.append(_context(M("imagepull-bot · daily digest (DIGEST_CRON) · reminders of open "
                              "incidents also go to their threads every REPEAT_INTERVAL_SECONDS")))
     return message(title, blocks)
+
+
+# -- several clusters (issue 13) ----------------------------------------------------------------
+
+
+def _ago(now: float, at: float | None) -> Mrkdwn:
+    return M("never") if at is None else M("{} ago").format(duration(now - at))
+
+
+def _cluster_line(presence: Presence, now: float, heartbeat_seconds: float) -> Mrkdwn:
+    if presence.reporting(now, heartbeat_seconds):
+        replicas = "?" if presence.replicas is None else str(presence.replicas)
+        incidents = "?" if presence.open_incidents is None else str(presence.open_incidents)
+        return M("✅ *{}* reporting: last heartbeat {}, version {}, {} replica(s), last watch "
+                 "event {}, {} open incident(s)").format(
+            presence.cluster, _ago(now, presence.heartbeat_at),
+            code(presence.version or "unknown"), replicas,
+            _ago(now, presence.last_watch_event_at), incidents)
+    silent = presence.silent_for(now)
+    if silent == float("inf"):
+        return M("⚠️ *{}* silent for over an hour").format(presence.cluster)
+    return M("⚠️ *{}* silent for {} (last heartbeat {})").format(
+        presence.cluster, duration(silent), date(presence.heartbeat_at or 0.0))
+
+
+def clusters_message(presences: dict[str, Presence], now: float,
+                     heartbeat_seconds: float) -> tuple[str, list[Block]]:
+    """`/imagepull clusters`: every cluster whose agent beat into the shared Redis this week,
+    reporting (beat within three heartbeats) or silent for how long."""
+    if not presences:
+        return text_message(M("No cluster reports here: presence needs REDIS_URL (the clusters' "
+                              "shared Redis) and HEARTBEAT_SECONDS above 0."))
+    lines = [_cluster_line(p, now, heartbeat_seconds) for p in presences.values()]
+    silent = sum(1 for p in presences.values() if not p.reporting(now, heartbeat_seconds))
+    text = M("{} cluster(s), {} silent").format(len(lines), silent)
+    blocks = [_mrkdwn(M("*Clusters*: {}").format(text))]
+    blocks += [_mrkdwn(section) for section in _packed(lines)]
+    return message(text, blocks)
+
+
+def _packed(lines: list[Mrkdwn]) -> list[Mrkdwn]:
+    """Lines joined into sections of at most MAX_SECTION_TEXT characters each."""
+    sections: list[Mrkdwn] = []
+    current: list[Mrkdwn] = []
+    for line in lines:
+        if current and sum(len(x) + 1 for x in current) + len(line) > MAX_SECTION_TEXT:
+            sections.append(M("\n").join(current))
+            current = []
+        current.append(line)
+    if current:
+        sections.append(M("\n").join(current))
+    return sections

@@ -32,6 +32,7 @@ carry no remediation buttons (test_read_only_alerts_have_no_remediation_buttons)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -51,6 +52,7 @@ from bot.kube.fact_watch import WatchedFacts
 from bot.kube.remediation import RemediationRefused, set_image
 from bot.kube.view import PodView
 from bot.kube.watch import EventWatcher, PodSweeper
+from bot.routines.presence import Heartbeat, cluster_uid
 from bot.sim import SimCluster, bundled_scenarios, factory, load_scenario
 from bot.sim.slack import SlackStandIn
 from bot.slack import actions
@@ -148,6 +150,11 @@ def test_the_bot_needs_every_granted_permission_and_no_other(
             view.start()
             facts.start()
             PodSweeper(kube, lambda s: None, namespaces=watched).sweep()
+            # the heartbeat (issue 13) reads the cluster's identity once: kube-system's uid (a
+            # namespaced install is refused it, and beats without one)
+            Heartbeat(MemoryStore(), cluster="rbac", owner="a", interval=15.0,
+                      open_incidents=lambda: 0, last_watch_event_at=lambda: None,
+                      uid=functools.partial(cluster_uid, kube)).run()
             assert view.wait_synced(5)
             assert facts.wait_synced(5)
             for pod in view.failing()[:1]:

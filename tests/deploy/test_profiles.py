@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.support.profiles import PROFILES, config, grants, render
+from tests.support.profiles import BUNDLED_REDIS, PROFILES, config, grants, render
 
 #: the Kubernetes version the manifests are checked against (kubernetes-validate bundles the
 #: schemas of 1.25 to 1.37; 1.32 is the oldest minor still supported upstream as of writing)
@@ -59,7 +59,7 @@ def test_the_validator_is_offline_and_refuses_a_broken_manifest() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", BUNDLED_REDIS)
 def test_every_profile_locks_down_redis_and_the_bot(profile: str) -> None:
     docs = render(profile)
     policies = {d["metadata"]["name"]: d for d in _kinds(docs, "NetworkPolicy")}
@@ -94,6 +94,32 @@ def test_every_profile_locks_down_redis_and_the_bot(profile: str) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert not _kinds(docs, "Secret"), "no Secret in git: they are created by hand"
+
+
+def test_the_agent_joins_a_shared_redis_and_bundles_none() -> None:
+    """deploy/overlays/agent: no bundled Redis (no Deployment, Service or NetworkPolicy of
+    it), REDIS_URL whole from the imagepull-bot-redis-url Secret, egress to the shared Redis's
+    ports instead of the bundled one's pods, every role, and a CLUSTER_NAME of its own."""
+    docs = render("agent")
+    assert not [d for d in docs if d["metadata"]["name"] == "imagepull-bot-redis"]
+    bot = _one(docs, "Deployment", "imagepull-bot")["spec"]["template"]["spec"]
+    [container] = bot["containers"]
+    assert {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {
+        "name": "imagepull-bot-redis-url", "key": "url"}}} in container["env"]
+    assert "REDIS_PASSWORD" not in [e["name"] for e in container["env"]]
+    assert "REDIS_URL" not in config(docs)
+    [policy] = _kinds(docs, "NetworkPolicy")
+    egress = policy["spec"]["egress"]
+    assert {"ports": [{"port": 6379, "protocol": "TCP"}, {"port": 6380, "protocol": "TCP"}]
+            } in egress
+    assert not [rule for rule in egress for peer in rule.get("to") or []
+                if "podSelector" in peer]  # no rule left for a bundled Redis's pods
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not _kinds(docs, "Secret")
+    settings = config(docs)
+    assert settings["CLUSTER_NAME"] not in ("", "default", "production")
+    assert settings["HEARTBEAT_SECONDS"] == "15"
+    assert grants(docs).cluster == grants(render("http")).cluster
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -409,3 +409,21 @@ def test_health_names_a_watch_out_of_contact_and_recovers(
     sim.up()
     wait_until(lambda: watcher.health() == (True, "ok"), timeout=10, what="healthy again")
     assert watcher.last_error is None
+
+
+def test_the_watcher_knows_when_it_last_received_an_event(
+        sim: SimCluster, make_watcher: Callable[..., Any]) -> None:
+    """The heartbeat's `last_watch_event_at` (issue 13): none before the first event from the
+    watch (a list is not an event), then the wall-clock time of the newest one received."""
+    watcher, signals = make_watcher()
+    sim.wait_for_watches(1)
+    assert watcher.last_event_at is None
+    before = time.time()
+    pod, objs = failing("web")
+    apply_all(sim, objs)
+    signals.wait_count(pod, PULL_FAILURES)
+    first = watcher.last_event_at
+    assert first is not None and before <= first <= time.time()
+    sim.bump_event("shop", backoff_event(objs))
+    signals.wait_count(pod, PULL_FAILURES + 1)
+    assert watcher.last_event_at is not None and watcher.last_event_at >= first

@@ -49,7 +49,8 @@ def test_the_watches_are_in_the_runtime_and_each_can_be_turned_off(
         env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     built = routines(env, monkeypatch)
     # requests expire on time, and a fixed cause is noticed, whatever else is turned off
-    always = {"approval-expiry", "cause-watch"}
+    # and, with Redis, every replica beats (issue 13: presence)
+    always = {"approval-expiry", "cause-watch", "heartbeat"}
     assert set(built) == {"dockerhub-quota", "digest", *always}
     cause = built["cause-watch"]  # at the sweep's pace: "within one sweep" (issue 12)
     assert (cause.trigger, cause.period) == ("interval", load_settings().sweep_interval_seconds)
@@ -60,6 +61,10 @@ def test_the_watches_are_in_the_runtime_and_each_can_be_turned_off(
     assert (digest.trigger_args["hour"], digest.trigger_args["minute"]) == ("9", "0")
     assert set(routines(env, monkeypatch, DIGEST_CRON="")) == {"dockerhub-quota", *always}
     assert set(routines(env, monkeypatch, QUOTA_CHECK_INTERVAL_SECONDS="0")) == always
+    heartbeat = built["heartbeat"]
+    assert heartbeat.every_replica and heartbeat.trigger_args == {"seconds": 15.0}
+    assert set(routines(env, monkeypatch, QUOTA_CHECK_INTERVAL_SECONDS="0",
+                        HEARTBEAT_SECONDS="0")) == always - {"heartbeat"}
 
 
 def test_the_scheduler_runs_the_quota_watch(env: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -164,3 +164,16 @@ def test_the_fleet_view_of_a_memory_store_is_the_same_memory() -> None:
     store.fleet().put(store.fleet().key("x"), "1")
     assert store.fleet().get("ipb-fleet:x") == "1"
     assert store.get("ipb:dev:x") is None
+
+
+@pytest.mark.integration
+def test_stores_under_another_root_share_a_fleet_of_their_own() -> None:
+    with redis_store() as test_store:
+        root = test_store.prefix
+        a, b = RedisStore(REDIS_URL, f"{root}:prod-eu"), RedisStore(REDIS_URL, f"{root}:prod-us")
+        a.fleet().put(a.fleet().key("presence", "prod-eu"), "alive", ttl=5)
+        assert b.fleet().get(b.fleet().key("presence", "prod-eu")) == "alive"
+        production = RedisStore(REDIS_URL, "ipb:prod-eu").fleet()
+        assert production.prefix == "ipb-fleet"
+        assert production.get(production.key("presence", "prod-eu")) is None  # not a test's
+        assert a.fleet().prefix == f"{root}-fleet"

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from bot.store import RedisStore
+from tests.support.tls import TlsMaterial
 from tests.support.waiting import wait_for
 
 
@@ -21,7 +22,8 @@ class PrivateRedis:
     Without it the server comes back empty."""
 
     def __init__(self, workdir: Path, *, persistent: bool = False,
-                 password: str | None = None) -> None:
+                 password: str | None = None, tls: TlsMaterial | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
@@ -30,6 +32,10 @@ class PrivateRedis:
         self.persistent = persistent
         #: with a password the server requires AUTH (`--requirepass`), as the bundled one does
         self.password = password
+        #: with TLS material the server speaks only TLS (`--tls-port`, plain port 0): rediss://
+        self.tls = tls
+        #: more redis-server arguments (e.g. `--cluster-enabled yes`)
+        self.args = args
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
@@ -38,17 +44,24 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent \
             else ["--appendonly", "no"]
+        ports = ["--port", str(self.port)] if self.tls is None else [
+            "--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+            "--tls-cert-file", str(self.tls.cert_path), "--tls-key-file", str(self.tls.key_path),
+            "--tls-ca-cert-file", str(self.tls.ca_path)]
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.binary, *ports, "--bind", "127.0.0.1", "--save", "",
              *aof, "--dir", str(self.workdir),
-             *(["--requirepass", self.password] if self.password else [])],
+             *(["--requirepass", self.password] if self.password else []), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: RedisStore(self.url, socket_timeout=0.2).ping(), 5, "redis to start")
+        ca = str(self.tls.ca_path) if self.tls else None
+        wait_for(lambda: RedisStore(self.url, socket_timeout=0.2, ca_bundle=ca).ping(), 5,
+                 "redis to start")
 
     def pause_writes(self, seconds: float) -> None:
         """CLIENT PAUSE WRITE: reads go on, writes wait (a store write lost mid-operation)."""

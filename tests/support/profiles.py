@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-PROFILES = ("http", "socket-mode", "read-only", "no-secrets", "namespaced")
+PROFILES = ("http", "socket-mode", "read-only", "no-secrets", "namespaced", "agent")
+#: the profiles that bundle their own Redis (the agent joins a shared one: issue 13)
+BUNDLED_REDIS = tuple(p for p in PROFILES if p != "agent")
 
 Doc = dict[str, Any]
 

@@ -31,6 +31,9 @@ def redis_store(prefix: str | None = None) -> Iterator[RedisStore]:
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{store.prefix}:*"))
+        fleet = store.fleet().prefix
+        if not fleet.startswith("ipb-"):  # a test's own fleet (the production one is shared)
+            keys += list(client.scan_iter(f"{fleet}:*"))
         if keys:
             client.delete(*keys)
         client.close()

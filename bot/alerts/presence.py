@@ -1,0 +1,98 @@
+"""Which clusters' agents are reporting to the shared Redis, and since when they are silent.
+
+Every replica of every cluster's agent beats (bot/routines/presence.py) into the fleet hash
+`ipb-fleet:presence:<cluster>` (expiring an hour after the last beat) and scores its cluster
+in the fleet sorted set `ipb-fleet:clusters` (kept a week): so a cluster whose agents stopped
+an hour ago is still listed, as silent, rather than vanishing from `/imagepull clusters` and
+from the bus's "prod-eu has not reported for 2 min" answer.
+
+Fields of the presence hash (a contract with the bus, issue 13): `heartbeat_at` (unix
+seconds, float as text), `version`, `last_watch_event_at`, `open_incidents`, `replicas`; plus
+`uid` (the cluster's identity: the kube-system namespace's uid) and one `replica:<owner>`
+field per replica (its last beat), from which `replicas` is counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bot.store import Store
+
+#: the presence hash outlives the last beat by this long
+PRESENCE_TTL = 3600.0
+#: a cluster not beating for this long leaves the fleet's list of clusters
+CLUSTERS_KEPT = 7 * 24 * 3600.0
+#: a replica is counted while its last beat is younger than this many heartbeat intervals
+REPLICA_BEATS = 3
+
+
+def presence_key(store: Store, cluster: str) -> str:
+    return store.fleet().key("presence", cluster)
+
+
+def clusters_key(store: Store) -> str:
+    return store.fleet().key("clusters")
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _int(value: str | None) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
+@dataclass(frozen=True)
+class Presence:
+    """One cluster's agents as their last beat described them (None: not said, or the hash
+    expired an hour after the last beat)."""
+
+    cluster: str
+    heartbeat_at: float | None
+    version: str | None = None
+    last_watch_event_at: float | None = None
+    open_incidents: int | None = None
+    replicas: int | None = None
+    uid: str | None = None
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last beat (inf when none is known: silent for over an hour)."""
+        if self.heartbeat_at is None:
+            return math.inf
+        return max(0.0, now - self.heartbeat_at)
+
+    def reporting(self, now: float, heartbeat_seconds: float) -> bool:
+        """Beat within the last `REPLICA_BEATS` intervals: one missed beat is not silence."""
+        return self.silent_for(now) <= REPLICA_BEATS * heartbeat_seconds
+
+    @classmethod
+    def from_hash(cls, cluster: str, fields: dict[str, str]) -> Presence:
+        return cls(cluster=cluster,
+                   heartbeat_at=_float(fields.get("heartbeat_at")),
+                   version=fields.get("version") or None,
+                   last_watch_event_at=_float(fields.get("last_watch_event_at")),
+                   open_incidents=_int(fields.get("open_incidents")),
+                   replicas=_int(fields.get("replicas")),
+                   uid=fields.get("uid") or None)
+
+
+def read_presence(store: Store, cluster: str) -> Presence:
+    return Presence.from_hash(cluster, store.hgetall(presence_key(store, cluster)))
+
+
+def cluster_presence(store: Store) -> dict[str, Presence]:
+    """Every cluster that beat within a week, by name (sorted), with its presence. A cluster
+    whose hash expired keeps its last beat from the fleet's list (the sorted set's score)."""
+    found: dict[str, Presence] = {}
+    for cluster, last_beat in sorted(store.zrange_by_score(clusters_key(store), -math.inf)):
+        presence = read_presence(store, cluster)
+        if presence.heartbeat_at is None:
+            presence = Presence(cluster=cluster, heartbeat_at=last_beat)
+        found[cluster] = presence
+    return found
