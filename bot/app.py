@@ -40,7 +40,7 @@ from bot.routines.cleared import CauseWatch
 from bot.routines.credentials import CredentialsWatch
 from bot.routines.digest import Digest
 from bot.routines.presence import Heartbeat, cluster_uid
-from bot.routines.quota import QuotaWatch, quota_reader
+from bot.routines.quota import QuotaReader, QuotaReadings, QuotaWatch, quota_reader
 from bot.slack.approvers import Approvers
 from bot.slack.notifier import SlackNotifier, web_client
 from bot.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
@@ -268,7 +268,11 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     routines = _routines(settings, store, kube, slack, manager, watched_facts, view)
     routines.append(interval("approval-expiry", approvals.expire_due, EXPIRY_INTERVAL))
     # an open incident's cause going away (issue 12), seen within one sweep
-    causes = CauseWatch(manager, watched_facts, view, kube=kube, registry=registry)
+    # a rate-limited incident's Docker Hub quota coming back: reuses the quota watch's reading
+    read_quota = (QuotaReadings(store).reusing(_quota_reader(settings))
+                  if settings.quota_check_interval_seconds > 0 else None)
+    causes = CauseWatch(manager, watched_facts, view, kube=kube, registry=registry,
+                        read_quota=read_quota)
     routines.append(interval("cause-watch", causes.run, settings.sweep_interval_seconds))
     if settings.heartbeat_seconds > 0 and not isinstance(store, MemoryStore):
         routines.append(_heartbeat(settings, store, kube, manager, watchers))
@@ -307,6 +311,12 @@ def _note_retry(manager: IncidentManager, request: ApprovalRequest) -> None:
         manager.retried(request.incident_id)
 
 
+def _quota_reader(settings: Settings) -> QuotaReader:
+    """Docker Hub's quota check at the configured endpoints."""
+    return quota_reader(settings.dockerhub_auth_url, settings.dockerhub_registry_url,
+                        settings.registry_timeout_seconds)
+
+
 def _routines(settings: Settings, store: Store, kube: KubeClient, slack: WebClient,
               manager: IncidentManager, facts: WatchedFacts, view: PodView) -> list[Routine]:
     """The scheduled watches the settings turn on (bot/routines)."""
@@ -314,9 +324,7 @@ def _routines(settings: Settings, store: Store, kube: KubeClient, slack: WebClie
     if settings.quota_check_interval_seconds > 0:
         quota = QuotaWatch(store, slack, settings.alert_channel, kube=kube, facts=facts,
                            view=view, warn_below=settings.quota_warn_remaining,
-                           read_quota=quota_reader(settings.dockerhub_auth_url,
-                                                   settings.dockerhub_registry_url,
-                                                   settings.registry_timeout_seconds))
+                           read_quota=QuotaReadings(store).recording(_quota_reader(settings)))
         routines.append(interval("dockerhub-quota", quota.run,
                                  settings.quota_check_interval_seconds))
     if settings.digest_cron:

@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 from bot.alerts.shared_causes import REFRESH_AFTER, SharedCauses, SharedEntry, elsewhere
 from bot.diagnosis.causes import CAUSES, Cause, Finding
-from bot.diagnosis.cleared import CauseCleared
+from bot.diagnosis.cleared import CauseCleared, QuotaFigure
 from bot.diagnosis.facts import RegistryFacts
 from bot.diagnosis.imageref import try_parse_image
 from bot.diagnosis.model import ContainerDiagnosis, PodDiagnosis
@@ -190,6 +190,8 @@ class Cleared:
         return json.dumps({"at": self.at, "kind": c.kind, "namespace": c.namespace,
                            "secret": c.secret, "account": c.account, "image": c.image,
                            "registry": c.registry, "node": c.node,
+                           "quotas": [[q.account, q.remaining, q.limit, q.pods]
+                                      for q in c.quotas],
                            "kubelet_retry_at": self.kubelet_retry_at}, sort_keys=True)
 
     @classmethod
@@ -205,10 +207,22 @@ class Cleared:
                                     str(data.get("secret", "")), str(data.get("account", "")),
                                     str(data.get("image", "")),
                                     str(data.get("registry", "")),
-                                    str(data.get("node", ""))),
+                                    str(data.get("node", "")),
+                                    _quotas(data.get("quotas"))),
                        None if retry is None else float(retry))
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def _quotas(raw: object) -> tuple[QuotaFigure, ...]:
+    """The quota figures of a QUOTA_BACK record ([account, remaining, limit, pods] each)."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(QuotaFigure(str(a), _int(r), _int(lim), int(p)) for a, r, lim, p in raw)
+
+
+def _int(value: object) -> int | None:
+    return None if value is None else int(str(value))
 
 
 @dataclass
@@ -474,6 +488,12 @@ class IncidentManager:
                  change.namespace, change.secret)
         self._changed(incident_id)
         return True
+
+    def quota_seen_low(self, incident_id: str) -> None:
+        """The bot's own IP's Docker Hub quota was read spent while this rate-limited incident
+        was open: evidence that the failing nodes share it (bot/routines/cleared.py says an
+        anonymous quota is back only after that). Not a change the tick acts on."""
+        self.store.hset(self._k("incident", incident_id), {"quota_low": "1"})
 
     def reprobed(self, incident_id: str, probes: int, at: float) -> None:
         """The registry was asked again about the incident's image (`probes` times so far,

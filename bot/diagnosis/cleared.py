@@ -50,14 +50,36 @@ REGISTRY_ANSWERS = "registry_answers"
 NETWORK_CAUSES = frozenset({Cause.DNS_FAILURE, Cause.NETWORK_UNREACHABLE})
 #: the node the pods failed on no longer reports DiskPressure
 DISK_PRESSURE_CLEARED = "disk_pressure_cleared"
+#: the Docker Hub pull quota the failing pods use has pulls left again (its window reset)
+QUOTA_BACK = "quota_back"
+#: Causes whose fix is a quota coming back: asked (Docker Hub's quota check, HEAD only) on
+#: the kubelet's own schedule, like the re-probed ones.
+QUOTA_CAUSES = frozenset({Cause.RATE_LIMITED})
+
+
+@dataclass(frozen=True)
+class QuotaFigure:
+    """One Docker Hub quota as last read: an account's (`account`: its username) or the bot's
+    own outbound IP's (`account` ""). `remaining` None: Docker Hub does not limit it."""
+
+    account: str
+    remaining: int | None
+    limit: int | None
+    #: how many failing pods pull with it (the pulls a retry needs)
+    pods: int = 1
+
+    @property
+    def back(self) -> bool:
+        """Enough pulls left for every failing pod that uses it to pull once."""
+        return self.remaining is None or self.remaining >= max(1, self.pods)
 
 
 @dataclass(frozen=True)
 class CauseCleared:
     """What changed, in data (the Slack layer words it and escapes every name)."""
 
-    #: SECRET_CREATED, ACCOUNT_REFERENCES, IMAGE_EXISTS, REGISTRY_ANSWERS or
-    #: DISK_PRESSURE_CLEARED
+    #: SECRET_CREATED, ACCOUNT_REFERENCES, IMAGE_EXISTS, REGISTRY_ANSWERS,
+    #: DISK_PRESSURE_CLEARED or QUOTA_BACK
     kind: str
     namespace: str
     #: the pull secret that now exists (and serves the image's registry)
@@ -70,6 +92,8 @@ class CauseCleared:
     registry: str = ""
     #: the node whose DiskPressure cleared (DISK_PRESSURE_CLEARED only)
     node: str = ""
+    #: the Docker Hub quotas the failing pods use, every one back (QUOTA_BACK only)
+    quotas: tuple[QuotaFigure, ...] = ()
 
     @property
     def kubelet_retries(self) -> bool:
@@ -125,6 +149,16 @@ def disk_pressure_cleared(findings: Sequence[Finding], namespace: str,
             name = str((node.get("metadata") or {}).get("name") or "")
             return CauseCleared(DISK_PRESSURE_CLEARED, namespace, "", node=name)
     return None
+
+
+def quota_cause_cleared(namespace: str, figures: Sequence[QuotaFigure]
+                        ) -> CauseCleared | None:
+    """A rate-limited incident's fix: every quota its failing pods pull with has a pull left
+    for each of them again (a quota with fewer pulls than pods would be spent half-way through
+    a retry). None while one is not back, or when no quota is known (nothing to say)."""
+    if not figures or not all(f.back for f in figures):
+        return None
+    return CauseCleared(QUOTA_BACK, namespace, "", quotas=tuple(figures))
 
 
 # -- the kubelet's schedule -------------------------------------------------------------------

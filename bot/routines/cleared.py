@@ -10,6 +10,8 @@ the kubelet's own schedule (10 s after the incident opened, then doubling to 300
 bot never asks more often than the kubelet pulls. (The registry client reuses an answer for up
 to a minute: a push is seen at most that much later.) A node's DiskPressure clearing is read
 from the node facts the diagnosis already reads (cached for their freshness window, 30 s).
+A Docker Hub 429's window resetting is read from Docker Hub's quota check (HEAD only) on the
+same schedule, for the quota the failing pods pull with (`CauseWatch.quota_back`).
 
 Once per sweep interval, across replicas, each open incident of such a cause is checked
 (bot/diagnosis/cleared.py decides, pure). A fix is recorded in the incident once (the first
@@ -35,21 +37,28 @@ from bot.diagnosis.causes import CAUSES, Cause
 from bot.diagnosis.cleared import (
     IMAGE_EXISTS,
     NETWORK_CAUSES,
+    QUOTA_CAUSES,
     REGISTRY_ANSWERS,
     REPROBED_CAUSES,
     SECRET_FINDINGS,
     CauseCleared,
+    QuotaFigure,
     disk_pressure_cleared,
     kubelet_next_pull,
     next_reprobe,
+    quota_cause_cleared,
     secret_cause_cleared,
 )
 from bot.diagnosis.facts import PullSecretInfo
-from bot.diagnosis.imageref import try_parse_image
+from bot.diagnosis.imageref import DOCKER_HUB, registry_matches, try_parse_image
 from bot.kube.client import KubeClient, KubeError
 from bot.kube.view import PodView
 from bot.registry.client import RegistryClient
+from bot.registry.dockerhub import Quota
+from bot.registry.model import RegistryCredentials
 from bot.registry.pullsecrets import for_registry, pod_credentials
+
+QuotaReader = Callable[[RegistryCredentials | None], Quota]
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +88,12 @@ class CauseWatch:
 
     def __init__(self, manager: IncidentManager, facts: PullSecretFacts, view: PodView, *,
                  kube: KubeClient | None = None, registry: RegistryClient | None = None,
+                 read_quota: QuotaReader | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.manager = manager
+        #: Docker Hub's quota check (bot/routines/quota.py `QuotaReadings.reusing`: a fresh
+        #: reading of the quota watch is reused); None: rate-limited incidents are not checked
+        self.read_quota = read_quota
         self.facts = facts
         self.view = view
         self.kube = kube
@@ -99,12 +112,14 @@ class CauseWatch:
                 self._check(incident_id, now, self.cleared)
             elif cause is Cause.DISK_FULL and self.kube is not None:
                 self._check(incident_id, now, self.disk_pressure)
-            elif cause in REPROBED_CAUSES | NETWORK_CAUSES and self.registry is not None:
+            elif ((cause in REPROBED_CAUSES | NETWORK_CAUSES and self.registry is not None)
+                  or (cause in QUOTA_CAUSES and self.read_quota is not None)):
                 probes, last = _reprobe(head.get("reprobe"))
                 opened = float(head.get("created_at") or now)
                 if now >= next_reprobe(opened, probes, last):
                     self._check(incident_id, now, self.image_answers if cause in
-                                REPROBED_CAUSES else self.registry_answers)
+                                REPROBED_CAUSES else self.quota_back if cause in QUOTA_CAUSES
+                                else self.registry_answers)
                     self.manager.reprobed(incident_id, probes + 1, now)
 
     def _check(self, incident_id: str, now: float,
@@ -201,6 +216,94 @@ class CauseWatch:
             return None
         return CauseCleared(REGISTRY_ANSWERS, incident.diagnosis.namespace, "",
                             registry=ref.registry)
+
+
+    def quota_back(self, incident: Incident) -> CauseCleared | None:
+        """Whether the Docker Hub quotas a rate-limited incident's failing pods pull with have
+        pulls left again: one check per quota (an account's, or the bot's IP's for pods that
+        pull anonymously), a fresh reading of the quota watch reused.
+
+        Whose quota: the Docker Hub credentials among each failing pod's own
+        ``imagePullSecrets`` (admission copied its service account's there when the pod was
+        made; the kubelet uses nothing else). An account's figure is exact. The bot's own IP's
+        figure is the nodes' only if they leave through the same NAT: it is believed only
+        after it was read spent while this incident was open (the same quota, spent with the
+        nodes'); an IP that had pulls left all along says nothing about the nodes."""
+        d = incident.diagnosis
+        ref = try_parse_image(d.image)
+        if ref is None or not ref.is_docker_hub or self.read_quota is None:
+            return None
+        owners = self._quota_owners(incident)
+        if owners is None:
+            return None
+        figures: list[QuotaFigure] = []
+        anonymous_low = False
+        for username, (credentials, pods) in sorted(owners.items()):
+            quota = self.read_quota(credentials)
+            if not quota.ok:
+                log.debug("incident %s: quota of %s not read (%s)", incident.id,
+                          username or "the bot's IP", quota.error)
+                return None
+            figure = QuotaFigure(username, None if quota.unlimited else quota.remaining or 0,
+                                 quota.limit, pods)
+            if not username and not figure.back:
+                anonymous_low = True
+            figures.append(figure)
+        if anonymous_low:
+            self.manager.quota_seen_low(incident.id)
+            return None
+        if any(not f.account for f in figures):
+            seen = self.manager.head(incident.id, "quota_low") or {}
+            if not seen.get("quota_low"):
+                return None  # the bot's IP was never spent: nothing known of the nodes'
+        return quota_cause_cleared(d.namespace, figures)
+
+    def _quota_owners(self, incident: Incident
+                      ) -> dict[str, tuple[RegistryCredentials | None, int]] | None:
+        """username ("" for anonymous pulls) → (credentials, failing pods pulling with them),
+        over the incident's members; None when a pod's credentials cannot be known (its
+        document not in the view, its secrets not readable: READ_SECRETS=false)."""
+        full = self.manager.load(incident.id)
+        d = incident.diagnosis
+        pods = sorted({(m.namespace, m.pod) for m in (full.members if full else {}).values()}
+                      or {(d.namespace, d.pod)})
+        owners: dict[str, tuple[RegistryCredentials | None, int]] = {}
+        known: dict[tuple[str, tuple[str, ...]], RegistryCredentials | None] = {}
+        for namespace, pod in pods:
+            document = self.view.document(namespace, pod)
+            if document is None:
+                return None
+            names = self._hub_secrets(namespace, _names((document.get("spec") or {})
+                                                        .get("imagePullSecrets")))
+            if (namespace, names) not in known:
+                credentials = None
+                if names:
+                    if self.kube is None:
+                        return None
+                    try:
+                        match = for_registry(pod_credentials(self.kube, namespace, names),
+                                             DOCKER_HUB)
+                    except KubeError as exc:
+                        log.debug("incident %s: quota not checked (%s)", incident.id, exc)
+                        return None
+                    credentials = match[1] if match else None
+                known[(namespace, names)] = credentials
+            credentials = known[(namespace, names)]
+            username = credentials.username if credentials else ""
+            first, count = owners.get(username, (credentials, 0))
+            owners[username] = (first, count + 1)  # one check per account, its pods counted
+        return owners
+
+    def _hub_secrets(self, namespace: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Of a pod's pull secrets, those that may hold Docker Hub credentials: the ones the
+        fact watches know with a Docker Hub key (none read for nothing), or all of them when
+        the watches cannot vouch for the namespace."""
+        secrets = self.facts.pull_secrets(namespace) if names else None
+        if secrets is None:
+            return names
+        hub = {s.name for s in secrets
+               if any(registry_matches(key, DOCKER_HUB) for key in s.registries)}
+        return tuple(n for n in names if n in hub)
 
 
 def _cause(value: str | None) -> Cause | None:

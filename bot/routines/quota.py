@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -266,6 +266,62 @@ def _error(exc: BaseException) -> str:
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error"))
     return type(exc).__name__
+
+
+#: How long a quota reading is reused instead of asking Docker Hub again: the kubelet's
+#: shortest back-off wait (10 s), so a reused figure never makes the cause watch, which asks
+#: on the kubelet's schedule, see a window reset later than the kubelet's own next pull could.
+READING_FRESH_SECONDS = 10.0
+
+
+class QuotaReadings:
+    """The latest good reading of each quota, shared across replicas through the store for
+    `READING_FRESH_SECONDS`, so the cause watch (bot/routines/cleared.py) reuses the quota
+    watch's figure for an account instead of asking Docker Hub twice. A reading holds figures,
+    the username and Docker Hub's source id: never a password. Failed reads are not kept."""
+
+    def __init__(self, store: Store, fresh_for: float = READING_FRESH_SECONDS) -> None:
+        self.store = store
+        self.fresh_for = fresh_for
+
+    def _key(self, credentials: RegistryCredentials | None) -> str:
+        who = f"account:{credentials.username}" if credentials else "anonymous"
+        return self.store.key("quota-reading", hashlib.sha256(who.encode()).hexdigest()[:32])
+
+    def fresh(self, credentials: RegistryCredentials | None) -> Quota | None:
+        """A reading of this quota taken within the freshness window, if any."""
+        raw = self.store.get(self._key(credentials))
+        data = _record(raw) if raw else {}
+        try:
+            return Quota(**{k: v for k, v in data.items() if k in Quota.__dataclass_fields__}) \
+                if data else None
+        except TypeError:
+            return None
+
+    def remember(self, credentials: RegistryCredentials | None, quota: Quota) -> None:
+        if quota.ok:
+            self.store.put(self._key(credentials), json.dumps(asdict(quota)), ttl=self.fresh_for)
+
+    def recording(self, read: QuotaReader) -> QuotaReader:
+        """`read`, always asking Docker Hub (the quota watch's own schedule), keeping each
+        good answer for others to reuse."""
+
+        def ask(credentials: RegistryCredentials | None) -> Quota:
+            quota = read(credentials)
+            self.remember(credentials, quota)
+            return quota
+
+        return ask
+
+    def reusing(self, read: QuotaReader) -> QuotaReader:
+        """`read`, answered from a fresh reading when there is one (asked, and kept, when
+        not)."""
+        recording = self.recording(read)
+
+        def reuse(credentials: RegistryCredentials | None) -> Quota:
+            return self.fresh(credentials) or recording(credentials)
+
+        return reuse
 
 
 def quota_reader(auth_url: str, registry_url: str, timeout: float) -> QuotaReader:

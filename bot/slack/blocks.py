@@ -26,7 +26,9 @@ from bot.diagnosis.cleared import (
     ACCOUNT_REFERENCES,
     DISK_PRESSURE_CLEARED,
     IMAGE_EXISTS,
+    QUOTA_BACK,
     REGISTRY_ANSWERS,
+    QuotaFigure,
 )
 from bot.diagnosis.engine import REGISTRY_EVIDENCE
 from bot.diagnosis.explain import FINDING_TEXT
@@ -318,7 +320,13 @@ def _retry_target(incident: Incident) -> str | None:
     """What "Retry now" acts on: "restart" (a Deployment, StatefulSet or DaemonSet), "delete"
     (a bare pod), or None (a Job or CronJob: no button, the kubelet's retry or the next run)."""
     kind = incident.diagnosis.workload.kind.lower()
-    if incident.scope_kind != "workload":
+    # a rate-limited incident is the registry's, but when its failing pods are all of one
+    # workload (the diagnosis's), a retry after the quota came back acts on that one
+    d = incident.diagnosis
+    own = f"{d.namespace}/{kind}/{d.workload.name}"
+    one_workload = (incident.cleared is not None and incident.cleared.change.kind == QUOTA_BACK
+                    and set(incident.workloads) <= {own})
+    if incident.scope_kind != "workload" and not one_workload:
         return None
     if kind in _RESTARTABLE:
         return "restart"
@@ -340,6 +348,20 @@ def retry_saved_line(incident: Incident) -> Mrkdwn:
             date(cleared.kubelet_retry_at))
     return M(" Retry now saved {}: the kubelet's own retry was due at {}.").format(
         duration(incident.retry_saved), date(cleared.kubelet_retry_at))
+
+
+def _quota_back(figure: QuotaFigure) -> Mrkdwn:
+    """One quota that came back, saying whose it is (never a password: there is none here)."""
+    if figure.remaining is None:
+        left = M("no longer limited")
+    else:
+        left = M("{} of {} left").format(figure.remaining, figure.limit or "?")
+    if figure.account:
+        return M("Docker Hub quota for account {} is back: {}").format(code(figure.account),
+                                                                       left)
+    return M("the bot's own outbound IP has Docker Hub pulls again ({}); your nodes share it "
+             "only if they leave through the same NAT (it ran out while the nodes got 429s)"
+             ).format(left)
 
 
 def cleared_message(incident: Incident, *, remediation: bool = True,
@@ -364,6 +386,8 @@ def cleared_message(incident: Incident, *, remediation: bool = True,
         elif change.kind == REGISTRY_ANSWERS:
             what = M("registry {} resolves and answers the bot again (the nodes' path to it "
                      "may differ)").format(code(change.registry))
+        elif change.kind == QUOTA_BACK:
+            what = M("; ").join(_quota_back(q) for q in change.quotas)
         elif change.kind == IMAGE_EXISTS:
             what = M("image {} now exists in its registry").format(
                 code(change.image))

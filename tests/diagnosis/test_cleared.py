@@ -9,12 +9,15 @@ from bot.diagnosis.causes import Finding
 from bot.diagnosis.cleared import (
     ACCOUNT_REFERENCES,
     DISK_PRESSURE_CLEARED,
+    QUOTA_BACK,
     SECRET_CREATED,
     CauseCleared,
+    QuotaFigure,
     disk_pressure_cleared,
     kubelet_next_pull,
     next_reprobe,
     pull_delay,
+    quota_cause_cleared,
     secret_cause_cleared,
 )
 from bot.diagnosis.facts import PullSecretInfo
@@ -115,3 +118,17 @@ def test_disk_pressure_cleared_only_when_the_node_says_so() -> None:
     assert disk_pressure_cleared(pressure, "shop", node(None)) is None  # unknown: nothing said
     assert disk_pressure_cleared(pressure, "shop", None) is None  # not readable (namespaced)
     assert disk_pressure_cleared((), "shop", node("False")) is None  # never was under pressure
+
+
+def test_a_quota_is_back_when_every_pod_using_it_can_pull_once() -> None:
+    account = QuotaFigure("hubuser", 3, 200, pods=3)
+    change = quota_cause_cleared("shop", [account, QuotaFigure("", 50, 100, pods=1)])
+    assert change is not None and change.kind == QUOTA_BACK and change.kubelet_retries
+    assert change.quotas == (account, QuotaFigure("", 50, 100, pods=1))
+    # two pulls for three pods: a retry would run out half-way
+    assert quota_cause_cleared("shop", [QuotaFigure("hubuser", 2, 200, pods=3)]) is None
+    assert quota_cause_cleared("shop", [QuotaFigure("hubuser", 0, 200)]) is None
+    # one quota back and another not: not yet
+    assert quota_cause_cleared("shop", [account, QuotaFigure("ci", 0, 200)]) is None
+    assert quota_cause_cleared("shop", []) is None  # nothing known: nothing to say
+    assert QuotaFigure("paid", None, None, pods=40).back  # not limited at all

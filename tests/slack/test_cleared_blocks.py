@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.alerts.incidents import Cleared, Incident, IncidentDiagnosis
-from bot.diagnosis.cleared import ACCOUNT_REFERENCES, IMAGE_EXISTS, SECRET_CREATED, CauseCleared
+from bot.alerts.incidents import Cleared, Incident, IncidentDiagnosis, Member
+from bot.diagnosis.cleared import (
+    ACCOUNT_REFERENCES,
+    IMAGE_EXISTS,
+    QUOTA_BACK,
+    SECRET_CREATED,
+    CauseCleared,
+    QuotaFigure,
+)
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.facts import PodFacts
 from bot.slack import actions
@@ -94,3 +101,55 @@ def test_the_resolution_line_says_what_the_retry_saved() -> None:
     assert "Retry now saved 3m: the kubelet's own retry was due at <!date^" in text
     done.retried_at = None
     assert "Retry now" not in resolved_message(done)[0]
+
+
+# -- a rate-limited incident's Docker Hub quota came back (QUOTA_BACK) --------------------------
+
+
+def quota_back(*figures: QuotaFigure, members: tuple[tuple[str, str], ...] = ()) -> Incident:
+    """The registry's incident (Docker Hub), with failing pods of the given workloads."""
+    change = CauseCleared(QUOTA_BACK, "shop", "", quotas=figures)
+    inc = incident("docker.io/library/nginx:1.27", change=change, scope_kind="registry")
+    for i, (kind, name) in enumerate(members):
+        member = Member("shop", f"{name}-{i}", "web", "docker.io/library/nginx:1.27", kind,
+                        name, T0 - 60)
+        inc.members[member.id] = member
+    return inc
+
+
+def test_an_accounts_quota_back_says_whose_and_offers_retry_for_one_workload() -> None:
+    inc = quota_back(QuotaFigure("hubuser", 87, 200, 2),
+                     members=(("Deployment", "web"), ("Deployment", "web")))
+    text, blocks = cleared_message(inc, now=T0)
+    assert "Docker Hub quota for account `hubuser` is back: 87 of 200 left" in text
+    assert "The kubelet retries on its own at" in text
+    assert buttons(blocks) == {actions.RETRY: "inc-0123456789ab"}
+    text, blocks = cleared_message(inc, remediation=False, now=T0)
+    assert buttons(blocks) == {}
+    assert "kubectl rollout restart deployment/web -n shop" in text
+
+
+def test_several_workloads_or_another_ones_pods_get_no_button() -> None:
+    two = quota_back(QuotaFigure("hubuser", 87, 200, 2),
+                     members=(("Deployment", "web"), ("Deployment", "api")))
+    assert buttons(cleared_message(two, now=T0)[1]) == {}
+    other = quota_back(QuotaFigure("hubuser", 87, 200, 1), members=(("Deployment", "api"),))
+    assert buttons(cleared_message(other, now=T0)[1]) == {}
+
+
+def test_the_bots_ip_is_said_with_its_caveat_and_an_unlimited_account_as_such() -> None:
+    text, _ = cleared_message(quota_back(QuotaFigure("", 87, 100), QuotaFigure("ci", None,
+                                                                               None)), now=T0)
+    assert ("the bot's own outbound IP has Docker Hub pulls again (87 of 100 left); your "
+            "nodes share it only if they leave through the same NAT") in text
+    assert "Docker Hub quota for account `ci` is back: no longer limited" in text
+
+
+def test_a_hostile_account_name_is_escaped_and_the_record_round_trips() -> None:
+    inc = quota_back(QuotaFigure("<!channel>", 5, 200, 1))
+    text, blocks = cleared_message(inc, now=T0)
+    assert "<!channel>" not in text and "<!channel>" not in str(blocks)
+    assert inc.cleared is not None
+    again = Cleared.from_json(inc.cleared.to_json())
+    assert again == inc.cleared
+    assert again is not None and again.change.quotas == (QuotaFigure("<!channel>", 5, 200, 1),)
