@@ -43,7 +43,7 @@ from bot.chatops.approvals import REQUEST_ID
 from bot.chatops.routing import ClusterNameError, split_cluster
 from bot.slack.inbound import Admitted, response_url_of
 from bot.slack.text import Mrkdwn, code, sentence
-from bot.store import RedisStore
+from bot.store import RedisStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class FleetBus:
         command that names another cluster (handlers/commands.py)."""
         try:
             return self._route(admitted, timestamp, signature, content_type)
-        except redis.exceptions.RedisError as exc:
+        except (redis.exceptions.RedisError, StoreError) as exc:  # presence reads via Store
             log.warning("bus: could not route (%s); the request runs here",
                         type(exc).__name__)
             return Route("local", self.cluster)
