@@ -32,21 +32,7 @@ from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.store import RedisStore
 from tests.support.redis import REDIS_URL
-from tests.support.slack_requests import ALERTS, SIGNING_SECRET, SlackClientForTests
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+from tests.support.slack_requests import ALERTS, SIGNING_SECRET, SlackClientForTests, environment
 
 
 @dataclass
@@ -100,7 +86,7 @@ class Fleet:
                   "REDIS_URL": REDIS_URL, "GROUP_WAIT_SECONDS": "1",
                   "GROUP_INTERVAL_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "1",
                   "REGISTRY_PROBE": "false", **env}
-        with _environment(values):
+        with environment(values):
             settings = load_settings()
         runtime = build_runtime(settings, kube=KubeClient.from_environment(str(kubeconfig)),
                                 store=RedisStore(REDIS_URL, f"{self.root}:{cluster}"))

@@ -424,7 +424,9 @@ class BotUnderTest:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """The process environment with `values` set, restored afterwards (settings are read
+    from it once, when a bot is built)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -469,7 +471,7 @@ def running_bot(
             "SWEEP_INTERVAL_SECONDS": "1", "REGISTRY_PROBE": "false", "PORT": "3000",
             **(env or {}),
         }
-        stack.enter_context(_environment(values))
+        stack.enter_context(environment(values))
         settings = load_settings()
         kube = KubeClient.from_environment(str(kubeconfig), read_secrets=settings.read_secrets)
         runtime = build_runtime(settings, kube=kube, store=store)
