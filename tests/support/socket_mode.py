@@ -38,7 +38,7 @@ from bot.slack.socket_mode import SocketModeHandler
 from bot.store import RedisStore
 from tests.support.leaks import SECRETS
 from tests.support.redis import redis_store
-from tests.support.slack_requests import ALERTS, environment, block_action, slash_command
+from tests.support.slack_requests import ALERTS, block_action, environment, slash_command
 
 ALICE = "U0ALICE001"
 
@@ -120,7 +120,7 @@ def running_socket_bot(*, env: Mapping[str, str] | None = None, hold_open: float
         stack.enter_context(environment(values))
         stack.enter_context(_without("SLACK_SIGNING_SECRET"))  # Socket Mode needs none
         settings = load_settings()
-        runtime = build_runtime(settings, kube=KubeClient.fromenvironment(str(kubeconfig)),
+        runtime = build_runtime(settings, kube=KubeClient.from_environment(str(kubeconfig)),
                                 store=store)
         for watcher in runtime.watchers:
             watcher.idle_timeout = 0.5
