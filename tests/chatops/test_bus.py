@@ -27,6 +27,7 @@ from tests.support.slack_requests import (
     FORM_TYPE,
     SIGNING_SECRET,
     block_action,
+    button_value,
     sign,
     slash_command,
 )
@@ -142,14 +143,6 @@ def approval_message(slack: Any) -> Any:
         return None
 
     return wait_for(find, 15, "the approval request message")
-
-
-def button_value(message: Any, action_id: str) -> str:
-    for block in message.blocks:
-        for element in block.get("elements", []):
-            if element.get("action_id") == action_id:
-                return str(element["value"])
-    raise AssertionError(f"no {action_id} button in {message.text!r}")
 
 
 def restarts(sim: SimCluster) -> list[Any]:

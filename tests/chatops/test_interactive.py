@@ -22,6 +22,7 @@ from tests.support.slack_requests import (
     ALERTS,
     BotUnderTest,
     block_action,
+    button_value,
     running_bot,
     slash_command,
 )
@@ -107,14 +108,6 @@ def approval_message(bot: BotUnderTest) -> Any:
         return None
 
     return wait_for(find, what="the approval request message")
-
-
-def button_value(message: Any, action_id: str) -> str:
-    for block in message.blocks:
-        for element in block.get("elements", []):
-            if element.get("action_id") == action_id:
-                return str(element["value"])
-    raise AssertionError(f"no {action_id} button in {message.text!r}")
 
 
 def alert_with(bot: BotUnderTest, action_id: str) -> Any:

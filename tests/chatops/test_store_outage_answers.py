@@ -29,6 +29,7 @@ from tests.support.slack_requests import (
     BotUnderTest,
     app_mention_event,
     block_action,
+    button_value,
     message_ts,
     running_bot,
     slash_command,
@@ -92,14 +93,6 @@ def answer_text(bot: BotUnderTest, name: str, timeout: float = 20.0) -> str:
 def approval_messages(bot: BotUnderTest) -> list[Any]:
     return [m for root in bot.slack.channel_history(ALERTS[0]) for m in [root, *root.replies]
             if "Approval needed" in m.text]
-
-
-def button_value(message: Any, action_id: str) -> str:
-    for block in message.blocks:
-        for element in block.get("elements", []):
-            if element.get("action_id") == action_id:
-                return str(element["value"])
-    raise AssertionError(f"no {action_id} button")
 
 
 def failing_web(bot: BotUnderTest) -> Any:

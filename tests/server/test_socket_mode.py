@@ -39,6 +39,7 @@ from tests.support.slack_requests import (
     BOT_USER_ID,
     app_mention_event,
     block_action,
+    button_value,
     message_ts,
 )
 from tests.support.socket_mode import ALICE, SocketBot, running_socket_bot
@@ -69,14 +70,6 @@ def acked_in_time(bot: SocketBot, envelope: Any) -> Any:
     latency = ack.at - envelope.created_at
     assert latency < ACK_DEADLINE, f"ack after {latency:.2f}s"
     return ack
-
-
-def button_value(message: Any, action_id: str) -> str:
-    for block in message.blocks:
-        for element in block.get("elements", []):
-            if element.get("action_id") == action_id:
-                return str(element["value"])
-    raise AssertionError(f"no {action_id} button in {message.text!r}")
 
 
 def all_messages(bot: SocketBot) -> list[Any]:

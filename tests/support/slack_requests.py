@@ -492,3 +492,12 @@ def running_bot(
         yield BotUnderTest(url=url, sim=sim, slack=slack, store=store, settings=settings,
                            runtime=runtime, bolt=bolt, server=server,
                            client=SlackClientForTests(url, signing_secret), env=values)
+
+
+def button_value(message: Any, action_id: str) -> str:
+    """The value of the button `action_id` in a message the Slack stand-in recorded."""
+    for block in message.blocks:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return str(element["value"])
+    raise AssertionError(f"no {action_id} button in {message.text!r}")
