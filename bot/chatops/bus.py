@@ -34,12 +34,17 @@ An Approve/Deny click takes the request's decision key with SET NX (bot/chatops/
 Rollout restart approved once restarts once (tests/chatops/test_bus.py runs one click twice).
 A remediation button (Restart, Set image, Retry now) asks for approval through the request's
 twin key (SET NX on action + target): the second run finds the pending twin and posts no second
-request. Incident buttons (snooze, acknowledge) write a state, which written twice is the same.
-A slash command only reads (diagnose, audit, bundle) or asks for approval as above.
+request ("Already waiting for approval"). The other alert buttons (Check quota, Verify secret,
+Bundle) and slash commands only read (diagnose, audit, bundle, verify, clusters) or ask for
+approval as above.
 
 What a person may see twice, at worst: a reply to the second run through the response_url
-("working on it…" and the diagnosis again, or "Already approved by @x" after "Approved").
-And the window that stays: `dispatch` returns once the listener acked (Bolt runs the rest in
+("working on it…" and the diagnosis again, or "Already approved by @x" after "Done"), and a
+read-only button's answer posted twice in the incident thread (a second bundle or quota
+reading). Never a second PATCH; a second approval request only when the first was decided in
+the seconds between the two runs (and that one needs its own approval).
+
+The window that stays: `dispatch` returns once the listener acked (Bolt runs the rest in
 its worker thread), so a replica dying after the ack but before the listener finished leaves
 `done` recorded with the rest of that listener's work undone; the person saw the ack and asks
 again.
