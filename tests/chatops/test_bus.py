@@ -303,9 +303,11 @@ def test_a_consumer_killed_after_reading_leaves_its_entry_to_the_other_replica(
     read = agents.redis.xreadgroup(GROUP, "us-replica-that-died", {stream: ">"}, count=10)
     assert len(read[0][1]) == 1
     assert agents.redis.xpending(stream, GROUP)["pending"] == 1
-    b_agents = [agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1")
-                for _ in range(2)]
+    # the first live replica would take it over only after the default 30 s: until the
+    # second (1 s) does, the entry is pending, and its gauge says so
+    b_agents = [agents.replica(b, sims[1], APPROVERS=CAROL)]
     assert scrape(b_agents[0])[("imagepull_bot_bus_pending", ())] == 1  # XPENDING, scraped
+    b_agents.append(agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1"))
     wait_for(lambda: len(texts(agents.slack, "pending")) >= 2, 20, "the answer")
     time.sleep(2)
     assert len(texts(agents.slack, "pending")) == 2, texts(agents.slack, "pending")
