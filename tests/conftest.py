@@ -9,8 +9,9 @@ Installed for the whole session (see tests/support/leaks.py for the why and what
 
 At the end of the session any finding fails the run (exit status 1) and the summary says where,
 naming the secret by its label only. Under pytest-xdist each worker scans what it runs and hands
-its findings to the controller (`pytest_testnodedown`), which reports them and fails the run. `tests/security/test_leak_scanner.py` proves the scanner
-catches a planted leak, so this guard cannot silently be a no-op.
+its findings to the controller (`pytest_testnodedown`), which reports them and fails the run.
+`tests/security/test_leak_scanner.py` proves the scanner catches a planted leak, in one process
+and under xdist, so this guard cannot silently be a no-op.
 """
 
 from __future__ import annotations
