@@ -31,7 +31,7 @@ def register(app: App, interactive: Interactive) -> None:
             cluster, text = split_cluster(str(command.get("text") or ""))
             if cluster is not None and cluster != own:  # routing could not send it here
                 ack(text=Mrkdwn("⚠️ This agent watches {}, not {}, and could not forward the "
-                                "request: {}; nothing was run.").format(
+                                "request, so nothing was run: {}.").format(
                     code(own), code(cluster), _why_not_forwarded(interactive.settings)))
                 return
             parsed = parse_command(text)
