@@ -256,7 +256,12 @@ class SocketModeHandler(BaseSocketModeHandler):
             client.send_socket_mode_response({"envelope_id": req.envelope_id})
             return
         if self.route is not None and isinstance(req.payload, dict):
-            routed = self.route(req.payload)
+            try:
+                routed = self.route(req.payload)
+            except Exception as exc:  # a routing bug must not cost the ack: run it here
+                log.warning("socket mode: could not route the request (%s); it runs here",
+                            type(exc).__name__)
+                routed = None
             if routed is not None:
                 answer = json.loads(routed) if routed else None
                 client.send_socket_mode_response(
