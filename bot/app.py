@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -281,7 +282,7 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     signing = settings.slack_signing_secret
     bus = (FleetBus(fleet, cluster=settings.cluster_name,
                     channel_clusters=settings.channel_clusters,
-                    silent_after=settings.bus_silent_after_seconds,
+                    heartbeat_seconds=settings.heartbeat_seconds, metrics=metrics,
                     signing_secret=signing.get_secret_value() if signing else None)
            if isinstance(fleet, RedisStore) else None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
@@ -395,6 +396,18 @@ def _gauges(runtime: Runtime) -> None:
                           "relist; at most 20,000 per watch)",
                           lambda: float(sum(len(w.processed) for w in runtime.watchers
                                             if isinstance(w, EventWatcher))))
+    bus = runtime.bus
+    if bus is not None:
+        def bus_pending() -> float:
+            try:
+                return float(bus.pending())
+            except redis.exceptions.RedisError:
+                return float("nan")
+
+        runtime.metrics.gauge("imagepull_bot_bus_pending",
+                              "Entries of this cluster's request stream read by a replica and "
+                              "not yet acknowledged (XPENDING): running, or left by a replica "
+                              "that died, to be taken over", bus_pending)
 
 
 def build_bolt_app(settings: Settings, runtime: Runtime, **kwargs: Any) -> App:

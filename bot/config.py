@@ -79,16 +79,14 @@ class Settings(BaseSettings):
     #: CA bundle file for a `rediss://` Redis signed by a private CA (empty: the system's CAs)
     redis_ca_bundle: str | None = Field(default=None, alias="REDIS_CA_BUNDLE")
     #: how often every replica says it is alive into the shared Redis (`/imagepull clusters`,
-    #: issue 13); 0: never (needs REDIS_URL)
+    #: issue 13); 0: never (needs REDIS_URL). It also sets when a cluster is silent: after
+    #: three of its intervals without a beat (bot/alerts/presence.py `silent_after`), a
+    #: request for it is answered at once and not sent
     heartbeat_seconds: float = Field(default=15.0, ge=0, alias="HEARTBEAT_SECONDS")
     #: several clusters (issue 13): the cluster a channel's `/imagepull` commands go to when
     #: they name none, e.g. `C123=prod-eu,C456=prod-us` (channel ID=CLUSTER_NAME)
     channel_clusters: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict,
                                                                   alias="CHANNEL_CLUSTERS")
-    #: a cluster whose agents' heartbeat is older than this is silent: requests for it are
-    #: answered at once ("has not reported for 2 min; nothing was sent") and not sent
-    bus_silent_after_seconds: float = Field(default=90.0, gt=0,
-                                            alias="BUS_SILENT_AFTER_SECONDS")
     #: a replica's unacknowledged bus entries are taken over by another after this long
     bus_claim_idle_seconds: float = Field(default=30.0, gt=0, alias="BUS_CLAIM_IDLE_SECONDS")
     group_wait_seconds: float = Field(default=10.0, ge=0, alias="GROUP_WAIT_SECONDS")

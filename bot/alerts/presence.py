@@ -7,9 +7,18 @@ an hour ago is still listed, as silent, rather than vanishing from `/imagepull c
 from the bus's "prod-eu has not reported for 2 min" answer.
 
 Fields of the presence hash (a contract with the bus, issue 13): `heartbeat_at` (unix
-seconds, float as text), `version`, `last_watch_event_at`, `open_incidents`, `replicas`; plus
-`uid` (the cluster's identity: the kube-system namespace's uid) and one `replica:<owner>`
-field per replica (its last beat), from which `replicas` is counted.
+seconds, float as text), `heartbeat_seconds` (the interval its agents beat at), `version`,
+`last_watch_event_at`, `open_incidents`, `replicas`; plus `uid` (the cluster's identity: the
+kube-system namespace's uid) and one `replica:<owner>` field per replica (its last beat), from
+which `replicas` is counted.
+
+Silence has one definition, here: a cluster is silent once `REPLICA_BEATS` of its own heartbeat
+intervals passed without a beat (`Presence.silence`). `/imagepull clusters` and the bus's
+routing both ask it, so a cluster listed as reporting is one requests are sent to. The interval
+is the one the cluster's agents advertise in their beat, not the reader's HEARTBEAT_SECONDS:
+two clusters may beat at different rates, and it is the beating side that knows when its next
+beat is due. A beat without it (an older agent), or with a value outside `INTERVAL_BOUNDS`
+(anyone can write this hash), is judged by the reader's own interval.
 """
 
 from __future__ import annotations
@@ -25,6 +34,20 @@ PRESENCE_TTL = 3600.0
 CLUSTERS_KEPT = 7 * 24 * 3600.0
 #: a replica is counted while its last beat is younger than this many heartbeat intervals
 REPLICA_BEATS = 3
+#: the interval assumed when neither the beat nor the reader has one (HEARTBEAT_SECONDS=0 here)
+DEFAULT_HEARTBEAT_SECONDS = 15.0
+#: an advertised interval is believed only in (low, high]: a huge one would keep a dead
+#: cluster "reporting" for hours, and requests would wait in its stream instead of being refused
+INTERVAL_BOUNDS = (0.0, 300.0)
+
+
+def silent_after(heartbeat_seconds: float) -> float:
+    """Seconds without a beat after which a cluster beating every `heartbeat_seconds` is
+    silent: `REPLICA_BEATS` intervals, so one missed or late beat is not silence."""
+    low, high = INTERVAL_BOUNDS
+    interval = heartbeat_seconds if low < heartbeat_seconds <= high else \
+        DEFAULT_HEARTBEAT_SECONDS
+    return REPLICA_BEATS * interval
 
 
 def presence_key(store: Store, cluster: str) -> str:
@@ -55,6 +78,7 @@ class Presence:
 
     cluster: str
     heartbeat_at: float | None
+    heartbeat_seconds: float | None = None
     version: str | None = None
     last_watch_event_at: float | None = None
     open_incidents: int | None = None
@@ -67,14 +91,31 @@ class Presence:
             return math.inf
         return max(0.0, now - self.heartbeat_at)
 
+    def silent_after(self, heartbeat_seconds: float) -> float:
+        """This cluster's threshold: its advertised interval when believable, else the
+        reader's `heartbeat_seconds` (see the module docstring)."""
+        advertised = self.heartbeat_seconds
+        low, high = INTERVAL_BOUNDS
+        if advertised is not None and low < advertised <= high:
+            return silent_after(advertised)
+        return silent_after(heartbeat_seconds)
+
+    def silence(self, now: float, heartbeat_seconds: float) -> float | None:
+        """Seconds since the last beat once that makes the cluster silent (inf: no beat
+        known); None while it reports. The one test both `/imagepull clusters` and the bus
+        use; `heartbeat_seconds` is the reader's own interval (the fallback)."""
+        age = self.silent_for(now)
+        return age if age > self.silent_after(heartbeat_seconds) else None
+
     def reporting(self, now: float, heartbeat_seconds: float) -> bool:
         """Beat within the last `REPLICA_BEATS` intervals: one missed beat is not silence."""
-        return self.silent_for(now) <= REPLICA_BEATS * heartbeat_seconds
+        return self.silence(now, heartbeat_seconds) is None
 
     @classmethod
     def from_hash(cls, cluster: str, fields: dict[str, str]) -> Presence:
         return cls(cluster=cluster,
                    heartbeat_at=_float(fields.get("heartbeat_at")),
+                   heartbeat_seconds=_float(fields.get("heartbeat_seconds")),
                    version=fields.get("version") or None,
                    last_watch_event_at=_float(fields.get("last_watch_event_at")),
                    open_incidents=_int(fields.get("open_incidents")),

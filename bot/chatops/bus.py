@@ -34,11 +34,40 @@ and acknowledged (so it is not retried forever) and changes nothing. A Socket Mo
 without SLACK_SIGNING_SECRET cannot sign, so it forwards nothing: a request for another
 cluster is refused in words that say what to set.
 
-Exactly once: each request's id (a hash of its signature, unique per body and timestamp) is
-claimed with SET NX before it runs, and the entry is acknowledged after; a redelivery (a
-replica died after reading: XAUTOCLAIM hands its pending entries to a live replica after
-`claim_idle` seconds) finds the claim and only acknowledges. A replica dying between the claim
-and the effect loses that one request (at most once) rather than running it twice.
+Exactly once, as far as it can be had (at least once, with idempotent effects): an entry is
+acknowledged only after its request ran to the end of `dispatch` and that is recorded, or after
+it was refused (forged, stale) or found already done; a replica that dies before that leaves
+the entry pending, and XAUTOCLAIM hands it to a live replica after `claim_idle` seconds. Each
+request's id (a hash of its signature, unique per body and timestamp) has one key whose value
+is a state. `running <consumer>` is a lease: set with SET NX for `LEASE_SHARE` of `claim_idle`
+and renewed while `dispatch` runs, so it outlives its consumer by less than the take-over
+delay. `done <consumer>` replaces it when `dispatch` returns and lives `DONE_TTL`, far longer
+than Slack's 5-minute window past which no entry runs at all. A redelivered entry therefore
+finds `done` (it ran: only acknowledged), a live lease (another replica is running it right
+now: left pending, looked at again a take-over later), or nothing: its consumer died between
+the claim and `done`, and it runs again.
+
+Why running twice cannot double an effect: everything a request can change is decided by its
+own atomic claim in the executing agent's store, whoever runs it and however often.
+An Approve/Deny click takes the request's decision key with SET NX (bot/chatops/approvals.py
+`decide`): the second run finds the decision taken and answers "Already approved by @x", so a
+Rollout restart approved once restarts once (tests/chatops/test_bus.py runs one click twice).
+A remediation button (Restart, Set image, Retry now) asks for approval through the request's
+twin key (SET NX on action + target): the second run finds the pending twin and posts no second
+request ("Already waiting for approval"). The other alert buttons (Check quota, Verify secret,
+Bundle) and slash commands only read (diagnose, audit, bundle, verify, clusters) or ask for
+approval as above.
+
+What a person may see twice, at worst: a reply to the second run through the response_url
+("working on it…" and the diagnosis again, or "Already approved by @x" after "Done"), and a
+read-only button's answer posted twice in the incident thread (a second bundle or quota
+reading). Never a second PATCH; a second approval request only when the first was decided in
+the seconds between the two runs (and that one needs its own approval).
+
+The window that stays: `dispatch` returns once the listener acked (Bolt runs the rest in
+its worker thread), so a replica dying after the ack but before the listener finished leaves
+`done` recorded with the rest of that listener's work undone; the person saw the ack and asks
+again.
 """
 
 from __future__ import annotations
@@ -49,7 +78,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -59,9 +89,11 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from bot.alerts.incidents import INCIDENT_ID
-from bot.alerts.presence import cluster_presence, read_presence
+from bot.alerts.presence import DEFAULT_HEARTBEAT_SECONDS, cluster_presence, read_presence
 from bot.chatops.approvals import REQUEST_ID
 from bot.chatops.routing import ClusterNameError, split_cluster
+from bot.diagnosis.names import is_dns1123_label
+from bot.metrics import BoundedLabels, Metrics
 from bot.slack.inbound import Admitted, response_url_of
 from bot.slack.text import Mrkdwn, code, sentence
 from bot.store import RedisStore, StoreError
@@ -73,12 +105,22 @@ GROUP = "agents"
 SLACK_WINDOW = 300.0
 #: a response_url takes answers for 30 minutes
 RESPONSE_URL_LIFETIME = 1800.0
-#: a target whose heartbeat is older than this is silent (about three heartbeat intervals)
-SILENT_AFTER = 90.0
 #: a stream keeps about this many entries (XADD MAXLEN ~)
 STREAM_MAXLEN = 10_000
-#: a request id stays claimed this long (longer than any redelivery)
+#: a request id stays `done` this long: longer than Slack's window, after which an entry is
+#: dropped unrun anyway, so a key gone by expiry never lets a request run twice
 DONE_TTL = 3600.0
+#: the `running` lease lasts this share of `claim_idle`: a dead consumer's lease is gone by the
+#: time XAUTOCLAIM hands its entry over, a live consumer renews it every `LEASE_RENEW_SHARE`
+LEASE_SHARE = 0.8
+LEASE_RENEW_SHARE = 0.25
+#: Lua: extend a lease only while it is still the caller's (never revive another's, or `done`)
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 #: the `transport` of a bus entry that carries a Socket Mode request (HTTP entries have none)
 SOCKET_MODE: Final = "socket_mode"
@@ -138,7 +180,8 @@ class FleetBus:
     `fleet` is the store's fleet view (`Store.fleet()`, a RedisStore: streams need Redis)."""
 
     def __init__(self, fleet: RedisStore, *, cluster: str, channel_clusters: Mapping[str, str],
-                 silent_after: float = SILENT_AFTER, clock: Callable[[], float] = time.time,
+                 heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
                  signing_secret: str | None = None) -> None:
         self.fleet = fleet
         #: signs the Socket Mode requests this agent forwards; without it none can cross
@@ -146,7 +189,11 @@ class FleetBus:
         self.client: redis.Redis = fleet.client
         self.cluster = cluster
         self.channel_clusters = {k.lower(): v for k, v in channel_clusters.items()}
-        self.silent_after = silent_after
+        #: this agent's HEARTBEAT_SECONDS: judges a target whose beat does not say its own
+        self.heartbeat_seconds = heartbeat_seconds
+        self.metrics = metrics or Metrics()
+        #: target cluster names come from the command text and from other agents' presence
+        self.cluster_label = BoundedLabels(is_dns1123_label)
         self.clock = clock
 
     # -- keys ---------------------------------------------------------------------------------
@@ -163,10 +210,21 @@ class FleetBus:
                 | {self.cluster})
 
     def silent_for(self, cluster: str) -> float | None:
-        """Seconds since `cluster`'s last heartbeat when that is longer than `silent_after`;
-        inf when it never reported (or not for an hour); None while it reports."""
-        age = read_presence(self.fleet, cluster).silent_for(self.clock())
-        return age if age > self.silent_after else None
+        """Seconds since `cluster`'s last heartbeat once it counts as silent (the one rule,
+        bot/alerts/presence.py `Presence.silence`, that `/imagepull clusters` shows too); inf
+        when it never reported (or not for an hour); None while it reports."""
+        return read_presence(self.fleet, cluster).silence(self.clock(), self.heartbeat_seconds)
+
+    def pending(self) -> int:
+        """Entries of this cluster's stream read by a consumer and not yet acknowledged
+        (XPENDING's summary); 0 before the consumer group exists."""
+        try:
+            summary: Any = self.client.xpending(self.stream(self.cluster), GROUP)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return 0
+            raise
+        return int(summary.get("pending") or 0)
 
     # -- routing ------------------------------------------------------------------------------
     def route(self, admitted: Admitted, *, timestamp: str, signature: str,
@@ -304,6 +362,7 @@ class FleetBus:
         entry = {**fields, "from": self.cluster, "sent_at": repr(self.clock())}
         entry_id = self.client.xadd(self.stream(cluster), entry,  # type: ignore[arg-type]
                                     maxlen=STREAM_MAXLEN, approximate=True)
+        self.metrics.bus_sent.labels(cluster=self.cluster_label(cluster)).inc()
         log.info("bus: request sent to %s (%s, %s)", cluster, entry_id,
                  fields.get("transport", "http"))
         return str(entry_id)
@@ -347,6 +406,7 @@ class BusConsumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._group_ready = False
+        self._renew = self.client.register_script(_RENEW)
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -369,6 +429,7 @@ class BusConsumer:
         for entry_id, fields in claimed[1] if len(claimed) > 1 else []:
             if fields:  # a trimmed entry comes back empty
                 log.info("bus: took over pending entry %s", entry_id)
+                self.bus.metrics.bus_takeovers.inc()
                 self.handle(entry_id, fields)
                 handled += 1
         read: Any = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=10,
@@ -380,13 +441,18 @@ class BusConsumer:
         return handled
 
     def handle(self, entry_id: str, fields: Mapping[str, str]) -> None:
-        """Run one entry at most once, then acknowledge it (whatever became of it)."""
-        try:
-            self._handle(entry_id, fields)
-        finally:
+        """Run one entry, then acknowledge it, unless another replica holds its lease right
+        now (it stays pending: looked at again a take-over later). A store error on the way
+        leaves it pending too, for whoever reads it next."""
+        if self._handle(entry_id, fields):
             self.client.xack(self.stream, GROUP, entry_id)
 
-    def _handle(self, entry_id: str, fields: Mapping[str, str]) -> None:
+    def _outcome(self, outcome: str) -> bool:
+        self.bus.metrics.bus_entries.labels(outcome=outcome).inc()
+        return True
+
+    def _handle(self, entry_id: str, fields: Mapping[str, str]) -> bool:
+        """True when the entry is finished with (ran, refused, dropped or a duplicate)."""
         body = fields.get("body", "")
         timestamp = fields.get("timestamp", "")
         signature = fields.get("signature", "")
@@ -395,7 +461,7 @@ class BusConsumer:
         if refusal is not None:
             log.warning("bus: entry %s (from %r) refused: %s; nothing was done", entry_id,
                         origin, refusal)
-            return
+            return self._outcome("refused_forged")
         payload = _payload(body, fields.get("content_type", ""))
         age = self.bus.clock() - int(timestamp)
         if age > SLACK_WINDOW:
@@ -406,16 +472,65 @@ class BusConsumer:
                     "⌛ This request waited {} for {}'s agent, longer than Slack's 5-minute "
                     "window, so nothing was done. Send it again if it is still needed.").format(
                     _ago(age), code(self.bus.cluster))))
-            return
-        request_id = hashlib.sha256(signature.encode()).hexdigest()[:32]
-        if not self.bus.client.set(self.bus.done_key(self.bus.cluster, request_id), entry_id,
-                                   nx=True, px=int(DONE_TTL * 1000)):
-            log.info("bus: entry %s already handled (request %s)", entry_id, request_id)
-            return
-        status, answer = self.dispatch(_request(fields, payload))
+            return self._outcome("dropped_stale")
+        key = self.bus.done_key(self.bus.cluster, request_id_of(signature))
+        state = self.lease(key)
+        if state == "done":
+            log.info("bus: entry %s already ran (%s)", entry_id, key)
+            return self._outcome("duplicate")
+        if state == "running":
+            log.info("bus: entry %s is running on another replica; left pending", entry_id)
+            return False
+        try:
+            with self._renewing(key):
+                status, answer = self.dispatch(request_of(fields, payload))
+        except Exception:  # a bug: running it again would only repeat it (and half an effect)
+            log.exception("bus: entry %s failed while running; not retried", entry_id)
+            status, answer = 500, ""
+        self.client.set(key, f"done {self.consumer}", px=int(DONE_TTL * 1000))
         log.info("bus: entry %s from %s ran here (HTTP %d)", entry_id, origin, status)
         if "command" in payload and answer:
             _forward_ack(response_url_of(payload), answer)
+        return self._outcome("executed")
+
+    # -- the request's state: a lease while it runs, then done ----------------------------------
+    @property
+    def _lease_ms(self) -> int:
+        return max(1, int(self.claim_idle * LEASE_SHARE * 1000))
+
+    def lease(self, key: str) -> Literal["run", "running", "done"]:
+        """Take the request's lease (`run`: this consumer runs it now), or say why not:
+        `done` (it ran) or `running` (another consumer's lease is live)."""
+        mine = f"running {self.consumer}"
+        for _ in range(3):  # a lease expiring between SET NX and GET: try again
+            if self.client.set(key, mine, nx=True, px=self._lease_ms):
+                return "run"
+            state: Any = self.client.get(key)
+            if state is not None:
+                return "done" if str(state).startswith("done") else "running"
+        return "running"  # lost three races in a row: leave it for the next round
+
+    @contextmanager
+    def _renewing(self, key: str) -> Iterator[None]:
+        """Keep this consumer's lease alive while `dispatch` runs (it may take longer than
+        the lease: Bolt waits up to 3 s for an ack, `claim_idle` may be 1 s)."""
+        done = threading.Event()
+        mine = f"running {self.consumer}"
+
+        def renew() -> None:
+            while not done.wait(max(0.05, self.claim_idle * LEASE_RENEW_SHARE)):
+                try:
+                    self._renew(keys=[key], args=[mine, self._lease_ms])
+                except redis.exceptions.RedisError as exc:
+                    log.warning("bus: lease not renewed (%s)", type(exc).__name__)
+
+        keeper = threading.Thread(target=renew, name="bus-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _authentic(self, fields: Mapping[str, str]) -> str | None:
         """None when the entry is signed with this agent's signing secret as its transport
@@ -473,6 +588,12 @@ class BusConsumer:
             self._thread.join(timeout=self.block + 3)
 
 
+def request_id_of(signature: str) -> str:
+    """A request's id on the bus: its signature's hash (Slack's for HTTP, the agent's for
+    Socket Mode; one per body and timestamp)."""
+    return hashlib.sha256(signature.encode()).hexdigest()[:32]
+
+
 def _payload(body: str, content_type: str) -> dict[str, Any]:
     """The parsed body (for its response_url); {} when it does not parse."""
     try:
@@ -482,9 +603,12 @@ def _payload(body: str, content_type: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _request(fields: Mapping[str, str], payload: dict[str, Any]) -> BusRequest:
-    """A verified entry as its transport delivered it to the receiving agent."""
+def request_of(fields: Mapping[str, str], payload: dict[str, Any] | None = None) -> BusRequest:
+    """A verified entry as its transport delivered it to the receiving agent (`payload`: the
+    parsed body, when the caller has it already)."""
     body = fields.get("body", "")
+    if payload is None:
+        payload = _payload(body, fields.get("content_type", ""))
     if fields.get("transport") == SOCKET_MODE:
         return BusRequest(SOCKET_MODE, body, {}, payload)
     return BusRequest("http", body, {

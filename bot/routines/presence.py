@@ -3,7 +3,8 @@ is alive, into the fleet's presence hash (bot/alerts/presence.py reads it).
 
 Unlike the other routines it runs on every replica, not once per tick across replicas: each
 replica writes its own `replica:<owner>` field, so `replicas` counts the ones beating (a
-replica silent for `REPLICA_BEATS` intervals leaves the count and its field is removed).
+replica silent for `REPLICA_BEATS` intervals (bot/alerts/presence.py `silent_after`) leaves
+the count and its field is removed).
 
 Two agents of different clusters under one CLUSTER_NAME would write the same hash and route
 each other's requests; the beat cannot stop them, but it says so, naming both identities (the
@@ -20,9 +21,9 @@ from bot import __version__
 from bot.alerts.presence import (
     CLUSTERS_KEPT,
     PRESENCE_TTL,
-    REPLICA_BEATS,
     clusters_key,
     presence_key,
+    silent_after,
 )
 from bot.kube.client import KubeClient, KubeError
 from bot.store import Store
@@ -82,7 +83,8 @@ class Heartbeat:
         key = presence_key(self.store, self.cluster)
         uid = self.uid()
         self._check_identity(key, uid, now)
-        fields = {"heartbeat_at": repr(now), "version": self.version,
+        fields = {"heartbeat_at": repr(now), "heartbeat_seconds": repr(self.interval),
+                  "version": self.version,
                   "open_incidents": str(self.open_incidents()),
                   f"replica:{self.owner}": repr(now)}
         last_event = self.last_watch_event_at()
@@ -98,7 +100,8 @@ class Heartbeat:
         self._check_default_name(now)
 
     def _count_replicas(self, key: str, now: float) -> int:
-        """Replicas that beat within `REPLICA_BEATS` intervals; older fields are removed."""
+        """Replicas that beat within `silent_after` (the cluster's own threshold); older
+        fields are removed."""
         fresh, stale = 0, []
         for name, value in self.store.hgetall(key).items():
             if not name.startswith("replica:"):
@@ -107,7 +110,7 @@ class Heartbeat:
                 beat = float(value)
             except ValueError:
                 beat = 0.0
-            if now - beat <= REPLICA_BEATS * self.interval:
+            if now - beat <= silent_after(self.interval):
                 fresh += 1
             else:
                 stale.append(name)
@@ -120,7 +123,7 @@ class Heartbeat:
             return
         other, beat = self.store.hmget(key, "uid", "heartbeat_at")
         try:
-            recent = beat is not None and now - float(beat) <= REPLICA_BEATS * self.interval
+            recent = beat is not None and now - float(beat) <= silent_after(self.interval)
         except ValueError:
             recent = False
         if other and other != uid and recent:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from bot.chatops.bus import GROUP
+from bot.chatops.bus import GROUP, BusConsumer, FleetBus, request_id_of, request_of
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.slack import actions
@@ -86,6 +88,28 @@ def texts(slack: Any, name: str) -> list[str]:
 
 def gets_of(sim: SimCluster, pod: str) -> list[Any]:
     return [r for r in sim.requests_matching("GET") if r.path.endswith(f"/pods/{pod}")]
+
+
+def scrape(agent: Replica) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The replica's /metrics, as Prometheus reads it: (sample name, labels) -> value."""
+    port = agent.server.server_address[1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def bus_counts(agents: list[Replica]) -> dict[str, float]:
+    """The bus's counters summed over replicas: outcomes by name, and take-overs."""
+    counts: dict[str, float] = {}
+    for agent in agents:
+        for (name, labels), value in scrape(agent).items():
+            if name == "imagepull_bot_bus_entries_total":
+                outcome = dict(labels)["outcome"]
+                counts[outcome] = counts.get(outcome, 0) + value
+            elif name == "imagepull_bot_bus_takeovers_total":
+                counts["takeovers"] = counts.get("takeovers", 0) + value
+    return counts
 
 
 def two_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: int = 2,
@@ -210,6 +234,8 @@ def test_a_forged_entry_in_bs_stream_changes_nothing_and_is_logged(
     assert restarts(sims[1]) == []
     assert agents.slack.responses("forged") == []
     assert "mallory" in caplog.text
+    counts = bus_counts(b_agents)
+    assert counts["refused_forged"] == 2 and counts["executed"] == 0, counts
 
 
 def test_a_command_for_a_silent_cluster_is_answered_at_once_and_not_sent(
@@ -245,8 +271,7 @@ def test_on_restart_entries_older_than_slacks_window_are_dropped_with_a_note(
         sent[label] = a_agent.runtime.bus.send(
             b, body, timestamp=headers["X-Slack-Request-Timestamp"],
             signature=headers["X-Slack-Signature"], content_type=FORM_TYPE)
-    agents.replica(b, sims[1], APPROVERS=CAROL)
-    agents.replica(b, sims[1], APPROVERS=CAROL)
+    b_agents = [agents.replica(b, sims[1], APPROVERS=CAROL) for _ in range(2)]
     wait_for(lambda: texts(agents.slack, "old") and len(texts(agents.slack, "new")) >= 2, 20,
              "the note and the answer")
     time.sleep(1.5)
@@ -255,6 +280,8 @@ def test_on_restart_entries_older_than_slacks_window_are_dropped_with_a_note(
     assert "waited 6 min" in note, note
     assert len(texts(agents.slack, "new")) == 2, texts(agents.slack, "new")
     assert len(gets_of(sims[1], pod)) >= 1
+    counts = bus_counts(b_agents)
+    assert (counts["dropped_stale"], counts["executed"]) == (1, 1), counts
 
 
 def test_a_consumer_killed_after_reading_leaves_its_entry_to_the_other_replica(
@@ -276,12 +303,19 @@ def test_a_consumer_killed_after_reading_leaves_its_entry_to_the_other_replica(
     read = agents.redis.xreadgroup(GROUP, "us-replica-that-died", {stream: ">"}, count=10)
     assert len(read[0][1]) == 1
     assert agents.redis.xpending(stream, GROUP)["pending"] == 1
-    agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1")
-    agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1")
+    # the first live replica would take it over only after the default 30 s: until the
+    # second (1 s) does, the entry is pending, and its gauge says so
+    b_agents = [agents.replica(b, sims[1], APPROVERS=CAROL)]
+    assert scrape(b_agents[0])[("imagepull_bot_bus_pending", ())] == 1  # XPENDING, scraped
+    b_agents.append(agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1"))
     wait_for(lambda: len(texts(agents.slack, "pending")) >= 2, 20, "the answer")
     time.sleep(2)
     assert len(texts(agents.slack, "pending")) == 2, texts(agents.slack, "pending")
     assert agents.redis.xpending(stream, GROUP)["pending"] == 0
+    counts = bus_counts(b_agents)
+    assert (counts["takeovers"], counts["executed"], counts["duplicate"]) == (1, 1, 0), counts
+    assert scrape(b_agents[0])[("imagepull_bot_bus_pending", ())] == 0
+    assert scrape(a_agent)[("imagepull_bot_bus_requests_sent_total", (("cluster", b),))] == 1
 
 
 def test_an_entry_run_but_not_acknowledged_is_not_run_again(
@@ -307,8 +341,105 @@ def test_an_entry_run_but_not_acknowledged_is_not_run_again(
     consumer._handle(entry_id, fields)  # ran it; the process died before `handle` acked
     wait_for(lambda: len(texts(agents.slack, "ran")) >= 2, 20, "the first run's answer")
     assert agents.redis.xpending(stream, GROUP)["pending"] == 1
-    agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1")
+    live = agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1")
     wait_for(lambda: agents.redis.xpending(stream, GROUP)["pending"] == 0, 15,
              "the entry taken over and acknowledged")
     time.sleep(1)
     assert len(texts(agents.slack, "ran")) == 2, texts(agents.slack, "ran")
+    counts = bus_counts([live])
+    assert (counts["takeovers"], counts["duplicate"], counts["executed"]) == (1, 1, 0), counts
+
+
+def test_an_approval_run_twice_after_its_consumer_died_restarts_once(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """A replica of B took the lease of Carol's Approve click and ran it (the Deployment is
+    restarted), then died before recording `done` or acknowledging. Its lease runs out, a live
+    replica takes the entry over and runs the click again: the approval's own atomic decision
+    makes that second run a no-op ("Already approved"), so B's Deployment restarts once."""
+    _a, b, a_agents, b_agents = two_clusters(agents, sims, replicas=1,
+                                             BUS_CLAIM_IDLE_SECONDS="1")
+    failing_web(sims[1])
+    alert = alert_with(agents.slack, actions.RESTART)
+    asked = click(a_agents[0], agents.slack, actions.RESTART,
+                  button_value(alert, actions.RESTART), alert, ALICE)
+    wait_for(lambda: texts(agents.slack, asked), 15, "B's approval request")
+    request = approval_message(agents.slack)
+    [consumer] = b_agents[0].runtime.consumers
+    b_agents[0].stop()  # its consumer reads no more; the dead replica below plays its part
+    dead = BusConsumer(consumer.bus, signing_secret=SIGNING_SECRET, consumer="us-died",
+                       dispatch=consumer.dispatch, claim_idle=1.0)
+    approved = click(a_agents[0], agents.slack, actions.APPROVE,
+                     button_value(request, actions.APPROVE), request, CAROL)
+    stream = agents.fleet_key("bus", b)
+    [[_, [(_, fields)]]] = agents.redis.xreadgroup(GROUP, dead.consumer, {stream: ">"},
+                                                   count=1)
+    key = consumer.bus.done_key(b, request_id_of(fields["signature"]))
+    assert dead.lease(key) == "run"
+    assert dead.lease(key) == "running"  # while it lives, nobody else runs it
+    dead.dispatch(request_of(fields))
+    wait_for(lambda: len(restarts(sims[1])) == 1 and texts(agents.slack, approved), 15,
+             "the first run's restart")
+    # ...and the replica dies here: no `done`, no XACK
+    assert agents.redis.xpending(stream, GROUP)["pending"] == 1
+    live = agents.replica(b, sims[1], APPROVERS=CAROL, BUS_CLAIM_IDLE_SECONDS="1")
+    wait_for(lambda: agents.redis.xpending(stream, GROUP)["pending"] == 0, 15,
+             "the entry taken over, run again and acknowledged")
+    wait_for(lambda: len(texts(agents.slack, approved)) >= 2, 10, "the second run's answer")
+    time.sleep(1.5)
+    assert len(restarts(sims[1])) == 1, restarts(sims[1])
+    first, second = texts(agents.slack, approved)
+    assert "restarted" in first and "Already approved" in second, (first, second)
+    assert agents.redis.get(key).startswith("done "), agents.redis.get(key)
+    counts = bus_counts([live])
+    assert (counts["takeovers"], counts["executed"], counts["duplicate"]) == (1, 1, 0), counts
+
+
+def test_answers_to_a_button_on_bs_alert_land_in_bs_incident_thread(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """Restart on B's alert, clicked through A, approved through A by B's approver: the
+    approval request, its audit line and the restart's result are replies in the alert's
+    thread (what the Slack stand-in stores: chat.postMessage with the alert's thread_ts)."""
+    _a, b, a_agents, _ = two_clusters(agents, sims, replicas=1)
+    failing_web(sims[1])
+    alert = alert_with(agents.slack, actions.RESTART)
+    click(a_agents[0], agents.slack, actions.RESTART, button_value(alert, actions.RESTART),
+          alert, ALICE)
+    request = approval_message(agents.slack)
+    assert (request.channel, request.thread_ts) == (alert.channel, alert.ts)
+    click(a_agents[0], agents.slack, actions.APPROVE, button_value(request, actions.APPROVE),
+          request, CAROL)
+
+    def thread() -> dict[str, str]:
+        [root] = [m for m in agents.slack.channel_history(ALERTS[0]) if m.ts == alert.ts]
+        return {reply.ts: reply.text for reply in root.replies}
+
+    def audited() -> list[str]:
+        return [t for t in thread().values()
+                if f"<@{CAROL}> approved the rollout restart" in t]
+
+    [line] = wait_for(audited, 15, "the audit line in B's incident thread")
+    assert "deployment/web" in line and "restarted" in line, line
+    # the request itself is a reply there too, edited to its outcome (its buttons gone)
+    assert f"Approved by <@{CAROL}>" in thread()[request.ts], thread()
+    assert len(restarts(sims[1])) == 1 and restarts(sims[0]) == []
+    assert agents.redis.xlen(agents.fleet_key("bus", b)) == 2  # both clicks crossed the bus
+    for root in agents.slack.channel_history(ALERTS[0]):
+        assert root.ts == alert.ts or "Approval needed" not in root.text  # none outside
+
+
+def test_a_target_cluster_name_from_redis_keeps_the_metrics_bounded(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """The target of a request can come from other agents' presence (hostile text): only
+    DNS-1123 names, and only the first 50, get a series of their own."""
+    a = agents.name("eu")
+    agent = agents.replica(a, sims[0], start=False)
+    bus = agent.runtime.bus
+    assert isinstance(bus, FleetBus)
+    names = ['x"} 1\nfake_metric{a="', "UPPER", *(f"c-{n}" for n in range(60))]
+    for name in names:
+        bus.send(name, b"{}", timestamp="0", signature="v0=0", content_type="")
+    sent = {dict(labels)["cluster"]: value for (name, labels), value in scrape(agent).items()
+            if name == "imagepull_bot_bus_requests_sent_total"}
+    assert sent["other"] == 12 and len(sent) == 51, sent
+    assert not any(k[0] == "fake_metric" for k in scrape(agent))
+    agents.redis.delete(*(agents.fleet_key("bus", name) for name in names))

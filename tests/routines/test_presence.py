@@ -274,3 +274,35 @@ def test_two_clusters_started_under_one_name_are_told_apart_by_their_kube_system
         finally:
             for runtime in runtimes:
                 runtime.stop()
+
+
+@pytest.mark.parametrize("advertised", ["60.0", None, "1e9", "nan", "-5", "<!here>"])
+def test_one_silence_rule_for_clusters_and_routing_from_the_clusters_own_interval(
+        store: RedisStore, names: list[str], advertised: str | None) -> None:
+    """A cluster is silent after three of *its own* heartbeat intervals (what its beat says),
+    whichever agent reads it: `/imagepull clusters` and the bus decide from the same rule, so a
+    cluster listed as reporting is one requests are sent to. An interval the beat does not
+    give, or one no agent would use (anyone can write the hash), is the reader's own (15 s)."""
+    from bot.alerts.presence import silent_after
+    from bot.chatops.bus import FleetBus
+    from bot.slack.blocks import clusters_message
+
+    clock = Clock()
+    slow = cluster(names, "slow")
+    Heartbeat(store, cluster=slow, owner="slow-a", interval=60.0, open_incidents=lambda: 0,
+              last_watch_event_at=lambda: None, clock=clock).run()
+    if advertised is None:
+        store.client.hdel(presence_key(store, slow), "heartbeat_seconds")
+    else:
+        store.client.hset(presence_key(store, slow), "heartbeat_seconds", advertised)
+    threshold = 180.0 if advertised == "60.0" else 45.0
+    assert silent_after(15.0) == 45.0 and silent_after(0) == 45.0  # HEARTBEAT_SECONDS=0 here
+    bus = FleetBus(store.fleet(), cluster="reader", channel_clusters={},
+                   heartbeat_seconds=15.0, clock=clock)
+    start = clock.now
+    for age, silent in ((threshold - 1, False), (threshold + 1, True)):
+        clock.now = start + age
+        presence = cluster_presence(store)[slow]
+        text, _ = clusters_message({slow: presence}, clock.now, 15.0)
+        assert text == f"1 cluster(s), {int(silent)} silent", (age, text)
+        assert bus.silent_for(slow) == (age if silent else None), age
