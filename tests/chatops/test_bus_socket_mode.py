@@ -31,6 +31,7 @@ from tests.chatops.test_bus import (
     CAROL,
     alert_with,
     approval_message,
+    bus_counts,
     failing_web,
     gets_of,
     restarts,
@@ -121,7 +122,7 @@ def entries(agents: Fleet, cluster: str) -> list[dict[str, str]]:
 
 def test_a_command_over_as_socket_for_b_is_answered_by_b_once(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
-    _a, b, a_agents, _ = socket_clusters(agents, sims)
+    _a, b, a_agents, b_agents = socket_clusters(agents, sims)
     pod = failing_web(sims[1])
     envelope, name = command(agents, a_agents[0], f"diagnose {b}/shop/{pod}")
     said = acked(agents, envelope)
@@ -133,6 +134,8 @@ def test_a_command_over_as_socket_for_b_is_answered_by_b_once(
     assert "working on it" in answers[0], answers
     assert pod in str(agents.slack.responses(name)[1].body), answers
     assert gets_of(sims[1], pod) and not gets_of(sims[0], pod)
+    counts = bus_counts(b_agents)  # at each replica's /metrics (the ops port in Socket Mode)
+    assert (counts.get("executed"), counts.get("duplicate", 0)) == (1, 0), counts
     [entry] = entries(agents, b)
     assert entry["transport"] == SOCKET_MODE and entry["signature"].startswith("s1=")
     assert SIGNING_SECRET not in json.dumps(entry)  # a signature crosses, never the secret
@@ -217,6 +220,8 @@ def test_forged_socket_mode_entries_change_nothing_and_are_logged(
                  and len(refused()) == 5, 10, "all five entries refused and acknowledged")
     assert sum("no valid agent signature" in m for m in refused()) == 4, refused()
     assert sum("no valid Slack signature" in m for m in refused()) == 1, refused()
+    counts = bus_counts(b_agents)
+    assert counts.get("refused_forged") == 5 and not counts.get("executed"), counts
     time.sleep(1)
     assert restarts(sims[1]) == []
     assert agents.slack.responses("forged") == []
