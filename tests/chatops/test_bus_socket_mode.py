@@ -259,3 +259,34 @@ def test_without_a_signing_secret_a_socket_agent_forwards_nothing_and_says_what_
     said = acked(agents, envelope).get("text", "")
     assert said == f"⚠️ `{b}` has not reported for 2 min; nothing was sent.", said
     assert entries(agents, b) == []
+
+
+def test_an_agent_signed_entry_older_than_slacks_window_is_dropped_with_a_note(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """The receiving time an agent signs is judged like Slack's timestamp: a Socket Mode
+    request that waited 6 minutes is not run (its response_url hears why), one of 5 s is."""
+    a, b = agents.name("eu"), agents.name("us")
+    agents.beat(a)
+    agents.beat(b)
+    pod = failing_web(sims[1])
+    stream = agents.fleet_key("bus", b)
+    for age, label in ((360, "old"), (5, "new")):
+        fields = form_fields(slash_command(f"diagnose {b}/shop/{pod}", user_id=ALICE,
+                                           channel_id=ALERTS[0],
+                                           response_url=agents.slack.response_url(label)))
+        body = json.dumps(fields, separators=(",", ":"))
+        at = str(int(time.time()) - age)
+        agents.redis.xadd(stream, {
+            "transport": SOCKET_MODE, "body": body, "content_type": JSON_TYPE, "timestamp": at,
+            "signature": agent_signature(SIGNING_SECRET, timestamp=at, sender=a, target=b,
+                                         body=body),
+            "from": a, "sent_at": repr(time.time())})
+    b_agents = [agents.socket_replica(b, sims[1], APPROVERS=CAROL)]
+    wait_for(lambda: texts(agents.slack, "old") and len(texts(agents.slack, "new")) >= 2, 20,
+             "the note and the answer")
+    time.sleep(1)
+    [note] = texts(agents.slack, "old")
+    assert "waited 6 min" in note and "so nothing was done" in note, note
+    assert len(texts(agents.slack, "new")) == 2, texts(agents.slack, "new")
+    counts = bus_counts(b_agents)
+    assert (counts.get("dropped_stale"), counts.get("executed")) == (1, 1), counts
