@@ -132,7 +132,8 @@ class Runtime:
 
     def serve_bus(self, dispatch: Dispatch) -> None:
         """Join this cluster's consumer group: requests other agents routed here run through
-        `dispatch` (the Bolt app), after bot.chatops.bus has verified Slack's signature."""
+        `dispatch` (the Bolt app), after bot.chatops.bus has verified their signature (Slack's
+        for HTTP requests, the agents' for Socket Mode ones: both with SLACK_SIGNING_SECRET)."""
         if self.bus is None or self.consumers:
             return
         signing = self.settings.slack_signing_secret
@@ -278,9 +279,11 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     if settings.heartbeat_seconds > 0 and not isinstance(store, MemoryStore):
         routines.append(_heartbeat(settings, store, kube, manager, watchers))
     fleet = store.fleet()
+    signing = settings.slack_signing_secret
     bus = (FleetBus(fleet, cluster=settings.cluster_name,
                     channel_clusters=settings.channel_clusters,
-                    heartbeat_seconds=settings.heartbeat_seconds, metrics=metrics)
+                    heartbeat_seconds=settings.heartbeat_seconds, metrics=metrics,
+                    signing_secret=signing.get_secret_value() if signing else None)
            if isinstance(fleet, RedisStore) else None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view, routines, bus=bus)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.chatops.bus import GROUP, BusConsumer, FleetBus, request_id_of
+from bot.chatops.bus import GROUP, BusConsumer, FleetBus, request_id_of, request_of
 from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.slack import actions
@@ -376,9 +376,7 @@ def test_an_approval_run_twice_after_its_consumer_died_restarts_once(
     key = consumer.bus.done_key(b, request_id_of(fields["signature"]))
     assert dead.lease(key) == "run"
     assert dead.lease(key) == "running"  # while it lives, nobody else runs it
-    dead.dispatch(fields["body"], {"content-type": fields["content_type"],
-                                   "x-slack-request-timestamp": fields["timestamp"],
-                                   "x-slack-signature": fields["signature"]})
+    dead.dispatch(request_of(fields))
     wait_for(lambda: len(restarts(sims[1])) == 1 and texts(agents.slack, approved), 15,
              "the first run's restart")
     # ...and the replica dies here: no `done`, no XACK
