@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bot.chatops.bus import GROUP, BusConsumer, FleetBus, request_id_of, request_of
-from bot.sim import factory
 from bot.sim.server import SimCluster
 from bot.slack import actions
-from tests.support.fleet import Fleet, Replica, fleet
+from tests.support.fleet import Fleet, Replica
+from tests.support.fleet_checks import (
+    ALICE,
+    CAROL,
+    alert_with,
+    approval_message,
+    bus_counts,
+    failing_web,
+    gets_of,
+    restarts,
+    scrape,
+    texts,
+)
 from tests.support.slack_requests import (
     ALERTS,
     FORM_TYPE,
@@ -37,30 +44,6 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-ALICE = "U0ALICE001"  # an approver on cluster A only
-CAROL = "U0CAROL001"  # an approver on cluster B
-IMAGE = "registry.internal/shop/web:v9"
-
-
-@pytest.fixture
-def sims() -> Iterator[tuple[SimCluster, SimCluster]]:
-    with SimCluster() as a, SimCluster() as b:
-        yield a, b
-
-
-@pytest.fixture
-def agents(tmp_path: Path, sims: tuple[SimCluster, SimCluster]) -> Iterator[Fleet]:
-    """The agents stop before the scenario clusters do."""
-    with fleet(tmp_path) as running:
-        yield running
-
-
-def failing_web(sim: SimCluster) -> str:
-    """shop/web, whose tag was never pushed; its first pod's name."""
-    for obj in factory.failing_deployment("shop", "web", IMAGE,
-                                          factory.containerd_error("not_found", IMAGE)):
-        sim.apply(obj)
-    return factory.pod_names("shop", "web", IMAGE)[0]
 
 
 def command(agent: Replica, slack: Any, text: str, user: str = ALICE) -> tuple[Any, str]:
@@ -80,36 +63,6 @@ def click(agent: Replica, slack: Any, action_id: str, value: str, message: Any,
                                            channel_id=message.channel))
     assert reply.status == 200, reply.text
     return name
-
-
-def texts(slack: Any, name: str) -> list[str]:
-    return [str(p.body.get("text") or "") for p in slack.responses(name)]
-
-
-def gets_of(sim: SimCluster, pod: str) -> list[Any]:
-    return [r for r in sim.requests_matching("GET") if r.path.endswith(f"/pods/{pod}")]
-
-
-def scrape(agent: Replica) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The replica's /metrics, as Prometheus reads it: (sample name, labels) -> value."""
-    port = agent.server.server_address[1]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
-def bus_counts(agents: list[Replica]) -> dict[str, float]:
-    """The bus's counters summed over replicas: outcomes by name, and take-overs."""
-    counts: dict[str, float] = {}
-    for agent in agents:
-        for (name, labels), value in scrape(agent).items():
-            if name == "imagepull_bot_bus_entries_total":
-                outcome = dict(labels)["outcome"]
-                counts[outcome] = counts.get(outcome, 0) + value
-            elif name == "imagepull_bot_bus_takeovers_total":
-                counts["takeovers"] = counts.get("takeovers", 0) + value
-    return counts
 
 
 def two_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: int = 2,
@@ -145,32 +98,6 @@ def test_without_a_cluster_named_several_clusters_ask_which(
     reply, _ = command(a_agents[0], agents.slack, "diagnose shop/web-1")
     said = reply.json()["text"]
     assert "Several clusters answer here" in said and a in said and b in said, said
-
-
-def alert_with(slack: Any, action_id: str) -> Any:
-    def find() -> Any:
-        for root in slack.channel_history(ALERTS[0]):
-            if any(e.get("action_id") == action_id
-                   for block in root.blocks for e in block.get("elements", [])):
-                return root
-        return None
-
-    return wait_for(find, 30, f"the alert with its {action_id} button")
-
-
-def approval_message(slack: Any) -> Any:
-    def find() -> Any:
-        for root in slack.channel_history(ALERTS[0]):
-            for message in [root, *root.replies]:
-                if "Approval needed" in message.text:
-                    return message
-        return None
-
-    return wait_for(find, 15, "the approval request message")
-
-
-def restarts(sim: SimCluster) -> list[Any]:
-    return [r for r in sim.requests_matching("PATCH") if "/deployments/web" in r.path]
 
 
 def test_a_button_on_bs_alert_clicked_through_a_restarts_bs_deployment_once(

@@ -15,8 +15,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +24,8 @@ from bot.chatops.bus import GROUP, JSON_TYPE, SOCKET_MODE, agent_signature
 from bot.sim.server import SimCluster
 from bot.sim.socket_mode import Envelope, form_fields, interaction_payload
 from bot.slack import actions
-from tests.chatops.test_bus import (
+from tests.support.fleet import Fleet, Replica
+from tests.support.fleet_checks import (
     ALICE,
     CAROL,
     alert_with,
@@ -37,7 +36,6 @@ from tests.chatops.test_bus import (
     restarts,
     texts,
 )
-from tests.support.fleet import Fleet, Replica, fleet
 from tests.support.slack_requests import (
     ALERTS,
     FORM_TYPE,
@@ -52,19 +50,6 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 ACK_DEADLINE = 3.0
-
-
-@pytest.fixture
-def sims() -> Iterator[tuple[SimCluster, SimCluster]]:
-    with SimCluster() as a, SimCluster() as b:
-        yield a, b
-
-
-@pytest.fixture
-def agents(tmp_path: Path, sims: tuple[SimCluster, SimCluster]) -> Iterator[Fleet]:
-    """The agents stop before the scenario clusters do."""
-    with fleet(tmp_path) as running:
-        yield running
 
 
 def socket_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: int = 2,
