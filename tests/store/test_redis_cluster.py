@@ -1,0 +1,146 @@
+"""Redis Cluster (issue 13): `redis+cluster://` seed URLs and Cluster mode detected behind a plain
+`redis://` URL, against a real three-node cluster on loopback (tests/support/redis_cluster.py).
+Every store primitive runs on it too (tests/store/conftest.py's `cluster` store); here: how the
+cluster is chosen and reached, where keys land, and what is said when it cannot be used."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot.app import build_runtime
+from bot.cli.checks import live_checks
+from bot.config import Settings
+from bot.kube.client import KubeClient
+from bot.sim.server import SimCluster
+from bot.store import (
+    MemoryStore,
+    RedisStore,
+    RedisUrlError,
+    StoreUnavailable,
+    open_store,
+)
+from tests.support.redis import REDIS_URL
+from tests.support.redis_cluster import RedisClusterForTests, cluster_store
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_standalone_key_names_are_what_they_always_were() -> None:
+    """An upgrade must find the incidents it opened: no hash tag outside Cluster mode."""
+    for store in (RedisStore(REDIS_URL, "ipb:prod-eu"), MemoryStore("ipb:prod-eu")):
+        assert not store.hash_tagged
+        assert store.key("incident", "i1") == "ipb:prod-eu:incident:i1"
+        assert store.fleet().key("bus", "prod-us") == "ipb-fleet:bus:prod-us"
+        assert store.of_cluster("prod-us").key("lock", "x") == "ipb:prod-us:lock:x"
+
+
+def test_a_cluster_url_with_several_seeds_reaches_the_cluster_and_tags_keys(
+        redis_cluster: RedisClusterForTests) -> None:
+    """The first seed is down: any answering node gives the client the whole slot map."""
+    dead = f"127.0.0.1:{_free_port()}"
+    url = redis_cluster.url.replace("redis+cluster://", f"redis+cluster://{dead},")
+    with cluster_store(redis_cluster, "ipb:prod-eu") as store:
+        store = RedisStore(url, "ipb:prod-eu")
+        assert store.hash_tagged and store.check() is None
+        assert store.key("incident", "i1") == "ipb:{prod-eu}:incident:i1"
+        assert store.fleet().key("bus", "prod-us") == "{ipb-fleet}:bus:prod-us"
+        assert store.of_cluster("prod-us").key("x") == "ipb:{prod-us}:x"
+        assert store.set_nx_hset(store.key("claim"), "me", store.key("record"), {"a": "1"})
+        raw = redis_cluster.client()
+        assert raw.get("ipb:{prod-eu}:claim") == "me"  # where another client finds it
+        raw.close()
+    # two clusters' keys and the fleet's spread over the nodes (a slot per prefix, not one)
+    nodes = {redis_cluster.node_of(RedisStore(url, f"ipb:{name}").key("x"))
+             for name in ("prod-eu", "prod-us", "staging", "dev", "qa", "perf")}
+    nodes.add(redis_cluster.node_of(store.fleet().key("x")))
+    assert len(nodes) > 1, nodes
+
+
+def test_a_plain_url_to_a_cluster_node_is_detected(
+        redis_cluster: RedisClusterForTests) -> None:
+    """A managed Redis's configuration endpoint is a plain URL: INFO says cluster_enabled:1."""
+    port = redis_cluster.ports[1]
+    with cluster_store(redis_cluster, "ipb:detected") as via_seeds:
+        store = open_store(f"redis://127.0.0.1:{port}/0", "ipb:detected")
+        assert isinstance(store, RedisStore) and store.hash_tagged
+        assert store.check() is None
+        for n in range(20):  # keys on every node: MOVED is followed, not failed
+            store.put(store.of_cluster(f"c{n}").key("k"), str(n))
+        assert [store.get(store.of_cluster(f"c{n}").key("k")) for n in range(20)] == \
+            [str(n) for n in range(20)]
+        assert via_seeds.get(via_seeds.of_cluster("c7").key("k")) == "7"
+        store.delete(*(store.of_cluster(f"c{n}").key("k") for n in range(20)))
+    with pytest.raises(RedisUrlError, match="only database 0: drop the /3"):
+        RedisStore(f"redis://127.0.0.1:{port}/3", "ipb:x")
+
+
+def test_bad_redis_urls_are_refused_in_words(tmp_path: Path) -> None:
+    for url, said in (("redis+cluster://", "redis\\+cluster://\\[\\[USER\\]:PASSWORD@\\]HOST"),
+                      ("redis+cluster://127.0.0.1:7000/2", "no database number"),
+                      ("redis+cluster://127.0.0.1", "each node is HOST:PORT"),
+                      ("redis+cluster://:pw@a:1,b", "each node is HOST:PORT"),
+                      ("redis+clustr://127.0.0.1:7000", "not a Redis URL the bot knows"),
+                      ("127.0.0.1:6379", "starts with no scheme")):
+        with pytest.raises(RedisUrlError, match=said):
+            RedisStore(url)
+    with pytest.raises(RedisUrlError, match="not rediss://"):
+        RedisStore("redis+cluster://127.0.0.1:7000", ca_bundle=str(tmp_path / "ca.pem"))
+    with pytest.raises(RedisUrlError, match="must not begin with"):
+        RedisStore("redis+cluster://127.0.0.1:7000", "ipb:}odd")
+    # check-config says it on its line, without a traceback and without the password
+    checks = live_checks(Settings(REDIS_URL="redis+cluster://:pw-9f3@127.0.0.1:7000/2",
+                                  KUBECONFIG=str(tmp_path / "no-kubeconfig")))
+    [(ok, line)] = [c for c in checks if "Redis" in c[1]]
+    assert not ok and "no database number" in line and "pw-9f3" not in line
+
+
+def test_a_cluster_down_at_start_is_waited_out(redis_cluster: RedisClusterForTests) -> None:
+    """As with one server: the store opens, says "unreachable" until a node answers."""
+    store = RedisStore(f"redis+cluster://127.0.0.1:{_free_port()}", "ipb:x", socket_timeout=0.3)
+    assert not store.ping()
+    with pytest.raises(StoreUnavailable):
+        store.get(store.key("k"))
+    assert "unreachable" in (store.check() or "")
+    with pytest.raises(redis.exceptions.ConnectionError):  # what the bus handles
+        store.client.xadd(store.fleet().key("bus", "x"), {"a": "1"})
+
+
+def test_a_cluster_opened_as_one_server_is_refused_at_start_in_words(tmp_path: Path) -> None:
+    """A plain URL that did not answer when the store was opened: Cluster mode was not
+    detected. Once the node answers, check-config and the start say what to do, instead of
+    failing the writes without a word."""
+    port, bus = _free_port(), _free_port()
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", "ipb:x", socket_timeout=0.3)
+    assert not store.hash_tagged
+    node = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+         "--cluster-config-file", str(tmp_path / "nodes.conf"), "--cluster-port", str(bus),
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: store.ping(), 10, "the node to start")
+        problem = store.cluster_mode_problem()
+        assert problem is not None and "redis+cluster://" in problem
+        assert store.check() == problem
+        with SimCluster() as sim:
+            kube = KubeClient.from_environment(str(sim.write_kubeconfig(tmp_path / "kc")))
+            runtime = build_runtime(Settings(REGISTRY_PROBE="false", HEARTBEAT_SECONDS="0"),
+                                    kube=kube, store=store)
+            with pytest.raises(RuntimeError, match="restart the bot once Redis answers"):
+                runtime.start(watch=False, schedule=False)
+            runtime.stop()
+    finally:
+        node.terminate()
+        node.wait(5)
