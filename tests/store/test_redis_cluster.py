@@ -144,3 +144,37 @@ def test_a_cluster_opened_as_one_server_is_refused_at_start_in_words(tmp_path: P
     finally:
         node.terminate()
         node.wait(5)
+
+
+def test_a_slot_moved_to_another_node_is_followed(redis_cluster: RedisClusterForTests) -> None:
+    """Resharding while the bot runs: the keys of one cluster's slot migrate to another node.
+    Mid-migration the old node answers ASK, afterwards MOVED; the store's client follows both
+    and the claim script (two keys, one slot) keeps working."""
+    with cluster_store(redis_cluster, "ipb:moving") as store:
+        assert store.set_nx_hset(store.key("claim"), "me", store.key("record"), {"a": "1"})
+        slot = redis.crc.key_slot(store.key("claim").encode())
+        raw = redis_cluster.client()
+        source = raw.get_node_from_key(store.key("claim"))
+        target = next(n for n in raw.get_primaries() if n.name != source.name)
+        ids = {n.name: raw.cluster_myid(n) for n in raw.get_primaries()}
+        src = redis.Redis(host=source.host, port=source.port, decode_responses=True)
+        dst = redis.Redis(host=target.host, port=target.port, decode_responses=True)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.name])
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.name])
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+        assert set(keys) == {store.key("claim"), store.key("record")}
+        src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
+        # mid-migration: the source answers ASK for keys it no longer has
+        assert store.get(store.key("claim")) == "me"
+        assert store.hgetall(store.key("record")) == {"a": "1"}
+        for node in raw.get_primaries():
+            redis.Redis(host=node.host, port=node.port).execute_command(
+                "CLUSTER", "SETSLOT", slot, "NODE", ids[target.name])
+        # done: the store's slot map still says `source`, which answers MOVED
+        assert store.delete_if_equals(store.key("claim"), "me")
+        assert store.set_nx_hset(store.key("claim"), "again", store.key("record"), {"b": "2"})
+        assert store.hgetall(store.key("record")) == {"a": "1", "b": "2"}
+        assert redis_cluster.node_of(store.key("claim")) == f"{target.host}:{target.port}"
+        src.close()
+        dst.close()
+        raw.close()
