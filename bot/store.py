@@ -105,8 +105,9 @@ class Store(ABC):
     def fleet(self) -> Store:
         """The same store (one connection, one memory) under the fleet prefix: keys every
         cluster's agent shares (the request bus, presence, shared causes). A cluster's own keys
-        are `ipb:<CLUSTER_NAME>:…` and the fleet's `ipb-fleet:…`, so no cluster name reaches a
-        fleet key. The fleet prefix is derived from the part before the first colon, so stores
+        are `ipb:<CLUSTER_NAME>:…` and the fleet's `ipb-fleet:…` (`ipb:{<CLUSTER_NAME>}:…` and
+        `{ipb-fleet}:…` on a Redis Cluster: see `key`), so no cluster name reaches a fleet
+        prefix. The fleet prefix is derived from the part before the first colon, so stores
         under another root (`t-1a2b:prod-eu`, `t-1a2b:prod-us`: a test's) share a fleet of
         their own and never see a production fleet's keys, or another test's."""
         root = self.prefix.split(":", 1)[0]
@@ -379,7 +380,11 @@ class ClusterClient:
 
 
 def _as_redis_error(exc: redis.exceptions.RedisClusterException) -> redis.exceptions.RedisError:
-    """redis-py's cluster errors that are not RedisErrors, as the RedisError they mean."""
+    """redis-py's cluster errors that are not RedisErrors, as the RedisError they mean: the
+    nodes' own error when there is one (a refused AUTH stays an AuthenticationError, said
+    as such, not as "unreachable")."""
+    if isinstance(exc.__cause__, redis.exceptions.RedisError):
+        return exc.__cause__
     if isinstance(exc, redis.exceptions.CrossSlotTransactionError):
         return redis.exceptions.ResponseError(f"CROSSSLOT {exc}")
     return redis.exceptions.ConnectionError(f"Redis Cluster: {type(exc).__name__}")

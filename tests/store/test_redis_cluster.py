@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,13 @@ from bot.store import (
     MemoryStore,
     RedisStore,
     RedisUrlError,
+    StoreAuthFailed,
     StoreUnavailable,
     open_store,
 )
 from tests.support.redis import REDIS_URL
 from tests.support.redis_cluster import RedisClusterForTests, cluster_store
+from tests.support.tls import make_tls_material
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -178,3 +181,70 @@ def test_a_slot_moved_to_another_node_is_followed(redis_cluster: RedisClusterFor
         src.close()
         dst.close()
         raw.close()
+
+
+def test_a_cluster_with_auth_works_and_a_wrong_password_is_said(
+        redis_cluster: RedisClusterForTests) -> None:
+    """AUTH as for rediss://: an ACL user on every node (`USER:PASSWORD@` in the URL)."""
+    user = f"bot-{uuid.uuid4().hex[:6]}"
+    for port in redis_cluster.ports:
+        redis.Redis(port=port).execute_command("ACL", "SETUSER", user, "on", ">pw-4c1d",
+                                               "~*", "+@all")
+    try:
+        url = redis_cluster.url.replace("://", f"://{user}:pw-4c1d@")
+        with cluster_store(redis_cluster, "ipb:auth") as plain:
+            store = RedisStore(url, "ipb:auth")
+            assert store.check() is None
+            assert store.set_nx_hset(store.key("claim"), "me", store.key("record"), {"a": "1"})
+            assert plain.get(plain.key("claim")) == "me"
+        wrong = RedisStore(url.replace("pw-4c1d", "nope"), "ipb:auth")
+        with pytest.raises(StoreAuthFailed, match="does not accept"):
+            wrong.get(wrong.key("k"))
+        assert "refused the bot's authentication" in (wrong.check() or "")
+    finally:
+        for port in redis_cluster.ports:
+            redis.Redis(port=port).execute_command("ACL", "DELUSER", user)
+
+
+def test_a_tls_cluster_with_a_private_ca_and_a_password(tmp_path: Path) -> None:
+    """`rediss+cluster://:PASSWORD@HOST:PORT` with REDIS_CA_BUNDLE, as for rediss://: a one-node
+    cluster (every slot) speaking only TLS, its cluster bus too, requiring AUTH. A plain
+    `rediss://` URL to it is detected as well; without the CA it is unreachable, in words."""
+    tls = make_tls_material(tmp_path / "tls")
+    port, bus = _free_port(), _free_port()
+    node = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+         "--tls-auth-clients", "no", "--tls-cert-file", str(tls.cert_path),
+         "--tls-key-file", str(tls.key_path), "--tls-ca-cert-file", str(tls.ca_path),
+         "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--requirepass", "s3cret-pw",
+         "--cluster-config-file", str(tmp_path / "nodes.conf"), "--cluster-port", str(bus),
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        raw = redis.Redis(port=port, password="s3cret-pw", ssl=True,
+                          ssl_ca_certs=str(tls.ca_path), decode_responses=True)
+        wait_for(lambda: _answers(raw), 10, "the TLS node to start")
+        raw.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        wait_for(lambda: "cluster_state:ok" in raw.execute_command("CLUSTER", "INFO"), 10,
+                 "cluster_state:ok")
+        raw.close()
+        for url in (f"rediss+cluster://:s3cret-pw@127.0.0.1:{port}",
+                    f"rediss://:s3cret-pw@127.0.0.1:{port}/0"):
+            store = RedisStore(url, "ipb:tls", ca_bundle=str(tls.ca_path))
+            assert store.hash_tagged and store.check() is None, url
+            assert store.set_nx_hset(store.key("claim"), "me", store.key("record"), {"a": "1"})
+            assert store.delete_if_equals(store.key("claim"), "me")
+            store.delete(store.key("record"))
+        untrusted = RedisStore(f"rediss+cluster://:s3cret-pw@127.0.0.1:{port}", "ipb:tls",
+                               socket_timeout=1.0)
+        assert "unreachable" in (untrusted.check() or "")
+    finally:
+        node.terminate()
+        node.wait(5)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
