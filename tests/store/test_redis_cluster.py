@@ -248,3 +248,36 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.exceptions.RedisError:
         return False
+
+
+def test_a_failover_is_followed(redis_cluster: RedisClusterForTests) -> None:
+    """The primary holding a cluster's keys hands over to its replica (CLUSTER FAILOVER, as a
+    managed Redis does for maintenance): the store, opened before, reads what it wrote and
+    takes new claims on the new primary; then the roles are handed back."""
+    with cluster_store(redis_cluster, "ipb:failover") as store:
+        assert store.set_nx_hset(store.key("claim"), "me", store.key("record"), {"a": "1"})
+        old = redis_cluster.node_of(store.key("claim"))
+        old_port = int(old.rpartition(":")[2])
+        replica_port = redis_cluster.add_replica(old_port)
+        replica = redis.Redis(port=replica_port, decode_responses=True)
+        primary = redis.Redis(port=old_port, decode_responses=True)
+        try:
+            replica.execute_command("CLUSTER", "FAILOVER")
+            wait_for(lambda: replica.info("replication")["role"] == "master"
+                     and primary.info("replication")["role"] == "slave", 15, "the failover")
+            assert store.get(store.key("claim")) == "me"
+            assert store.delete_if_equals(store.key("claim"), "me")
+            assert store.set_nx_hset(store.key("claim"), "new", store.key("record"),
+                                     {"b": "2"})
+            assert replica.get(store.key("claim")) == "new"  # written on the new primary
+            assert primary.info("replication")["master_port"] == replica_port
+        finally:  # the session's cluster goes back to three primaries on its own ports
+            wait_for(lambda: primary.info("replication").get("master_link_status") == "up",
+                     15, "the old primary to sync")
+            # TAKEOVER: the primaries voted for this shard's failover a moment ago and vote
+            # again only after twice the node timeout
+            primary.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            wait_for(lambda: primary.info("replication")["role"] == "master", 15,
+                     "the roles handed back")
+            replica.close()
+            primary.close()

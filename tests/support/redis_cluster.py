@@ -2,8 +2,9 @@
 primaries (no replicas) joined by `redis-cli --cluster create`, once per test session.
 
 Each node has its cluster bus on a port of its own (`--cluster-port`: by default port + 10000,
-which may be taken). The servers keep nothing on disk (`--save ''`, no AOF) and are stopped at
-the end of the session. Without `redis-server` / `redis-cli` the tests that need the cluster are
+which may be taken). The servers keep nothing on disk (`--save ''`, no AOF; a replica added by
+`add_replica` syncs at once, without the default 5 s diskless-sync delay) and are stopped at the
+end of the session. Without `redis-server` / `redis-cli` the tests that need the cluster are
 skipped, saying so (CI installs redis-server, which brings redis-cli).
 """
 
@@ -34,6 +35,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _node(server: str, port: int, bus: int, node_dir: Path) -> subprocess.Popen[bytes]:
+    """One cluster-enabled redis-server keeping nothing on disk."""
+    return subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+         "--cluster-config-file", str(node_dir / "nodes.conf"), "--cluster-port", str(bus),
+         "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
+         "--dir", str(node_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _knows_replica(node_port: int, replica_port: int, primary_id: str) -> bool:
+    nodes = redis.Redis(port=node_port, decode_responses=True).execute_command(
+        "CLUSTER", "NODES")
+    return any(f":{replica_port}@" in line and "slave" in line and primary_id in line
+               for line in str(nodes).splitlines())
+
+
 @dataclass
 class RedisClusterForTests:
     """Three primaries covering the 16384 slots; `url` is the bot's `redis+cluster://` URL."""
@@ -56,12 +74,7 @@ class RedisClusterForTests:
             port, bus = _free_port(), _free_port()
             node_dir = self.workdir / f"node{n}"
             node_dir.mkdir(parents=True)
-            self.procs.append(subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", str(node_dir / "nodes.conf"),
-                 "--cluster-port", str(bus), "--save", "", "--appendonly", "no",
-                 "--dir", str(node_dir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(_node(server, port, bus, node_dir))
             self.ports.append(port)
         for port in self.ports:
             self._wait(lambda p=port: redis.Redis(port=p).ping(), "node to start")  # type: ignore[misc]
@@ -85,6 +98,31 @@ class RedisClusterForTests:
             if time.monotonic() > deadline:
                 pytest.fail(f"the test Redis Cluster did not come up: waiting for {what}")
             time.sleep(0.05)
+
+    def add_replica(self, primary_port: int) -> int:
+        """One more node, a replica of the primary on `primary_port` (in sync when this
+        returns); its port. It is stopped with the others."""
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        assert server is not None and cli is not None
+        port, bus = _free_port(), _free_port()
+        node_dir = self.workdir / f"node{len(self.procs)}"
+        node_dir.mkdir(parents=True)
+        self.procs.append(_node(server, port, bus, node_dir))
+        self._wait(lambda: redis.Redis(port=port).ping(), "the replica to start")
+        primary_id = redis.Redis(port=primary_port, decode_responses=True).execute_command(
+            "CLUSTER", "MYID")
+        subprocess.run([cli, "--cluster", "add-node", f"127.0.0.1:{port}",
+                        f"127.0.0.1:{primary_port}", "--cluster-slave",
+                        "--cluster-master-id", primary_id],
+                       check=True, capture_output=True, timeout=30)
+        self._wait(lambda: redis.Redis(port=port, decode_responses=True).info(
+            "replication").get("master_link_status") == "up", "the replica to sync")
+        # a failover needs the votes of the other primaries: each must know the replica first
+        for other in self.ports:
+            self._wait(lambda o=other: _knows_replica(o, port, primary_id),  # type: ignore[misc]
+                       "every node to know the replica")
+        self.ports.append(port)
+        return port
 
     def client(self) -> redis.cluster.RedisCluster:
         """A plain redis-py cluster client (to look at what the bot wrote, and where)."""
