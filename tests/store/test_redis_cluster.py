@@ -15,6 +15,7 @@ import redis
 
 from bot.app import build_runtime
 from bot.cli.checks import live_checks
+from bot.cli.main import main
 from bot.config import Settings
 from bot.kube.client import KubeClient
 from bot.sim.server import SimCluster
@@ -281,3 +282,17 @@ def test_a_failover_is_followed(redis_cluster: RedisClusterForTests) -> None:
                      "the roles handed back")
             replica.close()
             primary.close()
+
+
+def test_serve_with_a_bad_cluster_url_says_so_and_exits_2(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    for name, value in {"REDIS_URL": "redis+cluster://:pw-5e7a@127.0.0.1:7000/2",
+                        "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s",
+                        "SLACK_ALERT_CHANNEL": "#alerts",
+                        "KUBECONFIG": str(tmp_path / "none")}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    said = capsys.readouterr().err
+    assert "no database number (a Cluster has only database 0)" in said, said
+    assert "pw-5e7a" not in said and "Traceback" not in said
