@@ -93,7 +93,7 @@ class Runtime:
         self.pipeline.store_is_back()  # the store answered: a paused pipeline probes now
 
     def start(self, *, watch: bool = True, schedule: bool = True) -> None:
-        self._refuse_redis_cluster()
+        self._refuse_cluster_opened_as_single()
         self.pipeline.start()
         if watch:
             for watcher in self.watchers:
@@ -117,16 +117,15 @@ class Runtime:
             _logged(self.sweep)()  # first sweep now, not after one interval
         self.started.set()
 
-    def _refuse_redis_cluster(self) -> None:
-        """Redis Cluster mode is not supported (RedisStore.cluster_mode_problem): say so at
-        start, in words, rather than fail writes one by one. A Redis down at start is the
-        pipeline's to wait out, not a reason to refuse."""
+    def _refuse_cluster_opened_as_single(self) -> None:
+        """A Redis Cluster the store opened as one server (its plain `redis://` URL did not
+        answer when the store was opened, so Cluster mode was not detected: see
+        RedisStore.cluster_mode_problem): say so at start, in words, rather than fail the
+        writes one by one; a restart detects it. A Redis down at start is the pipeline's to
+        wait out, not a reason to refuse."""
         if not isinstance(self.store, RedisStore):
             return
-        try:
-            problem = self.store.cluster_mode_problem()
-        except StoreUnavailable:
-            return
+        problem = self.store.cluster_mode_problem()
         if problem:
             raise RuntimeError(problem)
 

@@ -35,6 +35,7 @@ from bot.kube.client import (
     KubeNotFound,
 )
 from bot.sim.demo import UnknownScenario, run_demo
+from bot.store import RedisUrlError
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -511,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  for e in exc.errors())
             raise UsageError(f"invalid configuration: {problems}") from None
         return COMMANDS[args.command](args, settings)
-    except (UsageError, InputError, UnknownScenario) as exc:
+    except (UsageError, InputError, UnknownScenario, RedisUrlError) as exc:
         write_error(str(exc))
         return EXIT_BAD_INPUT
     except KubeError as exc:

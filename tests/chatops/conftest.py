@@ -10,6 +10,7 @@ import pytest
 
 from bot.sim.server import SimCluster
 from tests.support.fleet import Fleet, fleet
+from tests.support.redis import REDIS_URL
 
 
 @pytest.fixture
@@ -19,7 +20,12 @@ def sims() -> Iterator[tuple[SimCluster, SimCluster]]:
 
 
 @pytest.fixture
-def agents(tmp_path: Path, sims: tuple[SimCluster, SimCluster]) -> Iterator[Fleet]:
-    """The agents stop before the scenario clusters do."""
-    with fleet(tmp_path) as running:
+def agents(request: pytest.FixtureRequest, tmp_path: Path,
+           sims: tuple[SimCluster, SimCluster]) -> Iterator[Fleet]:
+    """The agents stop before the scenario clusters do. On the shared Redis, or (parametrized
+    indirectly with "cluster") on a real three-node Redis Cluster (tests/conftest.py
+    `redis_cluster`)."""
+    url = (request.getfixturevalue("redis_cluster").url
+           if getattr(request, "param", "redis") == "cluster" else REDIS_URL)
+    with fleet(tmp_path, url) as running:
         yield running

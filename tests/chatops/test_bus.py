@@ -68,6 +68,8 @@ def click(agent: Replica, slack: Any, action_id: str, value: str, message: Any,
 def two_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: int = 2,
                  **b_env: str) -> tuple[str, str, list[Replica], list[Replica]]:
     a, b = agents.name("eu"), agents.name("us")
+    if agents.keys.hash_tagged:  # a Redis Cluster: A's, B's and the fleet's keys, one node each
+        a, b = on_three_nodes(agents)
     agents.beat(a)
     agents.beat(b)
     a_agents = [agents.replica(a, sims[0], APPROVERS=ALICE) for _ in range(replicas)]
@@ -76,6 +78,24 @@ def two_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: i
     return a, b, a_agents, b_agents
 
 
+def on_three_nodes(agents: Fleet) -> tuple[str, str]:
+    """Names for A and B whose keys land on other nodes than each other's and the fleet's (the
+    request bus): a round trip then crosses three nodes of the cluster."""
+    def node_of(key: str) -> str:
+        return str(agents.redis.get_node_from_key(key).name)  # type: ignore[attr-defined]
+
+    taken = {node_of(agents.fleet_key("bus", "x"))}
+    names = []
+    for base in ("eu", "us"):
+        name = agents.name(base)
+        while node_of(agents.cluster_key(name, "x")) in taken:
+            name = agents.name(base)
+        taken.add(node_of(agents.cluster_key(name, "x")))
+        names.append(name)
+    return names[0], names[1]
+
+
+@pytest.mark.parametrize("agents", ["redis", "cluster"], indirect=True)
 def test_a_command_received_by_a_for_b_is_answered_by_b_once(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
     _a, b, a_agents, _ = two_clusters(agents, sims)
@@ -100,6 +120,7 @@ def test_without_a_cluster_named_several_clusters_ask_which(
     assert "Several clusters answer here" in said and a in said and b in said, said
 
 
+@pytest.mark.parametrize("agents", ["redis", "cluster"], indirect=True)
 def test_a_button_on_bs_alert_clicked_through_a_restarts_bs_deployment_once(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
     """And A's approver (ALICE) cannot approve on B, whose APPROVERS is CAROL alone."""
@@ -107,6 +128,7 @@ def test_a_button_on_bs_alert_clicked_through_a_restarts_bs_deployment_once(
     failing_web(sims[1])
     alert = alert_with(agents.slack, actions.RESTART)
     incident_id = button_value(alert, actions.RESTART)
+    assert agents.redis.exists(agents.cluster_key(b, "incident", incident_id))  # B's keys
     asked = click(a_agents[0], agents.slack, actions.RESTART, incident_id, alert, ALICE)
     wait_for(lambda: texts(agents.slack, asked), 15, "B's answer to the restart button")
     assert "Asked for approval" in texts(agents.slack, asked)[0], texts(agents.slack, asked)

@@ -10,6 +10,10 @@ agents keep their keys under a root of their own (`<root>:<cluster>:…`, and th
 `<root>-fleet:…`: bot/store.py `Store.fleet`), so no other test's heartbeat or stream reaches
 them, and they clean up their own keys.
 
+`fleet(workdir, redis_url)` runs the same agents on another Redis, e.g. a Redis Cluster
+(`redis+cluster://…`: tests/support/redis_cluster.py); `fleet_key` / `cluster_key` name keys
+as the agents' own stores do (hash-tagged there), and `redis` is a client of the same kind.
+
 Presence: the agents beat (bot/routines/presence.py); `Fleet.beat` writes the same hash with a
 chosen age, for tests of a silent or a long-gone cluster.
 """
@@ -23,8 +27,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import redis
 
 from bot.app import Runtime, build_bolt_app, build_runtime
 from bot.config import Settings, load_settings
@@ -70,19 +72,26 @@ class Replica:
 class Fleet:
     """The agents of several clusters on one Redis and one Slack stand-in."""
 
-    def __init__(self, slack: SlackStandIn, workdir: Path,
-                 socket_mode: SocketModeStandIn) -> None:
+    def __init__(self, slack: SlackStandIn, workdir: Path, socket_mode: SocketModeStandIn,
+                 redis_url: str = REDIS_URL) -> None:
         self.slack = slack
         self.socket_mode = socket_mode
         self.workdir = workdir
-        self.redis = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        self.redis_url = redis_url
         self.replicas: list[Replica] = []
         self.clusters: set[str] = set()
         self.root = f"t-{uuid.uuid4().hex[:8]}"
+        #: names keys as the agents' stores do (`Store.key`: hash-tagged on a Redis Cluster)
+        self.keys = RedisStore(redis_url, f"{self.root}:-")
+        self.redis = self.keys.client
 
     def fleet_key(self, *parts: str) -> str:
         """A key every cluster of this test shares (`Store.fleet().key(...)`)."""
-        return ":".join((f"{self.root}-fleet", *parts))
+        return self.keys.fleet().key(*parts)
+
+    def cluster_key(self, cluster: str, *parts: str) -> str:
+        """A key of `cluster`'s own (`Store.of_cluster(cluster).key(...)`)."""
+        return self.keys.of_cluster(cluster).key(*parts)
 
     def name(self, base: str) -> str:
         name = f"{base}-{uuid.uuid4().hex[:6]}"
@@ -95,13 +104,13 @@ class Fleet:
         values = {"KUBECONFIG": str(kubeconfig), "SLACK_BOT_TOKEN": self.slack.token,
                   "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": self.slack.api_url,
                   "SLACK_ALERT_CHANNEL": f"#{ALERTS[1]}", "CLUSTER_NAME": cluster,
-                  "REDIS_URL": REDIS_URL, "GROUP_WAIT_SECONDS": "1",
+                  "REDIS_URL": self.redis_url, "GROUP_WAIT_SECONDS": "1",
                   "GROUP_INTERVAL_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "1",
                   "REGISTRY_PROBE": "false", **env}
         with environment(values):
             settings = load_settings()
         runtime = build_runtime(settings, kube=KubeClient.from_environment(str(kubeconfig)),
-                                store=RedisStore(REDIS_URL, f"{self.root}:{cluster}"))
+                                store=RedisStore(self.redis_url, f"{self.root}:{cluster}"))
         for watcher in runtime.watchers:
             watcher.idle_timeout = 0.5
         return settings, runtime
@@ -167,16 +176,16 @@ class Fleet:
         for thread in stopping:
             thread.join(15)
         keys = [*self.redis.scan_iter(f"{self.root}:*"),
-                *self.redis.scan_iter(f"{self.root}-fleet:*")]
+                *self.redis.scan_iter(self.fleet_key("*"))]
         if keys:
             self.redis.delete(*keys)
         self.redis.close()
 
 
 @contextmanager
-def fleet(workdir: Path) -> Iterator[Fleet]:
+def fleet(workdir: Path, redis_url: str = REDIS_URL) -> Iterator[Fleet]:
     with SlackStandIn() as slack, SocketModeStandIn(slack, new_app_token()) as socket_mode:
-        running = Fleet(slack, workdir, socket_mode)
+        running = Fleet(slack, workdir, socket_mode, redis_url)
         try:
             yield running
         finally:
