@@ -28,7 +28,7 @@ from waitress import wasyncore
 from waitress.server import MultiSocketServer, create_server
 
 from bot.app import Runtime
-from bot.chatops.bus import SOCKET_MODE, BusRequest, Dispatch, FleetBus
+from bot.chatops.bus import SOCKET_MODE, BusRequest, Dispatch, FleetBus, RelayedAck
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.inbound import (
     MAX_BODY_BYTES,
@@ -36,6 +36,7 @@ from bot.slack.inbound import (
     AnsweredAlready,
     Refused,
     SlackGate,
+    response_url_of,
     screen_interaction,
 )
 from bot.slack.socket_mode import SocketModeHandler
@@ -162,6 +163,8 @@ def bolt_dispatch(bolt: App) -> Dispatch:
             bolt_request = BoltRequest(mode="socket_mode", body=request.payload)
         else:
             bolt_request = BoltRequest(body=request.body, headers=dict(request.headers))
+        if "command" in request.payload:  # its ack reaches the person only through this
+            bolt_request.context["ack"] = RelayedAck(response_url_of(request.payload))
         try:
             response = bolt.dispatch(bolt_request)
         except Exception as exc:  # Bolt's context building on a shape nobody expected

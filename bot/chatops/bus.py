@@ -84,7 +84,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import redis
+from slack_bolt.context.ack import Ack
 from slack_bolt.request.internals import parse_body
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
@@ -483,14 +485,12 @@ class BusConsumer:
             return False
         try:
             with self._renewing(key):
-                status, answer = self.dispatch(request_of(fields, payload))
+                status, _ = self.dispatch(request_of(fields, payload))
         except Exception:  # a bug: running it again would only repeat it (and half an effect)
             log.exception("bus: entry %s failed while running; not retried", entry_id)
-            status, answer = 500, ""
+            status = 500
         self.client.set(key, f"done {self.consumer}", px=int(DONE_TTL * 1000))
         log.info("bus: entry %s from %s ran here (HTTP %d)", entry_id, origin, status)
-        if "command" in payload and answer:
-            _forward_ack(response_url_of(payload), answer)
         return self._outcome("executed")
 
     # -- the request's state: a lease while it runs, then done ----------------------------------
@@ -617,9 +617,27 @@ def request_of(fields: Mapping[str, str], payload: dict[str, Any] | None = None)
         "x-slack-signature": fields.get("signature", "")}, payload)
 
 
+class RelayedAck(Ack):
+    """A slash command's `ack` on the executing agent. The ack text goes to Slack in the HTTP
+    answer, but a routed request's HTTP answer went back from the receiving agent long ago, so
+    this ack also posts its text to the request's response_url, at once, inside the listener's
+    own `ack(...)` call: before the listener goes on to post its result, so the person reads
+    "working on it" before the answer, never after (Bolt returns from dispatch once the ack is
+    made and runs the rest of the listener meanwhile, so relaying after dispatch would race)."""
+
+    def __init__(self, response_url: str | None) -> None:
+        super().__init__()
+        self.response_url = response_url
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        response = super().__call__(*args, **kwargs)
+        if response.body:
+            _forward_ack(self.response_url, response.body)
+        return response
+
+
 def _forward_ack(url: str | None, answer: str) -> None:
-    """A slash command's ack text goes to Slack in the HTTP answer; here the HTTP answer went
-    to the receiving agent long ago, so the executing agent posts it to the response_url."""
+    """An ack's body (JSON with `text`, or text) to the response_url (see `RelayedAck`)."""
     try:
         data = json.loads(answer)
     except ValueError:
