@@ -27,7 +27,7 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from waitress import wasyncore
 from waitress.server import MultiSocketServer, create_server
 
-from bot.app import Runtime
+from bot.app import Runtime, build_bolt_app
 from bot.chatops.bus import SOCKET_MODE, BusRequest, Dispatch, FleetBus, RelayedAck
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.inbound import (
@@ -149,7 +149,8 @@ def bolt_dispatch(bolt: App) -> Dispatch:
     transport delivered it to that agent: Slack's HTTP request (Bolt verifies Slack's
     signature again) or a Socket Mode request (bot.chatops.bus verified the agent signature).
     The shape checks both transports make come first, then this agent's listeners apply its
-    own rules (APPROVERS, COMMAND_CHANNELS, REMEDIATION_ENABLED), whichever mode it runs in."""
+    own rules (APPROVERS, COMMAND_CHANNELS, REMEDIATION_ENABLED), whichever mode it runs in.
+    `bolt` should be `bus_bolt_app`'s: the bus records a request done when this returns."""
 
     def dispatch(request: BusRequest) -> tuple[int, str]:
         try:
@@ -176,12 +177,20 @@ def bolt_dispatch(bolt: App) -> Dispatch:
     return dispatch
 
 
+def bus_bolt_app(runtime: Runtime) -> App:
+    """The Bolt app that runs requests routed here, with `process_before_response`: Bolt
+    returns from `dispatch` when the listener has finished, not when it acked, so the bus marks
+    a request done only after its effect (bot.chatops.bus); the ack is relayed to the person
+    from inside `ack()` (`RelayedAck`), so nobody waits longer for it."""
+    return build_bolt_app(runtime.settings, runtime, process_before_response=True)
+
+
 def socket_mode_handler(bolt: App, runtime: Runtime, app_token: str,
                         **client_options: Any) -> SocketModeHandler:
     """Socket Mode as `python -m bot socket` runs it: with several clusters (a bus), requests
     for another cluster are routed as `/slack/events` routes them (bot.chatops.bus
     `route_socket`), and requests other agents route here run through `bolt`."""
-    runtime.serve_bus(bolt_dispatch(bolt))
+    runtime.serve_bus(bolt_dispatch(bus_bolt_app(runtime)))
     bus = runtime.bus
     if bus is None:
         return SocketModeHandler(bolt, app_token, **client_options)
@@ -202,7 +211,7 @@ def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> Wsg
     signing = runtime.settings.slack_signing_secret
     slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body,
                           bus=runtime.bus)
-    runtime.serve_bus(bolt_dispatch(bolt))
+    runtime.serve_bus(bolt_dispatch(bus_bolt_app(runtime)))
     ops = ops_app(runtime)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -64,10 +64,11 @@ read-only button's answer posted twice in the incident thread (a second bundle o
 reading). Never a second PATCH; a second approval request only when the first was decided in
 the seconds between the two runs (and that one needs its own approval).
 
-The window that stays: `dispatch` returns once the listener acked (Bolt runs the rest in
-its worker thread), so a replica dying after the ack but before the listener finished leaves
-`done` recorded with the rest of that listener's work undone; the person saw the ack and asks
-again.
+`done` means the request's listener ran to its end: the executing agent's `dispatch` runs
+its own Bolt app with `process_before_response` (bot/server.py `bolt_dispatch`), so Bolt returns
+only after the listener finished, not at its ack; the ack still reaches the person at once, from
+inside the listener's `ack()` (`RelayedAck`). One consumer therefore runs one request at a time;
+the entries it read behind a slow one are taken over by another replica after `claim_idle`.
 """
 
 from __future__ import annotations

@@ -112,6 +112,27 @@ def test_a_command_received_by_a_for_b_is_answered_by_b_once(
     assert gets_of(sims[1], pod) and not gets_of(sims[0], pod)
 
 
+def test_a_request_is_recorded_done_only_after_its_listener_finished(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """`done` (what a redelivery trusts) means the answer went out, not just the ack: with B's
+    API slow, the moment B's done key appears the diagnosis is already at the response_url."""
+    _a, b, a_agents, _ = two_clusters(agents, sims, replicas=1)
+    pod = failing_web(sims[1])
+    sims[1].set_latency(f"/pods/{pod}$", 1.5)
+    reply, name = command(a_agents[0], agents.slack, f"diagnose {b}/shop/{pod}")
+    assert reply.status == 200 and reply.elapsed < 3, reply
+    done_keys = agents.fleet_key("bus-done", b, "*")
+
+    def done() -> bool:
+        return any(str(agents.redis.get(key) or "").startswith("done")
+                   for key in agents.redis.scan_iter(done_keys))
+
+    wait_for(done, 20, "B's request recorded done")
+    answers = texts(agents.slack, name)
+    assert len(answers) == 2 and "working on it" in answers[0], answers
+    assert pod in str(agents.slack.responses(name)[1].body), answers
+
+
 def test_without_a_cluster_named_several_clusters_ask_which(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
     a, b, a_agents, _ = two_clusters(agents, sims, replicas=1)
