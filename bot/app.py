@@ -93,7 +93,7 @@ class Runtime:
         self.pipeline.store_is_back()  # the store answered: a paused pipeline probes now
 
     def start(self, *, watch: bool = True, schedule: bool = True) -> None:
-        self._refuse_redis_cluster()
+        self._refuse_cluster_opened_as_single()
         self.pipeline.start()
         if watch:
             for watcher in self.watchers:
@@ -117,22 +117,22 @@ class Runtime:
             _logged(self.sweep)()  # first sweep now, not after one interval
         self.started.set()
 
-    def _refuse_redis_cluster(self) -> None:
-        """Redis Cluster mode is not supported (RedisStore.cluster_mode_problem): say so at
-        start, in words, rather than fail writes one by one. A Redis down at start is the
-        pipeline's to wait out, not a reason to refuse."""
+    def _refuse_cluster_opened_as_single(self) -> None:
+        """A Redis Cluster the store opened as one server (its plain `redis://` URL did not
+        answer when the store was opened, so Cluster mode was not detected: see
+        RedisStore.cluster_mode_problem): say so at start, in words, rather than fail the
+        writes one by one; a restart detects it. A Redis down at start is the pipeline's to
+        wait out, not a reason to refuse."""
         if not isinstance(self.store, RedisStore):
             return
-        try:
-            problem = self.store.cluster_mode_problem()
-        except StoreUnavailable:
-            return
+        problem = self.store.cluster_mode_problem()
         if problem:
             raise RuntimeError(problem)
 
     def serve_bus(self, dispatch: Dispatch) -> None:
         """Join this cluster's consumer group: requests other agents routed here run through
-        `dispatch` (the Bolt app), after bot.chatops.bus has verified Slack's signature."""
+        `dispatch` (the Bolt app), after bot.chatops.bus has verified their signature (Slack's
+        for HTTP requests, the agents' for Socket Mode ones: both with SLACK_SIGNING_SECRET)."""
         if self.bus is None or self.consumers:
             return
         signing = self.settings.slack_signing_secret
@@ -278,9 +278,11 @@ def build_runtime(settings: Settings, *, kube: KubeClient | None = None,
     if settings.heartbeat_seconds > 0 and not isinstance(store, MemoryStore):
         routines.append(_heartbeat(settings, store, kube, manager, watchers))
     fleet = store.fleet()
+    signing = settings.slack_signing_secret
     bus = (FleetBus(fleet, cluster=settings.cluster_name,
                     channel_clusters=settings.channel_clusters,
-                    heartbeat_seconds=settings.heartbeat_seconds, metrics=metrics)
+                    heartbeat_seconds=settings.heartbeat_seconds, metrics=metrics,
+                    signing_secret=signing.get_secret_value() if signing else None)
            if isinstance(fleet, RedisStore) else None)
     runtime = Runtime(settings, store, kube, slack, registry, metrics, manager, pipeline,
                       approvals, interactive, watchers, sweeper, view, routines, bus=bus)

@@ -222,6 +222,13 @@ def config_problems(settings: Settings, mode: str) -> list[str]:
                             "connections:write, for Socket Mode")
         elif not app_token.startswith("xapp-"):
             problems.append("SLACK_APP_TOKEN should be an app-level token starting with xapp-")
+        if settings.redis_url and not secret(settings.slack_signing_secret):
+            # advisory (starts with REDIS_URL): one cluster's Socket Mode install needs none
+            problems.append("REDIS_URL is set but SLACK_SIGNING_SECRET is not: when other "
+                            "clusters' agents share that Redis, Socket Mode signs the requests "
+                            "it forwards to them (and verifies theirs) with the Slack app's "
+                            "signing secret (Basic Information → App Credentials → Signing "
+                            "Secret); without it a command for another cluster is refused")
     if not settings.slack_alert_channel:
         problems.append("SLACK_ALERT_CHANNEL is not set: the channel for alerts (name or ID); "
                         "invite the bot to it")

@@ -27,8 +27,8 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from waitress import wasyncore
 from waitress.server import MultiSocketServer, create_server
 
-from bot.app import Runtime
-from bot.chatops.bus import Dispatch, FleetBus
+from bot.app import Runtime, build_bolt_app
+from bot.chatops.bus import SOCKET_MODE, BusRequest, Dispatch, FleetBus, RelayedAck
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.slack.inbound import (
     MAX_BODY_BYTES,
@@ -36,8 +36,10 @@ from bot.slack.inbound import (
     AnsweredAlready,
     Refused,
     SlackGate,
+    response_url_of,
     screen_interaction,
 )
+from bot.slack.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 
@@ -143,21 +145,73 @@ def ops_app(runtime: Runtime) -> WsgiApp:
 
 
 def bolt_dispatch(bolt: App) -> Dispatch:
-    """Run a request another agent routed here through this agent's Bolt app (Bolt verifies
-    the signature again; its listeners apply this agent's own rules)."""
+    """Run a request another agent routed here through this agent's Bolt app, as its
+    transport delivered it to that agent: Slack's HTTP request (Bolt verifies Slack's
+    signature again) or a Socket Mode request (bot.chatops.bus verified the agent signature).
+    The shape checks both transports make come first, then this agent's listeners apply its
+    own rules (APPROVERS, COMMAND_CHANNELS, REMEDIATION_ENABLED), whichever mode it runs in.
+    `bolt` should be `bus_bolt_app`'s: the bus records a request done when this returns."""
 
-    def dispatch(body: str, headers: dict[str, str]) -> tuple[int, str]:
-        response = bolt.dispatch(BoltRequest(body=body, headers=dict(headers.items())))
+    def dispatch(request: BusRequest) -> tuple[int, str]:
+        try:
+            screen_interaction(request.payload)
+        except Refused as refused:
+            log.warning("bus request refused (%d): %s", refused.status, refused.reason)
+            return refused.status, ""
+        except AnsweredAlready:
+            return 200, ""
+        if request.transport == SOCKET_MODE:
+            bolt_request = BoltRequest(mode="socket_mode", body=request.payload)
+        else:
+            bolt_request = BoltRequest(body=request.body, headers=dict(request.headers))
+        if "command" in request.payload:  # its ack reaches the person only through this
+            bolt_request.context["ack"] = RelayedAck(response_url_of(request.payload))
+        try:
+            response = bolt.dispatch(bolt_request)
+        except Exception as exc:  # Bolt's context building on a shape nobody expected
+            log.warning("bus request refused (400): Bolt could not read it: %s: %r",
+                        type(exc).__name__, str(exc)[:200])
+            return 400, ""
         return response.status, response.body
 
     return dispatch
+
+
+def bus_bolt_app(runtime: Runtime) -> App:
+    """The Bolt app that runs requests routed here, with `process_before_response`: Bolt
+    returns from `dispatch` when the listener has finished, not when it acked, so the bus marks
+    a request done only after its effect (bot.chatops.bus); the ack is relayed to the person
+    from inside `ack()` (`RelayedAck`), so nobody waits longer for it."""
+    return build_bolt_app(runtime.settings, runtime, process_before_response=True)
+
+
+def socket_mode_handler(bolt: App, runtime: Runtime, app_token: str,
+                        **client_options: Any) -> SocketModeHandler:
+    """Socket Mode as `python -m bot socket` runs it: with several clusters (a bus), requests
+    for another cluster are routed as `/slack/events` routes them (bot.chatops.bus
+    `route_socket`), and requests other agents route here run through `bolt`."""
+    runtime.serve_bus(bolt_dispatch(bus_bolt_app(runtime)))
+    bus = runtime.bus
+    if bus is None:
+        return SocketModeHandler(bolt, app_token, **client_options)
+    signing = runtime.settings.slack_signing_secret
+    if not (signing and signing.get_secret_value()):
+        log.warning("REDIS_URL is set but SLACK_SIGNING_SECRET is not: this Socket Mode agent "
+                    "can neither forward requests for other clusters (it signs them with the "
+                    "Slack app's signing secret) nor run the ones other agents forward here")
+
+    def route(payload: dict[str, Any]) -> str | None:
+        routed = bus.route_socket(payload)
+        return None if routed.kind == "local" else routed.body
+
+    return SocketModeHandler(bolt, app_token, route=route, **client_options)
 
 
 def wsgi_app(bolt: App, runtime: Runtime, max_body: int = MAX_BODY_BYTES) -> WsgiApp:
     signing = runtime.settings.slack_signing_secret
     slack = SlackEndpoint(bolt, signing.get_secret_value() if signing else None, max_body,
                           bus=runtime.bus)
-    runtime.serve_bus(bolt_dispatch(bolt))
+    runtime.serve_bus(bolt_dispatch(bus_bolt_app(runtime)))
     ops = ops_app(runtime)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -15,10 +15,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import redis
+import redis.cluster
+import redis.commands.core
+import redis.connection
+import redis.crc
 import redis.sentinel
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,11 @@ class StoreUnavailable(StoreError):
 class StoreAuthFailed(StoreUnavailable):
     """Redis refused the bot's credentials (NOAUTH, WRONGPASS): nothing works until REDIS_URL
     carries the right password, so it is said as an error, in words, not as "unreachable"."""
+
+
+class RedisUrlError(ValueError):
+    """REDIS_URL (or REDIS_CA_BUNDLE with it) cannot be used as written: said in words at
+    start and by check-config, before anything is asked of Redis."""
 
 
 class StoreRefused(StoreError):
@@ -68,9 +77,23 @@ class Store(ABC):
     """The primitives incidents, approvals and the watcher need; each one is atomic."""
 
     prefix: str
+    #: Redis Cluster (`RedisStore` on a cluster): keys are hash-tagged so that every key used
+    #: together shares a hash slot (see `key`). False everywhere else, so a standalone or
+    #: Sentinel install keeps exactly the key names it always had (open incidents survive an
+    #: upgrade instead of being posted again).
+    hash_tagged: bool = False
 
     def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+        """`<prefix>:<part>:…`. With `hash_tagged` the prefix carries a Redis Cluster hash tag:
+        `ipb:{prod-eu}:…` for a cluster's keys (the part after the first colon), `{ipb-fleet}:…`
+        for the fleet's (a prefix without a colon is tagged whole). Every key of one prefix
+        then lives in one slot, so the multi-key scripts and MULTI/EXEC (a claim and its
+        record) work on a Cluster, while different clusters' keys spread over the nodes."""
+        return ":".join((self._tagged_prefix() if self.hash_tagged else self.prefix, *parts))
+
+    def _tagged_prefix(self) -> str:
+        root, colon, rest = self.prefix.partition(":")
+        return f"{root}:{{{rest}}}" if colon and rest else f"{{{self.prefix.rstrip(':')}}}"
 
     def of_cluster(self, cluster: str) -> Store:
         """The same store under another cluster's prefix (`<root>:<cluster>`): what the bus
@@ -82,8 +105,9 @@ class Store(ABC):
     def fleet(self) -> Store:
         """The same store (one connection, one memory) under the fleet prefix: keys every
         cluster's agent shares (the request bus, presence, shared causes). A cluster's own keys
-        are `ipb:<CLUSTER_NAME>:…` and the fleet's `ipb-fleet:…`, so no cluster name reaches a
-        fleet key. The fleet prefix is derived from the part before the first colon, so stores
+        are `ipb:<CLUSTER_NAME>:…` and the fleet's `ipb-fleet:…` (`ipb:{<CLUSTER_NAME>}:…` and
+        `{ipb-fleet}:…` on a Redis Cluster: see `key`), so no cluster name reaches a fleet
+        prefix. The fleet prefix is derived from the part before the first colon, so stores
         under another root (`t-1a2b:prod-eu`, `t-1a2b:prod-us`: a test's) share a fleet of
         their own and never see a production fleet's keys, or another test's."""
         root = self.prefix.split(":", 1)[0]
@@ -240,7 +264,7 @@ def _sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
     hosts, _, path = location.partition("/")
     parts = [unquote(p) for p in path.split("/") if p]
     if not hosts or not parts:
-        raise ValueError("a Sentinel REDIS_URL is redis+sentinel://:PASSWORD@HOST:PORT,"
+        raise RedisUrlError("a Sentinel REDIS_URL is redis+sentinel://:PASSWORD@HOST:PORT,"
                          "HOST:PORT/MASTER_NAME/DB")
     sentinels = []
     for host in hosts.split(","):
@@ -257,23 +281,226 @@ def _sentinel_client(url: str, options: dict[str, Any]) -> redis.Redis:
                                password=unquote(password) or None, **options)
 
 
+#: the REDIS_URL schemes the bot opens (README "Supported Redis")
+SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+           "rediss+cluster")
+
+_CLUSTER_URL = ("a Redis Cluster REDIS_URL is redis+cluster://[[USER]:PASSWORD@]HOST:PORT"
+                "[,HOST:PORT...] (rediss+cluster:// for TLS): one or more of the cluster's "
+                "nodes, no database number (a Cluster has only database 0)")
+
+_OPENED_AS_SINGLE = (
+    "REDIS_URL points at a Redis Cluster, but it did not answer when the bot opened it, so "
+    "Cluster mode could not be detected and the bot talks to it as to a single server (which "
+    "follows no MOVED redirection): restart the bot once Redis answers, or write the URL as "
+    "redis+cluster://HOST:PORT (rediss+cluster:// for TLS) so Cluster mode never depends on "
+    "detection")
+
+
+def _says_cluster_enabled(client: redis.Redis) -> bool:
+    """Whether the server behind a plain URL runs in Cluster mode (`INFO cluster`), e.g. a
+    managed Redis's configuration endpoint. False when it cannot be asked (down, INFO
+    disabled): the store then talks to one server and `cluster_mode_problem` says so later
+    if that was wrong."""
+    try:
+        info = client.info("cluster")
+    except redis.exceptions.ResponseError as exc:  # a URL's /DB: SELECT refused at connect
+        return "cluster mode" in str(exc)
+    except redis.exceptions.RedisError:
+        return False
+    return str(info.get("cluster_enabled", "0")) in ("1", "True")
+
+
+class ClusterClient:
+    """redis-py's `RedisCluster`, opened on first use.
+
+    `RedisCluster()` asks a node for the slot map as it is built and fails if none answers; a
+    Redis that is down while the bot starts must instead be waited out, as with one server
+    (the pipeline pauses, /readyz says so). Until a node answers, every call raises
+    redis-py's ConnectionError; once open, the client follows MOVED/ASK and refreshes the
+    slot map after a failover itself. Its own errors that are not `RedisError`s
+    (`RedisClusterException`: no node reachable, a slot not covered) leave as ConnectionError
+    or ResponseError, so callers that handle redis-py's errors (the bus) handle these too."""
+
+    def __init__(self, seeds: list[tuple[str, int]], options: dict[str, Any]) -> None:
+        self.seeds = seeds
+        self.options = options
+        self.where = (seeds[0][0], seeds[0][1], bool(options.get("password")))
+        self._client: redis.cluster.RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> redis.cluster.RedisCluster:
+        with self._lock:
+            if self._client is None:
+                nodes = [redis.cluster.ClusterNode(host, port) for host, port in self.seeds]
+                try:
+                    self._client = redis.cluster.RedisCluster(startup_nodes=nodes,
+                                                              **self.options)
+                except redis.exceptions.RedisClusterException as exc:
+                    raise _as_redis_error(exc) from None
+            return self._client
+
+    def get_encoder(self) -> Any:
+        """Scripts are registered before any node answers (the encoder is the options')."""
+        return redis.connection.Encoder("utf-8", "strict", True)
+
+    def register_script(self, script: str) -> Any:
+        return redis.commands.core.Script(cast(Any, self), script)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __getattr__(self, name: str) -> Any:
+        """The client's attribute; its methods raise redis-py's errors only. While no node
+        answers, a method that raises ConnectionError when called (`store._run(client.get,
+        ...)` looks the method up before the call it guards)."""
+        try:
+            client = self._open()
+        except redis.exceptions.ConnectionError as exc:
+            failure = exc
+
+            def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+                raise failure
+
+            return unreachable
+        attr = getattr(client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except redis.exceptions.RedisClusterException as exc:
+                raise _as_redis_error(exc) from None
+
+        return call
+
+
+def _as_redis_error(exc: redis.exceptions.RedisClusterException) -> redis.exceptions.RedisError:
+    """redis-py's cluster errors that are not RedisErrors, as the RedisError they mean: the
+    nodes' own error when there is one (a refused AUTH stays an AuthenticationError, said
+    as such, not as "unreachable")."""
+    if isinstance(exc.__cause__, redis.exceptions.RedisError):
+        return exc.__cause__
+    if isinstance(exc, redis.exceptions.CrossSlotTransactionError):
+        return redis.exceptions.ResponseError(f"CROSSSLOT {exc}")
+    return redis.exceptions.ConnectionError(f"Redis Cluster: {type(exc).__name__}")
+
+
+def _cluster_store_error(exc: redis.exceptions.RedisClusterException) -> StoreError:
+    """A cluster error raised past `ClusterClient` (a pipeline's), as a StoreError."""
+    if isinstance(exc, redis.exceptions.CrossSlotTransactionError):
+        return StoreRefused("Redis refused the command (CROSSSLOT)")
+    return StoreUnavailable(f"Redis Cluster is unreachable: {type(exc).__name__}")
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> ClusterClient:
+    """The client for `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]` (`rediss+
+    cluster://` for TLS, with REDIS_CA_BUNDLE as for rediss://). Any node will do as a seed
+    (the client learns the others from it); listing several lets the bot start while one is
+    down. redis-py has no URL with several hosts; this one follows the Sentinel URL's form."""
+    scheme, _, rest = url.partition("://")
+    userinfo, _, location = rest.rpartition("@")
+    hosts, _, path = location.partition("/")
+    if path.strip("/") not in ("", "0") or "?" in location:
+        raise RedisUrlError(_CLUSTER_URL)
+    seeds = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        if not name or not port.isdigit():
+            raise RedisUrlError(f"{_CLUSTER_URL}; each node is HOST:PORT")
+        seeds.append((unquote(name.strip("[]")), int(port)))
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    options = {k: v for k, v in options.items() if k != "health_check_interval"}
+    options.update(username=unquote(username) or None, password=unquote(password) or None)
+    if scheme.lower().startswith("rediss"):
+        options["ssl"] = True
+    return ClusterClient(seeds, options)
+
+
+def _cluster_client_from_url(url: str, options: dict[str, Any]) -> ClusterClient:
+    """A plain `redis://` / `rediss://` URL whose server said `cluster_enabled:1`: the same
+    node, user, password and TLS, through the cluster client."""
+    parsed = redis.connection.parse_url(url)
+    if parsed.get("db", 0) != 0:
+        raise RedisUrlError(f"REDIS_URL names database {parsed['db']}, but it points at a Redis "
+                         "Cluster, which has only database 0: drop the /" f"{parsed['db']}")
+    options = {k: v for k, v in options.items() if k != "health_check_interval"}
+    for name in ("username", "password"):
+        options[name] = parsed.get(name)
+    if parsed.get("connection_class") is redis.connection.SSLConnection:
+        options["ssl"] = True
+    return ClusterClient([(str(parsed["host"]), int(parsed.get("port", 6379)))], options)
+
+
+def _check_tag(store: Store) -> None:
+    """Every key of the store's prefix must share one slot (a cluster name beginning with `}`
+    would make an empty hash tag, which Redis ignores): said at start, not at the first
+    claim."""
+    if redis.crc.key_slot(store.key("a").encode()) != redis.crc.key_slot(store.key("b").encode()):
+        raise RedisUrlError(f"the store prefix {store.prefix!r} cannot be a Redis Cluster hash "
+                         "tag: CLUSTER_NAME must not begin with '}'")
+
+
+def _scheme(url: str) -> str:
+    """`redis`, `rediss+cluster`...: what comes before `://` (lower case), never the rest
+    (which may carry a password)."""
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep else ""
+
+
 class RedisStore(Store):
-    """Redis-backed store: safe across replicas and restarts."""
+    """Redis-backed store: safe across replicas and restarts.
+
+    One store for every way Redis is offered (README "Supported Redis"): a single server
+    (`redis://`, `rediss://`), Sentinel (`redis+sentinel://`) and Redis Cluster
+    (`redis+cluster://`, or a plain URL whose server says `cluster_enabled:1`). On a Cluster
+    the client is redis-py's `RedisCluster` (it follows MOVED/ASK and failovers) and the keys
+    carry hash tags (`Store.hash_tagged`)."""
 
     def __init__(self, url: str, prefix: str = "ipb", socket_timeout: float = 2.0,
                  ca_bundle: str | None = None) -> None:
         self.prefix = prefix
+        scheme = _scheme(url)
+        if scheme not in SCHEMES:
+            raise RedisUrlError(
+                f"REDIS_URL starts with {scheme + '://' if scheme else 'no scheme'}, which is "
+                f"not a Redis URL the bot knows: use one of {', '.join(s + '://' for s in SCHEMES)}"
+                " (README: Supported Redis)")
         tls: dict[str, Any] = {}
         if ca_bundle:  # REDIS_CA_BUNDLE: a rediss:// server signed by a private CA
-            if not url.startswith(("rediss://", "rediss+sentinel://")):
-                raise ValueError("REDIS_CA_BUNDLE is set but REDIS_URL is not rediss:// "
+            if not scheme.startswith("rediss"):
+                raise RedisUrlError("REDIS_CA_BUNDLE is set but REDIS_URL is not rediss:// "
                                  "(TLS): use rediss://host:port to reach Redis over TLS")
             tls["ssl_ca_certs"] = ca_bundle
         options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
                                    "socket_connect_timeout": socket_timeout,
                                    "health_check_interval": 30, **tls}
-        self.client = (_sentinel_client(url, options) if "+sentinel://" in url.split("@")[0]
-                       else redis.Redis.from_url(url, **options))
+        #: (host, port) said in an AUTH error, and whether REDIS_URL carries a password
+        self._where: tuple[str, int, bool] | None = None
+        cluster: ClusterClient | None = None
+        if scheme.endswith("+cluster"):
+            cluster = _cluster_client(url, options)
+        elif scheme.endswith("+sentinel"):
+            self.client = _sentinel_client(url, options)
+        else:
+            self.client = redis.Redis.from_url(url, **options)
+            if _says_cluster_enabled(self.client):  # e.g. a managed Redis's cluster endpoint
+                self.client.close()
+                cluster = _cluster_client_from_url(url, options)
+        if cluster is not None:
+            # RedisCluster answers the same commands as redis.Redis (the bus calls XADD,
+            # XREADGROUP... on it): typed as one so callers need not care which it is
+            self.client = cast(redis.Redis, cluster)
+            self._where = cluster.where
+            self.hash_tagged = True
+            _check_tag(self)
+        #: the client is a single-server one (standalone or Sentinel): a Cluster seen through
+        #: it later is a mistake to say (`cluster_mode_problem`)
+        self.single = cluster is None
         self._auth_logged_at = -3600.0
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
@@ -283,12 +510,17 @@ class RedisStore(Store):
         """The words for a refused AUTH, logged as an error once per minute (every call
         fails the same way until the password is fixed)."""
         code = _error_code(exc)
-        where = self.client.connection_pool.connection_kwargs
-        has_password = bool(where.get("password"))
+        if self._where is not None:
+            host, port, has_password = self._where
+            address = f"{host}:{port}"
+        else:
+            where = self.client.connection_pool.connection_kwargs
+            address = f"{where.get('host')}:{where.get('port')}"
+            has_password = bool(where.get("password"))
         why = ("REDIS_URL carries a password Redis does not accept" if has_password
                else "REDIS_URL carries no password and Redis requires one")
         problem = StoreAuthFailed(
-            f"Redis at {where.get('host')}:{where.get('port')} refused the bot's "
+            f"Redis at {address} refused the bot's "
             f"authentication ({code}): {why}; set REDIS_URL to redis://:PASSWORD@host:port/db "
             "with the password Redis requires (the bundled Redis: the imagepull-bot-redis "
             "Secret's `password`)")
@@ -313,11 +545,18 @@ class RedisStore(Store):
             raise StoreUnavailable(f"Redis takes no writes now ({type(exc).__name__})") from None
         except redis.exceptions.ResponseError as exc:
             code = _error_code(exc)
+            if isinstance(exc, redis.exceptions.AskError) and self.single:  # MOVED too
+                raise StoreRefused(_OPENED_AS_SINGLE) from None
+            if isinstance(exc, (redis.exceptions.ClusterDownError,
+                                redis.exceptions.TryAgainError)):  # parsed: no code left
+                raise StoreUnavailable(f"Redis Cluster cannot serve now ({code})") from None
             if code in _TRANSIENT_REPLIES:
                 raise StoreUnavailable(f"Redis cannot serve now ({code})") from None
             raise StoreRefused(f"Redis refused the command ({code})") from None
         except redis.exceptions.RedisError as exc:
             raise StoreRefused(f"Redis client error: {type(exc).__name__}") from None
+        except redis.exceptions.RedisClusterException as exc:  # not a RedisError
+            raise _cluster_store_error(exc) from None
 
     @staticmethod
     def _px(ttl: float | None) -> int | None:
@@ -435,25 +674,21 @@ class RedisStore(Store):
         """None when Redis answers; otherwise why not, in words (check-config)."""
         try:
             self._run(self.client.ping)
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             return str(exc)
+        except StoreRefused as exc:  # e.g. a Cluster node refusing the URL's /DB (SELECT)
+            return self.cluster_mode_problem() or str(exc)
         return self.cluster_mode_problem()
 
     def cluster_mode_problem(self) -> str | None:
-        """Why this Redis cannot be used when it runs in Redis Cluster mode, else None.
-
-        The bot's atomic scripts touch several keys at once (a claim and its record), which
-        Redis Cluster allows only within one hash slot, and a plain client follows no MOVED
-        redirections: rather than fail a write at a time, the bot refuses to start on it."""
-        try:
-            info = self._run(self.client.info, "cluster")
-        except StoreRefused:  # INFO renamed or disabled (some managed Redis): assume not
+        """Why the bot cannot use this Redis as it opened it, else None: a Redis Cluster
+        reached through a single-server client. That happens only when a plain `redis://` URL
+        did not answer while the store was opened, so Cluster mode could not be detected; a
+        client opened for one server follows no MOVED redirection, so the bot says so rather
+        than fail the writes one by one."""
+        if not self.single:
             return None
-        if str(info.get("cluster_enabled", "0")) in ("1", "True"):
-            return ("REDIS_URL points at a Redis Cluster, which the bot does not support (its "
-                    "atomic scripts span several keys); use a standalone Redis, a primary "
-                    "with replicas, or a managed Redis with Cluster mode off")
-        return None
+        return _OPENED_AS_SINGLE if _says_cluster_enabled(self.client) else None
 
 
 class MemoryStore(Store):

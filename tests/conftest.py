@@ -27,6 +27,7 @@ from bot.store import RedisStore
 from tests.support import leaks
 from tests.support.leaks import SECRETS, LeakLogHandler, LeakScanner
 from tests.support.redis import redis_store
+from tests.support.redis_cluster import RedisClusterForTests, running_cluster
 
 #: The daily digest (DIGEST_CRON, 09:00 UTC by default) of a bot a test starts must not post
 #: into that test's Slack stand-in because the suite runs at 09:00; tests of it set it.
@@ -138,3 +139,13 @@ def store() -> Generator[RedisStore, None, None]:
     """A real Redis store under a prefix of its own, its keys removed afterwards."""
     with redis_store() as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory
+                  ) -> Generator[RedisClusterForTests, None, None]:
+    """A real three-node Redis Cluster on loopback for the session (started only when a test
+    asks for it, ~2 s; tests/support/redis_cluster.py); skipped, saying why, without
+    redis-server."""
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster

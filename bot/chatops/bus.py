@@ -1,18 +1,38 @@
 """The request bus between clusters (issue 13): one Slack app, one agent per cluster.
 
-Slack hands a request to one endpoint, whichever cluster's agent that is. The receiving agent
-`route`s it: a request for its own cluster runs here as before (no hop); one for another
+Slack hands a request to one endpoint, or to one random Socket Mode connection: whichever
+cluster's agent that is. The receiving agent `route`s it, by one decision for both transports
+(`_decide`): a request for its own cluster runs here as before (no hop); one for another
 cluster is appended to that cluster's Redis Stream (`ipb-fleet:bus:<cluster>`), whose consumer
 group `agents` is joined by that cluster's replicas (`BusConsumer`).
 
-What crosses: the original raw body and Slack's `X-Slack-Signature` / `X-Slack-Request-
-Timestamp`, nothing else that is believed. The executing agent verifies Slack's signature with
-its own signing secret, refuses what is older than Slack's 5-minute window (telling the person
-through the response_url, which lives 30 minutes), and hands the body to its own Bolt app, so
-its own APPROVERS, COMMAND_CHANNELS and REMEDIATION_ENABLED decide. An entry anyone else wrote
-to Redis is therefore not a command: without a valid signature it is logged and acknowledged
-(so it is not retried forever) and changes nothing. Only requests received over HTTP carry a
-Slack signature, so only they cross; Socket Mode requests run where they arrive.
+What crosses, by the transport the request arrived on:
+
+- HTTP (`route`; entries without a `transport` field): the original raw body and Slack's
+  `X-Slack-Signature` / `X-Slack-Request-Timestamp`, nothing else that is believed. The
+  executing agent verifies Slack's signature with its own signing secret.
+- Socket Mode (`route_socket`; `transport=socket_mode`): Slack signs nothing sent over a
+  websocket (the connection is authenticated by the app-level token), so the receiving agent
+  signs what it forwards: the envelope's payload as JSON, the receiving time (unix s) and an
+  agent signature `s1=<hex>`, HMAC-SHA256 keyed with the Slack app's signing secret (every
+  agent of one app has the same SLACK_SIGNING_SECRET: no new secret) over
+  `ipb-socket-v1:{timestamp}:{from cluster}:{to cluster}:{body}`. The base string is
+  domain-separated from Slack's `v0:{timestamp}:{body}` (and the prefix from `v0=`), so an
+  agent signature never verifies as a Slack request at an HTTP endpoint and a Slack
+  signature never verifies as an agent one; it names the target cluster too, so an entry
+  copied into another cluster's stream does not verify there.
+
+Trust: either way, the proof on the bus is an HMAC with the Slack app's signing secret.
+Whoever holds that secret can already forge HTTP requests to any HTTP endpoint of the app, so
+Socket Mode forwarding adds no new trust. The executing agent verifies with its own secret
+(constant-time compare), refuses what is older than Slack's 5-minute window (telling the
+person through the response_url, which lives 30 minutes), and hands the request to its own
+Bolt app (HTTP entries as HTTP requests, Socket Mode entries as Socket Mode requests), so its
+own APPROVERS, COMMAND_CHANNELS, REMEDIATION_ENABLED and shape checks decide. An entry
+anyone else wrote to Redis is therefore not a command: without a valid signature it is logged
+and acknowledged (so it is not retried forever) and changes nothing. A Socket Mode agent
+without SLACK_SIGNING_SECRET cannot sign, so it forwards nothing: a request for another
+cluster is refused in words that say what to set.
 
 Exactly once, as far as it can be had (at least once, with idempotent effects): an entry is
 acknowledged only after its request ran to the end of `dispatch` and that is recorded, or after
@@ -44,15 +64,17 @@ read-only button's answer posted twice in the incident thread (a second bundle o
 reading). Never a second PATCH; a second approval request only when the first was decided in
 the seconds between the two runs (and that one needs its own approval).
 
-The window that stays: `dispatch` returns once the listener acked (Bolt runs the rest in
-its worker thread), so a replica dying after the ack but before the listener finished leaves
-`done` recorded with the rest of that listener's work undone; the person saw the ack and asks
-again.
+`done` means the request's listener ran to its end: the executing agent's `dispatch` runs
+its own Bolt app with `process_before_response` (bot/server.py `bolt_dispatch`), so Bolt returns
+only after the listener finished, not at its ack; the ack still reaches the person at once, from
+inside the listener's `ack()` (`RelayedAck`). One consumer therefore runs one request at a time;
+the entries it read behind a slow one are taken over by another replica after `claim_idle`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -60,10 +82,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import redis
+from slack_bolt.context.ack import Ack
 from slack_bolt.request.internals import parse_body
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
@@ -101,8 +125,38 @@ end
 return 0
 """
 
-#: (raw body, headers) -> (HTTP status, body): the executing agent's Bolt app
-Dispatch = Callable[[str, dict[str, str]], tuple[int, str]]
+#: the `transport` of a bus entry that carries a Socket Mode request (HTTP entries have none)
+SOCKET_MODE: Final = "socket_mode"
+#: what an agent signature is computed over starts with this (Slack's starts with `v0:`)
+AGENT_SIGNATURE_DOMAIN = "ipb-socket-v1"
+AGENT_SIGNATURE_VERSION = "s1"
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class BusRequest:
+    """A verified entry, as the executing agent's Bolt app takes it: `transport` "http" (the
+    raw `body` with Slack's signature `headers`) or "socket_mode" (`payload`, the envelope's)."""
+
+    transport: Literal["http", "socket_mode"]
+    body: str
+    headers: dict[str, str]
+    payload: dict[str, Any]
+
+
+#: a verified request -> (HTTP status, body): the executing agent's Bolt app
+Dispatch = Callable[[BusRequest], tuple[int, str]]
+#: append the request to a cluster's stream (the transport's own way of carrying it)
+Carry = Callable[[str], object]
+
+
+def agent_signature(secret: str, *, timestamp: str, sender: str, target: str,
+                    body: str) -> str:
+    """The signature an agent puts on a Socket Mode request it forwards (see the module):
+    HMAC-SHA256 with the Slack app's signing secret over a base string no Slack request has."""
+    base = f"{AGENT_SIGNATURE_DOMAIN}:{timestamp}:{sender}:{target}:{body}"
+    digest = hmac.new(secret.encode(), base.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{AGENT_SIGNATURE_VERSION}={digest}"
 
 
 @dataclass(frozen=True)
@@ -130,9 +184,11 @@ class FleetBus:
 
     def __init__(self, fleet: RedisStore, *, cluster: str, channel_clusters: Mapping[str, str],
                  heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time
-                 ) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
+                 signing_secret: str | None = None) -> None:
         self.fleet = fleet
+        #: signs the Socket Mode requests this agent forwards; without it none can cross
+        self._signing_secret = signing_secret or None
         self.client: redis.Redis = fleet.client
         self.cluster = cluster
         self.channel_clusters = {k.lower(): v for k, v in channel_clusters.items()}
@@ -176,19 +232,35 @@ class FleetBus:
     # -- routing ------------------------------------------------------------------------------
     def route(self, admitted: Admitted, *, timestamp: str, signature: str,
               content_type: str) -> Route:
-        """Where a signed request runs. Without the store nothing can be routed: the request
-        runs here, where the listeners answer a store outage in their usual words and refuse a
-        command that names another cluster (handlers/commands.py)."""
+        """Where a request Slack sent over HTTP runs; what crosses is Slack's signed request."""
+
+        def carry(target: str) -> str:
+            return self.send(target, admitted.body, timestamp=timestamp, signature=signature,
+                             content_type=content_type)
+
+        return self._decide(admitted.payload, carry)
+
+    def route_socket(self, payload: Mapping[str, Any]) -> Route:
+        """Where a request Slack sent over Socket Mode runs (the envelope's `payload`); what
+        crosses is the payload under this agent's signature. Without SLACK_SIGNING_SECRET
+        nothing can be signed: a request for another cluster is refused in words."""
+        if self._signing_secret is None:
+            return self._decide(payload, None)
+        return self._decide(payload, lambda target: self.send_socket(target, payload))
+
+    def _decide(self, payload: Mapping[str, Any], carry: Carry | None) -> Route:
+        """The one routing decision for both transports; `carry` appends the request to the
+        target's stream (None: this agent cannot forward). Without the store nothing can be
+        routed: the request runs here, where the listeners answer a store outage in their
+        usual words and refuse a command that names another cluster (handlers/commands.py)."""
         try:
-            return self._route(admitted, timestamp, signature, content_type)
+            return self._route(payload, carry)
         except (redis.exceptions.RedisError, StoreError) as exc:  # presence reads via Store
             log.warning("bus: could not route (%s); the request runs here",
                         type(exc).__name__)
             return Route("local", self.cluster)
 
-    def _route(self, admitted: Admitted, timestamp: str, signature: str,
-               content_type: str) -> Route:
-        payload = admitted.payload
+    def _route(self, payload: Mapping[str, Any], carry: Carry | None) -> Route:
         if "command" in payload:
             target, refusal = self._command_target(payload)
             if refusal is not None:
@@ -199,6 +271,13 @@ class FleetBus:
             return Route("local", self.cluster)  # events: mentions are answered where they land
         if target is None or target == self.cluster:
             return Route("local", self.cluster)
+        if carry is None:
+            log.warning("bus: a Socket Mode request for %s cannot be forwarded without "
+                        "SLACK_SIGNING_SECRET; nothing was sent", target)
+            return self._refused(payload, target, Mrkdwn(
+                "This agent watches {}, not {}, and cannot forward Socket Mode requests "
+                "without SLACK_SIGNING_SECRET (the Slack app's signing secret signs what crosses "
+                "to other clusters); nothing was run.").format(code(self.cluster), code(target)))
         silent = self.silent_for(target)
         if silent is not None:
             said = (Mrkdwn("{} has never reported; nothing was sent.").format(code(target))
@@ -206,16 +285,20 @@ class FleetBus:
                     Mrkdwn("{} has not reported for {}; nothing was sent.").format(
                         code(target), _ago(silent)))
             log.info("bus: %s is silent; request not sent", target)
-            if "command" not in payload:
-                _tell(response_url_of(payload), "⚠️ " + said)
-                return Route("refused", target, "")
-            return Route("refused", target, _ack_text("⚠️ " + said))
-        self.send(target, admitted.body, timestamp=timestamp, signature=signature,
-                  content_type=content_type)
+            return self._refused(payload, target, said)
+        carry(target)
         if "command" in payload:
             return Route("sent", target, _ack_text(Mrkdwn(
                 "➡️ Sent to {}'s agent; it answers here.").format(code(target))))
         return Route("sent", target, "")
+
+    @staticmethod
+    def _refused(payload: Mapping[str, Any], target: str, said: str) -> Route:
+        """A command hears why in its ack; a button through its response_url."""
+        if "command" not in payload:
+            _tell(response_url_of(payload), "⚠️ " + said)
+            return Route("refused", target, "")
+        return Route("refused", target, _ack_text("⚠️ " + said))
 
     def _command_target(self, payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
         try:
@@ -261,14 +344,30 @@ class FleetBus:
 
     def send(self, cluster: str, body: bytes, *, timestamp: str, signature: str,
              content_type: str) -> str:
-        """Append the signed request to `cluster`'s stream; the entry id."""
-        entry = {"body": body.decode("utf-8"), "timestamp": timestamp, "signature": signature,
-                 "content_type": content_type, "from": self.cluster,
-                 "sent_at": repr(self.clock())}
+        """Append Slack's signed HTTP request to `cluster`'s stream; the entry id."""
+        return self._append(cluster, {"body": body.decode("utf-8"), "timestamp": timestamp,
+                                      "signature": signature, "content_type": content_type})
+
+    def send_socket(self, cluster: str, payload: Mapping[str, Any]) -> str:
+        """Append a Socket Mode request's payload, signed by this agent (see the module), to
+        `cluster`'s stream; the entry id. The timestamp is now: when it was received."""
+        if self._signing_secret is None:
+            raise ValueError("Socket Mode requests are signed with SLACK_SIGNING_SECRET")
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        timestamp = str(int(self.clock()))
+        signature = agent_signature(self._signing_secret, timestamp=timestamp,
+                                    sender=self.cluster, target=cluster, body=body)
+        return self._append(cluster, {"transport": SOCKET_MODE, "body": body,
+                                      "timestamp": timestamp, "signature": signature,
+                                      "content_type": JSON_TYPE})
+
+    def _append(self, cluster: str, fields: dict[str, str]) -> str:
+        entry = {**fields, "from": self.cluster, "sent_at": repr(self.clock())}
         entry_id = self.client.xadd(self.stream(cluster), entry,  # type: ignore[arg-type]
                                     maxlen=STREAM_MAXLEN, approximate=True)
         self.metrics.bus_sent.labels(cluster=self.cluster_label(cluster)).inc()
-        log.info("bus: request sent to %s (%s)", cluster, entry_id)
+        log.info("bus: request sent to %s (%s, %s)", cluster, entry_id,
+                 fields.get("transport", "http"))
         return str(entry_id)
 
 
@@ -361,9 +460,10 @@ class BusConsumer:
         timestamp = fields.get("timestamp", "")
         signature = fields.get("signature", "")
         origin = fields.get("from", "?")[:64]
-        if not self._authentic(body, timestamp, signature):
-            log.warning("bus: entry %s (from %r) refused: no valid Slack signature; nothing "
-                        "was done", entry_id, origin)
+        refusal = self._authentic(fields)
+        if refusal is not None:
+            log.warning("bus: entry %s (from %r) refused: %s; nothing was done", entry_id,
+                        origin, refusal)
             return self._outcome("refused_forged")
         payload = _payload(body, fields.get("content_type", ""))
         age = self.bus.clock() - int(timestamp)
@@ -386,16 +486,12 @@ class BusConsumer:
             return False
         try:
             with self._renewing(key):
-                status, answer = self.dispatch(body, {
-                    "content-type": fields.get("content_type", ""),
-                    "x-slack-request-timestamp": timestamp, "x-slack-signature": signature})
+                status, _ = self.dispatch(request_of(fields, payload))
         except Exception:  # a bug: running it again would only repeat it (and half an effect)
             log.exception("bus: entry %s failed while running; not retried", entry_id)
-            status, answer = 500, ""
+            status = 500
         self.client.set(key, f"done {self.consumer}", px=int(DONE_TTL * 1000))
         log.info("bus: entry %s from %s ran here (HTTP %d)", entry_id, origin, status)
-        if "command" in payload and answer:
-            _forward_ack(response_url_of(payload), answer)
         return self._outcome("executed")
 
     # -- the request's state: a lease while it runs, then done ----------------------------------
@@ -437,14 +533,35 @@ class BusConsumer:
             done.set()
             keeper.join()
 
-    def _authentic(self, body: str, timestamp: str, signature: str) -> bool:
+    def _authentic(self, fields: Mapping[str, str]) -> str | None:
+        """None when the entry is signed with this agent's signing secret as its transport
+        signs (Slack's `v0` for HTTP, the agents' `s1` for Socket Mode); else why not. The
+        HMAC alone: the age is judged after, so a late request can still be told."""
+        body = fields.get("body", "")
+        timestamp = fields.get("timestamp", "")
+        signature = fields.get("signature", "")
+        transport = fields.get("transport", "http")
+        if transport not in ("http", SOCKET_MODE):
+            return f"unknown transport {transport[:32]!r}"
+        what = "agent signature" if transport == SOCKET_MODE else "Slack signature"
         if not self.signing_secret or not timestamp.isdigit() or len(timestamp) > 15:
-            return False
+            return f"no valid {what}"
+        if transport == SOCKET_MODE:
+            sender = fields.get("from", "")
+            if not sender or ":" in sender:  # a name that could shift the base string's fields
+                return f"no valid {what}"
+            if fields.get("content_type") != JSON_TYPE:  # not signed: it must be what is sent
+                return f"no valid {what} (content type)"
+            expected = agent_signature(self.signing_secret, timestamp=timestamp, sender=sender,
+                                       target=self.bus.cluster, body=body)
+            valid = hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+            return None if valid else f"no valid {what}"
         verifier = SignatureVerifier(self.signing_secret, clock=_At(int(timestamp)))
         try:
-            return verifier.is_valid(body, timestamp, signature)
+            valid = verifier.is_valid(body, timestamp, signature)
         except (UnicodeDecodeError, ValueError):
-            return False
+            valid = False
+        return None if valid else f"no valid {what}"
 
     # -- the thread -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -473,7 +590,8 @@ class BusConsumer:
 
 
 def request_id_of(signature: str) -> str:
-    """A request's id on the bus: its Slack signature's hash (one per body and timestamp)."""
+    """A request's id on the bus: its signature's hash (Slack's for HTTP, the agent's for
+    Socket Mode; one per body and timestamp)."""
     return hashlib.sha256(signature.encode()).hexdigest()[:32]
 
 
@@ -486,9 +604,41 @@ def _payload(body: str, content_type: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def request_of(fields: Mapping[str, str], payload: dict[str, Any] | None = None) -> BusRequest:
+    """A verified entry as its transport delivered it to the receiving agent (`payload`: the
+    parsed body, when the caller has it already)."""
+    body = fields.get("body", "")
+    if payload is None:
+        payload = _payload(body, fields.get("content_type", ""))
+    if fields.get("transport") == SOCKET_MODE:
+        return BusRequest(SOCKET_MODE, body, {}, payload)
+    return BusRequest("http", body, {
+        "content-type": fields.get("content_type", ""),
+        "x-slack-request-timestamp": fields.get("timestamp", ""),
+        "x-slack-signature": fields.get("signature", "")}, payload)
+
+
+class RelayedAck(Ack):
+    """A slash command's `ack` on the executing agent. The ack text goes to Slack in the HTTP
+    answer, but a routed request's HTTP answer went back from the receiving agent long ago, so
+    this ack also posts its text to the request's response_url, at once, inside the listener's
+    own `ack(...)` call: before the listener goes on to post its result, so the person reads
+    "working on it" before the answer, never after (Bolt returns from dispatch once the ack is
+    made and runs the rest of the listener meanwhile, so relaying after dispatch would race)."""
+
+    def __init__(self, response_url: str | None) -> None:
+        super().__init__()
+        self.response_url = response_url
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        response = super().__call__(*args, **kwargs)
+        if response.body:
+            _forward_ack(self.response_url, response.body)
+        return response
+
+
 def _forward_ack(url: str | None, answer: str) -> None:
-    """A slash command's ack text goes to Slack in the HTTP answer; here the HTTP answer went
-    to the receiving agent long ago, so the executing agent posts it to the response_url."""
+    """An ack's body (JSON with `text`, or text) to the response_url (see `RelayedAck`)."""
     try:
         data = json.loads(answer)
     except ValueError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.kube.client import KubeClient, KubeError
-from bot.store import RedisStore
+from bot.store import RedisStore, RedisUrlError
 
 
 def live_checks(settings: Settings) -> list[tuple[bool, str]]:
@@ -20,7 +20,11 @@ def live_checks(settings: Settings) -> list[tuple[bool, str]]:
     except KubeError as exc:
         results.append((False, f"Kubernetes: {exc}"))
     if settings.redis_url:
-        problem = RedisStore(settings.redis_url, ca_bundle=settings.redis_ca_bundle).check()
+        try:
+            problem = RedisStore(settings.redis_url,
+                                 ca_bundle=settings.redis_ca_bundle).check()
+        except RedisUrlError as exc:
+            problem = str(exc)
         results.append((problem is None, "Redis answers" if problem is None else
                         f"Redis at {settings.redis_url.split('@')[-1]}: {problem}"))
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""

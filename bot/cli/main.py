@@ -35,6 +35,7 @@ from bot.kube.client import (
     KubeNotFound,
 )
 from bot.sim.demo import UnknownScenario, run_demo
+from bot.store import RedisUrlError
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -427,8 +428,7 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     from slack_sdk.errors import SlackApiError
 
     from bot.app import build_bolt_app, build_runtime
-    from bot.server import bolt_dispatch, make_ops_server
-    from bot.slack.socket_mode import SocketModeHandler
+    from bot.server import make_ops_server, socket_mode_handler
 
     _require(settings, "socket")
     runtime = build_runtime(settings)
@@ -437,13 +437,12 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     ops_thread = threading.Thread(target=ops.serve_forever, name="ops-http", daemon=True)
     _stop_on_sigterm()
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
-    handler = SocketModeHandler(bolt, app_token)
+    # several clusters: routes requests for other clusters like `serve`, and joins this
+    # cluster's bus consumer group (both need SLACK_SIGNING_SECRET; see bot/chatops/bus.py)
+    handler = socket_mode_handler(bolt, runtime, app_token)
     try:
         ops_thread.start()
         runtime.start()
-        # requests other clusters' HTTP agents route here (verified with SLACK_SIGNING_SECRET;
-        # without it every bus entry is refused): Socket Mode's own requests never cross
-        runtime.serve_bus(bolt_dispatch(bolt))
         try:
             handler.client.connect_to_new_endpoint()
         except SlackApiError as exc:
@@ -513,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  for e in exc.errors())
             raise UsageError(f"invalid configuration: {problems}") from None
         return COMMANDS[args.command](args, settings)
-    except (UsageError, InputError, UnknownScenario) as exc:
+    except (UsageError, InputError, UnknownScenario, RedisUrlError) as exc:
         write_error(str(exc))
         return EXIT_BAD_INPUT
     except KubeError as exc:

@@ -19,6 +19,9 @@ client on the other end:
   does not answer the client's close frame meanwhile) while new envelopes go to the newest
   connection; an envelope sent while no connection is open waits for one.
 - ``drop()``: the server cuts the connection without a close frame (a network failure).
+- Several apps' connections (one Slack app installed in several clusters): Slack hands each
+  envelope to one open connection of its choosing; ``deliver(..., connection=N)`` is that
+  choice made by the test (by default, the newest open connection).
 
 aiohttp (already a dependency) serves the websocket: ``autoclose=False`` lets the stand-in
 ignore a close frame during the hold, which a library that always answers it could not model.
@@ -243,16 +246,24 @@ class SocketModeStandIn(LoopbackService):
                             retry_reason=retry_reason, **options)
 
     def deliver(self, type: str, payload: JSON, *, accepts_response_payload: bool = False,
-                retry_attempt: int = 0, retry_reason: str = "",
-                wait: float = 15.0) -> Envelope:
-        """Send an envelope on the newest open connection; with none open (a reconnect in
-        progress), wait up to ``wait`` seconds for one, as Slack holds the request."""
+                retry_attempt: int = 0, retry_reason: str = "", wait: float = 15.0,
+                connection: int | None = None) -> Envelope:
+        """Send an envelope on the newest open connection, or on open connection number
+        ``connection``; with none open (a reconnect in progress), wait up to ``wait`` seconds
+        for one, as Slack holds the request."""
         envelope = Envelope(str(uuid.uuid4()), type, payload, time.time())
+
+        def chosen() -> Connection | None:
+            if connection is None:
+                return self._newest_open()
+            return next((c for c in self.connections if c.id == connection
+                         and c.state == "open" and c.ws is not None), None)
+
         with self._cond:
             self.envelopes.append(envelope)
-            if not self._cond.wait_for(lambda: self._newest_open() is not None, wait):
+            if not self._cond.wait_for(lambda: chosen() is not None, wait):
                 raise TimeoutError("no open Socket Mode connection to deliver to")
-            conn = self._newest_open()
+            conn = chosen()
             assert conn is not None and conn.ws is not None
         message = envelope.message(accepts_response_payload, retry_attempt, retry_reason)
         self._send(conn, message)

@@ -26,9 +26,11 @@ in 12-17 ms across the refresh (the README's Socket Mode section has the table).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures.thread import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import Queue
@@ -50,6 +52,11 @@ from bot.slack.inbound import AnsweredAlready, Refused, screen_interaction
 log = logging.getLogger(__name__)
 #: Seconds between two reconnects (the first after a drop is immediate).
 RECONNECT_SPACING = 1.0
+
+#: Several clusters (issue 13): an envelope's payload -> None to run it here, or the ack body
+#: (JSON text, "" for a bare ack) when it was routed to another cluster's agent or refused in
+#: words. bot/server.py `socket_mode_handler` builds it on bot/chatops/bus.py's routing.
+Router = Callable[[dict[str, Any]], str | None]
 
 
 @dataclass(eq=False)
@@ -226,11 +233,14 @@ class PromptSocketModeClient(BaseSocketModeClient):
 
 class SocketModeHandler(BaseSocketModeHandler):
     """Bolt over Socket Mode with the checks `/slack/events` applies before Bolt
-    (bot/slack/inbound.py: `screen_interaction`). No signature: the connection itself is
-    authenticated by the app-level token."""
+    (bot/slack/inbound.py: `screen_interaction`), then, with several clusters, the same
+    routing (`route`: a request for another cluster goes to its agent and is acked here). No
+    signature: the connection itself is authenticated by the app-level token."""
 
-    def __init__(self, app: App, app_token: str, **client_options: Any) -> None:
+    def __init__(self, app: App, app_token: str, *, route: Router | None = None,
+                 **client_options: Any) -> None:
         self.app = app
+        self.route = route
         self.client = PromptSocketModeClient(app_token, app.client, **client_options)
         self.client.socket_mode_request_listeners.append(self.handle)
 
@@ -245,6 +255,18 @@ class SocketModeHandler(BaseSocketModeHandler):
         except AnsweredAlready:
             client.send_socket_mode_response({"envelope_id": req.envelope_id})
             return
+        if self.route is not None and isinstance(req.payload, dict):
+            try:
+                routed = self.route(req.payload)
+            except Exception as exc:  # a routing bug must not cost the ack: run it here
+                log.warning("socket mode: could not route the request (%s); it runs here",
+                            type(exc).__name__)
+                routed = None
+            if routed is not None:
+                answer = json.loads(routed) if routed else None
+                client.send_socket_mode_response(
+                    {"envelope_id": req.envelope_id, **({"payload": answer} if answer else {})})
+                return
         try:
             response = run_bolt_app(self.app, req)
         except Exception as exc:  # Bolt's context building on a shape nobody expected

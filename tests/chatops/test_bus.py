@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from bot.chatops.bus import GROUP, BusConsumer, FleetBus, request_id_of
-from bot.sim import factory
+from bot.chatops.bus import GROUP, BusConsumer, FleetBus, request_id_of, request_of
 from bot.sim.server import SimCluster
 from bot.slack import actions
-from tests.support.fleet import Fleet, Replica, fleet
+from tests.support.fleet import Fleet, Replica
+from tests.support.fleet_checks import (
+    ALICE,
+    CAROL,
+    alert_with,
+    approval_message,
+    bus_counts,
+    failing_web,
+    gets_of,
+    restarts,
+    scrape,
+    texts,
+)
 from tests.support.slack_requests import (
     ALERTS,
     FORM_TYPE,
@@ -37,30 +44,6 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-ALICE = "U0ALICE001"  # an approver on cluster A only
-CAROL = "U0CAROL001"  # an approver on cluster B
-IMAGE = "registry.internal/shop/web:v9"
-
-
-@pytest.fixture
-def sims() -> Iterator[tuple[SimCluster, SimCluster]]:
-    with SimCluster() as a, SimCluster() as b:
-        yield a, b
-
-
-@pytest.fixture
-def agents(tmp_path: Path, sims: tuple[SimCluster, SimCluster]) -> Iterator[Fleet]:
-    """The agents stop before the scenario clusters do."""
-    with fleet(tmp_path) as running:
-        yield running
-
-
-def failing_web(sim: SimCluster) -> str:
-    """shop/web, whose tag was never pushed; its first pod's name."""
-    for obj in factory.failing_deployment("shop", "web", IMAGE,
-                                          factory.containerd_error("not_found", IMAGE)):
-        sim.apply(obj)
-    return factory.pod_names("shop", "web", IMAGE)[0]
 
 
 def command(agent: Replica, slack: Any, text: str, user: str = ALICE) -> tuple[Any, str]:
@@ -82,39 +65,11 @@ def click(agent: Replica, slack: Any, action_id: str, value: str, message: Any,
     return name
 
 
-def texts(slack: Any, name: str) -> list[str]:
-    return [str(p.body.get("text") or "") for p in slack.responses(name)]
-
-
-def gets_of(sim: SimCluster, pod: str) -> list[Any]:
-    return [r for r in sim.requests_matching("GET") if r.path.endswith(f"/pods/{pod}")]
-
-
-def scrape(agent: Replica) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The replica's /metrics, as Prometheus reads it: (sample name, labels) -> value."""
-    port = agent.server.server_address[1]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
-def bus_counts(agents: list[Replica]) -> dict[str, float]:
-    """The bus's counters summed over replicas: outcomes by name, and take-overs."""
-    counts: dict[str, float] = {}
-    for agent in agents:
-        for (name, labels), value in scrape(agent).items():
-            if name == "imagepull_bot_bus_entries_total":
-                outcome = dict(labels)["outcome"]
-                counts[outcome] = counts.get(outcome, 0) + value
-            elif name == "imagepull_bot_bus_takeovers_total":
-                counts["takeovers"] = counts.get("takeovers", 0) + value
-    return counts
-
-
 def two_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: int = 2,
                  **b_env: str) -> tuple[str, str, list[Replica], list[Replica]]:
     a, b = agents.name("eu"), agents.name("us")
+    if agents.keys.hash_tagged:  # a Redis Cluster: A's, B's and the fleet's keys, one node each
+        a, b = on_three_nodes(agents)
     agents.beat(a)
     agents.beat(b)
     a_agents = [agents.replica(a, sims[0], APPROVERS=ALICE) for _ in range(replicas)]
@@ -123,6 +78,24 @@ def two_clusters(agents: Fleet, sims: tuple[SimCluster, SimCluster], replicas: i
     return a, b, a_agents, b_agents
 
 
+def on_three_nodes(agents: Fleet) -> tuple[str, str]:
+    """Names for A and B whose keys land on other nodes than each other's and the fleet's (the
+    request bus): a round trip then crosses three nodes of the cluster."""
+    def node_of(key: str) -> str:
+        return str(agents.redis.get_node_from_key(key).name)  # type: ignore[attr-defined]
+
+    taken = {node_of(agents.fleet_key("bus", "x"))}
+    names = []
+    for base in ("eu", "us"):
+        name = agents.name(base)
+        while node_of(agents.cluster_key(name, "x")) in taken:
+            name = agents.name(base)
+        taken.add(node_of(agents.cluster_key(name, "x")))
+        names.append(name)
+    return names[0], names[1]
+
+
+@pytest.mark.parametrize("agents", ["redis", "cluster"], indirect=True)
 def test_a_command_received_by_a_for_b_is_answered_by_b_once(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
     _a, b, a_agents, _ = two_clusters(agents, sims)
@@ -139,6 +112,27 @@ def test_a_command_received_by_a_for_b_is_answered_by_b_once(
     assert gets_of(sims[1], pod) and not gets_of(sims[0], pod)
 
 
+def test_a_request_is_recorded_done_only_after_its_listener_finished(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """`done` (what a redelivery trusts) means the answer went out, not just the ack: with B's
+    API slow, the moment B's done key appears the diagnosis is already at the response_url."""
+    _a, b, a_agents, _ = two_clusters(agents, sims, replicas=1)
+    pod = failing_web(sims[1])
+    sims[1].set_latency(f"/pods/{pod}$", 1.5)
+    reply, name = command(a_agents[0], agents.slack, f"diagnose {b}/shop/{pod}")
+    assert reply.status == 200 and reply.elapsed < 3, reply
+    done_keys = agents.fleet_key("bus-done", b, "*")
+
+    def done() -> bool:
+        return any(str(agents.redis.get(key) or "").startswith("done")
+                   for key in agents.redis.scan_iter(done_keys))
+
+    wait_for(done, 20, "B's request recorded done")
+    answers = texts(agents.slack, name)
+    assert len(answers) == 2 and "working on it" in answers[0], answers
+    assert pod in str(agents.slack.responses(name)[1].body), answers
+
+
 def test_without_a_cluster_named_several_clusters_ask_which(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
     a, b, a_agents, _ = two_clusters(agents, sims, replicas=1)
@@ -147,32 +141,7 @@ def test_without_a_cluster_named_several_clusters_ask_which(
     assert "Several clusters answer here" in said and a in said and b in said, said
 
 
-def alert_with(slack: Any, action_id: str) -> Any:
-    def find() -> Any:
-        for root in slack.channel_history(ALERTS[0]):
-            if any(e.get("action_id") == action_id
-                   for block in root.blocks for e in block.get("elements", [])):
-                return root
-        return None
-
-    return wait_for(find, 30, f"the alert with its {action_id} button")
-
-
-def approval_message(slack: Any) -> Any:
-    def find() -> Any:
-        for root in slack.channel_history(ALERTS[0]):
-            for message in [root, *root.replies]:
-                if "Approval needed" in message.text:
-                    return message
-        return None
-
-    return wait_for(find, 15, "the approval request message")
-
-
-def restarts(sim: SimCluster) -> list[Any]:
-    return [r for r in sim.requests_matching("PATCH") if "/deployments/web" in r.path]
-
-
+@pytest.mark.parametrize("agents", ["redis", "cluster"], indirect=True)
 def test_a_button_on_bs_alert_clicked_through_a_restarts_bs_deployment_once(
         agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
     """And A's approver (ALICE) cannot approve on B, whose APPROVERS is CAROL alone."""
@@ -180,6 +149,7 @@ def test_a_button_on_bs_alert_clicked_through_a_restarts_bs_deployment_once(
     failing_web(sims[1])
     alert = alert_with(agents.slack, actions.RESTART)
     incident_id = button_value(alert, actions.RESTART)
+    assert agents.redis.exists(agents.cluster_key(b, "incident", incident_id))  # B's keys
     asked = click(a_agents[0], agents.slack, actions.RESTART, incident_id, alert, ALICE)
     wait_for(lambda: texts(agents.slack, asked), 15, "B's answer to the restart button")
     assert "Asked for approval" in texts(agents.slack, asked)[0], texts(agents.slack, asked)
@@ -376,9 +346,7 @@ def test_an_approval_run_twice_after_its_consumer_died_restarts_once(
     key = consumer.bus.done_key(b, request_id_of(fields["signature"]))
     assert dead.lease(key) == "run"
     assert dead.lease(key) == "running"  # while it lives, nobody else runs it
-    dead.dispatch(fields["body"], {"content-type": fields["content_type"],
-                                   "x-slack-request-timestamp": fields["timestamp"],
-                                   "x-slack-signature": fields["signature"]})
+    dead.dispatch(request_of(fields))
     wait_for(lambda: len(restarts(sims[1])) == 1 and texts(agents.slack, approved), 15,
              "the first run's restart")
     # ...and the replica dies here: no `done`, no XACK

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from slack_bolt import BoltRequest
 
-from bot.app import build_runtime
+from bot.app import build_bolt_app, build_runtime
 from bot.chatops.commands import Diagnose, Restart, parse_command
 from bot.chatops.routing import ClusterNameError, split_cluster
 from bot.config import Settings
 from bot.kube.client import KubeClient
 from bot.sim.server import SimCluster
+from bot.sim.slack import SlackStandIn
 from bot.store import MemoryStore
 from tests.support.redis import redis_store
 
@@ -62,3 +64,31 @@ def test_the_bus_exists_with_redis_only(tmp_path: Path) -> None:
             runtime = build_runtime(settings, kube=kube, store=store)
             assert runtime.bus is not None
             assert runtime.bus.stream("solo") == runtime.store.fleet().key("bus", "solo")
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({}, "set REDIS_URL to it on every cluster's agent"),
+    ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "set SLACK_SIGNING_SECRET"),
+    ({"REDIS_URL": "redis://127.0.0.1:1/0", "SLACK_SIGNING_SECRET": "s"},
+     "the shared Redis did not answer"),
+])
+def test_a_command_for_another_cluster_that_could_not_be_routed_says_what_is_missing(
+        tmp_path: Path, env: dict[str, str], says: str) -> None:
+    """The listener sees a command naming another cluster only when routing could not send
+    it (bot/chatops/bus.py routes HTTP and Socket Mode alike): it refuses in words that name
+    what to set. Dispatched as Slack's Socket Mode delivers it, through the real Bolt app."""
+    with SimCluster() as sim, SlackStandIn() as slack:
+        settings = Settings(CLUSTER_NAME="solo", SLACK_BOT_TOKEN=slack.token,  # type: ignore[call-arg]
+                            SLACK_API_URL=slack.api_url, SLACK_ALERT_CHANNEL="#alerts", **env)
+        kube = KubeClient.from_environment(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
+        runtime = build_runtime(settings, kube=kube, store=MemoryStore())
+        bolt = build_bolt_app(settings, runtime)
+        response = bolt.dispatch(BoltRequest(mode="socket_mode", body={
+            "command": "/imagepull", "text": "diagnose prod-us/shop/web-1",
+            "user_id": "U0ALICE001", "channel_id": "C0ALERTS01", "team_id": "T0TEAM0001",
+            "response_url": "http://127.0.0.1:1/unused", "trigger_id": "1.2.3"}))
+    assert response.status == 200, (response.status, response.body)
+    said = response.body  # a text ack: Bolt's body for `ack(text=...)`
+    assert said.startswith("⚠️ This agent watches `solo`, not `prod-us`, and could not "
+                           "forward the request, so nothing was run: "), said
+    assert says in said, said

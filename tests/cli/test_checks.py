@@ -59,3 +59,19 @@ def test_everything_set_and_reachable(monkeypatch: pytest.MonkeyPatch, tmp_path:
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-revoked")
         assert main(["check-config"]) == EXIT_BAD_INPUT
         assert "Slack refuses the bot token: invalid_auth" in capsys.readouterr().out
+
+
+def test_socket_mode_with_a_shared_redis_is_advised_to_set_the_signing_secret(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Advice, not a refusal: one cluster's Socket Mode install with Redis needs no secret; with
+    other clusters' agents on that Redis it cannot forward (or run forwarded) requests."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
+    monkeypatch.setenv("SLACK_ALERT_CHANNEL", "#imagepull-alerts")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    assert main(["check-config", "--offline", "--mode", "socket"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "REDIS_URL is set but SLACK_SIGNING_SECRET is not" in out, out
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
+    assert main(["check-config", "--offline", "--mode", "socket"]) == EXIT_OK
+    assert "SLACK_SIGNING_SECRET" not in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """Redis as managed services offer it (issue 13): `rediss://` (TLS) with AUTH, against a real
 redis-server speaking only TLS on loopback with a certificate from a private CA
-(REDIS_CA_BUNDLE); Sentinel (`redis+sentinel://`) against a real Sentinel; and a Redis Cluster
-refused at start in words."""
+(REDIS_CA_BUNDLE); Sentinel (`redis+sentinel://`) against a real Sentinel. Redis Cluster:
+tests/store/test_redis_cluster.py."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.app import build_runtime
 from bot.config import Settings
-from bot.kube.client import KubeClient
-from bot.sim.server import SimCluster
 from bot.store import RedisStore, StoreAuthFailed, StoreUnavailable, open_store
 from tests.support.private_redis import PrivateRedis
 from tests.support.tls import TlsMaterial, make_tls_material
@@ -73,30 +70,6 @@ def test_a_ca_bundle_without_tls_is_a_mistake_said_at_start(tls: TlsMaterial) ->
         RedisStore("redis://127.0.0.1:6379/15", ca_bundle=str(tls.ca_path))
     with pytest.raises(ValueError, match="CA bundle file not found"):
         Settings(REDIS_CA_BUNDLE="/nonexistent/ca.pem")
-
-
-def test_a_redis_cluster_is_refused_at_start_in_words(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:  # the cluster bus port (by default port + 10000: may not exist)
-        s.bind(("127.0.0.1", 0))
-        bus = str(s.getsockname()[1])
-    server = PrivateRedis(tmp_path, args=("--cluster-enabled", "yes", "--cluster-config-file",
-                                          str(tmp_path / "nodes.conf"), "--cluster-port", bus))
-    server.start()
-    try:
-        store = RedisStore(server.url, "ipb:x")
-        problem = store.cluster_mode_problem()
-        assert problem is not None and "Redis Cluster" in problem
-        assert store.check() == problem  # check-config says it too
-        with SimCluster() as sim:
-            kube = KubeClient.from_environment(str(sim.write_kubeconfig(tmp_path / "kc")))
-            runtime = build_runtime(Settings(REGISTRY_PROBE="false", HEARTBEAT_SECONDS="0"),
-                                    kube=kube, store=store)
-            with pytest.raises(RuntimeError, match="Redis Cluster"):
-                runtime.start(watch=False, schedule=False)
-            runtime.stop()
-    finally:
-        server.stop()
 
 
 def test_sentinel_names_the_primary_and_the_store_works_through_it(tmp_path: Path) -> None:

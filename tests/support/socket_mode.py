@@ -24,7 +24,7 @@ from slack_bolt import App
 from bot.app import Runtime, build_bolt_app, build_runtime
 from bot.config import Settings, load_settings
 from bot.kube.client import KubeClient
-from bot.server import HttpServer, make_ops_server
+from bot.server import HttpServer, make_ops_server, socket_mode_handler
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.sim.socket_mode import (
@@ -134,7 +134,8 @@ def running_socket_bot(*, env: Mapping[str, str] | None = None, hold_open: float
         stack.callback(thread.join, 5)
         stack.callback(ops.shutdown)
         runtime.start()
-        handler = SocketModeHandler(bolt, socket_mode.app_token, ping_interval=ping_interval)
+        handler = socket_mode_handler(bolt, runtime, socket_mode.app_token,
+                                      ping_interval=ping_interval)
         stack.callback(handler.close)
         handler.client.connect_to_new_endpoint()
         socket_mode.wait_connections(1)
