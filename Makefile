@@ -24,15 +24,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot handlers
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (most tests wait on timers, servers
+# and child processes, not the CPU: 4 workers on 2 CPUs). `PYTEST_WORKERS=0` runs it in one
+# process; `pytest tests/x.py` alone is one process too. worksteal: an idle worker takes tests
+# queued on a busy one, so a slow file (tests/app/test_rbac.py) does not end the run alone.
+# What a test must do to be safe here: tests/support/README.md, "Parallel-safe tests".
+PYTEST_WORKERS ?= 4
+PYTEST_ARGS := -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
+
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not integration"
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not integration"
 
 # Tests run real servers: the CNCF registry (Debian's docker-registry) is installed if missing.
 services:
 	bash scripts/ensure-docker-registry.sh
 
 test: lint typecheck services
-	$(BIN)/pytest -q
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # `make demo DEMO_ARGS=--socket` also asks the bot over Socket Mode, across a connection refresh.
 demo: $(STAMP)

@@ -38,7 +38,7 @@ def register(app: App, interactive: Interactive, approvals: ApprovalService) -> 
             ack()
             press, incident_id = _pressed(body, INCIDENT_ID)
             text, blocks = interactive.button(name, incident_id, press.user.id,
-                                                      press.channel_id)
+                                              press.channel_id, press.thread)
             respond(text=text, blocks=blocks, response_type="ephemeral",
                     replace_original=False)
 

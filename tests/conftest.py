@@ -8,8 +8,10 @@ Installed for the whole session (see tests/support/leaks.py for the why and what
   chat.postMessage, chat.update, response_url posts, ephemerals, views...
 
 At the end of the session any finding fails the run (exit status 1) and the summary says where,
-naming the secret by its label only. `tests/security/test_leak_scanner.py` proves the scanner
-catches a planted leak, so this guard cannot silently be a no-op.
+naming the secret by its label only. Under pytest-xdist each worker scans what it runs and hands
+its findings to the controller (`pytest_testnodedown`), which reports them and fails the run.
+`tests/security/test_leak_scanner.py` proves the scanner catches a planted leak, in one process
+and under xdist, so this guard cannot silently be a no-op.
 """
 
 from __future__ import annotations
@@ -94,8 +96,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(_HANDLER)
     if _observe in SlackStandIn.observers:
         SlackStandIn.observers.remove(_observe)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its findings go to the controller, which
+        workeroutput["leak_findings"] = list(SCANNER.findings)  # reports them and fails the run
+        return
     if SCANNER.findings and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist controller: a worker finished; its findings join this process's (the workers ran
+    the tests, the controller's own scanner saw nothing)."""
+    output = getattr(node, "workeroutput", None) or {}
+    SCANNER.findings.extend(output.get("leak_findings", []))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -208,24 +208,26 @@ class Interactive:
         """The incident a button names; None for an id the bot never made (no key is built)."""
         return self.incidents.load(incident_id)
 
-    def button(self, action: str, incident_id: str, user: str, channel: str) -> Message:
+    def button(self, action: str, incident_id: str, user: str, channel: str,
+               thread: tuple[str, str] | None = None) -> Message:
         """The alert buttons (and the thread's Retry now); the button's value is only an
-        incident id."""
+        incident id. `thread`: (channel, ts) of the thread the pressed message is in, for an
+        alert pressed before its incident records where it was posted."""
         incident = self.incident(incident_id)
         if incident is None:
             return text_message("This alert's incident is no longer in the store.")
         d = incident.diagnosis
         try:
             if action == "quota":
-                return self._to_thread(incident, self.quota(None))
+                return self._to_thread(incident, self.quota(None), thread)
             if action == "bundle":
                 # in the thread, not ephemeral: a bundle is what the next person is handed,
                 # so it belongs with the incident's record, where anyone on call (and whoever
                 # it is escalated to) finds it and can link to it; an ephemeral answer is
                 # seen by the presser only and is gone on reload
-                return self._to_thread(incident, self.bundle(d.namespace, d.pod))
+                return self._to_thread(incident, self.bundle(d.namespace, d.pod), thread)
             if action == "verify_secret":
-                return self._to_thread(incident, self.verify(d.namespace, d.pod, None))
+                return self._to_thread(incident, self.verify(d.namespace, d.pod, None), thread)
             if action == "restart":
                 return self.request("rollout_restart", d.namespace, d.workload.kind,
                                     d.workload.name, user, channel, incident=incident)
@@ -247,13 +249,18 @@ class Interactive:
             return text_message(Mrkdwn("🚫 {}").format(sentence(exc)))
         return text_message(Mrkdwn("Unknown action {}.").format(code(action)))
 
-    def _to_thread(self, incident: Incident, message: Message) -> Message:
-        """Answers to alert buttons go into the incident's thread, for everyone on call."""
+    def _to_thread(self, incident: Incident, message: Message,
+                   pressed_in: tuple[str, str] | None = None) -> Message:
+        """Answers to alert buttons go into the incident's thread, for everyone on call. The
+        incident's record says where that is; until it does (the bot records the alert once
+        chat.postMessage has answered, and Slack shows the alert, buttons and all, before
+        that), the pressed message's own thread is the same place."""
         text, blocks = message
-        if incident.channel and incident.thread_ts:
-            self.slack.chat_postMessage(channel=incident.channel,
-                                                thread_ts=incident.thread_ts, text=text,
-                                                blocks=blocks)
+        where = ((incident.channel, incident.thread_ts)
+                 if incident.channel and incident.thread_ts else pressed_in)
+        if where is not None:
+            self.slack.chat_postMessage(channel=where[0], thread_ts=where[1], text=text,
+                                        blocks=blocks)
             return text_message("Posted in the alert's thread.")
         return message
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
@@ -69,6 +69,13 @@ class ActionPayload(_Model):
 
 class _Container(_Model):
     channel_id: StrictStr | None = None
+    message_ts: StrictStr | None = None
+    thread_ts: StrictStr | None = None
+    is_ephemeral: StrictBool | None = None
+
+
+class _PressedMessage(_Model):
+    thread_ts: StrictStr | None = None
 
 
 class BlockActions(_Model):
@@ -84,10 +91,23 @@ class BlockActions(_Model):
     team: _Id | None = None
     enterprise: _Id | None = None
     response_url: StrictStr | None = None
+    message: _PressedMessage | None = None
 
     @property
     def action(self) -> ActionPayload:
         return self.actions[0]
+
+    @property
+    def thread(self) -> tuple[str, str] | None:
+        """(channel, thread ts) of the thread the pressed message starts or is a reply in:
+        where an answer to an alert button belongs even before the bot has recorded where its
+        alert went (Slack shows the alert, and so its buttons, before chat.postMessage has
+        answered the bot). None for an ephemeral message or a press outside a message."""
+        box = self.container
+        if box is None or box.is_ephemeral or not box.message_ts or not self.channel_id:
+            return None
+        in_thread = box.thread_ts or (self.message.thread_ts if self.message else None)
+        return self.channel_id, in_thread or box.message_ts
 
     @property
     def channel_id(self) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +22,9 @@ from bot.diagnosis.facts import PodFacts, RegistryFacts
 from bot.diagnosis.model import PodDiagnosis
 from bot.sim.slack import SlackStandIn
 from bot.slack.notifier import SlackNotifier, web_client
-from bot.store import Store
+from bot.store import RedisStore, Store
 from tests.diagnosis.kubelet import NOW, event, pod, pull_failure
+from tests.support.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.integration
 
@@ -526,12 +529,21 @@ def test_a_pod_moved_by_the_answer_inside_group_wait_leaves_no_trace(
     assert len(bot.manager.active_ids()) == 1
 
 
-def hgetall_calls() -> int:
-    """HGETALLs the Redis server has answered so far (INFO commandstats)."""
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis of the test's own: INFO commandstats counts for the whole server, and on the
+    shared one other tests (other xdist workers) add their HGETALLs to the count."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def hgetall_calls(url: str) -> int:
+    """HGETALLs the Redis server at `url` has answered so far (INFO commandstats)."""
     import redis
 
-    from tests.support.redis import REDIS_URL
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(url)
     try:
         return int(client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
     finally:
@@ -539,24 +551,24 @@ def hgetall_calls() -> int:
 
 
 def test_a_quiet_incident_costs_the_tick_one_field_not_its_members(
-        slack: SlackStandIn, store: Store) -> None:
+        slack: SlackStandIn, own_redis: PrivateRedis) -> None:
     """An open incident with 200 pods and nothing due: each tick reads its version field,
     not its members (at 10,000 pods, loading every member every second was the bot's main
     cost while an outage lasts). A new member changes the version: the next tick loads it,
     and the update goes out after group_interval as before; a reminder still comes on time."""
-    bot = new_bot(slack, store)
+    bot = new_bot(slack, RedisStore(own_redis.url, "quiet"))
     bot.observe(*(outage(f"svc{i % 10}", i) for i in range(200)))
     bot.tick(T0 + 10)
     assert len(roots(slack)) == 1
     bot.tick(T0 + 11)  # found quiet
-    before = hgetall_calls()
+    before = hgetall_calls(own_redis.url)
     for second in range(12, 40):
         bot.tick(T0 + second)
-    assert hgetall_calls() == before  # nothing loaded while nothing changed
+    assert hgetall_calls(own_redis.url) == before  # nothing loaded while nothing changed
     assert replies(slack) == []
     bot.observe(outage("svc0", 500), at=T0 + 40)
     bot.tick(T0 + 40)  # the version moved: loaded (not yet due: group_interval)
-    assert hgetall_calls() > before
+    assert hgetall_calls(own_redis.url) > before
     bot.tick(T0 + 71)
     assert len(replies(slack)) == 1 and "201 pods" in replies(slack)[0]["text"]
     bot.tick(T0 + 71 + 3601)  # repeat_interval after the last notification: time alone

@@ -69,10 +69,13 @@ def test_a_planted_leak_is_found_in_a_traceback_and_in_a_slack_call() -> None:
     assert all(PLANTED not in f for f in scanner.findings)
 
 
-def test_a_leaking_session_fails_and_says_where_without_the_value() -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_leaking_session_fails_and_says_where_without_the_value(workers: list[str]) -> None:
+    """Also under pytest-xdist (as `make test` runs): there the workers scan and the
+    controller, which ran no test itself, must still fail the run and name the places."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers,
          "tests/security/leak_planted_case.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     out = result.stdout + result.stderr
