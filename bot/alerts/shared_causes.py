@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from bot.diagnosis.causes import Cause
+from bot.diagnosis.names import is_dns1123_label
 from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ ENTRY_TTL = 15 * 60.0
 REFRESH_AFTER = ENTRY_TTL / 3
 #: Clusters a root names at most (the rest are counted).
 MAX_NAMED = 10
+#: Other clusters an incident keeps at most (the root counts those it does not name)
+MAX_KEPT = 50
+#: A thread link longer than this is no permalink (chat.getPermalink's are ~100 characters)
+MAX_LINK = 512
 
 #: (channel, ts) → the message's permalink, or None when Slack cannot say now.
 Linker = Callable[[str, str], str | None]
@@ -123,5 +128,15 @@ class SharedCauses:
 
 
 def elsewhere(entries: dict[str, SharedEntry], cluster: str) -> dict[str, str]:
-    """The other clusters (name → thread permalink, "" when unknown), as a root shows them."""
-    return {name: e.permalink for name, e in sorted(entries.items()) if name != cluster}
+    """The other clusters (name → thread permalink, "" when unknown), as a root shows them.
+
+    The index is written by every agent of the shared Redis, and anyone who can write to it:
+    only names that are cluster names (DNS-1123 labels, as CLUSTER_NAME is) count, at most
+    `MAX_KEPT` of them (the root names `MAX_NAMED` and counts the rest; the incident keeps
+    this map, so a flood of fake clusters would otherwise grow every shared incident's record
+    and its edits without end), and a link longer than any permalink is dropped (whether it
+    is a Slack permalink at all is decided where it becomes a link, bot/slack/text.py)."""
+    others = [(name, e) for name, e in sorted(entries.items())
+              if name != cluster and is_dns1123_label(name)]
+    return {name: (e.permalink if len(e.permalink) <= MAX_LINK else "")
+            for name, e in others[:MAX_KEPT]}
