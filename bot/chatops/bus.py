@@ -324,7 +324,7 @@ class FleetBus:
         if by_channel is not None:
             return by_channel, None
         words = str(payload.get("text") or "").split()
-        if not words or words[0].lower() in ("help", "-h", "--help"):
+        if not words or words[0].lower() in FLEET_WIDE:
             return self.cluster, None
         reporting = sorted(c for c in self.clusters()
                            if c == self.cluster or self.silent_for(c) is None)
@@ -408,6 +408,9 @@ class FleetBus:
         return str(entry_id)
 
 
+#: verbs every agent answers alike, so whichever received them does (`clusters` reads the
+#: fleet's presence from the shared Redis: asking "which cluster?" for it made no sense)
+FLEET_WIDE = frozenset({"help", "-h", "--help", "clusters"})
 #: cluster names a message lists at most (the rest are counted)
 MAX_NAMED = 10
 
