@@ -168,6 +168,12 @@ class Store(ABC):
         caller knows, where `hgetall` would read a hash that may hold thousands."""
 
     @abstractmethod
+    def hgetall_cut(self, name: str, max_fields: int, limit: int) -> dict[str, str]:
+        """At most `max_fields` fields of the hash (which ones, when it holds more, is Redis's
+        scan order), names and values cut to `limit` bytes by the server: a bounded read of a
+        hash every agent (and anyone else) writes, such as the fleet's shared-cause index."""
+
+    @abstractmethod
     def hmget_cut(self, name: str, fields: Sequence[str], limit: int) -> list[str | None]:
         """`hmget`, each value cut to its first `limit` bytes by the server: a bounded read of
         a hash anyone may write (the fleet's presence), where one 1 MB value would otherwise
@@ -251,6 +257,25 @@ return 1
 
 # KEYS: sorted set. ARGV: score, member, "(keep_from", ttl ms (0 = none). The type is checked
 # before anything is written (a WRONGTYPE key gets no expiry either).
+#: Lua: up to ARGV[1] fields of a hash (HSCAN, stopping there), names and values cut to
+#: ARGV[2] bytes (`Store.hgetall_cut`)
+_HGETALL_CUT = """
+local out, n, cursor = {}, 0, '0'
+local most, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+repeat
+  local page = redis.call('hscan', KEYS[1], cursor, 'COUNT', 100)
+  cursor = page[1]
+  local kv = page[2]
+  for i = 1, #kv, 2 do
+    if n >= most then return out end
+    out[#out + 1] = string.sub(kv[i], 1, limit)
+    out[#out + 1] = string.sub(kv[i + 1], 1, limit)
+    n = n + 1
+  end
+until cursor == '0'
+return out
+"""
+
 #: Lua: HMGET with each value cut to ARGV[1] bytes on the server (`Store.hmget_cut`)
 _HMGET_CUT = """
 local out = {}
@@ -529,6 +554,7 @@ class RedisStore(Store):
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
         self._add_trimmed = self.client.register_script(_ADD_TRIMMED)
         self._hmget_cut = self.client.register_script(_HMGET_CUT)
+        self._hgetall_cut = self.client.register_script(_HGETALL_CUT)
 
     def _auth_failed(self, exc: redis.exceptions.AuthenticationError) -> StoreAuthFailed:
         """The words for a refused AUTH, logged as an error once per minute (every call
@@ -656,6 +682,11 @@ class RedisStore(Store):
 
     def hmget(self, name: str, *fields: str) -> list[str | None]:
         return list(self._run(self.client.hmget, name, list(fields))) if fields else []
+
+    def hgetall_cut(self, name: str, max_fields: int, limit: int) -> dict[str, str]:
+        flat = self._run(self._hgetall_cut, keys=[name], args=[max(0, max_fields),
+                                                                max(0, limit)])
+        return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
     def hmget_cut(self, name: str, fields: Sequence[str], limit: int) -> list[str | None]:
         if not fields:
@@ -869,6 +900,13 @@ class MemoryStore(Store):
         with self._lock:
             values = self._typed(name, dict) or {}
             return [values.get(field) for field in fields]
+
+    def hgetall_cut(self, name: str, max_fields: int, limit: int) -> dict[str, str]:
+        def cut(text: str) -> str:
+            return text.encode()[:max(0, limit)].decode("utf-8", "replace")
+
+        items = list(self.hgetall(name).items())[:max(0, max_fields)]
+        return {cut(k): cut(v) for k, v in items}
 
     def hmget_cut(self, name: str, fields: Sequence[str], limit: int) -> list[str | None]:
         found = self.hmget(name, *fields)

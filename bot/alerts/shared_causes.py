@@ -41,6 +41,10 @@ REFRESH_AFTER = ENTRY_TTL / 3
 MAX_NAMED = 10
 #: Other clusters an incident keeps at most (the root counts those it does not name)
 MAX_KEPT = 50
+#: Entries of the index read at most (anyone may add fields to it), and their size (bytes):
+#: a real entry is a few hundred bytes
+MAX_READ = 200
+MAX_ENTRY = 2048
 #: A thread link longer than this is no permalink (chat.getPermalink's are ~100 characters)
 MAX_LINK = 512
 
@@ -118,9 +122,12 @@ class SharedCauses:
                         cause.value, scope, exc)
 
     def entries(self, cause: Cause, scope: str, now: float) -> dict[str, SharedEntry]:
-        """Every cluster's live entry (this one's included), by cluster name; one HGETALL."""
+        """Every cluster's live entry (this one's included), by cluster name: one bounded read
+        (at most `MAX_READ` entries of at most `MAX_ENTRY` bytes; an entry cut short is not
+        JSON any more, so it is not shown)."""
         live: dict[str, SharedEntry] = {}
-        for cluster, raw in self.fleet.hgetall(self.key(cause, scope)).items():
+        index = self.fleet.hgetall_cut(self.key(cause, scope), MAX_READ, MAX_ENTRY)
+        for cluster, raw in index.items():
             entry = SharedEntry.from_json(raw)
             if entry is not None and now - entry.seen_at < self.ttl:
                 live[cluster] = entry
