@@ -64,6 +64,10 @@ class RedisMissing(Exception):
     """No Redis answers: the fleet needs one (the CLI says how to start one; exit 2)."""
 
 
+class StoryFailed(RuntimeError):
+    """Something the story waits for did not happen: said in one line, exit 1."""
+
+
 @dataclass
 class Agent:
     """One cluster's agent as `serve` runs it, and Slack's way to its endpoint."""
@@ -106,6 +110,7 @@ def _redacted(url: str) -> str:
 
 
 def run_fleet_story(out_dir: Path = Path("demo-out") / "fleet") -> int:
+    """The story; 0 when it was told, 1 when it stopped short, 2 without a Redis."""
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     root = f"ipb-demo-{uuid.uuid4().hex[:8]}"
     try:
@@ -120,7 +125,11 @@ def run_fleet_story(out_dir: Path = Path("demo-out") / "fleet") -> int:
             say(started, f"two clusters, one agent each, one Redis ({_redacted(url)}, keys "
                          f"under {root}), one Slack app whose Request URL reaches prod-eu's "
                          "agent")
-            _play(slack, agents, keys, started)
+            try:
+                _play(slack, agents, keys, started)
+            except StoryFailed as exc:
+                write_error(f"the fleet demo stopped: {exc}")
+                return 1
             show_channels(slack, "Slack after the story (both alert channels, and what each "
                                  "person was answered)")
             save_messages(slack, out_dir)
@@ -215,7 +224,7 @@ def _outage(slack: SlackStandIn, agents: dict[str, Agent], started: float) -> No
                    for cluster, other in ((EU, US), (US, EU)))
 
     if not wait_until(linked, timeout=25):
-        raise RuntimeError("the two outage alerts did not name each other within 25 s")
+        raise StoryFailed("the two outage alerts did not name each other within 25 s")
     for cluster in (EU, US):
         channel = CHANNELS[cluster][0]
         say(started, f"#{channel}: {len(slack.channel_history(channel))} alert(s); "
@@ -292,7 +301,7 @@ def _restart_across(slack: SlackStandIn, eu: Agent, us: Agent, started: float) -
         return alert is not None
 
     if not wait_until(restart_alert, timeout=15) or alert is None:
-        raise RuntimeError("prod-us's checkout alert with its Rollout restart button is missing")
+        raise StoryFailed("prod-us's checkout alert with its Rollout restart button is missing")
     asked = eu.endpoint.click(alert, actions.RESTART, person=ALICE)
     say(started, f"CI pushes checkout:v2.2; alice presses [Rollout restart] on prod-us's "
                  f"checkout alert in #{us_channel}, and Slack delivers the click to prod-eu's "
@@ -329,7 +338,7 @@ def _approval_request(slack: SlackStandIn, alert: Message) -> Message:
         return bool(found)
 
     if not wait_until(posted, timeout=15):
-        raise RuntimeError("prod-us's approval request did not reach its alert's thread")
+        raise StoryFailed("prod-us's approval request did not reach its alert's thread")
     return found[0]
 
 
@@ -346,7 +355,7 @@ def _silent(slack: SlackStandIn, eu: Agent, us: Agent, keys: RedisStore, pod: st
         return read_presence(keys, US).silence(time.time(), HEARTBEAT) is not None
 
     if not wait_until(silent, timeout=10):
-        raise RuntimeError("prod-us still counts as reporting 10 s after its agent stopped")
+        raise StoryFailed("prod-us still counts as reporting 10 s after its agent stopped")
     text = f"diagnose {US}/{NS}/{pod}"
     delivered = eu.endpoint.command(text, person=ALICE, channel=CHANNELS[EU][1])
     say(started, f"alice types /imagepull {text}; prod-eu's agent answers in "
