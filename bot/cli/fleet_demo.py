@@ -283,7 +283,7 @@ def _diagnose_across(slack: SlackStandIn, eu: Agent, us: Agent, pod: str,
     answer = _answer(eu.endpoint, delivered, count=2)  # "working on it", then the diagnosis
     say(started, f"answered by prod-us's agent: {answer[:160]}")
     say(started, f"the pod was read from prod-us's Kubernetes API ({_pod_reads(us.sim, pod)} "
-                 f"GET), not prod-eu's ({_pod_reads(eu.sim, pod)} GET)")
+                 f"GET), never from prod-eu's ({_pod_reads(eu.sim, pod)} GET)")
 
 
 def _restarts(sim: SimCluster) -> int:
