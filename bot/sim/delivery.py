@@ -86,8 +86,8 @@ class RequestUrl:
         if delivered.status == 200 and delivered.body:
             try:
                 ack = json.loads(delivered.body)
-            except ValueError:
-                ack = None
+            except ValueError:  # a plain-text ack: Slack shows the text as it is
+                ack = {"text": delivered.body}
             if isinstance(ack, dict):
                 self.slack.app_answered(name, ack)
         return delivered
