@@ -123,7 +123,7 @@ def _socket_mode_tour(slack: SlackStandIn, settings: Settings, runtime: Runtime,
                 if round_:
                     socket_mode.refresh()
                     say(started, "Slack asks for a Socket Mode refresh (disconnect, "
-                                  "refresh_requested)")
+                                 "refresh_requested)")
                     socket_mode.wait_connections(2)
                 name = f"socket-{round_}"
                 url = slack.response_url(name, channel="C0ALERTS01", user="U0ALICE001")
@@ -137,8 +137,8 @@ def _socket_mode_tour(slack: SlackStandIn, settings: Settings, runtime: Runtime,
                 answers = _answers(slack, name)
                 first = str(answers[0].body.get("text", "")).splitlines()[0] if answers else "-"
                 say(started, f"/imagepull diagnose {NS}/{pod} over Socket Mode{note}: acked "
-                              f"in {(ack.at - envelope.created_at) * 1000:.0f} ms; answer: "
-                              f"{first[:90]}")
+                             f"in {(ack.at - envelope.created_at) * 1000:.0f} ms; answer: "
+                             f"{first[:90]}")
         finally:
             handler.close()
 
@@ -166,7 +166,7 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
         outage.append(factory.failing_deployment(
             NS, name, image, factory.containerd_error("rate_limited", image), replicas=2))
     say(started, "Docker Hub starts answering 429 to the cluster's NAT IP: web, cache and "
-                  "queue (2 pods each) cannot pull")
+                 "queue (2 pods each) cannot pull")
     for objects in outage:
         apply(objects)
     wait_until(lambda: _roots(slack) >= 1)
@@ -180,7 +180,7 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
         NS, "billing", billing_image, factory.containerd_error("unauthorized", billing_image),
         pull_secrets=["regcred"])
     say(started, "a deploy ships checkout:v2.2 (only v2.1 was pushed), and billing "
-                  "references pull secret regcred, which exists only in namespace default")
+                 "references pull secret regcred, which exists only in namespace default")
     apply(checkout)
     apply(billing)
     search_image = "elasticsearch:8.15.0"
@@ -191,14 +191,14 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
     outage.append(search)
     wait_until(lambda: _roots(slack) >= 3)
     wait_until(lambda: any("more failing" in c.params.get("text", "")
-                      for c in slack.calls_to("chat.postMessage")), timeout=8)
+                           for c in slack.calls_to("chat.postMessage")), timeout=8)
     say(started, f"alerts in the channel: {_roots(slack)}; later pods went into the thread")
     if tour is not None:
         tour()
     show_channels(slack, "#imagepull-alerts before the fixes")
 
     say(started, "fixes: the rate-limit window resets, checkout is set to v2.1, regcred is "
-                  "created in shop")
+                 "created in shop")
     for objects in outage:
         recover(objects)
     recover(checkout)
