@@ -42,7 +42,8 @@ services:
 test: lint typecheck services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# `make demo DEMO_ARGS=--socket` also asks the bot over Socket Mode, across a connection refresh.
+# `make demo DEMO_ARGS=--socket` also asks the bot over Socket Mode, across a connection refresh;
+# `make demo DEMO_ARGS=--fleet` plays several clusters behind one Slack app (needs Redis).
 demo: $(STAMP)
 	$(BIN)/python -m bot demo $(DEMO_ARGS)
 

@@ -94,7 +94,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.alerts.incidents import INCIDENT_ID
 from bot.alerts.presence import DEFAULT_HEARTBEAT_SECONDS, cluster_presence, read_presence
 from bot.chatops.approvals import REQUEST_ID
-from bot.chatops.routing import ClusterNameError, split_cluster
+from bot.chatops.routing import ANSWERED_WHERE_RECEIVED, ClusterNameError, split_cluster
 from bot.diagnosis.names import is_dns1123_label
 from bot.metrics import BoundedLabels, Metrics
 from bot.slack.inbound import Admitted, response_url_of
@@ -320,12 +320,12 @@ class FleetBus:
             return None, "⚠️ " + sentence(exc)
         if named is not None:
             return named, None
+        words = str(payload.get("text") or "").split()
+        if not words or words[0].lower() in ANSWERED_WHERE_RECEIVED:
+            return self.cluster, None
         by_channel = self.channel_clusters.get(str(payload.get("channel_id") or "").lower())
         if by_channel is not None:
             return by_channel, None
-        words = str(payload.get("text") or "").split()
-        if not words or words[0].lower() in FLEET_WIDE:
-            return self.cluster, None
         reporting = sorted(c for c in self.clusters()
                            if c == self.cluster or self.silent_for(c) is None)
         if reporting == [self.cluster]:
@@ -408,9 +408,6 @@ class FleetBus:
         return str(entry_id)
 
 
-#: verbs every agent answers alike, so whichever received them does (`clusters` reads the
-#: fleet's presence from the shared Redis: asking "which cluster?" for it made no sense)
-FLEET_WIDE = frozenset({"help", "-h", "--help", "clusters"})
 #: cluster names a message lists at most (the rest are counted)
 MAX_NAMED = 10
 

@@ -17,6 +17,11 @@ from bot.diagnosis.names import is_dns1123_label
 _SEGMENTS = {"diagnose": 2, "bundle": 2, "verify-secret": 2, "verify": 2, "restart": 3,
              "audit": 1}
 
+#: sub-commands about the whole fleet or the bot, not one cluster: whichever agent receives
+#: them answers (`clusters` reads the presence every agent shares), never asking which cluster
+#: is meant, nor refusing because a channel's default cluster is silent
+ANSWERED_WHERE_RECEIVED = frozenset({"help", "-h", "--help", "clusters"})
+
 _SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 
 

@@ -168,9 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="play an incident timeline against the real pipeline "
                           "and show what the Slack channel receives")
-    demo.add_argument("--socket", action="store_true",
-                      help="also ask the bot over Socket Mode (the local stand-in), across a "
-                      "connection refresh")
+    story = demo.add_mutually_exclusive_group()
+    story.add_argument("--socket", action="store_true",
+                       help="also ask the bot over Socket Mode (the local stand-in), across a "
+                       "connection refresh")
+    story.add_argument("--fleet", action="store_true",
+                       help="several clusters behind one Slack app: two scenario clusters, "
+                       "their agents and one Redis (REDIS_URL, else 127.0.0.1:6379)")
     scenarios = sub.add_parser("scenarios", help="diagnose every pod of the built-in "
                                "scenarios (one per cause)")
     output_option(scenarios)
@@ -498,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING if chatty != "apscheduler"
                                            else logging.ERROR)
     try:
+        if args.command == "demo" and args.fleet:
+            from bot.cli.fleet_demo import run_fleet_story
+
+            return run_fleet_story()
         if args.command == "demo":
             from bot.sim.demo_story import run_story
 

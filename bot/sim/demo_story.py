@@ -33,17 +33,37 @@ REGISTRIES = {"registry.internal": {"shop/checkout": ["v2.1", "v2.0", "v1.9"],
                                                      "users": {"ci-puller": "demo-only"}}}}
 
 
-def _say(started: float, text: str) -> None:
+# -- the printer: the `--fleet` story (bot/cli/fleet_demo.py) tells its story with these too ---
+def say(started: float, text: str) -> None:
+    """One line of the timeline, stamped with the seconds since the story began."""
     write(f"[t+{time.monotonic() - started:4.1f}s] {text}")
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return True
         time.sleep(0.1)
     return False
+
+
+def show_channels(slack: SlackStandIn, title: str) -> None:
+    """The channel(s) as a person reads them, under a banner saying which moment it is."""
+    write("\n" + "═" * 100 + f"\n{title}:\n" + "═" * 100)
+    write(slack.render_transcript())
+
+
+def save_messages(slack: SlackStandIn, out_dir: Path) -> Path:
+    """The messages as Block Kit JSON and Slack's calls with their status, in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = slack.save_blocks(out_dir / "slack-messages.json")
+    calls = [{"method": c.method, "status": c.status, "at": round(c.at - time.time(), 1)}
+             for c in slack.calls]
+    (out_dir / "slack-calls.json").write_text(json.dumps(calls, indent=2))
+    write(f"\nBlock Kit JSON saved to {path} (paste a message into Block Kit Builder).")
+    return path
 
 
 def _pods(objects: list[Obj]) -> list[Obj]:
@@ -75,15 +95,9 @@ def run_story(out_dir: Path = Path("demo-out"), socket: bool = False) -> int:
             _play(sim, slack, runtime, started, tour)
         finally:
             runtime.stop()
-        write("\n" + "═" * 100 + "\n#imagepull-alerts after the fixes (roots edited, "
-              "threads resolved):\n" + "═" * 100)
-        write(slack.render_transcript())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = slack.save_blocks(out_dir / "slack-messages.json")
-        calls = [{"method": c.method, "status": c.status, "at": round(c.at - time.time(), 1)}
-                 for c in slack.calls]
-        (out_dir / "slack-calls.json").write_text(json.dumps(calls, indent=2))
-        write(f"\nBlock Kit JSON saved to {path} (paste a message into Block Kit Builder).")
+        show_channels(slack, "#imagepull-alerts after the fixes (roots edited, threads "
+                             "resolved)")
+        save_messages(slack, out_dir)
     return 0
 
 
@@ -108,8 +122,8 @@ def _socket_mode_tour(slack: SlackStandIn, settings: Settings, runtime: Runtime,
             for round_, note in enumerate(("", " (new connection; the old one held open)")):
                 if round_:
                     socket_mode.refresh()
-                    _say(started, "Slack asks for a Socket Mode refresh (disconnect, "
-                                  "refresh_requested)")
+                    say(started, "Slack asks for a Socket Mode refresh (disconnect, "
+                                 "refresh_requested)")
                     socket_mode.wait_connections(2)
                 name = f"socket-{round_}"
                 url = slack.response_url(name, channel="C0ALERTS01", user="U0ALICE001")
@@ -122,16 +136,16 @@ def _socket_mode_tour(slack: SlackStandIn, settings: Settings, runtime: Runtime,
                 ack = socket_mode.wait_ack(envelope)
                 answers = _answers(slack, name)
                 first = str(answers[0].body.get("text", "")).splitlines()[0] if answers else "-"
-                _say(started, f"/imagepull diagnose {NS}/{pod} over Socket Mode{note}: acked "
-                              f"in {(ack.at - envelope.created_at) * 1000:.0f} ms; answer: "
-                              f"{first[:90]}")
+                say(started, f"/imagepull diagnose {NS}/{pod} over Socket Mode{note}: acked "
+                             f"in {(ack.at - envelope.created_at) * 1000:.0f} ms; answer: "
+                             f"{first[:90]}")
         finally:
             handler.close()
 
 
 def _answers(slack: SlackStandIn, name: str) -> list[Any]:
     """The posts to response_url `name`, once there is one (or none after 15 s)."""
-    _wait(lambda: bool(slack.responses(name)), timeout=15)
+    wait_until(lambda: bool(slack.responses(name)), timeout=15)
     return slack.responses(name)
 
 
@@ -151,12 +165,12 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
                         ("queue", "rabbitmq:3.13-management")):
         outage.append(factory.failing_deployment(
             NS, name, image, factory.containerd_error("rate_limited", image), replicas=2))
-    _say(started, "Docker Hub starts answering 429 to the cluster's NAT IP: web, cache and "
-                  "queue (2 pods each) cannot pull")
+    say(started, "Docker Hub starts answering 429 to the cluster's NAT IP: web, cache and "
+                 "queue (2 pods each) cannot pull")
     for objects in outage:
         apply(objects)
-    _wait(lambda: _roots(slack) >= 1)
-    _say(started, f"alerts in the channel: {_roots(slack)} (one incident for the registry)")
+    wait_until(lambda: _roots(slack) >= 1)
+    say(started, f"alerts in the channel: {_roots(slack)} (one incident for the registry)")
 
     checkout_image = "registry.internal/shop/checkout:v2.2"
     checkout = factory.failing_deployment(
@@ -165,31 +179,30 @@ def _play(sim: SimCluster, slack: SlackStandIn, runtime: Runtime, started: float
     billing = factory.failing_deployment(
         NS, "billing", billing_image, factory.containerd_error("unauthorized", billing_image),
         pull_secrets=["regcred"])
-    _say(started, "a deploy ships checkout:v2.2 (only v2.1 was pushed), and billing "
-                  "references pull secret regcred, which exists only in namespace default")
+    say(started, "a deploy ships checkout:v2.2 (only v2.1 was pushed), and billing "
+                 "references pull secret regcred, which exists only in namespace default")
     apply(checkout)
     apply(billing)
     search_image = "elasticsearch:8.15.0"
     search = factory.failing_deployment(NS, "search", search_image, factory.containerd_error(
         "rate_limited", search_image), replicas=2)
-    _say(started, "the rate limit also hits search (2 pods)")
+    say(started, "the rate limit also hits search (2 pods)")
     apply(search)
     outage.append(search)
-    _wait(lambda: _roots(slack) >= 3)
-    _wait(lambda: any("more failing" in c.params.get("text", "")
-                      for c in slack.calls_to("chat.postMessage")), timeout=8)
-    _say(started, f"alerts in the channel: {_roots(slack)}; later pods went into the thread")
+    wait_until(lambda: _roots(slack) >= 3)
+    wait_until(lambda: any("more failing" in c.params.get("text", "")
+                           for c in slack.calls_to("chat.postMessage")), timeout=8)
+    say(started, f"alerts in the channel: {_roots(slack)}; later pods went into the thread")
     if tour is not None:
         tour()
-    write("\n" + "═" * 100 + "\n#imagepull-alerts before the fixes:\n" + "═" * 100)
-    write(slack.render_transcript())
+    show_channels(slack, "#imagepull-alerts before the fixes")
 
-    _say(started, "fixes: the rate-limit window resets, checkout is set to v2.1, regcred is "
-                  "created in shop")
+    say(started, "fixes: the rate-limit window resets, checkout is set to v2.1, regcred is "
+                 "created in shop")
     for objects in outage:
         recover(objects)
     recover(checkout)
     recover(billing)
-    _wait(lambda: not runtime.manager.active_ids(), timeout=25)
-    _wait(lambda: len(slack.calls_to("chat.update")) >= 3, timeout=5)
-    _say(started, f"open incidents: {len(runtime.manager.active_ids())}")
+    wait_until(lambda: not runtime.manager.active_ids(), timeout=25)
+    wait_until(lambda: len(slack.calls_to("chat.update")) >= 3, timeout=5)
+    say(started, f"open incidents: {len(runtime.manager.active_ids())}")

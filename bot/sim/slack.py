@@ -375,6 +375,11 @@ class SlackStandIn(LoopbackService):
                 return dm
             return None
 
+    def channel_name(self, channel_id: str) -> str:
+        """A channel's name (without `#`), or the id itself when the stand-in has none."""
+        with self._lock:
+            return self._channels.get(channel_id, channel_id)
+
     def response_url(
         self,
         name: str,
@@ -389,6 +394,15 @@ class SlackStandIn(LoopbackService):
         with self._lock:
             self._response_urls[name] = _ResponseUrl(name, channel, user, max_uses)
         return f"http://{self.host}:{self.port}/response/{name}"
+
+    def app_answered(self, name: str, body: JSON) -> None:
+        """The app's HTTP answer to the request that carried response_url `name` (a slash
+        command's ack body): Slack shows it where it would show a post to that URL, without
+        spending one of the URL's uses, and `responses` does not list it."""
+        with self._lock:
+            url = self._response_urls[name]
+            if url.channel is not None and (body.get("text") or body.get("blocks")):
+                self._deliver_response(url, ResponsePost(name, body, time.time()))
 
     def responses(self, name: str | None = None) -> list[ResponsePost]:
         """Posts received on one response_url (or all of them, in order)."""

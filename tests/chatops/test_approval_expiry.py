@@ -22,7 +22,13 @@ import pytest
 
 from bot.chatops.approvals import EXPIRY_INTERVAL, ApprovalRequest, ApprovalService
 from bot.sim import factory
-from tests.support.slack_requests import ALERTS, BotUnderTest, block_action, running_bot
+from tests.support.slack_requests import (
+    ALERTS,
+    BotUnderTest,
+    block_action,
+    pressed_message,
+    running_bot,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -88,8 +94,7 @@ def click(bot: BotUnderTest, request: ApprovalRequest, user: str = CAROL,
     """Press a button of the request's message as Slack sends it; the ephemeral answer."""
     msg = message(bot, request.message_ts)
     name = f"click-{uuid.uuid4().hex[:6]}"
-    payload = {"ts": msg.ts, "type": "message", "text": msg.text, "blocks": msg.blocks,
-               "user": "U0IMGBOT01"}
+    payload = pressed_message(msg)
     reply = bot.client.form(block_action(action_id, request.id, message=payload,
                                          response_url=bot.slack.response_url(name),
                                          user_id=user, channel_id=msg.channel))

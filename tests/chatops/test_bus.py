@@ -37,6 +37,7 @@ from tests.support.slack_requests import (
     SIGNING_SECRET,
     block_action,
     button_value,
+    pressed_message,
     sign,
     slash_command,
 )
@@ -56,8 +57,7 @@ def command(agent: Replica, slack: Any, text: str, user: str = ALICE) -> tuple[A
 def click(agent: Replica, slack: Any, action_id: str, value: str, message: Any,
           user: str) -> str:
     name = f"click-{uuid.uuid4().hex[:6]}"
-    payload = {"ts": message.ts, "type": "message", "text": message.text,
-               "blocks": message.blocks, "user": "U0IMGBOT01"}
+    payload = pressed_message(message)
     reply = agent.client.form(block_action(action_id, value, message=payload, user_id=user,
                                            response_url=slack.response_url(name),
                                            channel_id=message.channel))
@@ -183,8 +183,7 @@ def test_a_forged_entry_in_bs_stream_changes_nothing_and_is_logged(
     command(b_agents[0], agents.slack, f"restart {b}/shop/deployment/web", user=CAROL)
     request = approval_message(agents.slack)
     request_id = button_value(request, actions.APPROVE)
-    payload = {"ts": request.ts, "type": "message", "text": request.text,
-               "blocks": request.blocks, "user": "U0IMGBOT01"}
+    payload = pressed_message(request)
     forged = block_action(actions.APPROVE, request_id, message=payload, user_id=CAROL,
                           response_url=agents.slack.response_url("forged"),
                           channel_id=request.channel)

@@ -42,6 +42,7 @@ from tests.support.slack_requests import (
     SIGNING_SECRET,
     block_action,
     button_value,
+    pressed_message,
     sign,
     slash_command,
 )
@@ -75,9 +76,7 @@ def command(agents: Fleet, agent: Replica, text: str, user: str = ALICE) -> tupl
 
 def click_payload(agents: Fleet, action_id: str, value: str, message: Any, user: str,
                   name: str) -> bytes:
-    stored = {"ts": message.ts, "type": "message", "text": message.text,
-              "blocks": message.blocks, "user": "U0IMGBOT01"}
-    return block_action(action_id, value, message=stored, user_id=user,
+    return block_action(action_id, value, message=pressed_message(message), user_id=user,
                         response_url=agents.slack.response_url(name),
                         channel_id=message.channel)
 

@@ -23,6 +23,7 @@ from tests.support.slack_requests import (
     BotUnderTest,
     block_action,
     button_value,
+    pressed_message,
     running_bot,
     slash_command,
 )
@@ -86,10 +87,7 @@ def click(bot: BotUnderTest, action_id: str, value: str, message: Any,
           user: str = ALICE) -> tuple[Any, str]:
     name = f"click-{uuid.uuid4().hex[:6]}"
     url = bot.slack.response_url(name)
-    payload = {"ts": message.ts, "type": "message", "text": message.text,
-               "blocks": message.blocks, "user": "U0IMGBOT01"}
-    if message.thread_ts:
-        payload["thread_ts"] = message.thread_ts
+    payload = pressed_message(message)
     reply = bot.client.form(block_action(action_id, value, message=payload, response_url=url,
                                          user_id=user, channel_id=message.channel))
     return reply, name

@@ -15,7 +15,11 @@ from bot.kube.client import KubeClient
 from bot.sim.server import SimCluster
 from bot.sim.slack import SlackStandIn
 from bot.store import MemoryStore
+from tests.support.fleet import Fleet
+from tests.support.fleet_checks import texts
 from tests.support.redis import redis_store
+from tests.support.slack_requests import ALERTS, slash_command
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize(("text", "cluster", "rest"), [
@@ -92,3 +96,27 @@ def test_a_command_for_another_cluster_that_could_not_be_routed_says_what_is_mis
     assert said.startswith("⚠️ This agent watches `solo`, not `prod-us`, and could not "
                            "forward the request, so nothing was run: "), said
     assert says in said, said
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_clusters_is_answered_by_the_agent_that_receives_it(
+        agents: Fleet, sims: tuple[SimCluster, SimCluster]) -> None:
+    """`/imagepull clusters` is about the whole fleet (the presence every agent shares): with
+    two clusters reporting, the receiving agent answers it itself, not "Several clusters answer
+    here. Say which" (what it said before `make demo DEMO_ARGS=--fleet` showed it); nor is it
+    sent to the channel's default cluster (CHANNEL_CLUSTERS), which may be the silent one."""
+    a, b = agents.name("eu"), agents.name("us")
+    agents.beat(a)
+    receiver = agents.replica(a, sims[0], CHANNEL_CLUSTERS=f"{ALERTS[0]}={b}")
+    for silent_for in (0, 600):  # B reporting, then B silent for 10 min
+        agents.beat(b, ago=silent_for)
+        name = f"clusters-{silent_for}"
+        reply = receiver.client.form(slash_command(
+            "clusters", channel_id=ALERTS[0], response_url=agents.slack.response_url(name)))
+        assert reply.status == 200 and "Several clusters" not in reply.text, reply.text
+        assert "has not reported" not in reply.text, reply.text
+        [listing] = wait_for(lambda: texts(agents.slack, name), 10, "the listing")  # noqa: B023
+        assert "2 cluster(s)" in listing and f"{1 if silent_for else 0} silent" in listing, \
+            listing
+    assert not agents.redis.exists(agents.fleet_key("bus", b))  # nothing crossed the bus

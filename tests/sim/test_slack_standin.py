@@ -412,6 +412,20 @@ def test_response_url_in_channel_shows_in_transcript(slack: SlackStandIn) -> Non
     assert "(only visible to U0ONCALL1)" in transcript and "just for you" in transcript
 
 
+def test_an_apps_ack_shows_where_its_response_url_would_without_using_it(
+        slack: SlackStandIn) -> None:
+    """A slash command's HTTP answer (bot/sim/delivery.py hands it over): Slack shows it to
+    the person; it is not a post to the response_url, which keeps its five uses."""
+    url = slack.response_url("cmd-3", channel=ALERTS, user="U0ONCALL1", max_uses=1)
+    slack.app_answered("cmd-3", {"text": "➡️ Sent to `prod-us`'s agent"})
+    assert slack.responses("cmd-3") == []
+    assert WebhookClient(url).send(text="the answer").status_code == 200
+    transcript = slack.render_transcript(ALERTS)
+    assert transcript.index("Sent to `prod-us`") < transcript.index("the answer")
+    assert transcript.count("(only visible to U0ONCALL1)") == 2
+    assert slack.channel_name(ALERTS) == "imagepull-alerts"
+
+
 # -- for humans --------------------------------------------------------------------------------
 def test_transcript_shows_current_state_and_threads(
     slack: SlackStandIn, client: WebClient, tmp_path: Path

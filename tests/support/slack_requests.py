@@ -165,6 +165,17 @@ def _find_button(blocks: Iterable[Mapping[str, Any]], action_id: str
     return None, None
 
 
+def pressed_message(message: Any) -> dict[str, Any]:
+    """A posted message (the Slack stand-in's record) as Slack puts it in a block_actions
+    payload's `message`: its ts, text, blocks, the bot as author, and `thread_ts` when it is a
+    reply in a thread."""
+    stored: dict[str, Any] = {"ts": message.ts, "type": "message", "text": message.text,
+                              "blocks": message.blocks, "user": BOT_USER_ID}
+    if getattr(message, "thread_ts", None):
+        stored["thread_ts"] = message.thread_ts
+    return stored
+
+
 def block_action(
     action_id: str,
     value: str,
