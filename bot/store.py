@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -168,6 +168,18 @@ class Store(ABC):
         caller knows, where `hgetall` would read a hash that may hold thousands."""
 
     @abstractmethod
+    def hgetall_cut(self, name: str, max_fields: int, limit: int) -> dict[str, str]:
+        """At most `max_fields` fields of the hash (which ones, when it holds more, is Redis's
+        scan order), names and values cut to `limit` bytes by the server: a bounded read of a
+        hash every agent (and anyone else) writes, such as the fleet's shared-cause index."""
+
+    @abstractmethod
+    def hmget_cut(self, name: str, fields: Sequence[str], limit: int) -> list[str | None]:
+        """`hmget`, each value cut to its first `limit` bytes by the server: a bounded read of
+        a hash anyone may write (the fleet's presence), where one 1 MB value would otherwise
+        cross the wire on every read."""
+
+    @abstractmethod
     def hdel(self, name: str, *fields: str) -> None: ...
 
     @abstractmethod
@@ -189,9 +201,11 @@ class Store(ABC):
         last addition."""
 
     @abstractmethod
-    def zrange_by_score(self, name: str, low: float, high: float = float("inf")
-                        ) -> list[tuple[str, float]]:
-        """(member, score) of every member scored within [low, high], lowest score first."""
+    def zrange_by_score(self, name: str, low: float, high: float = float("inf"), *,
+                        newest: int | None = None) -> list[tuple[str, float]]:
+        """(member, score) of every member scored within [low, high], lowest score first;
+        with `newest`, only that many of the highest-scored (a bounded read of a set anyone
+        may add to)."""
 
     @abstractmethod
     def zrem(self, name: str, *members: str) -> int:
@@ -243,6 +257,35 @@ return 1
 
 # KEYS: sorted set. ARGV: score, member, "(keep_from", ttl ms (0 = none). The type is checked
 # before anything is written (a WRONGTYPE key gets no expiry either).
+#: Lua: up to ARGV[1] fields of a hash (HSCAN, stopping there), names and values cut to
+#: ARGV[2] bytes (`Store.hgetall_cut`)
+_HGETALL_CUT = """
+local out, n, cursor = {}, 0, '0'
+local most, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+repeat
+  local page = redis.call('hscan', KEYS[1], cursor, 'COUNT', 100)
+  cursor = page[1]
+  local kv = page[2]
+  for i = 1, #kv, 2 do
+    if n >= most then return out end
+    out[#out + 1] = string.sub(kv[i], 1, limit)
+    out[#out + 1] = string.sub(kv[i + 1], 1, limit)
+    n = n + 1
+  end
+until cursor == '0'
+return out
+"""
+
+#: Lua: HMGET with each value cut to ARGV[1] bytes on the server (`Store.hmget_cut`)
+_HMGET_CUT = """
+local out = {}
+for i = 2, #ARGV do
+  local v = redis.call('hget', KEYS[1], ARGV[i])
+  if v then out[i - 1] = string.sub(v, 1, tonumber(ARGV[1])) else out[i - 1] = false end
+end
+return out
+"""
+
 _ADD_TRIMMED = """
 local t = redis.call('type', KEYS[1])['ok']
 if t ~= 'none' and t ~= 'zset' then return redis.error_reply('WRONGTYPE history') end
@@ -476,7 +519,12 @@ class RedisStore(Store):
                 raise RedisUrlError("REDIS_CA_BUNDLE is set but REDIS_URL is not rediss:// "
                                  "(TLS): use rediss://host:port to reach Redis over TLS")
             tls["ssl_ca_certs"] = ca_bundle
-        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+        # encoding_errors: every value read is text, and anyone may write bytes that are not
+        # UTF-8 into the shared Redis (a bus entry, a presence field, a cluster name); strict
+        # decoding raised UnicodeDecodeError (not a RedisError) out of the whole read, so one
+        # such entry stopped a stream's consumer and every routing decision for good
+        options: dict[str, Any] = {"decode_responses": True, "encoding_errors": "replace",
+                                   "socket_timeout": socket_timeout,
                                    "socket_connect_timeout": socket_timeout,
                                    "health_check_interval": 30, **tls}
         #: (host, port) said in an AUTH error, and whether REDIS_URL carries a password
@@ -505,6 +553,8 @@ class RedisStore(Store):
         self._cad = self.client.register_script(_COMPARE_AND_DELETE)
         self._claim_and_record = self.client.register_script(_CLAIM_AND_RECORD)
         self._add_trimmed = self.client.register_script(_ADD_TRIMMED)
+        self._hmget_cut = self.client.register_script(_HMGET_CUT)
+        self._hgetall_cut = self.client.register_script(_HGETALL_CUT)
 
     def _auth_failed(self, exc: redis.exceptions.AuthenticationError) -> StoreAuthFailed:
         """The words for a refused AUTH, logged as an error once per minute (every call
@@ -633,6 +683,17 @@ class RedisStore(Store):
     def hmget(self, name: str, *fields: str) -> list[str | None]:
         return list(self._run(self.client.hmget, name, list(fields))) if fields else []
 
+    def hgetall_cut(self, name: str, max_fields: int, limit: int) -> dict[str, str]:
+        flat = self._run(self._hgetall_cut, keys=[name], args=[max(0, max_fields),
+                                                                max(0, limit)])
+        return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+    def hmget_cut(self, name: str, fields: Sequence[str], limit: int) -> list[str | None]:
+        if not fields:
+            return []
+        found = self._run(self._hmget_cut, keys=[name], args=[max(0, limit), *fields])
+        return [None if value is None else str(value) for value in found]
+
     def hdel(self, name: str, *fields: str) -> None:
         if fields:
             self._run(self.client.hdel, name, *fields)
@@ -652,10 +713,14 @@ class RedisStore(Store):
                   args=[repr(float(score)), member, f"({float(keep_from)!r}",
                         self._px(ttl) or 0])
 
-    def zrange_by_score(self, name: str, low: float, high: float = float("inf")
-                        ) -> list[tuple[str, float]]:
+    def zrange_by_score(self, name: str, low: float, high: float = float("inf"), *,
+                        newest: int | None = None) -> list[tuple[str, float]]:
         top = "+inf" if high == float("inf") else repr(high)
-        found = self._run(self.client.zrangebyscore, name, repr(low), top, withscores=True)
+        if newest is not None:
+            found = self._run(self.client.zrevrangebyscore, name, top, repr(low), start=0,
+                              num=newest, withscores=True)[::-1]
+        else:
+            found = self._run(self.client.zrangebyscore, name, repr(low), top, withscores=True)
         return [(str(member), float(score)) for member, score in found]
 
     def zrem(self, name: str, *members: str) -> int:
@@ -836,6 +901,18 @@ class MemoryStore(Store):
             values = self._typed(name, dict) or {}
             return [values.get(field) for field in fields]
 
+    def hgetall_cut(self, name: str, max_fields: int, limit: int) -> dict[str, str]:
+        def cut(text: str) -> str:
+            return text.encode()[:max(0, limit)].decode("utf-8", "replace")
+
+        items = list(self.hgetall(name).items())[:max(0, max_fields)]
+        return {cut(k): cut(v) for k, v in items}
+
+    def hmget_cut(self, name: str, fields: Sequence[str], limit: int) -> list[str | None]:
+        found = self.hmget(name, *fields)
+        return [None if v is None else v.encode()[:max(0, limit)].decode("utf-8", "replace")
+                for v in found]
+
     def hdel(self, name: str, *fields: str) -> None:
         with self._lock:
             values = self._typed(name, dict) or {}
@@ -884,12 +961,13 @@ class MemoryStore(Store):
             self._drop_if_empty(name)
             self._written()
 
-    def zrange_by_score(self, name: str, low: float, high: float = float("inf")
-                        ) -> list[tuple[str, float]]:
+    def zrange_by_score(self, name: str, low: float, high: float = float("inf"), *,
+                        newest: int | None = None) -> list[tuple[str, float]]:
         with self._lock:
             held = self._typed(name, _Scores) or _Scores()
             found = [(m, at) for m, at in held.scores.items() if low <= at <= high]
-        return sorted(found, key=lambda item: (item[1], item[0]))
+        ordered = sorted(found, key=lambda item: (item[1], item[0]))
+        return ordered if newest is None else ordered[max(0, len(ordered) - newest):]
 
     def zrem(self, name: str, *members: str) -> int:
         with self._lock:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from bot.diagnosis.causes import Cause
+from bot.diagnosis.names import is_dns1123_label
 from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,14 @@ ENTRY_TTL = 15 * 60.0
 REFRESH_AFTER = ENTRY_TTL / 3
 #: Clusters a root names at most (the rest are counted).
 MAX_NAMED = 10
+#: Other clusters an incident keeps at most (the root counts those it does not name)
+MAX_KEPT = 50
+#: Entries of the index read at most (anyone may add fields to it), and their size (bytes):
+#: a real entry is a few hundred bytes
+MAX_READ = 200
+MAX_ENTRY = 2048
+#: A thread link longer than this is no permalink (chat.getPermalink's are ~100 characters)
+MAX_LINK = 512
 
 #: (channel, ts) → the message's permalink, or None when Slack cannot say now.
 Linker = Callable[[str, str], str | None]
@@ -113,9 +122,12 @@ class SharedCauses:
                         cause.value, scope, exc)
 
     def entries(self, cause: Cause, scope: str, now: float) -> dict[str, SharedEntry]:
-        """Every cluster's live entry (this one's included), by cluster name; one HGETALL."""
+        """Every cluster's live entry (this one's included), by cluster name: one bounded read
+        (at most `MAX_READ` entries of at most `MAX_ENTRY` bytes; an entry cut short is not
+        JSON any more, so it is not shown)."""
         live: dict[str, SharedEntry] = {}
-        for cluster, raw in self.fleet.hgetall(self.key(cause, scope)).items():
+        index = self.fleet.hgetall_cut(self.key(cause, scope), MAX_READ, MAX_ENTRY)
+        for cluster, raw in index.items():
             entry = SharedEntry.from_json(raw)
             if entry is not None and now - entry.seen_at < self.ttl:
                 live[cluster] = entry
@@ -123,5 +135,15 @@ class SharedCauses:
 
 
 def elsewhere(entries: dict[str, SharedEntry], cluster: str) -> dict[str, str]:
-    """The other clusters (name → thread permalink, "" when unknown), as a root shows them."""
-    return {name: e.permalink for name, e in sorted(entries.items()) if name != cluster}
+    """The other clusters (name → thread permalink, "" when unknown), as a root shows them.
+
+    The index is written by every agent of the shared Redis, and anyone who can write to it:
+    only names that are cluster names (DNS-1123 labels, as CLUSTER_NAME is) count, at most
+    `MAX_KEPT` of them (the root names `MAX_NAMED` and counts the rest; the incident keeps
+    this map, so a flood of fake clusters would otherwise grow every shared incident's record
+    and its edits without end), and a link longer than any permalink is dropped (whether it
+    is a Slack permalink at all is decided where it becomes a link, bot/slack/text.py)."""
+    others = [(name, e) for name, e in sorted(entries.items())
+              if name != cluster and is_dns1123_label(name)]
+    return {name: (e.permalink if len(e.permalink) <= MAX_LINK else "")
+            for name, e in others[:MAX_KEPT]}

@@ -125,6 +125,10 @@ end
 return 0
 """
 
+#: the largest body an entry may carry (characters): Slack's requests are a few kB, a modal's
+#: view state perhaps 100 kB; anything bigger is refused unread (no HMAC, no parse, no log)
+MAX_BODY = 1_000_000
+
 #: the `transport` of a bus entry that carries a Socket Mode request (HTTP entries have none)
 SOCKET_MODE: Final = "socket_mode"
 #: what an agent signature is computed over starts with this (Slack's starts with `v0:`)
@@ -209,7 +213,8 @@ class FleetBus:
     # -- presence (bot/routines/presence.py beats, bot/alerts/presence.py reads) ---------------
     def clusters(self) -> set[str]:
         """Every cluster that has reported this week or a channel names, and this one."""
-        return (set(cluster_presence(self.fleet)) | set(self.channel_clusters.values())
+        return (set(cluster_presence(self.fleet, self.clock()))
+                | set(self.channel_clusters.values())
                 | {self.cluster})
 
     def silent_for(self, cluster: str) -> float | None:
@@ -266,7 +271,15 @@ class FleetBus:
             if refusal is not None:
                 return Route("refused", "", _ack_text(refusal))
         elif payload.get("type") == "block_actions":
-            target = self._button_target(payload)
+            target, held_by = self._button_target(payload)
+            if held_by:
+                log.error("bus: a button's id is held by several clusters' stores (%s), none "
+                          "of them alone where the message was posted; not routed",
+                          ", ".join(held_by))
+                return self._refused(payload, "", Mrkdwn(
+                    "This button's incident is claimed by several clusters ({}), so nothing "
+                    "was sent: ask whoever runs the shared Redis to check it.").format(
+                    _names(held_by)))
         else:
             return Route("local", self.cluster)  # events: mentions are answered where they land
         if target is None or target == self.cluster:
@@ -318,29 +331,53 @@ class FleetBus:
         if reporting == [self.cluster]:
             return self.cluster, None  # no other cluster reports: this one is meant
         known = reporting
-        verb = words[0]
+        verb = words[0][:32]
         return None, str(Mrkdwn("⚠️ Several clusters answer here: {}. Say which, e.g. {} or "
                                 "`--cluster NAME`.").format(
-            ", ".join(known), code(f"/imagepull {verb} {known[0]}/NAMESPACE/POD")))
+            _names(known), code(f"/imagepull {verb} {known[0]}/NAMESPACE/POD")))
 
-    def _button_target(self, payload: Mapping[str, Any]) -> str | None:
+    def _button_target(self, payload: Mapping[str, Any]) -> tuple[str | None, list[str]]:
         """The cluster whose store holds the button's incident or approval request (the ids
-        are the bot's own formats; a value that is neither runs here and is refused there)."""
+        are the bot's own formats; a value that is neither runs here and is refused there),
+        and, when that cannot be said, the clusters that claim it.
+
+        Anyone who can write to the shared Redis can copy B's incident record under another
+        cluster's prefix, to have B's clicks (Slack's signed request, with its response_url
+        that may rewrite the alert) delivered to a consumer of theirs. So the holder must be
+        where the pressed message is: the record's channel and ts (an incident's root, an
+        approval request's message) are the signed payload's. Among the holders, this
+        agent's own store is asked first (a copy elsewhere cannot take a click it received);
+        one other matching holder gets it; several (a copy down to channel and ts) get
+        nothing: the click is refused in words and logged, never guessed."""
         actions = payload.get("actions")
         value = actions[0].get("value") if isinstance(actions, list) and actions and \
             isinstance(actions[0], dict) else None
         if not isinstance(value, str):
-            return None
+            return None, []
         kind = ("incident" if INCIDENT_ID.fullmatch(value) else
                 "approval" if REQUEST_ID.fullmatch(value) else None)
         if kind is None:
-            return None
-        candidates = [self.cluster, *sorted(self.clusters() - {self.cluster})]
-        for cluster in candidates:
+            return None, []
+        where = _pressed(payload)
+        ts_field = "thread_ts" if kind == "incident" else "message_ts"
+        holders: list[str] = []
+        matching: list[str] = []
+        for cluster in [self.cluster, *sorted(self.clusters() - {self.cluster})]:
             store = self.fleet.of_cluster(cluster)
-            if store.hmget(store.key(kind, value), "id")[0] is not None:
-                return cluster
-        return None
+            found, channel, ts = store.hmget_cut(store.key(kind, value),
+                                                 ("id", "channel", ts_field), 64)
+            if found is None:
+                continue
+            holders.append(cluster)
+            if channel == where[0] and ts in where[1:]:
+                if cluster == self.cluster:
+                    return cluster, []
+                matching.append(cluster)
+        if len(holders) == 1:
+            return holders[0], []  # one holder: where it is (an ephemeral message has no ts)
+        if len(matching) == 1:
+            return matching[0], []
+        return (None, []) if not holders else (None, holders)
 
     def send(self, cluster: str, body: bytes, *, timestamp: str, signature: str,
              content_type: str) -> str:
@@ -369,6 +406,28 @@ class FleetBus:
         log.info("bus: request sent to %s (%s, %s)", cluster, entry_id,
                  fields.get("transport", "http"))
         return str(entry_id)
+
+
+#: cluster names a message lists at most (the rest are counted)
+MAX_NAMED = 10
+
+
+def _names(names: list[str]) -> Mrkdwn:
+    """`a`, `b`, … and N more: names read from the shared Redis, escaped and bounded."""
+    shown = Mrkdwn(", ").join(code(name) for name in names[:MAX_NAMED])
+    more = len(names) - MAX_NAMED
+    return shown + Mrkdwn(" and {} more").format(more) if more > 0 else shown
+
+
+def _pressed(payload: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(channel, message ts, thread ts) of the message whose button was pressed, from the
+    signed payload ("" where it does not say)."""
+    container = payload.get("container")
+    container = container if isinstance(container, dict) else {}
+    message = payload.get("message")
+    message = message if isinstance(message, dict) else {}
+    return (str(container.get("channel_id") or ""), str(container.get("message_ts") or ""),
+            str(message.get("thread_ts") or ""))
 
 
 def _tell(url: str | None, text: str) -> None:
@@ -462,12 +521,21 @@ class BusConsumer:
         origin = fields.get("from", "?")[:64]
         refusal = self._authentic(fields)
         if refusal is not None:
-            log.warning("bus: entry %s (from %r) refused: %s; nothing was done", entry_id,
-                        origin, refusal)
+            log.warning("bus: entry %s (from %r) refused: %s; nothing was done",
+                        str(entry_id)[:64], origin, refusal)
             return self._outcome("refused_forged")
         payload = _payload(body, fields.get("content_type", ""))
         age = self.bus.clock() - int(timestamp)
+        key = self.bus.done_key(self.bus.cluster, request_id_of(signature))
         if age > SLACK_WINDOW:
+            # the request's state first: a genuine entry copied back into the stream after it
+            # ran (or after it was dropped and its person told) is a duplicate, never a second
+            # "nothing was done, send it again" to someone whose request did run
+            if not self.client.set(key, f"done {self.consumer} (stale)", nx=True,
+                                   px=int(DONE_TTL * 1000)):
+                log.info("bus: entry %s is an old request already handled (%s)", entry_id,
+                         key)
+                return self._outcome("duplicate")
             log.warning("bus: entry %s dropped: the request is %d s old (Slack's window is "
                         "%d s)", entry_id, age, SLACK_WINDOW)
             if age < RESPONSE_URL_LIFETIME:
@@ -476,7 +544,6 @@ class BusConsumer:
                     "window, so nothing was done. Send it again if it is still needed.").format(
                     _ago(age), code(self.bus.cluster))))
             return self._outcome("dropped_stale")
-        key = self.bus.done_key(self.bus.cluster, request_id_of(signature))
         state = self.lease(key)
         if state == "done":
             log.info("bus: entry %s already ran (%s)", entry_id, key)
@@ -544,6 +611,8 @@ class BusConsumer:
         if transport not in ("http", SOCKET_MODE):
             return f"unknown transport {transport[:32]!r}"
         what = "agent signature" if transport == SOCKET_MODE else "Slack signature"
+        if len(body) > MAX_BODY:  # no Slack request is this big: not worth an HMAC or a parse
+            return f"a body of {len(body)} characters (at most {MAX_BODY})"
         if not self.signing_secret or not timestamp.isdigit() or len(timestamp) > 15:
             return f"no valid {what}"
         if transport == SOCKET_MODE:

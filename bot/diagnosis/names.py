@@ -13,18 +13,21 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
+#: (checked with `fullmatch`: `$` also matches before a trailing newline, so `match` let
+#: "prod\n" pass as a name)
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
 
 
 def is_dns1123_label(value: str) -> bool:
     """Lower-case letters, digits and '-', starting and ending alphanumeric, at most 63."""
-    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.match(value) is not None
+    return len(value) <= DNS1123_LABEL_MAX and DNS1123_LABEL.fullmatch(value) is not None
 
 
 def is_dns1123_subdomain(value: str) -> bool:
     """Dot-separated DNS-1123 labels, at most 253 characters."""
-    return len(value) <= DNS1123_SUBDOMAIN_MAX and DNS1123_SUBDOMAIN.match(value) is not None
+    return (len(value) <= DNS1123_SUBDOMAIN_MAX
+            and DNS1123_SUBDOMAIN.fullmatch(value) is not None)
 
 
 class InvalidName(ValueError):

@@ -20,11 +20,14 @@ from collections.abc import Callable
 from bot import __version__
 from bot.alerts.presence import (
     CLUSTERS_KEPT,
+    MAX_CLUSTERS,
+    MAX_FIELD,
     PRESENCE_TTL,
     clusters_key,
     presence_key,
     silent_after,
 )
+from bot.diagnosis.names import is_dns1123_label
 from bot.kube.client import KubeClient, KubeError
 from bot.store import Store
 
@@ -121,7 +124,7 @@ class Heartbeat:
         """Another cluster beating under our name (a different uid, beating recently)."""
         if uid is None:
             return
-        other, beat = self.store.hmget(key, "uid", "heartbeat_at")
+        other, beat = self.store.hmget_cut(key, ("uid", "heartbeat_at"), MAX_FIELD)
         try:
             recent = beat is not None and now - float(beat) <= silent_after(self.interval)
         except ValueError:
@@ -138,7 +141,8 @@ class Heartbeat:
         if self.cluster != DEFAULT_CLUSTER_NAME:
             return
         others = [name for name, _ in self.store.zrange_by_score(
-            clusters_key(self.store), now - PRESENCE_TTL) if name != self.cluster]
+            clusters_key(self.store), now - PRESENCE_TTL, newest=MAX_CLUSTERS)
+            if name != self.cluster and is_dns1123_label(name)]
         if others:
             self._warn("default",
                        "CLUSTER_NAME is not set (it is %r) and other clusters (%s) share this "

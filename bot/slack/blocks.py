@@ -44,6 +44,7 @@ from bot.slack.text import (
     cut,
     date,
     escape,
+    is_permalink,
     permalink,
     plain,
     sentence,
@@ -270,10 +271,11 @@ def elsewhere_line(clusters: dict[str, str]) -> Mrkdwn:
     """"Also failing in: prod-us, staging", each name linking to that cluster's thread (issue
     13: one registry outage seen by several clusters). Names are configuration of other
     agents, read from the shared store: escaped like any text; a link that is not a Slack
-    permalink is not made a link."""
+    permalink is not shown at all (as code it would still be a URL someone wrote, beside a
+    name that looks like ours)."""
     names = sorted(clusters)
-    shown = [permalink(clusters[name], name) if clusters[name] else M("{}").format(name)
-             for name in names[:MAX_NAMED_CLUSTERS]]
+    shown = [permalink(clusters[name], name) if is_permalink(clusters[name])
+             else M("{}").format(name) for name in names[:MAX_NAMED_CLUSTERS]]
     line = M(":link: Also failing in: ") + M(", ").join(shown)
     if len(names) > MAX_NAMED_CLUSTERS:
         line += M(" …and {} more").format(len(names) - MAX_NAMED_CLUSTERS)

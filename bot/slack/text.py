@@ -34,8 +34,8 @@ from typing import Any
 
 from bot.diagnosis.markup import BACKTICK_LOOKALIKE, outside_span, span_body
 
-__all__ = ["BACKTICK_LOOKALIKE", "Mrkdwn", "code", "code_block", "cut", "date", "escape", "literal",
-           "permalink", "plain", "sentence", "user", "usergroup"]
+__all__ = ["BACKTICK_LOOKALIKE", "Mrkdwn", "code", "code_block", "cut", "date", "escape",
+           "is_permalink", "literal", "permalink", "plain", "sentence", "user", "usergroup"]
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -162,16 +162,37 @@ _PERMALINK = re.compile(r"https://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.slack(?:-go
                         r"[A-Za-z0-9/?=&._%-]*")
 
 
+#: a permalink is short (chat.getPermalink: host, channel, `p` + ts, `?thread_ts=…&cid=…`)
+MAX_PERMALINK = 512
+
+
+def is_permalink(url: object) -> bool:
+    """A Slack message permalink as chat.getPermalink answers it: https, on Slack's own host,
+    no markup, short. What another cluster's agent wrote as its thread's link (the fleet's
+    shared causes) is made a link only when this holds."""
+    text = str(url)
+    return len(text) <= MAX_PERMALINK and _PERMALINK.fullmatch(text) is not None
+
+
 def permalink(url: object, label: object) -> Mrkdwn:
     """A live link to a Slack message (a permalink on Slack's own host, as chat.getPermalink
     answers); any other URL is shown as code, never as a link someone could disguise."""
     text = str(url)
-    if not _PERMALINK.fullmatch(text):
+    if not is_permalink(text):
         return code(text)
     return Mrkdwn(f"<{text.replace('&', '&amp;')}|{literal(label)}>")
 
 
+#: `date` shows epochs in [0, this] (year 9999): `time.gmtime` raises past it, and a
+#: timestamp read from the shared Redis may be anything
+MAX_EPOCH = 253_402_300_799
+
+
 def date(epoch: float) -> Mrkdwn:
-    """Slack renders this in each reader's time zone; the fallback is UTC."""
+    """Slack renders this in each reader's time zone; the fallback is UTC. An epoch no clock
+    could have said (negative, NaN, past year 9999: a value someone wrote) is "an unknown
+    time", never an exception in the middle of a message."""
+    if not 0 <= epoch <= MAX_EPOCH:  # NaN fails both comparisons
+        return Mrkdwn("an unknown time")
     fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
     return Mrkdwn(f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>")

@@ -216,16 +216,15 @@ def test_hostile_cluster_names_are_escaped(
     other.tick(T0 + 10)
     eu.observe(dns_outage(host, "web", 1))
     eu.tick(T0 + 20)
-    line = also_line(root(slack, eu.channel))
-    assert line is not None
-    assert "<!channel>" not in line and "<https://evil" not in line and "`" not in line
-    assert "&lt;!channel&gt;" in line
+    # a name that is no cluster name (CLUSTER_NAME is a DNS-1123 label) is not shown at all
+    # (tests/security/test_fleet_hostile.py: markup, 1 MB names, a flood of fake clusters)
+    assert also_line(root(slack, eu.channel)) is None
 
 
 def test_a_forged_link_is_not_made_a_link(
         slack: SlackStandIn, store: RedisStore, host: str) -> None:
-    """The index is written by other agents: a link that is not a Slack permalink is shown as
-    code, never as a link whose text could disguise it."""
+    """The index is written by other agents: a link that is not a Slack permalink is not
+    shown (as code it would still be a URL someone else wrote): the cluster's name is."""
     fleet = store.fleet()
     key = store.fleet().key("shared", Cause.DNS_FAILURE.value, host)
     fleet.hset(key, {"prod-us": json.dumps({
@@ -235,7 +234,7 @@ def test_a_forged_link_is_not_made_a_link(
     eu.observe(dns_outage(host, "web"))
     eu.tick(T0 + 10)
     line = also_line(root(slack, eu.channel))
-    assert line is not None and "<https://evil" not in line and "`https://evil" in line
+    assert line is not None and "evil" not in line and "prod-us" in line, line
 
 
 def test_a_dead_clusters_entry_ages_out(

@@ -83,7 +83,7 @@ def test_every_replica_beats_and_the_reader_sees_each_cluster(
     for heartbeat in (eu_a, eu_b, us_a):
         heartbeat.run()
 
-    found = cluster_presence(store)
+    found = cluster_presence(store, clock.now)
     assert {eu, us} <= set(found)
     first = found[eu]
     assert (first.version, first.replicas, first.open_incidents) == ("1.2.3", 2, 2)
@@ -103,7 +103,7 @@ def test_every_replica_beats_and_the_reader_sees_each_cluster(
     assert read_presence(store, eu).replicas == 1
     assert "replica:eu-b" not in store.hgetall(presence_key(store, eu))
     # prod-us has not beaten for 50 s: silent, by how long
-    us_now = cluster_presence(store)[us]
+    us_now = cluster_presence(store, clock.now)[us]
     assert us_now.silent_for(clock.now) == 50 and not us_now.reporting(clock.now, 15.0)
 
 
@@ -113,7 +113,7 @@ def test_a_cluster_whose_hash_expired_is_still_listed_as_silent(
     gone = cluster(names, "staging")
     beat(store, gone, "a", clock).run()
     store.delete(presence_key(store, gone))  # what the hour's TTL does
-    presence = cluster_presence(store)[gone]
+    presence = cluster_presence(store, clock.now)[gone]
     assert presence.heartbeat_at == clock.now  # from the fleet's list of clusters
     assert presence.replicas is None
     assert presence.silent_for(clock.now + 7200) == 7200
@@ -302,7 +302,7 @@ def test_one_silence_rule_for_clusters_and_routing_from_the_clusters_own_interva
     start = clock.now
     for age, silent in ((threshold - 1, False), (threshold + 1, True)):
         clock.now = start + age
-        presence = cluster_presence(store)[slow]
+        presence = cluster_presence(store, clock.now)[slow]
         text, _ = clusters_message({slow: presence}, clock.now, 15.0)
         assert text == f"1 cluster(s), {int(silent)} silent", (age, text)
         assert bus.silent_for(slow) == (age if silent else None), age
