@@ -16,7 +16,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 #: the label value for every name a `BoundedLabels` does not keep
 OTHER = "other"
-#: the outcomes of a bus entry at the consumer (bot/chatops/bus.py), each a series from the start
+#: the outcomes of a bus entry at the consumer (bot/chatops/bus/), each a series from the start
 BUS_OUTCOMES = ("executed", "refused_forged", "dropped_stale", "duplicate")
 
 
@@ -62,7 +62,7 @@ class Metrics:
             "imagepull_bot_approval_decisions_total",
             "Remediation requests and decisions, by outcome", ["outcome"],
             registry=self.registry)
-        # several clusters (issue 13, bot/chatops/bus.py)
+        # several clusters (issue 13, bot/chatops/bus/)
         self.bus_sent = Counter(
             "imagepull_bot_bus_requests_sent_total",
             "Slack requests routed to another cluster's stream, by target cluster (names that "

@@ -3,7 +3,7 @@
 Two scenario clusters (prod-eu, prod-us), each with its own agent built exactly as `python -m
 bot serve` builds it (`build_runtime`, `build_bolt_app`, `make_http_server`: the bus, presence
 and shared causes come with it), one Redis they share, and one Slack stand-in whose Request URL
-reaches prod-eu's agent (Slack hands every request to one endpoint; bot/chatops/bus.py routes
+reaches prod-eu's agent (Slack hands every request to one endpoint; bot/chatops/bus/ routes
 it). The story: a registry outage hits both clusters (two alerts that name and link each
 other), `/imagepull clusters`, a diagnose for prod-us received by prod-eu, a Rollout restart on
 prod-us's alert pressed through prod-eu (prod-us's approvers decide; one PATCH), then prod-us's

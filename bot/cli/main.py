@@ -442,7 +442,7 @@ def run_socket(args: argparse.Namespace, settings: Settings) -> int:
     _stop_on_sigterm()
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
     # several clusters: routes requests for other clusters like `serve`, and joins this
-    # cluster's bus consumer group (both need SLACK_SIGNING_SECRET; see bot/chatops/bus.py)
+    # cluster's bus consumer group (both need SLACK_SIGNING_SECRET; see bot/chatops/bus/)
     handler = socket_mode_handler(bolt, runtime, app_token)
     try:
         ops_thread.start()

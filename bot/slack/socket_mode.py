@@ -55,7 +55,7 @@ RECONNECT_SPACING = 1.0
 
 #: Several clusters (issue 13): an envelope's payload -> None to run it here, or the ack body
 #: (JSON text, "" for a bare ack) when it was routed to another cluster's agent or refused in
-#: words. bot/server.py `socket_mode_handler` builds it on bot/chatops/bus.py's routing.
+#: words. bot/server.py `socket_mode_handler` builds it on bot/chatops/bus/'s routing.
 Router = Callable[[dict[str, Any]], str | None]
 
 

@@ -5,7 +5,7 @@ stand-in, tests/support/fleet.py), but the agents run as `python -m bot socket` 
 replica holds its own connection to the one Slack app's Socket Mode stand-in
 (bot/sim/socket_mode.py), and the stand-in delivers each envelope to the connection the test
 names, as Slack picks one at random. Slack signs nothing sent over a socket, so what crosses is
-the payload under the receiving agent's signature (bot/chatops/bus.py); what each cluster did is
+the payload under the receiving agent's signature (bot/chatops/bus/); what each cluster did is
 counted at its own scenario cluster, what people were told at the Slack stand-in.
 """
 

@@ -79,7 +79,7 @@ def test_the_bus_exists_with_redis_only(tmp_path: Path) -> None:
 def test_a_command_for_another_cluster_that_could_not_be_routed_says_what_is_missing(
         tmp_path: Path, env: dict[str, str], says: str) -> None:
     """The listener sees a command naming another cluster only when routing could not send
-    it (bot/chatops/bus.py routes HTTP and Socket Mode alike): it refuses in words that name
+    it (bot/chatops/bus/ routes HTTP and Socket Mode alike): it refuses in words that name
     what to set. Dispatched as Slack's Socket Mode delivers it, through the real Bolt app."""
     with SimCluster() as sim, SlackStandIn() as slack:
         settings = Settings(CLUSTER_NAME="solo", SLACK_BOT_TOKEN=slack.token,  # type: ignore[call-arg]
