@@ -555,12 +555,18 @@ class SlowProxy:
         self.stop()
 
 
+#: the sockets behind `closed_port`, held bound for the life of the test process
+_HELD_CLOSED: list[socket.socket] = []
+
+
 def closed_port() -> int:
     """A loopback port with no listener: connecting to it is refused (ECONNREFUSED).
 
-    The port is bound (never listened on) and released, so nothing holds it; another process
-    could take it in between, which is vanishingly unlikely within one test.
+    The port stays bound (never listened on) until the test process ends, so no other
+    server can take it: released at once, it was taken within the same test by a server of
+    another xdist worker binding port 0 (a token stub answered 404 where a refusal was due).
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((LOOPBACK, 0))
+    _HELD_CLOSED.append(sock)
+    return int(sock.getsockname()[1])
