@@ -175,7 +175,8 @@ _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
         Cause.PLATFORM_MISMATCH,
         _rx(
             r"no match for (?:current )?platform\b[^:\"\n]*?in manifest"
-            r"|no matching manifest for \S+ in the manifest list entries"
+            # dockerd on Windows names the OS build too: 'windows/amd64 10.0.17763'
+            r"|no matching manifest for \S+(?: [\d.]+)? in the manifest list entries"
             r"|no image found in manifest list for architecture [^,\"]*"
             r"|no supported platform found in manifest list"
             r"|image operating system \\?\"\w+\\?\" cannot be used on this platform"
@@ -215,6 +216,13 @@ _AMBIGUOUS_DENIED_RX: Final = _rx(
 )
 # ECR (and Nexus) say this when no credentials were sent at all: that is not ambiguous.
 _NO_CREDENTIALS_RX: Final = _rx(r"no basic auth credentials")
+# GCR / Artifact Registry put their own verdict after dockerd's "pull access denied" wrapper:
+# the credentials were read and lack permission. That is not ambiguous either.
+_EXPLICIT_FORBIDDEN_RX: Final = _rx(
+    r"denied: Permission denied for \\?\"[^\"\\]*\\?\""
+    r"|denied: Permission \\?\"[^\"\\]*\\?\" denied"
+    r"|denied: Caller does not have permission"
+)
 
 _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
     # A registry that refuses to hand out even an anonymous token (403 on the token endpoint,
@@ -401,6 +409,15 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             # the kubelet gave up on a transfer that made no progress (its pull deadline):
             # the request to the registry stalled
             r"|(?:Get|Head) \\?\"?https?://\S+?\\?\"?: context canceled"
+            # the same deadline said by the runtime (containerd's image_pull_progress_timeout,
+            # dockershim's image-pull-progress-deadline): only as the last word of the error,
+            # so a cancellation wrapped around another cause never hides it
+            r"|because of no progress in \S+"
+            r"|(?:desc = |: )context canceled(?=[\s\\\"\]]*$)"
+            # the bytes that arrived do not add up to what the manifest promised: the
+            # transfer was cut or altered on the way (a proxy, a flaky link, a broken mirror)
+            r"|unexpected commit size \d+, expected \d+"
+            r"|failed size validation: \d+ != \d+"
         ),
     ),
 )
@@ -445,6 +462,9 @@ def _classify_error(text: str) -> TextClass | None:
             # "pull access denied ...: authorization failed: no basic auth credentials" (ECR):
             # the registry did say why - nothing was sent.
             return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase=_phrase(no_creds))
+        permission = _EXPLICIT_FORBIDDEN_RX.search(text)
+        if permission:
+            return TextClass(Cause.FORBIDDEN, ambiguous_denied=False, phrase=_phrase(permission))
         return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=True, phrase=_phrase(ambiguous))
 
     for rules in (_ACCESS_RULES, _NOT_FOUND_RULES, _CONNECTIVITY_RULES):
