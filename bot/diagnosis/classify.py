@@ -402,8 +402,9 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             r"|unexpected EOF"
             # the registry itself failing (an outage, an overloaded proxy or mirror): shared
             # by everyone pulling from it, and the kubelet's retries pick it up once it heals
-            r"|\b50[0234] (?:Internal Server Error|Bad Gateway|Service Unavailable"
-            r"|Gateway Timeout)\b"
+            # (CRI-O's containers/image brackets the reason: '500 (Internal Server Error)')
+            r"|\b50[0234] \(?(?:Internal Server Error|Bad Gateway|Service Unavailable"
+            r"|Gateway Timeout)\b\)?"
             r"|: (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\s*$"
             r"|(?:Get|Head|Post) \\?\"?https?://\S+?\\?\"?: EOF\b"
             # the kubelet gave up on a transfer that made no progress (its pull deadline):
