@@ -214,8 +214,11 @@ _AMBIGUOUS_DENIED_RX: Final = _rx(
     r"|denied: requested access to the resource is denied"
     r"|insufficient_scope: (?:authorization failed)?"
 )
-# ECR (and Nexus) say this when no credentials were sent at all: that is not ambiguous.
-_NO_CREDENTIALS_RX: Final = _rx(r"no basic auth credentials")
+# ECR (and Nexus) say why the credentials failed: none were sent at all, or ECR's 12-hour
+# token was sent after it expired. Either way the registry did say why: not ambiguous.
+_CREDENTIALS_VERDICT_RX: Final = _rx(
+    r"no basic auth credentials|Your authorization token has expired"
+)
 # GCR / Artifact Registry put their own verdict after dockerd's "pull access denied" wrapper:
 # the credentials were read and lack permission. That is not ambiguous either.
 _EXPLICIT_FORBIDDEN_RX: Final = _rx(
@@ -294,6 +297,7 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
         _rx(
             r"\b401\s*\(?Unauthorized\)?"
             r"|no basic auth credentials"
+            r"|Your authorization token has expired"
             r"|unauthorized: (?:authentication required|incorrect username or password"
             r"|access to the requested resource is not authorized)"
             r"|invalid username/password"
@@ -458,11 +462,11 @@ def _classify_error(text: str) -> TextClass | None:
 
     ambiguous = _AMBIGUOUS_DENIED_RX.search(text)
     if ambiguous:
-        no_creds = _NO_CREDENTIALS_RX.search(text)
-        if no_creds:
+        verdict = _CREDENTIALS_VERDICT_RX.search(text)
+        if verdict:
             # "pull access denied ...: authorization failed: no basic auth credentials" (ECR):
-            # the registry did say why - nothing was sent.
-            return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase=_phrase(no_creds))
+            # the registry did say why - nothing was sent (or an expired ECR token was).
+            return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase=_phrase(verdict))
         permission = _EXPLICIT_FORBIDDEN_RX.search(text)
         if permission:
             return TextClass(Cause.FORBIDDEN, ambiguous_denied=False, phrase=_phrase(permission))
