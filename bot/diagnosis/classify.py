@@ -234,7 +234,8 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         Cause.AUTH_REQUIRED,
         _rx(
-            r"failed to fetch anonymous token: [^\n]*?\b403\b(?: Forbidden)?"
+            # (a pasted event may be wrapped over lines, so the status can sit on the next one)
+            r"failed to fetch anonymous token:\s[^\"]{0,400}?\b403\b(?: Forbidden)?"
             r"|Requesting bear(?:er)? token: invalid status code from registry 403"
             r"(?: \(Forbidden\))?"
             r"|Unauthenticated request[^\"\n]*"
