@@ -1,8 +1,9 @@
 """Tests for bot.diagnosis.classify, driven by a corpus of real kubelet/runtime messages.
 
-The corpus (tests/data/kubelet_messages.yaml) is the specification: each entry is a message
-somebody actually saw, with the cause it must map to. Focused tests below pin down the
-ordering rules and the helper functions.
+The corpus (tests/data/kubelet_messages.yaml, plus the batch in
+tests/data/kubelet_messages_public.yaml whose sources are full bug-report URLs) is the
+specification: each entry is a message somebody actually saw, with the cause it must map to.
+Focused tests below pin down the ordering rules and the helper functions.
 """
 
 from __future__ import annotations
