@@ -175,7 +175,8 @@ _LOCAL_RULES: Final[tuple[_Rule, ...]] = (
         Cause.PLATFORM_MISMATCH,
         _rx(
             r"no match for (?:current )?platform\b[^:\"\n]*?in manifest"
-            r"|no matching manifest for \S+ in the manifest list entries"
+            # dockerd on Windows names the OS build too: 'windows/amd64 10.0.17763'
+            r"|no matching manifest for \S+(?: [\d.]+)? in the manifest list entries"
             r"|no image found in manifest list for architecture [^,\"]*"
             r"|no supported platform found in manifest list"
             r"|image operating system \\?\"\w+\\?\" cannot be used on this platform"
@@ -213,8 +214,18 @@ _AMBIGUOUS_DENIED_RX: Final = _rx(
     r"|denied: requested access to the resource is denied"
     r"|insufficient_scope: (?:authorization failed)?"
 )
-# ECR (and Nexus) say this when no credentials were sent at all: that is not ambiguous.
-_NO_CREDENTIALS_RX: Final = _rx(r"no basic auth credentials")
+# ECR (and Nexus) say why the credentials failed: none were sent at all, or ECR's 12-hour
+# token was sent after it expired. Either way the registry did say why: not ambiguous.
+_CREDENTIALS_VERDICT_RX: Final = _rx(
+    r"no basic auth credentials|Your authorization token has expired"
+)
+# GCR / Artifact Registry put their own verdict after dockerd's "pull access denied" wrapper:
+# the credentials were read and lack permission. That is not ambiguous either.
+_EXPLICIT_FORBIDDEN_RX: Final = _rx(
+    r"denied: Permission denied for \\?\"[^\"\\]*\\?\""
+    r"|denied: Permission \\?\"[^\"\\]*\\?\" denied"
+    r"|denied: Caller does not have permission"
+)
 
 _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
     # A registry that refuses to hand out even an anonymous token (403 on the token endpoint,
@@ -223,7 +234,8 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         Cause.AUTH_REQUIRED,
         _rx(
-            r"failed to fetch anonymous token: [^\n]*?\b403\b(?: Forbidden)?"
+            # (a pasted event may be wrapped over lines, so the status can sit on the next one)
+            r"failed to fetch anonymous token:\s[^\"]{0,400}?\b403\b(?: Forbidden)?"
             r"|Requesting bear(?:er)? token: invalid status code from registry 403"
             r"(?: \(Forbidden\))?"
             r"|Unauthenticated request[^\"\n]*"
@@ -286,6 +298,7 @@ _ACCESS_RULES: Final[tuple[_Rule, ...]] = (
         _rx(
             r"\b401\s*\(?Unauthorized\)?"
             r"|no basic auth credentials"
+            r"|Your authorization token has expired"
             r"|unauthorized: (?:authentication required|incorrect username or password"
             r"|access to the requested resource is not authorized)"
             r"|invalid username/password"
@@ -394,13 +407,23 @@ _CONNECTIVITY_RULES: Final[tuple[_Rule, ...]] = (
             r"|unexpected EOF"
             # the registry itself failing (an outage, an overloaded proxy or mirror): shared
             # by everyone pulling from it, and the kubelet's retries pick it up once it heals
-            r"|\b50[0234] (?:Internal Server Error|Bad Gateway|Service Unavailable"
-            r"|Gateway Timeout)\b"
+            # (CRI-O's containers/image brackets the reason: '500 (Internal Server Error)')
+            r"|\b50[0234] \(?(?:Internal Server Error|Bad Gateway|Service Unavailable"
+            r"|Gateway Timeout)\b\)?"
             r"|: (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\s*$"
             r"|(?:Get|Head|Post) \\?\"?https?://\S+?\\?\"?: EOF\b"
             # the kubelet gave up on a transfer that made no progress (its pull deadline):
             # the request to the registry stalled
             r"|(?:Get|Head) \\?\"?https?://\S+?\\?\"?: context canceled"
+            # the same deadline said by the runtime (containerd's image_pull_progress_timeout,
+            # dockershim's image-pull-progress-deadline): only as the last word of the error,
+            # so a cancellation wrapped around another cause never hides it
+            r"|because of no progress in \S+"
+            r"|(?:desc = |: )context canceled(?=[\s\\\"\]]*$)"
+            # the bytes that arrived do not add up to what the manifest promised: the
+            # transfer was cut or altered on the way (a proxy, a flaky link, a broken mirror)
+            r"|unexpected commit size \d+, expected \d+"
+            r"|failed size validation: \d+ != \d+"
         ),
     ),
 )
@@ -440,11 +463,14 @@ def _classify_error(text: str) -> TextClass | None:
 
     ambiguous = _AMBIGUOUS_DENIED_RX.search(text)
     if ambiguous:
-        no_creds = _NO_CREDENTIALS_RX.search(text)
-        if no_creds:
+        verdict = _CREDENTIALS_VERDICT_RX.search(text)
+        if verdict:
             # "pull access denied ...: authorization failed: no basic auth credentials" (ECR):
-            # the registry did say why - nothing was sent.
-            return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase=_phrase(no_creds))
+            # the registry did say why - nothing was sent (or an expired ECR token was).
+            return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase=_phrase(verdict))
+        permission = _EXPLICIT_FORBIDDEN_RX.search(text)
+        if permission:
+            return TextClass(Cause.FORBIDDEN, ambiguous_denied=False, phrase=_phrase(permission))
         return TextClass(Cause.AUTH_REQUIRED, ambiguous_denied=True, phrase=_phrase(ambiguous))
 
     for rules in (_ACCESS_RULES, _NOT_FOUND_RULES, _CONNECTIVITY_RULES):

@@ -1,8 +1,9 @@
 """Tests for bot.diagnosis.classify, driven by a corpus of real kubelet/runtime messages.
 
-The corpus (tests/data/kubelet_messages.yaml) is the specification: each entry is a message
-somebody actually saw, with the cause it must map to. Focused tests below pin down the
-ordering rules and the helper functions.
+The corpus (tests/data/kubelet_messages.yaml, plus the batch in
+tests/data/kubelet_messages_public.yaml whose sources are full bug-report URLs) is the
+specification: each entry is a message somebody actually saw, with the cause it must map to.
+Focused tests below pin down the ordering rules and the helper functions.
 """
 
 from __future__ import annotations
@@ -24,14 +25,22 @@ from bot.diagnosis.classify import (
     pull_back_off_image,
 )
 
-CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "kubelet_messages.yaml"
+_DATA = Path(__file__).resolve().parents[1] / "data"
+CORPUS_PATH = _DATA / "kubelet_messages.yaml"
+# A second batch with the same schema, each source a full URL of a public bug report
+# (kubernetes, containerd, CRI-O, EKS, AKS, GKE, k3s, Docker Hub): kept apart so the batch
+# can be counted and re-checked against its sources on its own.
+PUBLIC_CORPUS_PATH = _DATA / "kubelet_messages_public.yaml"
 
 
 def _load_corpus() -> list[dict[str, Any]]:
-    with CORPUS_PATH.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    assert isinstance(data, list)
-    return data
+    entries: list[dict[str, Any]] = []
+    for path in (CORPUS_PATH, PUBLIC_CORPUS_PATH):
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        assert isinstance(data, list)
+        entries.extend(data)
+    return entries
 
 
 CORPUS = _load_corpus()
@@ -197,6 +206,52 @@ def test_missing_credentials_are_not_ambiguous_even_in_a_pull_access_denied_shap
     assert classify_text(text) == TextClass(
         Cause.AUTH_REQUIRED, ambiguous_denied=False, phrase="no basic auth credentials"
     )
+
+
+def test_registry_permission_verdict_inside_pull_access_denied_is_forbidden() -> None:
+    # dockerd wraps GCR's own answer in the ambiguous Docker Hub shape; the registry's words win.
+    text = (
+        "Error response from daemon: pull access denied for gcr.io/p/app, repository does not"
+        " exist or may require 'docker login': denied: Permission denied for \"1.0\" from"
+        ' request "/v2/p/app/manifests/1.0".'
+    )
+    assert classify_text(text) == TextClass(
+        Cause.FORBIDDEN, ambiguous_denied=False, phrase='denied: Permission denied for "1.0"'
+    )
+    # without the registry's verdict the shape stays ambiguous
+    bare = "Error response from daemon: pull access denied for gcr.io/p/app, repository does not"
+    result = classify_text(bare + " exist or may require 'docker login'")
+    assert result is not None and result.ambiguous_denied is True
+
+
+def test_context_canceled_is_a_stalled_pull_only_as_the_last_word() -> None:
+    stalled = (
+        'rpc error: code = Canceled desc = failed to pull and unpack image "a:1": context canceled'
+    )
+    assert _cause(stalled, "ErrImagePull") is Cause.NETWORK_UNREACHABLE
+    assert _cause("rpc error: code = Canceled desc = context canceled", "ErrImagePull") is (
+        Cause.NETWORK_UNREACHABLE
+    )
+    # a cancellation mentioned before the real cause does not hide it
+    wrapped = (
+        "rpc error: code = Unknown desc = context canceled while pulling: failed to resolve"
+        ' reference "a:1": unexpected status from HEAD request to https://r/v2/a/manifests/1:'
+        " 401 Unauthorized"
+    )
+    assert _cause(wrapped, "ErrImagePull") is Cause.AUTH_REQUIRED
+    # some other word after "context canceled" is not the deadline shape: unknown, not network
+    other = "rpc error: code = Unknown desc = context canceled by caller x"
+    assert _cause(other, "ErrImagePull") is Cause.UNKNOWN
+
+
+def test_truncated_layer_commit_is_network() -> None:
+    text = (
+        'failed commit on ref "layer-sha256:ab": unexpected commit size 5674492, expected 2312958:'
+        " unknown"
+    )
+    result = classify_text(text, "ErrImagePull")
+    assert result is not None and result.cause is Cause.NETWORK_UNREACHABLE
+    assert result.phrase == "unexpected commit size 5674492, expected 2312958"
 
 
 def test_denied_not_authorized_is_forbidden() -> None:
@@ -386,9 +441,11 @@ def test_failed_pull_image(text: str, image: str | None) -> None:
 
 
 def test_failed_pull_image_on_corpus_events() -> None:
-    # Every kubelet "Failed to pull image" event in the corpus names its image.
+    # Every kubelet "Failed to pull image" event in the corpus names its image (a reporter's
+    # blanked name, 'Failed to pull image ""', still reads as a pull failure: "" not None).
     events = [e for e in CORPUS if e["text"].startswith('Failed to pull image "')]
     assert len(events) >= 20
     for entry in events:
         image = failed_pull_image(entry["text"])
-        assert image and entry["text"].startswith(f'Failed to pull image "{image}"')
+        assert image is not None and entry["text"].startswith(f'Failed to pull image "{image}"')
+    assert sum(1 for e in events if failed_pull_image(e["text"])) >= 20

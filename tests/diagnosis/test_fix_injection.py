@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.security]
 
 MARK = "pwn"  # every hostile value carries it (any case)
 SECRET = "--kubeconfig=/tmp/PWN-secret"
-CORPUS = yaml.safe_load((Path(__file__).parents[1] / "data" / "kubelet_messages.yaml")
-                        .read_text())
+CORPUS = [entry for name in ("kubelet_messages.yaml", "kubelet_messages_public.yaml")
+          for entry in yaml.safe_load((Path(__file__).parents[1] / "data" / name).read_text())]
 _SEPARATORS = {"|", "||", "&&", ";", "(", ")", "<", ">", "<<"}
 
 

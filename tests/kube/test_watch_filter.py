@@ -14,6 +14,7 @@ from bot.kube.watch import PodSignal, pull_signal, stuck_pod_signal
 from bot.sim import factory
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kubelet_messages.yaml"
+PUBLIC_DATA = DATA.with_name("kubelet_messages_public.yaml")
 SCENARIOS = Path(__file__).resolve().parents[2] / "bot" / "sim" / "scenarios"
 NOW = datetime(2026, 11, 28, 15, 0, 0, tzinfo=UTC)
 IMAGE = "nginx:lates"
@@ -174,7 +175,8 @@ def test_events_k8s_io_dialect() -> None:
 
 
 def _corpus() -> list[dict[str, Any]]:
-    entries = yaml.safe_load(DATA.read_text(encoding="utf-8"))
+    entries = [e for path in (DATA, PUBLIC_DATA)
+               for e in yaml.safe_load(path.read_text(encoding="utf-8"))]
     return [e for e in entries if e.get("reason") in ("Failed", "BackOff", "Pulled")]
 
 
