@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bot.kube.client import KubeError
+from bot.kube.client import KubeError, KubeThrottled
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,8 @@ class Reflector:
                     self.resource_version = None
                     if self._expired_in_row > 1:  # expired again before any event: no spin
                         self._back_off(stop, "the watch expired again")
+                except KubeThrottled as exc:  # 429: no sooner than the server asked
+                    self._back_off(stop, str(exc), at_least=exc.retry_after)
                 except KubeError as exc:
                     self._back_off(stop, str(exc))
                 except Exception:
@@ -222,13 +224,14 @@ class Reflector:
         self._failing_since = None
         self.last_error = None
 
-    def _back_off(self, stop: threading.Event, why: str) -> None:
+    def _back_off(self, stop: threading.Event, why: str, at_least: float = 0.0) -> None:
         self.failures += 1
         self.last_error = why
         if self._failing_since is None:
             self._failing_since = time.monotonic()
         cap = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 30))
         delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        delay = max(delay, min(at_least, self.backoff_max))  # a 429's Retry-After
         level = logging.WARNING if self.failures in (1, 5) or self.failures % 20 == 0 else \
             logging.DEBUG
         log.log(level, "watch of %s interrupted (%s); reconnecting in %.2f s (attempt %d)",

@@ -137,6 +137,8 @@ class SimCluster(LoopbackService):
         self._listener = HTTPListener(host, "sim-cluster")
         self._down_503 = False
         self._up_timer: threading.Timer | None = None
+        #: API Priority and Fairness rejections still to hand out: [count, Retry-After, path]
+        self._throttles: list[tuple[list[int], int, re.Pattern[str] | None]] = []
 
         items: list[Path | Scenario] = []
         for s in scenarios:
@@ -254,6 +256,26 @@ class SimCluster(LoopbackService):
     def set_latency(self, path_pattern: str, seconds: float) -> None:
         """Delay every request whose path matches the regex (``re.search``) by ``seconds``."""
         self._latency.append((re.compile(path_pattern), seconds))
+
+    def throttle(self, count: int = 1, retry_after: int = 1, path: str | None = None) -> None:
+        """Reject the next ``count`` requests (whose path matches the regex, if given) as API
+        Priority and Fairness does when a priority level's queues are full: ``429`` with a
+        ``Retry-After`` header (whole seconds) and a plain-text body, not a Status
+        (kubernetes.io/docs/concepts/cluster-administration/flow-control/: "rejected with
+        HTTP 429 (Too Many Requests)"; the apiserver's filters/maxinflight.go
+        tooManyRequests writes the header and "Too many requests, please try again
+        later."). The requests are still recorded."""
+        with self._requests_lock:
+            self._throttles.append(([count], retry_after, re.compile(path) if path else None))
+
+    def _throttled(self, path: str) -> int | None:
+        """The Retry-After of an APF rejection due for this request, else None."""
+        with self._requests_lock:
+            for left, retry_after, pattern in self._throttles:
+                if left[0] > 0 and (pattern is None or pattern.search(path)):
+                    left[0] -= 1
+                    return retry_after
+        return None
 
     def clear_latency(self) -> None:
         self._latency.clear()
@@ -572,6 +594,17 @@ class _Handler(BaseHTTPRequestHandler):
                                           "the server is currently unable to handle the "
                                           "request").status())
             return
+        retry_after = self.cluster._throttled(path)
+        if retry_after is not None:
+            text = b"Too many requests, please try again later.\n"
+            self.send_response(429)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Retry-After", str(retry_after))
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+            return
         try:
             self._authenticate()
             self._route(path, query, content_type, raw, body)
@@ -724,6 +757,15 @@ class _Handler(BaseHTTPRequestHandler):
                 after = (ns, name)
             except (ValueError, KeyError, TypeError):
                 raise ApiError.bad_request("continue key is not valid") from None
+            if 0 <= token_rv < self.cluster.store.compacted_rv:
+                # The page's snapshot is gone (etcd compacts every 5 minutes by default, so a
+                # slow paginated list of a large cluster meets this): 410 with a token that
+                # goes on at the latest RV (the apiserver encodes RV -1 for it).
+                raw_fresh = json.dumps({"rv": -1, "after": [after[0], after[1]]})
+                raise ApiError.continue_expired(
+                    base64.urlsafe_b64encode(raw_fresh.encode()).decode())
+            if token_rv < 0:
+                token_rv = None  # the inconsistent continuation: the latest snapshot
         limit = int(q.get("limit") or 0)
         page = self.cluster.store.list_page(
             route.rt, route.namespace, pred, fields=fields, after=after, limit=max(limit, 0)
