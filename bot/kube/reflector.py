@@ -12,6 +12,9 @@ the hooks below, and the rules of talking to a real kube-apiserver stay in one p
   410 or, as the apiserver sends it, an ``ERROR`` event with a Status of ``code: 410`` inside a
   200 stream: relist, and the user reconciles what it held with what the list says. A second
   410 before any event backs off instead of spinning.
+* **Too large resource version** (a 504 ``ERROR`` whose cause is ``ResourceVersionTooLarge``:
+  the stored RV is beyond the server's, after an etcd restore or from an HA peer that lags):
+  relist, as for 410; waiting for an RV that may never come would leave the watch deaf.
 * **Bookmarks** move the RV forward without an object, so a reopen after a quiet hour does not
   start from an RV the apiserver has forgotten.
 * **Idle timeout.** ``stop`` is checked between events and at least every ``idle_timeout``
@@ -50,6 +53,15 @@ class Expired(Exception):
 
 class _StreamError(Exception):
     """The stream reported an error other than 410 (back off and reconnect)."""
+
+
+def _too_large(status: Mapping[str, Any]) -> bool:
+    """A Status saying the watch's RV is beyond the server's ("Too large resource version",
+    504 with the cause ResourceVersionTooLarge): a restored etcd, or an HA peer whose cache
+    lags. The stored RV may never come, so relist like client-go's reflector does."""
+    causes = (status.get("details") or {}).get("causes") or []
+    return any(isinstance(c, dict) and c.get("reason") == "ResourceVersionTooLarge"
+               for c in causes)
 
 
 class Reflector:
@@ -157,7 +169,8 @@ class Reflector:
                 except Expired:
                     self.relists += 1
                     self._expired_in_row += 1
-                    log.info("watch of %s expired (410 Gone): relisting", self.what)
+                    log.info("watch of %s expired (410 Gone) or is ahead of the server: "
+                             "relisting", self.what)
                     self.resource_version = None
                     if self._expired_in_row > 1:  # expired again before any event: no spin
                         self._back_off(stop, "the watch expired again")
@@ -257,7 +270,7 @@ class Reflector:
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     code = obj.get("code")
-                    if code == 410:
+                    if code == 410 or _too_large(obj):
                         raise Expired()
                     raise _StreamError(f"watch ERROR {code} {obj.get('reason')}: "
                                        f"{obj.get('message')}")

@@ -110,6 +110,7 @@ class SimCluster(LoopbackService):
         history_limit: int = 1000,
         bookmark_interval: float = 60.0,
         default_watch_timeout: float = 1800.0,
+        too_large_rv_wait: float = 3.0,
     ) -> None:
         self.store = Store(history_limit=history_limit)
         self.scenarios: list[Scenario] = []
@@ -119,6 +120,9 @@ class SimCluster(LoopbackService):
         self.host, self._port = host, port
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
+        #: how long a watch from an RV beyond the store's waits for it before the 504 (the
+        #: cacher's 3 s)
+        self.too_large_rv_wait = too_large_rv_wait
         self.requests: list[RecordedRequest] = []
         self._forbidden: set[tuple[str, str]] = set()
         self._rbac: list[dict[str, Any]] | None = None
@@ -827,13 +831,14 @@ class _Handler(BaseHTTPRequestHandler):
         initial: list[tuple[str, Obj]] = []
         watcher = None
         try:
+            self._wait_for_rv(rv)
             initial, watcher, last_rv = store.open_watch(
                 route.rt, route.namespace, pred or _everything, rv, fields=fields
             )
         except ApiError as exc:
-            if exc.code != 410:
+            if exc.code not in (410, 504):
                 raise
-            expired = exc  # the apiserver answers 200 and sends the 410 as an ERROR event
+            expired = exc  # the apiserver answers 200 and sends these as an ERROR event
             last_rv = 0
 
         self.send_response(200)
@@ -877,6 +882,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if watcher is not None:
                 store.close_watch(watcher)
+
+    def _wait_for_rv(self, rv: str | None) -> None:
+        """Block while the store has not reached a requested RV, then give up with the 504 the
+        apiserver sends for "Too large resource version"."""
+        try:
+            wanted = int(rv or 0)
+        except ValueError:
+            return  # open_watch answers the 400
+        store = self.cluster.store
+        deadline = time.monotonic() + self.cluster.too_large_rv_wait
+        while wanted > store.rv:
+            if time.monotonic() >= deadline:
+                raise ApiError.too_large_resource_version(wanted, store.rv)
+            time.sleep(0.02)
 
     def _watch_items(
         self, q: queue.SimpleQueue[Change | str], timeout: float, bookmarks: bool

@@ -136,6 +136,21 @@ class ApiError(Exception):
         return cls(410, "Expired", f"too old resource version: {requested} ({oldest})")
 
     @classmethod
+    def too_large_resource_version(cls, requested: int, current: int) -> ApiError:
+        """A watch from an RV the server has not reached (a restored etcd, or an HA peer whose
+        watch cache lags): after waiting for it, the apiserver's cacher gives up with this 504
+        (apimachinery errors.NewTooLargeResourceVersionError; kubernetes.io/docs/reference/
+        using-api/api-concepts/#resource-versions: an RV newer than the server's is answered
+        "504 Gateway Timeout" rather than served stale)."""
+        return cls(
+            504, "Timeout",
+            f"Timeout: Too large resource version: {requested}, current: {current}",
+            {"causes": [{"reason": "ResourceVersionTooLarge",
+                         "message": "Too large resource version"}],
+             "retryAfterSeconds": 1},
+        )
+
+    @classmethod
     def continue_expired(cls, fresh_token: str) -> ApiError:
         """A list page asked with a continue token whose snapshot was compacted away.
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import config
 
 from bot.kube.client import KubeClient, KubeThrottled, KubeUnreachable
 from bot.kube.watch import EventWatcher
@@ -170,3 +171,39 @@ def test_a_throttled_watch_reopens_no_sooner_than_retry_after(sim: SimCluster,
 def _watcher(kube: KubeClient, store: Store) -> EventWatcher:
     return EventWatcher(kube, store, lambda signal: None, idle_timeout=0.5,
                         backoff_base=0.05, backoff_max=5.0)
+
+
+# -- a resourceVersion beyond the server's --------------------------------------------------------
+
+def test_sim_watch_from_a_future_rv_is_a_504_error_event() -> None:
+    with SimCluster(too_large_rv_wait=0.1) as sim:
+        code, _, body = _get(sim, "/api/v1/namespaces/shop/pods?watch=true&resourceVersion=999")
+    assert code == 200  # the cacher answers inside the stream, like 410
+    (line,) = body.decode().splitlines()
+    event = json.loads(line)
+    status = event["object"]
+    assert event["type"] == "ERROR"
+    assert (status["code"], status["reason"]) == (504, "Timeout")
+    assert status["message"].startswith("Timeout: Too large resource version: 999, current: ")
+    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+
+
+def test_a_stored_rv_beyond_the_server_relists(tmp_path: Any) -> None:
+    """A bot resuming from Redis after the cluster's etcd was restored (its RV went back):
+    the watch relists instead of waiting forever for an RV that may never come."""
+    with SimCluster(too_large_rv_wait=0.1) as sim, redis_store() as store:
+        api = config.new_client_from_config(
+            config_file=str(sim.write_kubeconfig(tmp_path / "kc")))
+        watcher = _watcher(KubeClient(api), store)
+        store.put(watcher.rv_key, "999999")
+        watcher.start()
+        try:
+            _wait(lambda: watcher.relists >= 1 and len(sim.store.watchers) >= 1)
+            watches = [r for r in sim.requests_matching("GET", "/events$")
+                       if r.param("watch")]
+            assert watches[0].param("resourceVersion") == "999999"
+            assert int(watches[-1].param("resourceVersion") or 0) <= sim.store.rv
+            assert watcher.health()[0]
+        finally:
+            watcher.stop()
+            api.close()
