@@ -598,19 +598,13 @@ class _Handler(BaseHTTPRequestHandler):
                                           "the server is currently unable to handle the "
                                           "request").status())
             return
-        retry_after = self.cluster._throttled(path)
-        if retry_after is not None:
-            text = b"Too many requests, please try again later.\n"
-            self.send_response(429)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Retry-After", str(retry_after))
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
-            return
         try:
             self._authenticate()
+            # APF's filter runs after authentication, before authorization and routing
+            retry_after = self.cluster._throttled(path)
+            if retry_after is not None:
+                self._too_many_requests(retry_after)
+                return
             self._route(path, query, content_type, raw, body)
         except ApiError as exc:
             self._send_json(exc.code, exc.status())
@@ -619,6 +613,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug here must surface as a 500, not a hung client
             log.exception("sim cluster: internal error on %s %s", self.command, self.path)
             self._send_json(500, ApiError(500, "InternalError", repr(exc)).status())
+
+    def _too_many_requests(self, retry_after: int) -> None:
+        """API Priority and Fairness's rejection: plain text, not a Status (see `throttle`)."""
+        text = b"Too many requests, please try again later.\n"
+        self.send_response(429)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Retry-After", str(retry_after))
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
 
     def _authenticate(self) -> None:
         expected = self.cluster.token
