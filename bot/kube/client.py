@@ -32,6 +32,8 @@ from bot.kube.node_pulls import NodePulls
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = (5, 15)  # connect, read: a diagnosis never hangs on a dead API server
+#: A paginated list whose continue token expired (410) is started again this many times.
+LIST_RESTARTS = 2
 
 T = TypeVar("T")
 
@@ -52,6 +54,15 @@ _WEBHOOK_KEYS = ("name", "rules", "namespaceSelector", "objectSelector", "matchC
                  "failurePolicy", "reinvocationPolicy")
 
 
+def _retry_after(exc: ApiException) -> float:
+    """The Retry-After header of a 429 in seconds (1 when absent or not a number)."""
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        return max(float(headers.get("Retry-After") or 1), 0.0)
+    except (TypeError, ValueError):
+        return 1.0
+
+
 def _trim_webhook_configuration(obj: dict[str, Any]) -> dict[str, Any]:
     """A webhook configuration without what matching never reads (CA bundles, services)."""
     return {"metadata": {"name": (obj.get("metadata") or {}).get("name")},
@@ -66,6 +77,19 @@ class KubeError(Exception):
 
 class KubeUnreachable(KubeError):
     """The API server did not answer (network, TLS, bad kubeconfig)."""
+
+
+class KubeThrottled(KubeUnreachable):
+    """429 Too Many Requests (API Priority and Fairness, or a max-in-flight limit): the server
+    is up but shedding load; `retry_after` is its Retry-After header in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class KubeExpired(KubeUnreachable):
+    """410 Gone: a resourceVersion or a list's continue token is older than the server keeps."""
 
 
 class KubeForbidden(KubeError):
@@ -154,6 +178,10 @@ class KubeClient:
             return KubeError(f"{what} changed in the meantime ({detail}); try again")
         if exc.status == 422:
             return KubeError(f"the Kubernetes API rejected the change to {what} ({detail})")
+        if exc.status == 410:
+            return KubeExpired(f"{verb} of {what} failed: {detail}")
+        if exc.status == 429:
+            return KubeThrottled(f"{verb} of {what} failed: {detail}", _retry_after(exc))
         return KubeUnreachable(f"{verb} of {what} failed: {detail}")
 
     def _unreachable(self, exc: BaseException) -> KubeUnreachable:
@@ -161,7 +189,13 @@ class KubeClient:
                                f"unreachable: {type(exc).__name__}")
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call the API and return decoded JSON, mapping failures to KubeError subclasses."""
+        """Call the API and return decoded JSON, mapping failures to KubeError subclasses.
+
+        A read refused with 429 + Retry-After (API Priority and Fairness,
+        kubernetes.io/docs/concepts/cluster-administration/flow-control/) is already sent
+        again by urllib3's default ``Retry(3)``, after the server's Retry-After (GETs only;
+        tests/kube/test_apiserver_faithful.py holds it to that): a 429 that reaches here is a
+        KubeThrottled, a KubeUnreachable."""
         try:
             response = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
                           **kwargs)
@@ -507,11 +541,24 @@ class KubeClient:
         items: list[T] = []
         token: str | None = None
         rv = ""
+        restarts = 0
         while True:
             page_args = dict(kwargs, limit=self.LIST_PAGE_SIZE)
             if token:
                 page_args["_continue"] = token
-            data = self._call(what, fn, *args, **page_args)
+            try:
+                data = self._call(what, fn, *args, **page_args)
+            except KubeExpired:
+                # The continue token outlived its snapshot (etcd compacts every 5 minutes; a
+                # slow list of a large cluster meets it): 410. The answer's own token would go
+                # on inconsistently, and the list's resourceVersion must be one snapshot to
+                # watch from without a gap, so list again (client-go's ListPager lists anew too).
+                if not token or restarts >= LIST_RESTARTS:
+                    raise
+                restarts += 1
+                log.info("the list of %s expired between pages (410); listing again", what)
+                items, token, rv = [], None, ""
+                continue
             meta = data.get("metadata") or {}
             rv = rv or str(meta.get("resourceVersion") or "")
             items.extend(project(item) for item in data.get("items") or [])

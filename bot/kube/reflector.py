@@ -12,6 +12,9 @@ the hooks below, and the rules of talking to a real kube-apiserver stay in one p
   410 or, as the apiserver sends it, an ``ERROR`` event with a Status of ``code: 410`` inside a
   200 stream: relist, and the user reconciles what it held with what the list says. A second
   410 before any event backs off instead of spinning.
+* **Too large resource version** (a 504 ``ERROR`` whose cause is ``ResourceVersionTooLarge``:
+  the stored RV is beyond the server's, after an etcd restore or from an HA peer that lags):
+  relist, as for 410; waiting for an RV that may never come would leave the watch deaf.
 * **Bookmarks** move the RV forward without an object, so a reopen after a quiet hour does not
   start from an RV the apiserver has forgotten.
 * **Idle timeout.** ``stop`` is checked between events and at least every ``idle_timeout``
@@ -37,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bot.kube.client import KubeError
+from bot.kube.client import KubeError, KubeThrottled
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,15 @@ class Expired(Exception):
 
 class _StreamError(Exception):
     """The stream reported an error other than 410 (back off and reconnect)."""
+
+
+def _too_large(status: Mapping[str, Any]) -> bool:
+    """A Status saying the watch's RV is beyond the server's ("Too large resource version",
+    504 with the cause ResourceVersionTooLarge): a restored etcd, or an HA peer whose cache
+    lags. The stored RV may never come, so relist like client-go's reflector does."""
+    causes = (status.get("details") or {}).get("causes") or []
+    return any(isinstance(c, dict) and c.get("reason") == "ResourceVersionTooLarge"
+               for c in causes)
 
 
 class Reflector:
@@ -157,10 +169,13 @@ class Reflector:
                 except Expired:
                     self.relists += 1
                     self._expired_in_row += 1
-                    log.info("watch of %s expired (410 Gone): relisting", self.what)
+                    log.info("watch of %s expired (410 Gone) or is ahead of the server: "
+                             "relisting", self.what)
                     self.resource_version = None
                     if self._expired_in_row > 1:  # expired again before any event: no spin
                         self._back_off(stop, "the watch expired again")
+                except KubeThrottled as exc:  # 429: no sooner than the server asked
+                    self._back_off(stop, str(exc), at_least=exc.retry_after)
                 except KubeError as exc:
                     self._back_off(stop, str(exc))
                 except Exception:
@@ -222,13 +237,14 @@ class Reflector:
         self._failing_since = None
         self.last_error = None
 
-    def _back_off(self, stop: threading.Event, why: str) -> None:
+    def _back_off(self, stop: threading.Event, why: str, at_least: float = 0.0) -> None:
         self.failures += 1
         self.last_error = why
         if self._failing_since is None:
             self._failing_since = time.monotonic()
         cap = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 30))
         delay = random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        delay = max(delay, min(at_least, self.backoff_max))  # a 429's Retry-After
         level = logging.WARNING if self.failures in (1, 5) or self.failures % 20 == 0 else \
             logging.DEBUG
         log.log(level, "watch of %s interrupted (%s); reconnecting in %.2f s (attempt %d)",
@@ -254,7 +270,7 @@ class Reflector:
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     code = obj.get("code")
-                    if code == 410:
+                    if code == 410 or _too_large(obj):
                         raise Expired()
                     raise _StreamError(f"watch ERROR {code} {obj.get('reason')}: "
                                        f"{obj.get('message')}")

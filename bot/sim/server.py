@@ -110,6 +110,7 @@ class SimCluster(LoopbackService):
         history_limit: int = 1000,
         bookmark_interval: float = 60.0,
         default_watch_timeout: float = 1800.0,
+        too_large_rv_wait: float = 3.0,
     ) -> None:
         self.store = Store(history_limit=history_limit)
         self.scenarios: list[Scenario] = []
@@ -119,6 +120,9 @@ class SimCluster(LoopbackService):
         self.host, self._port = host, port
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
+        #: how long a watch from an RV beyond the store's waits for it before the 504 (the
+        #: cacher's 3 s)
+        self.too_large_rv_wait = too_large_rv_wait
         self.requests: list[RecordedRequest] = []
         self._forbidden: set[tuple[str, str]] = set()
         self._rbac: list[dict[str, Any]] | None = None
@@ -137,6 +141,8 @@ class SimCluster(LoopbackService):
         self._listener = HTTPListener(host, "sim-cluster")
         self._down_503 = False
         self._up_timer: threading.Timer | None = None
+        #: API Priority and Fairness rejections still to hand out: [count, Retry-After, path]
+        self._throttles: list[tuple[list[int], int, re.Pattern[str] | None]] = []
 
         items: list[Path | Scenario] = []
         for s in scenarios:
@@ -254,6 +260,26 @@ class SimCluster(LoopbackService):
     def set_latency(self, path_pattern: str, seconds: float) -> None:
         """Delay every request whose path matches the regex (``re.search``) by ``seconds``."""
         self._latency.append((re.compile(path_pattern), seconds))
+
+    def throttle(self, count: int = 1, retry_after: int = 1, path: str | None = None) -> None:
+        """Reject the next ``count`` requests (whose path matches the regex, if given) as API
+        Priority and Fairness does when a priority level's queues are full: ``429`` with a
+        ``Retry-After`` header (whole seconds) and a plain-text body, not a Status
+        (kubernetes.io/docs/concepts/cluster-administration/flow-control/: "rejected with
+        HTTP 429 (Too Many Requests)"; the apiserver's filters/maxinflight.go
+        tooManyRequests writes the header and "Too many requests, please try again
+        later."). The requests are still recorded."""
+        with self._requests_lock:
+            self._throttles.append(([count], retry_after, re.compile(path) if path else None))
+
+    def _throttled(self, path: str) -> int | None:
+        """The Retry-After of an APF rejection due for this request, else None."""
+        with self._requests_lock:
+            for left, retry_after, pattern in self._throttles:
+                if left[0] > 0 and (pattern is None or pattern.search(path)):
+                    left[0] -= 1
+                    return retry_after
+        return None
 
     def clear_latency(self) -> None:
         self._latency.clear()
@@ -574,6 +600,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._authenticate()
+            # APF's filter runs after authentication, before authorization and routing
+            retry_after = self.cluster._throttled(path)
+            if retry_after is not None:
+                self._too_many_requests(retry_after)
+                return
             self._route(path, query, content_type, raw, body)
         except ApiError as exc:
             self._send_json(exc.code, exc.status())
@@ -582,6 +613,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug here must surface as a 500, not a hung client
             log.exception("sim cluster: internal error on %s %s", self.command, self.path)
             self._send_json(500, ApiError(500, "InternalError", repr(exc)).status())
+
+    def _too_many_requests(self, retry_after: int) -> None:
+        """API Priority and Fairness's rejection: plain text, not a Status (see `throttle`)."""
+        text = b"Too many requests, please try again later.\n"
+        self.send_response(429)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Retry-After", str(retry_after))
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
 
     def _authenticate(self) -> None:
         expected = self.cluster.token
@@ -724,6 +766,15 @@ class _Handler(BaseHTTPRequestHandler):
                 after = (ns, name)
             except (ValueError, KeyError, TypeError):
                 raise ApiError.bad_request("continue key is not valid") from None
+            if 0 <= token_rv < self.cluster.store.compacted_rv:
+                # The page's snapshot is gone (etcd compacts every 5 minutes by default, so a
+                # slow paginated list of a large cluster meets this): 410 with a token that
+                # goes on at the latest RV (the apiserver encodes RV -1 for it).
+                raw_fresh = json.dumps({"rv": -1, "after": [after[0], after[1]]})
+                raise ApiError.continue_expired(
+                    base64.urlsafe_b64encode(raw_fresh.encode()).decode())
+            if token_rv < 0:
+                token_rv = None  # the inconsistent continuation: the latest snapshot
         limit = int(q.get("limit") or 0)
         page = self.cluster.store.list_page(
             route.rt, route.namespace, pred, fields=fields, after=after, limit=max(limit, 0)
@@ -785,13 +836,14 @@ class _Handler(BaseHTTPRequestHandler):
         initial: list[tuple[str, Obj]] = []
         watcher = None
         try:
+            self._wait_for_rv(rv)
             initial, watcher, last_rv = store.open_watch(
                 route.rt, route.namespace, pred or _everything, rv, fields=fields
             )
         except ApiError as exc:
-            if exc.code != 410:
+            if exc.code not in (410, 504):
                 raise
-            expired = exc  # the apiserver answers 200 and sends the 410 as an ERROR event
+            expired = exc  # the apiserver answers 200 and sends these as an ERROR event
             last_rv = 0
 
         self.send_response(200)
@@ -835,6 +887,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if watcher is not None:
                 store.close_watch(watcher)
+
+    def _wait_for_rv(self, rv: str | None) -> None:
+        """Block while the store has not reached a requested RV, then give up with the 504 the
+        apiserver sends for "Too large resource version"."""
+        try:
+            wanted = int(rv or 0)
+        except ValueError:
+            return  # open_watch answers the 400
+        store = self.cluster.store
+        deadline = time.monotonic() + self.cluster.too_large_rv_wait
+        while wanted > store.rv:
+            if time.monotonic() >= deadline:
+                raise ApiError.too_large_resource_version(wanted, store.rv)
+            time.sleep(0.02)
 
     def _watch_items(
         self, q: queue.SimpleQueue[Change | str], timeout: float, bookmarks: bool

@@ -78,20 +78,23 @@ class ApiError(Exception):
     """An error the HTTP layer renders as a ``kind: Status`` body with the same code."""
 
     def __init__(
-        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        #: the Status's ListMeta (an expired continue token's fresh token goes here)
+        self.metadata = metadata
 
     def status(self) -> Obj:
         """The Status object exactly as the apiserver serializes it."""
         body: Obj = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.metadata or {}),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
@@ -131,6 +134,41 @@ class ApiError(Exception):
     @classmethod
     def expired(cls, requested: int, oldest: int) -> ApiError:
         return cls(410, "Expired", f"too old resource version: {requested} ({oldest})")
+
+    @classmethod
+    def too_large_resource_version(cls, requested: int, current: int) -> ApiError:
+        """A watch from an RV the server has not reached (a restored etcd, or an HA peer whose
+        watch cache lags): after waiting for it, the apiserver's cacher gives up with this 504
+        (apimachinery errors.NewTooLargeResourceVersionError; kubernetes.io/docs/reference/
+        using-api/api-concepts/#resource-versions: an RV newer than the server's is answered
+        "504 Gateway Timeout" rather than served stale)."""
+        return cls(
+            504, "Timeout",
+            f"Timeout: Too large resource version: {requested}, current: {current}",
+            {"causes": [{"reason": "ResourceVersionTooLarge",
+                         "message": "Too large resource version"}],
+             "retryAfterSeconds": 1},
+        )
+
+    @classmethod
+    def continue_expired(cls, fresh_token: str) -> ApiError:
+        """A list page asked with a continue token whose snapshot was compacted away.
+
+        kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks:
+        "If the specified continue value is no longer valid ... the server will respond with a
+        410 ResourceExpired error together with a continue token"; the wording and the fresh
+        token in the Status's metadata are the apiserver's (storage/etcd3
+        handleCompactedErrorForPaging)."""
+        return cls(
+            410, "Expired",
+            "The provided continue parameter is too old to display a consistent list result. "
+            "You can start a new list without the continue parameter, or use the continue "
+            "token in this response to retrieve the remainder of the results. Continuing with "
+            "the provided token results in an inconsistent list - objects that were created, "
+            "modified, or deleted between the time the first chunk was returned and now may "
+            "show up in the list.",
+            metadata={"continue": fresh_token},
+        )
 
 
 def _details(rt: ResourceType, name: str | None) -> Obj:
