@@ -149,15 +149,20 @@ def screen_interaction(payload: Any) -> None:
         if url is None:
             raise Refused(400, "malformed request", str(exc)) from None
         log.warning("slack button press refused: %s", exc)
-        _answer_unreadable(url)
+        answer_privately(url, UNREADABLE_BUTTON, timeout=2)
         raise AnsweredAlready from None
 
 
-def _answer_unreadable(url: str) -> None:
+def answer_privately(url: str | None, text: str, *, timeout: int = 3) -> None:
+    """An ephemeral note to the person through a request's response_url. A courtesy: what
+    it accompanies (a refusal, a request sent elsewhere) stands without it, so a failure is
+    logged, never raised."""
+    if url is None:
+        return
     try:
-        WebhookClient(url, timeout=2).send(text=UNREADABLE_BUTTON, response_type="ephemeral",
-                                           replace_original=False)
-    except Exception as exc:  # the answer is a courtesy; the refusal stands without it
+        WebhookClient(url, timeout=timeout).send(text=text, response_type="ephemeral",
+                                                 replace_original=False)
+    except Exception as exc:
         log.warning("could not answer through response_url: %s", type(exc).__name__)
 
 

@@ -30,10 +30,9 @@ from bot.chatops.bus.entries import (
     payload_of,
     request_id_of,
     request_of,
-    tell,
 )
 from bot.chatops.bus.route import FleetBus
-from bot.slack.inbound import response_url_of
+from bot.slack.inbound import answer_privately, response_url_of
 from bot.slack.text import Mrkdwn, code
 
 log = logging.getLogger("bot.chatops.bus")  # one logger for the whole bus
@@ -149,7 +148,7 @@ class BusConsumer:
             log.warning("bus: entry %s dropped: the request is %d s old (Slack's window is "
                         "%d s)", entry_id, age, SLACK_WINDOW)
             if age < RESPONSE_URL_LIFETIME:
-                tell(response_url_of(payload), str(Mrkdwn(
+                answer_privately(response_url_of(payload), str(Mrkdwn(
                     "⌛ This request waited {} for {}'s agent, longer than Slack's 5-minute "
                     "window, so nothing was done. Send it again if it is still needed.").format(
                     ago(age), code(self.bus.cluster))))
@@ -295,4 +294,4 @@ def _forward_ack(url: str | None, answer: str) -> None:
         data = {"text": answer}
     text = data.get("text") if isinstance(data, dict) else None
     if isinstance(text, str) and text:
-        tell(url, text)
+        answer_privately(url, text)

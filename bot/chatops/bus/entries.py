@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from slack_bolt.request.internals import parse_body
-from slack_sdk.webhook import WebhookClient
 
 log = logging.getLogger("bot.chatops.bus")  # one logger for the whole bus
 
@@ -66,17 +65,6 @@ def agent_signature(secret: str, *, timestamp: str, sender: str, target: str,
 
 def ago(seconds: float) -> str:
     return f"{int(seconds)} s" if seconds < 120 else f"{int(seconds // 60)} min"
-
-
-def tell(url: str | None, text: str) -> None:
-    """An ephemeral note through a response_url (a courtesy: failures are logged only)."""
-    if url is None:
-        return
-    try:
-        WebhookClient(url, timeout=3).send(text=text, response_type="ephemeral",
-                                           replace_original=False)
-    except Exception as exc:
-        log.warning("bus: could not answer through response_url: %s", type(exc).__name__)
 
 
 def request_id_of(signature: str) -> str:

@@ -23,12 +23,11 @@ from bot.chatops.bus.entries import (
     Carry,
     agent_signature,
     ago,
-    tell,
 )
 from bot.chatops.routing import ANSWERED_WHERE_RECEIVED, ClusterNameError, split_cluster
 from bot.diagnosis.names import is_dns1123_label
 from bot.metrics import BoundedLabels, Metrics
-from bot.slack.inbound import Admitted, response_url_of
+from bot.slack.inbound import Admitted, answer_privately, response_url_of
 from bot.slack.text import Mrkdwn, code, sentence
 from bot.store import RedisStore, StoreError
 
@@ -176,7 +175,7 @@ class FleetBus:
     def _refused(payload: Mapping[str, Any], target: str, said: str) -> Route:
         """A command hears why in its ack; a button through its response_url."""
         if "command" not in payload:
-            tell(response_url_of(payload), "⚠️ " + said)
+            answer_privately(response_url_of(payload), "⚠️ " + said)
             return Route("refused", target, "")
         return Route("refused", target, _ack_text("⚠️ " + said))
 
