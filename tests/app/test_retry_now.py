@@ -30,7 +30,13 @@ from bot.sim.registry import SimRegistry
 from bot.sim.server import SimCluster
 from bot.slack import actions
 from tests.support.serve import free_port
-from tests.support.slack_requests import ALERTS, BotUnderTest, block_action, running_bot
+from tests.support.slack_requests import (
+    ALERTS,
+    BotUnderTest,
+    block_action,
+    pressed_message,
+    running_bot,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -84,10 +90,7 @@ def buttons(message: Any) -> dict[str, str]:
 def click(bot: BotUnderTest, action_id: str, value: str, message: Any, user: str) -> str:
     """A signed button click on `message`; returns the name of its response_url."""
     name = f"click-{uuid.uuid4().hex[:6]}"
-    payload = {"ts": message.ts, "type": "message", "text": message.text,
-               "blocks": message.blocks, "user": "U0IMGBOT01"}
-    if message.thread_ts:
-        payload["thread_ts"] = message.thread_ts
+    payload = pressed_message(message)
     reply = bot.client.form(block_action(action_id, value, message=payload,
                                          response_url=bot.slack.response_url(name),
                                          user_id=user, channel_id=message.channel))

@@ -46,6 +46,7 @@ from tests.support.slack_requests import (
     SIGNING_SECRET,
     block_action,
     button_value,
+    pressed_message,
     sign,
     slash_command,
 )
@@ -351,14 +352,15 @@ def test_a_copied_incident_does_not_capture_the_click(
     failing_web(sims[1])
     alert = alert_with(agents.slack, actions.RESTART)
     incident_id = button_value(alert, actions.RESTART)
-    original = agents.redis.hgetall(agents.cluster_key(b, "incident", incident_id))
+    b_key = agents.cluster_key(b, "incident", incident_id)
+    # Slack shows the alert before the bot records where it went: copy the finished record
+    original = wait_for(lambda: (lambda r: r if r.get("channel") and r.get("thread_ts") else None)(
+        agents.redis.hgetall(b_key)), 10, "B's incident record with its channel and thread")
     copy_key = agents.cluster_key(mallory, "incident", incident_id)
 
     def click(name: str) -> None:
-        payload = {"ts": alert.ts, "type": "message", "text": alert.text,
-                   "blocks": alert.blocks, "user": "U0IMGBOT01"}
         reply = a_agent.client.form(block_action(
-            actions.RESTART, incident_id, message=payload, user_id=CAROL,
+            actions.RESTART, incident_id, message=pressed_message(alert), user_id=CAROL,
             response_url=agents.slack.response_url(name), channel_id=alert.channel))
         assert reply.status == 200, reply.text
 

@@ -38,7 +38,13 @@ from bot.slack.socket_mode import SocketModeHandler
 from bot.store import RedisStore
 from tests.support.leaks import SECRETS
 from tests.support.redis import redis_store
-from tests.support.slack_requests import ALERTS, block_action, environment, slash_command
+from tests.support.slack_requests import (
+    ALERTS,
+    block_action,
+    environment,
+    pressed_message,
+    slash_command,
+)
 
 ALICE = "U0ALICE001"
 
@@ -80,10 +86,7 @@ class SocketBot:
               user: str = ALICE) -> tuple[Envelope, str]:
         """A button press on `message` (a stand-in Message) as an `interactive` envelope."""
         name = f"click-{uuid.uuid4().hex[:6]}"
-        stored = {"ts": message.ts, "type": "message", "text": message.text,
-                  "blocks": message.blocks, "user": "U0IMGBOT01"}
-        if message.thread_ts:
-            stored["thread_ts"] = message.thread_ts
+        stored = pressed_message(message)
         body = block_action(action_id, value, message=stored, user_id=user,
                             channel_id=message.channel,
                             response_url=self.slack.response_url(name))
